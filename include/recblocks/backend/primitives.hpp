@@ -1,0 +1,51 @@
+#pragma once
+// The primitive set every backend implements, as a specialization of
+// Primitives<Backend> (CTranslate2's `primitives<Device>`). Blocks and models
+// call only these, through the validating wrappers in recblocks/ops/, so a new
+// backend is one new specialization plus one entry in the tests' backend list
+// (docs/backends.md).
+//
+// Contract shared by every backend (ops/ has checked it before the call):
+//   * views are row-major with contiguous rows; 2-D views may have ld > cols;
+//   * shapes agree as documented in ops/; ids are in range;
+//   * element type T is float or double.
+//
+//   gemm            C = alpha * op(A) * op(B) + beta * C      (beta == 0: C is not read)
+//   gemm_batched    the same for each of the leading-dimension batch entries
+//   dot, axpy       x·y;  y += alpha * x
+//   softmax_rows    y = softmax(x) per row over entries whose mask byte != 0
+//                   (all if no mask); a row with nothing kept becomes all zeros
+//   softmax_rows_backward   dx = y * (dy - sum(dy * y))  per row
+//   layer_norm_forward / _backward   per row over D, biased variance
+//   activation_forward / _backward   ReLU, GELU (erf form)
+//   gather_rows     out[i] = table[ids[i]]
+//   scatter_add_rows  table[ids[i]] += src[i]  (deterministic order of addition)
+//   top_k_rows      k largest per row, descending; ties -> lower index first;
+//                   returns the first row holding a NaN, or -1 (outputs then unspecified)
+//   sum, max_value, sum_rows   reductions (sum_rows: column sums over rows)
+#include <cstdint>
+
+#include "recblocks/backend/tags.hpp"
+#include "recblocks/core/tensor_view.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+
+/// Whether gemm uses a matrix as stored or transposed.
+enum class Trans : bool { no = false, yes = true };
+
+/// Element-wise activations with forward and backward kernels.
+enum class Activation : std::uint8_t {
+    relu,  ///< max(x, 0); derivative 0 at x == 0 (PyTorch's convention)
+    gelu,  ///< x * Phi(x) with the exact erf form (BERT, PyTorch's default)
+};
+
+template <class Backend>
+struct Primitives;  // specialised per backend
+
+/// Whether a backend's tensors live in host memory, where ops/ can inspect
+/// data (id ranges) before the call. Device backends validate data in their
+/// kernels instead and throw the same error types afterwards.
+template <class Backend>
+inline constexpr bool host_memory_v = true;
+
+RECBLOCKS_NAMESPACE_END

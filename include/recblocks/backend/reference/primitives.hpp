@@ -1,0 +1,219 @@
+#pragma once
+// Reference backend: the oracle every other backend is tested against.
+// Straightforward loops in the textbook order, every sum accumulated in
+// double, one thread. Slow on purpose; clear on purpose.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "recblocks/backend/primitives.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+
+template <>
+struct Primitives<backend::Reference> {
+    using B = backend::Reference;
+
+    template <class T>
+    static void gemm(const B&, Trans ta, Trans tb, T alpha, MatrixView<const T> a, MatrixView<const T> b, T beta,
+                     MatrixView<T> c) {
+        const index_t m = c.rows(), n = c.cols();
+        const index_t k = ta == Trans::yes ? a.rows() : a.cols();
+        for (index_t i = 0; i < m; ++i)
+            for (index_t j = 0; j < n; ++j) {
+                double acc = 0.0;
+                for (index_t p = 0; p < k; ++p) {
+                    const double av = ta == Trans::yes ? a(p, i) : a(i, p);
+                    const double bv = tb == Trans::yes ? b(j, p) : b(p, j);
+                    acc += av * bv;
+                }
+                const double prior = beta == T(0) ? 0.0 : double(beta) * double(c(i, j));
+                c(i, j) = static_cast<T>(double(alpha) * acc + prior);
+            }
+    }
+
+    template <class T>
+    static void gemm_batched(const B& be, Trans ta, Trans tb, T alpha, TensorView<const T, 3> a,
+                             TensorView<const T, 3> b, T beta, TensorView<T, 3> c) {
+        for (index_t i = 0; i < c.extent(0); ++i) gemm<T>(be, ta, tb, alpha, a[i], b[i], beta, c[i]);
+    }
+
+    template <class T>
+    static T dot(const B&, VectorView<const T> x, VectorView<const T> y) {
+        double acc = 0.0;
+        for (index_t i = 0; i < x.size(); ++i) acc += double(x(i)) * double(y(i));
+        return static_cast<T>(acc);
+    }
+
+    template <class T>
+    static void axpy(const B&, T alpha, VectorView<const T> x, VectorView<T> y) {
+        for (index_t i = 0; i < x.size(); ++i) y(i) = static_cast<T>(double(y(i)) + double(alpha) * double(x(i)));
+    }
+
+    template <class T>
+    static void softmax_rows(const B&, MatrixView<const T> x, MatrixView<const std::uint8_t> mask, MatrixView<T> y) {
+        const bool masked = mask.data() != nullptr;
+        for (index_t r = 0; r < x.rows(); ++r) {
+            double mx = -std::numeric_limits<double>::infinity();
+            for (index_t c = 0; c < x.cols(); ++c)
+                if (!masked || mask(r, c)) mx = std::max(mx, double(x(r, c)));
+            double sum = 0.0;
+            std::vector<double> e(static_cast<std::size_t>(x.cols()), 0.0);
+            for (index_t c = 0; c < x.cols(); ++c)
+                if ((!masked || mask(r, c)) && mx != -std::numeric_limits<double>::infinity()) {
+                    e[static_cast<std::size_t>(c)] = std::exp(double(x(r, c)) - mx);
+                    sum += e[static_cast<std::size_t>(c)];
+                }
+            for (index_t c = 0; c < x.cols(); ++c)
+                y(r, c) = sum > 0.0 ? static_cast<T>(e[static_cast<std::size_t>(c)] / sum) : T(0);
+        }
+    }
+
+    template <class T>
+    static void softmax_rows_backward(const B&, MatrixView<const T> y, MatrixView<const T> dy, MatrixView<T> dx) {
+        for (index_t r = 0; r < y.rows(); ++r) {
+            double s = 0.0;
+            for (index_t c = 0; c < y.cols(); ++c) s += double(dy(r, c)) * double(y(r, c));
+            for (index_t c = 0; c < y.cols(); ++c) dx(r, c) = static_cast<T>(double(y(r, c)) * (double(dy(r, c)) - s));
+        }
+    }
+
+    template <class T>
+    static void layer_norm_forward(const B&, MatrixView<const T> x, VectorView<const T> gamma,
+                                   VectorView<const T> beta, T eps, MatrixView<T> y, VectorView<T> mean,
+                                   VectorView<T> rstd) {
+        const index_t d = x.cols();
+        for (index_t r = 0; r < x.rows(); ++r) {
+            double mu = 0.0;
+            for (index_t c = 0; c < d; ++c) mu += double(x(r, c));
+            mu /= double(d);
+            double var = 0.0;
+            for (index_t c = 0; c < d; ++c) var += (double(x(r, c)) - mu) * (double(x(r, c)) - mu);
+            var /= double(d);
+            const double rs = 1.0 / std::sqrt(var + double(eps));
+            for (index_t c = 0; c < d; ++c)
+                y(r, c) = static_cast<T>((double(x(r, c)) - mu) * rs * double(gamma(c)) + double(beta(c)));
+            if (mean.data()) mean(r) = static_cast<T>(mu);
+            if (rstd.data()) rstd(r) = static_cast<T>(rs);
+        }
+    }
+
+    template <class T>
+    static void layer_norm_backward(const B&, MatrixView<const T> x, VectorView<const T> gamma,
+                                    VectorView<const T> mean, VectorView<const T> rstd, MatrixView<const T> dy,
+                                    MatrixView<T> dx, VectorView<T> dgamma, VectorView<T> dbeta) {
+        const index_t d = x.cols();
+        std::vector<double> dg(static_cast<std::size_t>(d), 0.0), db(static_cast<std::size_t>(d), 0.0);
+        for (index_t r = 0; r < x.rows(); ++r) {
+            const double mu = mean(r), rs = rstd(r);
+            // dxhat = dy * gamma; dx = rs * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+            double m1 = 0.0, m2 = 0.0;
+            for (index_t c = 0; c < d; ++c) {
+                const double xhat = (double(x(r, c)) - mu) * rs;
+                const double g = double(dy(r, c)) * double(gamma(c));
+                m1 += g;
+                m2 += g * xhat;
+                dg[static_cast<std::size_t>(c)] += double(dy(r, c)) * xhat;
+                db[static_cast<std::size_t>(c)] += double(dy(r, c));
+            }
+            m1 /= double(d);
+            m2 /= double(d);
+            for (index_t c = 0; c < d; ++c) {
+                const double xhat = (double(x(r, c)) - mu) * rs;
+                const double g = double(dy(r, c)) * double(gamma(c));
+                dx(r, c) = static_cast<T>(rs * (g - m1 - xhat * m2));
+            }
+        }
+        for (index_t c = 0; c < d; ++c) {
+            dgamma(c) = static_cast<T>(double(dgamma(c)) + dg[static_cast<std::size_t>(c)]);
+            dbeta(c) = static_cast<T>(double(dbeta(c)) + db[static_cast<std::size_t>(c)]);
+        }
+    }
+
+    template <class T>
+    static void activation_forward(const B&, Activation act, MatrixView<const T> x, MatrixView<T> y) {
+        for (index_t r = 0; r < x.rows(); ++r)
+            for (index_t c = 0; c < x.cols(); ++c) {
+                const double v = x(r, c);
+                y(r, c) = static_cast<T>(act == Activation::relu ? (v > 0.0 ? v : 0.0)
+                                                                 : 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))));
+            }
+    }
+
+    template <class T>
+    static void activation_backward(const B&, Activation act, MatrixView<const T> x, MatrixView<const T> dy,
+                                    MatrixView<T> dx) {
+        constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+        for (index_t r = 0; r < x.rows(); ++r)
+            for (index_t c = 0; c < x.cols(); ++c) {
+                const double v = x(r, c);
+                const double g = act == Activation::relu
+                                     ? (v > 0.0 ? 1.0 : 0.0)
+                                     : 0.5 * (1.0 + std::erf(v / std::sqrt(2.0))) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v);
+                dx(r, c) = static_cast<T>(double(dy(r, c)) * g);
+            }
+    }
+
+    template <class T>
+    static void gather_rows(const B&, MatrixView<const T> table, VectorView<const row_id_t> ids, MatrixView<T> out) {
+        for (index_t i = 0; i < ids.size(); ++i)
+            for (index_t c = 0; c < table.cols(); ++c) out(i, c) = table(ids(i), c);
+    }
+
+    template <class T>
+    static void scatter_add_rows(const B&, MatrixView<const T> src, VectorView<const row_id_t> ids, MatrixView<T> table) {
+        for (index_t i = 0; i < ids.size(); ++i)
+            for (index_t c = 0; c < table.cols(); ++c)
+                table(ids(i), c) = static_cast<T>(double(table(ids(i), c)) + double(src(i, c)));
+    }
+
+    template <class T>
+    static index_t top_k_rows(const B&, MatrixView<const T> scores, index_t k, MatrixView<row_id_t> ids,
+                              MatrixView<T> values) {
+        std::vector<row_id_t> order(static_cast<std::size_t>(scores.cols()));
+        for (index_t r = 0; r < scores.rows(); ++r) {
+            std::iota(order.begin(), order.end(), row_id_t{0});
+            const T* s = scores.row(r);
+            for (index_t c = 0; c < scores.cols(); ++c)
+                if (std::isnan(s[c])) return r;
+            std::stable_sort(order.begin(), order.end(), [&](row_id_t a, row_id_t b) { return s[a] > s[b]; });
+            for (index_t j = 0; j < k; ++j) {
+                ids(r, j) = order[static_cast<std::size_t>(j)];
+                values(r, j) = s[order[static_cast<std::size_t>(j)]];
+            }
+        }
+        return -1;
+    }
+
+    template <class T>
+    static T sum(const B&, MatrixView<const T> x) {
+        double acc = 0.0;
+        for (index_t r = 0; r < x.rows(); ++r)
+            for (index_t c = 0; c < x.cols(); ++c) acc += double(x(r, c));
+        return static_cast<T>(acc);
+    }
+
+    template <class T>
+    static T max_value(const B&, MatrixView<const T> x) {
+        T m = -std::numeric_limits<T>::infinity();
+        for (index_t r = 0; r < x.rows(); ++r)
+            for (index_t c = 0; c < x.cols(); ++c) {
+                if (std::isnan(x(r, c))) return x(r, c);  // NaN wins, as documented in ops::max_value
+                m = std::max(m, x(r, c));
+            }
+        return m;
+    }
+
+    template <class T>
+    static void sum_rows(const B&, MatrixView<const T> x, VectorView<T> out) {
+        for (index_t c = 0; c < x.cols(); ++c) {
+            double acc = 0.0;
+            for (index_t r = 0; r < x.rows(); ++r) acc += double(x(r, c));
+            out(c) = static_cast<T>(acc);
+        }
+    }
+};
+
+RECBLOCKS_NAMESPACE_END
