@@ -1,0 +1,69 @@
+#pragma once
+// CpuKernelTable<T>: the xsimd kernels of one ISA as a table of function
+// pointers. make_kernel_table<Arch, T>() builds it for any xsimd arch the
+// current translation unit is compiled for; the per-ISA translation units of
+// runtime dispatch each build one (dispatch_instantiate.hpp) and
+// dispatch_table<T>(level) picks one at run time.
+//
+// This header and kernels/ include nothing but xsimd and recblocks/core/types.hpp:
+// they are compiled with ISA flags in the dispatch translation units, and any
+// non-template inline function they pulled in could end up as the copy the
+// linker keeps for the whole program.
+#include <cstdint>
+
+#include "recblocks/backend/cpu/kernels/activation.hpp"
+#include "recblocks/backend/cpu/kernels/blas1.hpp"
+#include "recblocks/backend/cpu/kernels/embedding.hpp"
+#include "recblocks/backend/cpu/kernels/layer_norm.hpp"
+#include "recblocks/backend/cpu/kernels/softmax.hpp"
+#include "recblocks/backend/cpu/kernels/top_k.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace cpu {
+
+template <class T>
+struct CpuKernelTable {
+    const char* arch_name;
+    index_t simd_width;  // elements of T per register
+    T (*dot)(const T*, const T*, index_t);
+    void (*axpy)(index_t, T, const T*, T*);
+    T (*sum)(const T*, index_t, index_t, index_t);
+    T (*max_value)(const T*, index_t, index_t, index_t);
+    void (*softmax_rows)(const T*, index_t, const std::uint8_t*, index_t, T*, index_t, index_t, index_t);
+    void (*softmax_rows_backward)(const T*, index_t, const T*, index_t, T*, index_t, index_t, index_t);
+    void (*layer_norm_forward)(const T*, index_t, const T*, const T*, T, T*, index_t, T*, T*, index_t, index_t);
+    void (*layer_norm_backward)(const T*, index_t, const T*, const T*, const T*, const T*, index_t, T*, index_t, T*,
+                                T*, index_t, index_t);
+    void (*activation_forward)(std::uint8_t, const T*, index_t, T*, index_t, index_t, index_t);
+    void (*activation_backward)(std::uint8_t, const T*, index_t, const T*, index_t, T*, index_t, index_t, index_t);
+    void (*gather_rows)(const T*, index_t, const row_id_t*, index_t, T*, index_t, index_t);
+    void (*scatter_add_rows)(const T*, index_t, const row_id_t*, index_t, T*, index_t, index_t, row_id_t, row_id_t);
+    bool (*top_k)(const T*, index_t, index_t, row_id_t, T*, row_id_t*);
+};
+
+template <class Arch, class T>
+constexpr CpuKernelTable<T> make_kernel_table() {
+    return {Arch::name(),
+            static_cast<index_t>(xsimd::batch<T, Arch>::size),
+            &Blas1Kernels<Arch, T>::dot,
+            &Blas1Kernels<Arch, T>::axpy,
+            &Blas1Kernels<Arch, T>::sum,
+            &Blas1Kernels<Arch, T>::max_value,
+            &SoftmaxKernels<Arch, T>::softmax_rows,
+            &SoftmaxKernels<Arch, T>::softmax_rows_backward,
+            &LayerNormKernels<Arch, T>::forward,
+            &LayerNormKernels<Arch, T>::backward,
+            &ActivationKernels<Arch, T>::forward,
+            &ActivationKernels<Arch, T>::backward,
+            &EmbeddingKernels<Arch, T>::gather_rows,
+            &EmbeddingKernels<Arch, T>::scatter_add_rows,
+            &TopKKernels<Arch, T>::top_k};
+}
+
+/// Kernel tables of the runtime-dispatch translation units; defined by
+/// RECBLOCKS_DEFINE_CPU_KERNEL_TABLES. Level: 0 sse2, 1 avx2, 2 avx512.
+template <int Level, class T>
+const CpuKernelTable<T>& isa_kernel_table();
+
+}  // namespace cpu
+RECBLOCKS_NAMESPACE_END

@@ -1,0 +1,86 @@
+#pragma once
+// Row softmax, three passes over a row that stays in L1: (1) the maximum,
+// (2) e = exp(x - max) stored to y while summing, (3) y *= 1 / sum. Masked
+// entries are first written to y as -inf, so they come out as exactly 0.
+// A row whose maximum is -inf (nothing kept) becomes all zeros.
+// Accumulation in T; exp is xsimd's vectorised exp (about 1 ulp).
+#include <cstdint>
+#include <limits>
+
+#include "recblocks/backend/cpu/kernels/simd.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace cpu {
+
+template <class Arch, class T>
+struct SoftmaxKernels {
+    using S = Simd<Arch, T>;
+    using batch = typename S::batch;
+    static constexpr index_t W = S::width;
+    static constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+
+    static void softmax_row(const T* x, T* y, index_t n) {
+        batch m(kNegInf);
+        index_t i = 0;
+        for (; i + W <= n; i += W) m = xsimd::max(m, S::load(x + i));
+        if (i < n) m = xsimd::max(m, S::load_tail(x + i, n - i, kNegInf));
+        const T mx = S::hmax(m);
+        if (mx == kNegInf) {
+            for (index_t j = 0; j < n; ++j) y[j] = T(0);
+            return;
+        }
+        const batch vmx(mx);
+        batch s(T(0));
+        for (i = 0; i + W <= n; i += W) {
+            const batch e = xsimd::exp(S::load(x + i) - vmx);
+            S::store(y + i, e);
+            s += e;
+        }
+        if (i < n) {
+            const batch e = xsimd::exp(S::load_tail(x + i, n - i, kNegInf) - vmx);
+            S::store_tail(y + i, e, n - i);
+            s += e;
+        }
+        const batch inv(T(1) / S::hsum(s));
+        for (i = 0; i + W <= n; i += W) S::store(y + i, S::load(y + i) * inv);
+        if (i < n) S::store_tail(y + i, S::load_tail(y + i, n - i, T(0)) * inv, n - i);
+    }
+
+    /// rows × cols; mask may be null (no mask), else bytes with row stride ldm.
+    static void softmax_rows(const T* x, index_t ldx, const std::uint8_t* mask, index_t ldm, T* y, index_t ldy,
+                             index_t rows, index_t cols) {
+        for (index_t r = 0; r < rows; ++r) {
+            const T* xr = x + r * ldx;
+            T* yr = y + r * ldy;
+            if (mask) {
+                const std::uint8_t* mr = mask + r * ldm;
+                for (index_t c = 0; c < cols; ++c) yr[c] = mr[c] ? xr[c] : kNegInf;
+                softmax_row(yr, yr, cols);
+            } else {
+                softmax_row(xr, yr, cols);
+            }
+        }
+    }
+
+    /// dx = y * (dy - sum(dy * y)) per row; dx may alias dy.
+    static void softmax_rows_backward(const T* y, index_t ldy, const T* dy, index_t lddy, T* dx, index_t lddx,
+                                      index_t rows, index_t cols) {
+        for (index_t r = 0; r < rows; ++r) {
+            const T* yr = y + r * ldy;
+            const T* gr = dy + r * lddy;
+            T* dr = dx + r * lddx;
+            batch acc(T(0));
+            index_t i = 0;
+            for (; i + W <= cols; i += W) acc = xsimd::fma(S::load(yr + i), S::load(gr + i), acc);
+            if (i < cols) acc = xsimd::fma(S::load_tail(yr + i, cols - i, T(0)), S::load_tail(gr + i, cols - i, T(0)), acc);
+            const batch s(S::hsum(acc));
+            for (i = 0; i + W <= cols; i += W) S::store(dr + i, S::load(yr + i) * (S::load(gr + i) - s));
+            if (i < cols)
+                S::store_tail(dr + i, S::load_tail(yr + i, cols - i, T(0)) * (S::load_tail(gr + i, cols - i, T(0)) - s),
+                              cols - i);
+        }
+    }
+};
+
+}  // namespace cpu
+RECBLOCKS_NAMESPACE_END

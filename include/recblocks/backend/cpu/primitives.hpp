@@ -1,0 +1,360 @@
+#pragma once
+// Primitives<backend::Cpu<Isa>>: the CPU backend. GEMM goes to Eigen (which
+// vectorises for the ISA the compiler targets); every other primitive runs an
+// xsimd kernel from a CpuKernelTable chosen by Isa:
+//   isa::Auto      the arch this translation unit is compiled for
+//   isa::Dispatch  the best level of this CPU, or RECBLOCKS_FORCE_ISA
+//   isa::Sse2 / isa::Avx2 / isa::Avx512   that runtime-dispatch level (tests)
+// Work is split over the backend's ThreadPool in chunks whose boundaries do
+// not depend on the thread count, and partial results are combined in chunk
+// order, so every primitive returns the same bits on 1 or N threads.
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <vector>
+
+#include "recblocks/backend/cpu/cpu_features.hpp"
+#include "recblocks/backend/cpu/kernel_table.hpp"
+#include "recblocks/backend/primitives.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+
+namespace isa {
+/// A fixed runtime-dispatch level; throws BackendError on a CPU without it.
+template <IsaLevel L>
+struct Fixed {
+    static constexpr IsaLevel level = L;
+};
+using Sse2 = Fixed<IsaLevel::sse2>;
+using Avx2 = Fixed<IsaLevel::avx2>;
+using Avx512 = Fixed<IsaLevel::avx512>;
+}  // namespace isa
+
+namespace cpu {
+
+/// The kernel table of a runtime-dispatch level (needs the dispatch TUs linked).
+template <class T>
+const CpuKernelTable<T>& dispatch_table(IsaLevel level) {
+    switch (level) {
+        case IsaLevel::sse2: return isa_kernel_table<0, T>();
+        case IsaLevel::avx2: return isa_kernel_table<1, T>();
+        case IsaLevel::avx512: return isa_kernel_table<2, T>();
+    }
+    throw BackendError("cpu::dispatch_table: unknown ISA level");
+}
+
+template <class Isa, class T>
+struct KernelsFor;
+
+template <class T>
+struct KernelsFor<isa::Auto, T> {
+    static const CpuKernelTable<T>& get() {
+        static constexpr CpuKernelTable<T> table = make_kernel_table<xsimd::default_arch, T>();
+        return table;
+    }
+};
+
+template <class T>
+struct KernelsFor<isa::Dispatch, T> {
+    static const CpuKernelTable<T>& get() {
+        static const CpuKernelTable<T>& table = dispatch_table<T>(active_isa());
+        return table;
+    }
+};
+
+template <IsaLevel L, class T>
+struct KernelsFor<isa::Fixed<L>, T> {
+    static const CpuKernelTable<T>& get() {
+        if (static_cast<int>(L) > static_cast<int>(detected_isa()))
+            throw BackendError(detail::concat("backend::Cpu<", isa_name(L), ">: this CPU supports at most ",
+                                              isa_name(detected_isa())));
+        return dispatch_table<T>(L);
+    }
+};
+
+/// Rows per chunk so that a chunk holds about `target` elements.
+inline index_t rows_per_chunk(index_t cols, index_t target = 16384) {
+    return std::max<index_t>(1, target / std::max<index_t>(1, cols));
+}
+
+/// Scratch that lives as long as the calling thread, so repeated calls do not allocate.
+template <class T>
+std::vector<T>& thread_scratch(std::size_t n) {
+    thread_local std::vector<T> buf;
+    if (buf.size() < n) buf.resize(n);
+    return buf;
+}
+
+template <class T>
+using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using ConstMatrixMap = Eigen::Map<const RowMajor<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class T>
+using MatrixMap = Eigen::Map<RowMajor<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+/// Single-threaded c = alpha * op(a) * op(b) + beta * c through Eigen.
+template <class T>
+void eigen_gemm(Trans ta, Trans tb, T alpha, MatrixView<const T> a, MatrixView<const T> b, T beta, MatrixView<T> c) {
+    const ConstMatrixMap<T> A(a.data(), a.rows(), a.cols(), Eigen::OuterStride<>(a.ld()));
+    const ConstMatrixMap<T> Bm(b.data(), b.rows(), b.cols(), Eigen::OuterStride<>(b.ld()));
+    MatrixMap<T> C(c.data(), c.rows(), c.cols(), Eigen::OuterStride<>(c.ld()));
+    auto product = [&](const auto& opa, const auto& opb) {
+        if (beta == T(0)) {
+            C.noalias() = alpha * opa * opb;
+        } else {
+            if (beta != T(1)) C *= beta;
+            C.noalias() += alpha * opa * opb;
+        }
+    };
+    if (ta == Trans::no && tb == Trans::no) product(A, Bm);
+    else if (ta == Trans::no) product(A, Bm.transpose());
+    else if (tb == Trans::no) product(A.transpose(), Bm);
+    else product(A.transpose(), Bm.transpose());
+}
+
+}  // namespace cpu
+
+template <class Isa>
+struct Primitives<backend::Cpu<Isa>> {
+    using B = backend::Cpu<Isa>;
+    template <class T>
+    static const cpu::CpuKernelTable<T>& kernels() {
+        return cpu::KernelsFor<Isa, T>::get();
+    }
+
+    template <class T>
+    static void gemm(const B& be, Trans ta, Trans tb, T alpha, MatrixView<const T> a, MatrixView<const T> b, T beta,
+                     MatrixView<T> c) {
+        const index_t m = c.rows(), n = c.cols();
+        const index_t k = ta == Trans::yes ? a.rows() : a.cols();
+        // Split the rows of c (and of op(a)); keep each chunk large enough
+        // (~1 MFLOP) that the split costs nothing, and a multiple of 16 rows.
+        const double flops = 2.0 * double(m) * double(n) * double(k);
+        const index_t threads = be.threads().size();
+        const index_t want = std::min<index_t>(threads, std::max<index_t>(1, index_t(flops / 1e6)));
+        index_t rows = (m + want - 1) / want;
+        rows = std::min(m, (rows + 15) / 16 * 16);
+        parallel_for(be.threads(), 0, m, rows, [&](index_t r0, index_t r1) {
+            const MatrixView<const T> a_part =
+                ta == Trans::no ? a.slice_rows(r0, r1) : matrix_view(a.data() + r0, a.rows(), r1 - r0, a.ld());
+            cpu::eigen_gemm<T>(ta, tb, alpha, a_part, b, beta, c.slice_rows(r0, r1));
+        });
+    }
+
+    template <class T>
+    static void gemm_batched(const B& be, Trans ta, Trans tb, T alpha, TensorView<const T, 3> a,
+                             TensorView<const T, 3> b, T beta, TensorView<T, 3> c) {
+        const index_t batch = c.extent(0);
+        if (batch >= be.threads().size()) {
+            parallel_for(be.threads(), 0, batch, 1, [&](index_t i0, index_t i1) {
+                for (index_t i = i0; i < i1; ++i) cpu::eigen_gemm<T>(ta, tb, alpha, a[i], b[i], beta, c[i]);
+            });
+        } else {
+            for (index_t i = 0; i < batch; ++i) gemm<T>(be, ta, tb, alpha, a[i], b[i], beta, c[i]);
+        }
+    }
+
+    template <class T>
+    static T dot(const B& be, VectorView<const T> x, VectorView<const T> y) {
+        const auto& kt = kernels<T>();
+        return static_cast<T>(parallel_reduce(
+            be.threads(), 0, x.size(), kReduceGrain, 0.0,
+            [&](index_t i0, index_t i1) { return double(kt.dot(x.data() + i0, y.data() + i0, i1 - i0)); },
+            [](double s, double p) { return s + p; }));
+    }
+
+    template <class T>
+    static void axpy(const B& be, T alpha, VectorView<const T> x, VectorView<T> y) {
+        const auto& kt = kernels<T>();
+        parallel_for(be.threads(), 0, x.size(), kReduceGrain,
+                     [&](index_t i0, index_t i1) { kt.axpy(i1 - i0, alpha, x.data() + i0, y.data() + i0); });
+    }
+
+    template <class T>
+    static void softmax_rows(const B& be, MatrixView<const T> x, MatrixView<const std::uint8_t> mask, MatrixView<T> y) {
+        const auto& kt = kernels<T>();
+        parallel_for(be.threads(), 0, x.rows(), cpu::rows_per_chunk(x.cols()), [&](index_t r0, index_t r1) {
+            const std::uint8_t* m = mask.data() ? mask.row(r0) : nullptr;
+            kt.softmax_rows(x.row(r0), x.ld(), m, mask.data() ? mask.ld() : 0, y.row(r0), y.ld(), r1 - r0, x.cols());
+        });
+    }
+
+    template <class T>
+    static void softmax_rows_backward(const B& be, MatrixView<const T> y, MatrixView<const T> dy, MatrixView<T> dx) {
+        const auto& kt = kernels<T>();
+        parallel_for(be.threads(), 0, y.rows(), cpu::rows_per_chunk(y.cols()), [&](index_t r0, index_t r1) {
+            kt.softmax_rows_backward(y.row(r0), y.ld(), dy.row(r0), dy.ld(), dx.row(r0), dx.ld(), r1 - r0, y.cols());
+        });
+    }
+
+    template <class T>
+    static void layer_norm_forward(const B& be, MatrixView<const T> x, VectorView<const T> gamma,
+                                   VectorView<const T> beta, T eps, MatrixView<T> y, VectorView<T> mean,
+                                   VectorView<T> rstd) {
+        const auto& kt = kernels<T>();
+        parallel_for(be.threads(), 0, x.rows(), cpu::rows_per_chunk(x.cols()), [&](index_t r0, index_t r1) {
+            kt.layer_norm_forward(x.row(r0), x.ld(), gamma.data(), beta.data(), eps, y.row(r0), y.ld(),
+                                  mean.data() ? mean.data() + r0 : nullptr, rstd.data() ? rstd.data() + r0 : nullptr,
+                                  r1 - r0, x.cols());
+        });
+    }
+
+    template <class T>
+    static void layer_norm_backward(const B& be, MatrixView<const T> x, VectorView<const T> gamma,
+                                    VectorView<const T> mean, VectorView<const T> rstd, MatrixView<const T> dy,
+                                    MatrixView<T> dx, VectorView<T> dgamma, VectorView<T> dbeta) {
+        const auto& kt = kernels<T>();
+        const index_t d = x.cols();
+        const index_t grain = cpu::rows_per_chunk(d);
+        const index_t chunks = chunk_count(0, x.rows(), grain);
+        // One (dgamma, dbeta) partial per chunk, summed in chunk order below.
+        auto& partial = cpu::thread_scratch<T>(static_cast<std::size_t>(2 * chunks * d));
+        std::fill_n(partial.begin(), 2 * chunks * d, T(0));
+        parallel_for(be.threads(), 0, x.rows(), grain, [&](index_t r0, index_t r1) {
+            T* dg = partial.data() + 2 * (r0 / grain) * d;
+            kt.layer_norm_backward(x.row(r0), x.ld(), gamma.data(), mean.data() + r0, rstd.data() + r0, dy.row(r0),
+                                   dy.ld(), dx.row(r0), dx.ld(), dg, dg + d, r1 - r0, d);
+        });
+        for (index_t c = 0; c < chunks; ++c) {
+            kt.axpy(d, T(1), partial.data() + 2 * c * d, dgamma.data());
+            kt.axpy(d, T(1), partial.data() + 2 * c * d + d, dbeta.data());
+        }
+    }
+
+    template <class T>
+    static void activation_forward(const B& be, Activation act, MatrixView<const T> x, MatrixView<T> y) {
+        const auto& kt = kernels<T>();
+        parallel_for(be.threads(), 0, x.rows(), cpu::rows_per_chunk(x.cols()), [&](index_t r0, index_t r1) {
+            kt.activation_forward(static_cast<std::uint8_t>(act), x.row(r0), x.ld(), y.row(r0), y.ld(), r1 - r0,
+                                  x.cols());
+        });
+    }
+
+    template <class T>
+    static void activation_backward(const B& be, Activation act, MatrixView<const T> x, MatrixView<const T> dy,
+                                    MatrixView<T> dx) {
+        const auto& kt = kernels<T>();
+        parallel_for(be.threads(), 0, x.rows(), cpu::rows_per_chunk(x.cols()), [&](index_t r0, index_t r1) {
+            kt.activation_backward(static_cast<std::uint8_t>(act), x.row(r0), x.ld(), dy.row(r0), dy.ld(), dx.row(r0),
+                                   dx.ld(), r1 - r0, x.cols());
+        });
+    }
+
+    template <class T>
+    static void gather_rows(const B& be, MatrixView<const T> table, VectorView<const row_id_t> ids, MatrixView<T> out) {
+        const auto& kt = kernels<T>();
+        parallel_for(be.threads(), 0, ids.size(), cpu::rows_per_chunk(table.cols()), [&](index_t i0, index_t i1) {
+            kt.gather_rows(table.data(), table.ld(), ids.data() + i0, i1 - i0, out.row(i0), out.ld(), table.cols());
+        });
+    }
+
+    template <class T>
+    static void scatter_add_rows(const B& be, MatrixView<const T> src, VectorView<const row_id_t> ids, MatrixView<T> table) {
+        const auto& kt = kernels<T>();
+        // Each chunk owns a range of destination rows and scans all ids; the
+        // partition only decides who adds, never the order of additions.
+        const bool big = ids.size() * src.cols() >= 65536;
+        const index_t parts = big ? std::min<index_t>(be.threads().size(), table.rows()) : 1;
+        const index_t per = (table.rows() + parts - 1) / parts;
+        parallel_for(be.threads(), 0, table.rows(), per, [&](index_t lo, index_t hi) {
+            kt.scatter_add_rows(src.data(), src.ld(), ids.data(), ids.size(), table.data(), table.ld(), table.cols(),
+                                static_cast<row_id_t>(lo), static_cast<row_id_t>(hi));
+        });
+    }
+
+    template <class T>
+    static index_t top_k_rows(const B& be, MatrixView<const T> scores, index_t k, MatrixView<row_id_t> ids,
+                              MatrixView<T> values) {
+        const auto& kt = kernels<T>();
+        const index_t rows = scores.rows(), n = scores.cols();
+        const index_t threads = be.threads().size();
+        // The top-k under (value desc, index asc) is unique, so splitting a
+        // long row into segments cannot change the result.
+        const index_t segments = rows >= threads ? 1 : std::clamp<index_t>(n / (1 << 16), 1, threads);
+        std::vector<std::uint8_t> nan(static_cast<std::size_t>(rows), 0);
+        if (segments == 1) {
+            parallel_for(be.threads(), 0, rows, 1, [&](index_t r0, index_t r1) {
+                for (index_t r = r0; r < r1; ++r)
+                    nan[static_cast<std::size_t>(r)] = kt.top_k(scores.row(r), n, k, 0, values.row(r), ids.row(r));
+            });
+        } else {
+            const index_t seg_len = (n + segments - 1) / segments;
+            auto& cand_v = cpu::thread_scratch<T>(static_cast<std::size_t>(segments * k));
+            auto& cand_i = cpu::thread_scratch<row_id_t>(static_cast<std::size_t>(segments * k));
+            std::vector<index_t> got(static_cast<std::size_t>(segments));
+            for (index_t r = 0; r < rows; ++r) {
+                parallel_for(be.threads(), 0, segments, 1, [&](index_t s, index_t) {
+                    const index_t b = s * seg_len, len = std::min(n, b + seg_len) - b;
+                    const index_t kk = std::min(k, len);
+                    got[static_cast<std::size_t>(s)] = kk;
+                    if (kt.top_k(scores.row(r) + b, len, kk, static_cast<row_id_t>(b), cand_v.data() + s * k,
+                                 cand_i.data() + s * k))
+                        nan[static_cast<std::size_t>(r)] = 1;
+                });
+                merge_segments(cand_v.data(), cand_i.data(), got, k, values.row(r), ids.row(r));
+            }
+        }
+        for (index_t r = 0; r < rows; ++r)
+            if (nan[static_cast<std::size_t>(r)]) return r;
+        return -1;
+    }
+
+    template <class T>
+    static T sum(const B& be, MatrixView<const T> x) {
+        const auto& kt = kernels<T>();
+        return static_cast<T>(parallel_reduce(
+            be.threads(), 0, x.rows(), cpu::rows_per_chunk(x.cols(), kReduceGrain), 0.0,
+            [&](index_t r0, index_t r1) { return double(kt.sum(x.row(r0), x.ld(), r1 - r0, x.cols())); },
+            [](double s, double p) { return s + p; }));
+    }
+
+    template <class T>
+    static T max_value(const B& be, MatrixView<const T> x) {
+        const auto& kt = kernels<T>();
+        return parallel_reduce(
+            be.threads(), 0, x.rows(), cpu::rows_per_chunk(x.cols(), kReduceGrain),
+            -std::numeric_limits<T>::infinity(),
+            [&](index_t r0, index_t r1) { return kt.max_value(x.row(r0), x.ld(), r1 - r0, x.cols()); },
+            [](T m, T p) { return (m != m || p != p) ? std::numeric_limits<T>::quiet_NaN() : std::max(m, p); });
+    }
+
+    template <class T>
+    static void sum_rows(const B& be, MatrixView<const T> x, VectorView<T> out) {
+        const auto& kt = kernels<T>();
+        const index_t c = x.cols();
+        const index_t grain = cpu::rows_per_chunk(c);
+        const index_t chunks = chunk_count(0, x.rows(), grain);
+        auto& partial = cpu::thread_scratch<T>(static_cast<std::size_t>(chunks * c));
+        std::fill_n(partial.begin(), chunks * c, T(0));
+        parallel_for(be.threads(), 0, x.rows(), grain, [&](index_t r0, index_t r1) {
+            T* p = partial.data() + (r0 / grain) * c;
+            for (index_t r = r0; r < r1; ++r) kt.axpy(c, T(1), x.row(r), p);
+        });
+        std::fill_n(out.data(), c, T(0));
+        for (index_t i = 0; i < chunks; ++i) kt.axpy(c, T(1), partial.data() + i * c, out.data());
+    }
+
+private:
+    static constexpr index_t kReduceGrain = 1 << 16;
+
+    /// Merges per-segment sorted top-k lists into the row's final top-k.
+    template <class T>
+    static void merge_segments(const T* cand_v, const row_id_t* cand_i, const std::vector<index_t>& got, index_t k,
+                               T* out_v, row_id_t* out_i) {
+        std::vector<index_t> pos(got.size(), 0);
+        for (index_t j = 0; j < k; ++j) {
+            index_t best = -1;
+            for (std::size_t s = 0; s < got.size(); ++s) {
+                if (pos[s] >= got[s]) continue;
+                const index_t at = static_cast<index_t>(s) * k + pos[s];
+                if (best < 0 || cand_v[at] > cand_v[best] || (cand_v[at] == cand_v[best] && cand_i[at] < cand_i[best]))
+                    best = at;
+            }
+            out_v[j] = cand_v[best];
+            out_i[j] = cand_i[best];
+            ++pos[static_cast<std::size_t>(best / k)];
+        }
+    }
+};
+
+RECBLOCKS_NAMESPACE_END
