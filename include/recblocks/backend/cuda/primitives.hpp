@@ -1,0 +1,158 @@
+#pragma once
+// Primitives<backend::Cuda>: the primitive set (backend/primitives.hpp) on an
+// NVIDIA GPU. Declarations only; the member templates are defined and
+// explicitly instantiated for T = float and double in src/cuda/*.cu (link
+// recblocks::cuda). Every view points to device memory.
+//
+// Algorithms, accumulation and determinism ("deterministic" = the same input
+// gives the same bits on every run on the same GPU model):
+//
+//   gemm, gemm_batched   cuBLAS {S,D}gemm / {S,D}gemmStridedBatched on the
+//                        row-major views (operands swapped: row-major C = A B is
+//                        column-major Cᵀ = Bᵀ Aᵀ). beta == 0 does not read C;
+//                        K == 0 scales C by beta. Deterministic as cuBLAS is
+//                        (same handle/stream, same GPU; see docs/cuda_backend.md).
+//   dot, sum             two-stage tree reduction, double accumulation; the split
+//                        depends only on the size: deterministic.
+//   max_value            two-stage reduction in T; a NaN anywhere gives NaN.
+//   sum_rows             column sums; per-row-chunk partials in double, then one
+//                        fixed-order pass per column: deterministic, no atomics.
+//   axpy                 element-wise fma in T.
+//   softmax_rows(_backward)  one 256-thread block per row; max in T, sums in
+//                        double; deterministic.
+//   layer_norm_forward   one block per row; mean and biased variance in double
+//                        (two passes over the row).
+//   layer_norm_backward  one block per row for dx (double sums); dgamma/dbeta
+//                        ACCUMULATED (+=) through per-row-chunk partials and a
+//                        column pass: deterministic, no atomics.
+//   activation_*         element-wise in T (GELU via erfc, accurate for x << 0).
+//   gather_rows          ids checked on the device first; the copy kernel writes
+//                        nothing if any id is bad; then IndexError (synchronises).
+//   scatter_add_rows     stable radix sort of (id, i) pairs (CUB), then one block
+//                        row per run of equal ids adds its src rows in increasing
+//                        i: the same additions in the same order as the Reference
+//                        backend (bit-identical), deterministic, no atomics.
+//                        Ids checked on the device; a bad id -> nothing written,
+//                        IndexError (synchronises).
+//   top_k_rows           one block per row, k selection passes (each pass picks
+//                        the best (value, -index) pair below the previous one):
+//                        O(k * N) work per row, deterministic ties (lower index
+//                        first). Suited to small k (recommendation top-10..100);
+//                        large k * N is slow. Returns the first row with a NaN.
+#include <cstdint>
+
+#include "recblocks/backend/cuda/cuda.hpp"
+#include "recblocks/backend/primitives.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+
+/// CUDA tensors live in device memory: ops/ does not read ids on the host;
+/// the CUDA kernels check them and throw the same IndexError.
+template <>
+inline constexpr bool host_memory_v<backend::Cuda> = false;
+
+template <>
+struct Primitives<backend::Cuda> {
+    using B = backend::Cuda;
+
+    template <class T>
+    static void gemm(const B& be, Trans ta, Trans tb, T alpha, MatrixView<const T> a, MatrixView<const T> b, T beta,
+                     MatrixView<T> c);
+
+    template <class T>
+    static void gemm_batched(const B& be, Trans ta, Trans tb, T alpha, TensorView<const T, 3> a,
+                             TensorView<const T, 3> b, T beta, TensorView<T, 3> c);
+
+    template <class T>
+    static T dot(const B& be, VectorView<const T> x, VectorView<const T> y);
+
+    template <class T>
+    static void axpy(const B& be, T alpha, VectorView<const T> x, VectorView<T> y);
+
+    template <class T>
+    static void softmax_rows(const B& be, MatrixView<const T> x, MatrixView<const std::uint8_t> mask,
+                             MatrixView<T> y);
+
+    template <class T>
+    static void softmax_rows_backward(const B& be, MatrixView<const T> y, MatrixView<const T> dy, MatrixView<T> dx);
+
+    template <class T>
+    static void layer_norm_forward(const B& be, MatrixView<const T> x, VectorView<const T> gamma,
+                                   VectorView<const T> beta, T eps, MatrixView<T> y, VectorView<T> mean,
+                                   VectorView<T> rstd);
+
+    template <class T>
+    static void layer_norm_backward(const B& be, MatrixView<const T> x, VectorView<const T> gamma,
+                                    VectorView<const T> mean, VectorView<const T> rstd, MatrixView<const T> dy,
+                                    MatrixView<T> dx, VectorView<T> dgamma, VectorView<T> dbeta);
+
+    template <class T>
+    static void activation_forward(const B& be, Activation act, MatrixView<const T> x, MatrixView<T> y);
+
+    template <class T>
+    static void activation_backward(const B& be, Activation act, MatrixView<const T> x, MatrixView<const T> dy,
+                                    MatrixView<T> dx);
+
+    template <class T>
+    static void gather_rows(const B& be, MatrixView<const T> table, VectorView<const row_id_t> ids, MatrixView<T> out);
+
+    template <class T>
+    static void scatter_add_rows(const B& be, MatrixView<const T> src, VectorView<const row_id_t> ids,
+                                 MatrixView<T> table);
+
+    template <class T>
+    static index_t top_k_rows(const B& be, MatrixView<const T> scores, index_t k, MatrixView<row_id_t> ids,
+                              MatrixView<T> values);
+
+    template <class T>
+    static T sum(const B& be, MatrixView<const T> x);
+
+    template <class T>
+    static T max_value(const B& be, MatrixView<const T> x);
+
+    template <class T>
+    static void sum_rows(const B& be, MatrixView<const T> x, VectorView<T> out);
+};
+
+// Defined in src/cuda/primitives.cu for exactly these types.
+#define RECBLOCKS_CUDA_DECLARE_PRIMITIVES(T)                                                                         \
+    extern template void Primitives<backend::Cuda>::gemm<T>(const backend::Cuda&, Trans, Trans, T,                  \
+                                                            MatrixView<const T>, MatrixView<const T>, T,             \
+                                                            MatrixView<T>);                                          \
+    extern template void Primitives<backend::Cuda>::gemm_batched<T>(const backend::Cuda&, Trans, Trans, T,          \
+                                                                    TensorView<const T, 3>, TensorView<const T, 3>,  \
+                                                                    T, TensorView<T, 3>);                            \
+    extern template T Primitives<backend::Cuda>::dot<T>(const backend::Cuda&, VectorView<const T>,                  \
+                                                        VectorView<const T>);                                        \
+    extern template void Primitives<backend::Cuda>::axpy<T>(const backend::Cuda&, T, VectorView<const T>,           \
+                                                            VectorView<T>);                                          \
+    extern template void Primitives<backend::Cuda>::softmax_rows<T>(const backend::Cuda&, MatrixView<const T>,      \
+                                                                    MatrixView<const std::uint8_t>, MatrixView<T>);  \
+    extern template void Primitives<backend::Cuda>::softmax_rows_backward<T>(                                       \
+        const backend::Cuda&, MatrixView<const T>, MatrixView<const T>, MatrixView<T>);                              \
+    extern template void Primitives<backend::Cuda>::layer_norm_forward<T>(                                          \
+        const backend::Cuda&, MatrixView<const T>, VectorView<const T>, VectorView<const T>, T, MatrixView<T>,       \
+        VectorView<T>, VectorView<T>);                                                                               \
+    extern template void Primitives<backend::Cuda>::layer_norm_backward<T>(                                         \
+        const backend::Cuda&, MatrixView<const T>, VectorView<const T>, VectorView<const T>, VectorView<const T>,    \
+        MatrixView<const T>, MatrixView<T>, VectorView<T>, VectorView<T>);                                           \
+    extern template void Primitives<backend::Cuda>::activation_forward<T>(const backend::Cuda&, Activation,         \
+                                                                          MatrixView<const T>, MatrixView<T>);       \
+    extern template void Primitives<backend::Cuda>::activation_backward<T>(                                         \
+        const backend::Cuda&, Activation, MatrixView<const T>, MatrixView<const T>, MatrixView<T>);                  \
+    extern template void Primitives<backend::Cuda>::gather_rows<T>(const backend::Cuda&, MatrixView<const T>,       \
+                                                                   VectorView<const row_id_t>, MatrixView<T>);           \
+    extern template void Primitives<backend::Cuda>::scatter_add_rows<T>(const backend::Cuda&, MatrixView<const T>,  \
+                                                                        VectorView<const row_id_t>, MatrixView<T>);      \
+    extern template index_t Primitives<backend::Cuda>::top_k_rows<T>(const backend::Cuda&, MatrixView<const T>,     \
+                                                                     index_t, MatrixView<row_id_t>, MatrixView<T>);      \
+    extern template T Primitives<backend::Cuda>::sum<T>(const backend::Cuda&, MatrixView<const T>);                 \
+    extern template T Primitives<backend::Cuda>::max_value<T>(const backend::Cuda&, MatrixView<const T>);           \
+    extern template void Primitives<backend::Cuda>::sum_rows<T>(const backend::Cuda&, MatrixView<const T>,          \
+                                                                VectorView<T>)
+
+RECBLOCKS_CUDA_DECLARE_PRIMITIVES(float);
+RECBLOCKS_CUDA_DECLARE_PRIMITIVES(double);
+#undef RECBLOCKS_CUDA_DECLARE_PRIMITIVES
+
+RECBLOCKS_NAMESPACE_END

@@ -1,0 +1,901 @@
+// Primitives<backend::Cuda>: kernels and host entry points, explicitly
+// instantiated for float and double. The overview (algorithm, accumulation
+// type, determinism of each primitive) is in
+// include/recblocks/backend/cuda/primitives.hpp; each kernel below starts with
+// its own short note. Conventions: views are row-major, element (r, c) of a
+// matrix with leading dimension ld is p[r * ld + c]; all offsets are index_t
+// (64-bit); every kernel loops (grid-stride) so any grid size is correct.
+#include <cub/device/device_radix_sort.cuh>
+
+#include <algorithm>
+#include <bit>
+#include <climits>
+#include <cstdint>
+#include <limits>
+
+#include "recblocks/backend/cuda/device_utils.cuh"
+#include "recblocks/backend/cuda/primitives.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace cuda_detail {
+namespace {
+
+// ============================================================================
+// Launch shapes
+// ============================================================================
+
+/// Blocks for a one-block-per-row kernel (the kernel loops over rows).
+unsigned row_grid(index_t rows) { return static_cast<unsigned>(min_index(rows, 65535)); }
+
+/// 2-D grid for an element-wise kernel over rows x cols: x covers columns in
+/// kBlock-wide strips, y covers rows; both loop.
+dim3 elementwise_grid(index_t rows, index_t cols) {
+    return dim3(static_cast<unsigned>(min_index(ceil_div(cols, kBlock), 1024)),
+                static_cast<unsigned>(min_index(rows, 65535)), 1);
+}
+
+/// A single-row view may carry any ld; kernels and cuBLAS need ld >= cols.
+template <class V>
+index_t safe_ld(const V& m) {
+    const index_t ld = m.rows() <= 1 ? m.cols() : m.ld();
+    return ld > 0 ? ld : 1;
+}
+
+// ============================================================================
+// Element-wise kernels
+// ============================================================================
+
+// scale_kernel: c[b] (rows x cols, ld, batch stride sb) = beta * c, or 0 when
+// beta == 0 (C is then not read). Used by gemm when K == 0. Element-wise in T.
+template <class T>
+__global__ void __launch_bounds__(kBlock)
+    scale_kernel(T* c, index_t batch, index_t sb, index_t rows, index_t cols, index_t ld, T beta) {
+    for (index_t b = blockIdx.z; b < batch; b += gridDim.z)
+        for (index_t r = blockIdx.y; r < rows; r += gridDim.y)
+            for (index_t j = blockIdx.x * index_t{kBlock} + threadIdx.x; j < cols;
+                 j += index_t{gridDim.x} * kBlock) {
+                T& v = c[b * sb + r * ld + j];
+                v = beta == T(0) ? T(0) : beta * v;
+            }
+}
+
+// axpy_kernel: y[i] += alpha * x[i], i < n (contiguous vectors). fma in T.
+template <class T>
+__global__ void __launch_bounds__(kBlock) axpy_kernel(index_t n, T alpha, const T* x, T* y) {
+    for (index_t i = blockIdx.x * index_t{kBlock} + threadIdx.x; i < n; i += index_t{gridDim.x} * kBlock)
+        y[i] = fma(alpha, x[i], y[i]);
+}
+
+// activation_forward_kernel: y = act(x) over rows x cols. In T.
+//   ReLU: x > 0 ? x : 0 (NaN -> 0, as the Reference backend).
+//   GELU: x * Phi(x) = 0.5 x erfc(-x / sqrt 2) (erfc keeps accuracy for x << 0,
+//         where 1 + erf(x / sqrt 2) would cancel).
+// y may alias x: each element is read and written by the same thread.
+template <class T>
+__global__ void __launch_bounds__(kBlock) activation_forward_kernel(Activation act, const T* x, index_t ldx, T* y,
+                                                                    index_t ldy, index_t rows, index_t cols) {
+    constexpr T kInvSqrt2 = T(0.70710678118654752440);
+    for (index_t r = blockIdx.y; r < rows; r += gridDim.y)
+        for (index_t c = blockIdx.x * index_t{kBlock} + threadIdx.x; c < cols; c += index_t{gridDim.x} * kBlock) {
+            const T v = x[r * ldx + c];
+            y[r * ldy + c] = act == Activation::relu ? (v > T(0) ? v : T(0)) : T(0.5) * v * dev_erfc(-v * kInvSqrt2);
+        }
+}
+
+// activation_backward_kernel: dx = dy * act'(x) over rows x cols. In T.
+//   ReLU': x > 0 ? 1 : 0.   GELU': Phi(x) + x * phi(x).
+// dx may alias dy (same-thread read then write).
+template <class T>
+__global__ void __launch_bounds__(kBlock)
+    activation_backward_kernel(Activation act, const T* x, index_t ldx, const T* dy, index_t lddy, T* dx,
+                               index_t lddx, index_t rows, index_t cols) {
+    constexpr T kInvSqrt2 = T(0.70710678118654752440);
+    constexpr T kInvSqrt2Pi = T(0.39894228040143267794);
+    for (index_t r = blockIdx.y; r < rows; r += gridDim.y)
+        for (index_t c = blockIdx.x * index_t{kBlock} + threadIdx.x; c < cols; c += index_t{gridDim.x} * kBlock) {
+            const T v = x[r * ldx + c];
+            const T g = act == Activation::relu
+                            ? (v > T(0) ? T(1) : T(0))
+                            : T(0.5) * dev_erfc(-v * kInvSqrt2) + v * kInvSqrt2Pi * dev_exp(T(-0.5) * v * v);
+            dx[r * lddx + c] = dy[r * lddy + c] * g;
+        }
+}
+
+// ============================================================================
+// Row kernels (one kBlock-thread block per row)
+// ============================================================================
+
+// softmax_rows_kernel: y[r, :] = softmax of x[r, :] over kept entries (mask
+// byte != 0, or all when mask == nullptr). Three passes over the row: max in T
+// (NaN ignored), sum of exp(x - max) in double, then write exp(x - max) / sum,
+// 0 for dropped entries. A row whose max is -inf (nothing kept) or whose sum is
+// not > 0 (e.g. +inf entries) becomes zeros, as the Reference backend.
+// y may alias x: the last pass reads and writes each element in one thread,
+// after the reductions' barriers.
+template <class T>
+__global__ void __launch_bounds__(kBlock)
+    softmax_rows_kernel(const T* x, index_t ldx, const std::uint8_t* mask, index_t ldm, T* y, index_t ldy,
+                        index_t rows, index_t cols) {
+    const T neg_inf = -pos_inf<T>();
+    for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const T* xr = x + r * ldx;
+        const std::uint8_t* mr = mask != nullptr ? mask + r * ldm : nullptr;
+        T* yr = y + r * ldy;
+
+        T mx = neg_inf;
+        for (index_t c = threadIdx.x; c < cols; c += kBlock)
+            if (mr == nullptr || mr[c] != 0) mx = dev_fmax(mx, xr[c]);
+        mx = block_reduce(mx, FmaxOp{}, neg_inf);
+
+        double s = 0.0;
+        if (mx != neg_inf)
+            for (index_t c = threadIdx.x; c < cols; c += kBlock)
+                if (mr == nullptr || mr[c] != 0) s += static_cast<double>(dev_exp(xr[c] - mx));
+        s = block_reduce(s, SumOp{}, 0.0);
+
+        const bool ok = s > 0.0;  // the same in every thread
+        const double inv = ok ? 1.0 / s : 0.0;
+        for (index_t c = threadIdx.x; c < cols; c += kBlock) {
+            T v = T(0);
+            if (ok && (mr == nullptr || mr[c] != 0)) v = static_cast<T>(static_cast<double>(dev_exp(xr[c] - mx)) * inv);
+            yr[c] = v;
+        }
+    }
+}
+
+// softmax_rows_backward_kernel: dx = y * (dy - sum(dy * y)) per row; the sum in
+// double. dx may alias dy.
+template <class T>
+__global__ void __launch_bounds__(kBlock)
+    softmax_rows_backward_kernel(const T* y, index_t ldy, const T* dy, index_t lddy, T* dx, index_t lddx,
+                                 index_t rows, index_t cols) {
+    for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const T* yr = y + r * ldy;
+        const T* dyr = dy + r * lddy;
+        T* dxr = dx + r * lddx;
+        double s = 0.0;
+        for (index_t c = threadIdx.x; c < cols; c += kBlock)
+            s += static_cast<double>(dyr[c]) * static_cast<double>(yr[c]);
+        s = block_reduce(s, SumOp{}, 0.0);
+        for (index_t c = threadIdx.x; c < cols; c += kBlock)
+            dxr[c] = static_cast<T>(static_cast<double>(yr[c]) * (static_cast<double>(dyr[c]) - s));
+    }
+}
+
+// layer_norm_forward_kernel: per row of x [rows, d]: mean, biased variance
+// (second pass over the row, sum of squared deviations), both in double;
+// y = (x - mean) * rstd * gamma + beta computed in double. mean/rstd [rows]
+// are written when non-null. y may alias x.
+template <class T>
+__global__ void __launch_bounds__(kBlock)
+    layer_norm_forward_kernel(const T* x, index_t ldx, const T* gamma, const T* beta, T eps, T* y, index_t ldy,
+                              T* mean, T* rstd, index_t rows, index_t d) {
+    for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const T* xr = x + r * ldx;
+        T* yr = y + r * ldy;
+        double s = 0.0;
+        for (index_t c = threadIdx.x; c < d; c += kBlock) s += static_cast<double>(xr[c]);
+        const double mu = block_reduce(s, SumOp{}, 0.0) / static_cast<double>(d);
+        double q = 0.0;
+        for (index_t c = threadIdx.x; c < d; c += kBlock) {
+            const double dev = static_cast<double>(xr[c]) - mu;
+            q += dev * dev;
+        }
+        const double var = block_reduce(q, SumOp{}, 0.0) / static_cast<double>(d);
+        const double rs = 1.0 / sqrt(var + static_cast<double>(eps));
+        for (index_t c = threadIdx.x; c < d; c += kBlock)
+            yr[c] = static_cast<T>((static_cast<double>(xr[c]) - mu) * rs * static_cast<double>(gamma[c]) +
+                                   static_cast<double>(beta[c]));
+        if (threadIdx.x == 0) {
+            if (mean != nullptr) mean[r] = static_cast<T>(mu);
+            if (rstd != nullptr) rstd[r] = static_cast<T>(rs);
+        }
+    }
+}
+
+// layer_norm_backward_dx_kernel: per row, with xhat = (x - mean) * rstd and
+// g = dy * gamma: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)); both
+// means in double. dx is overwritten (it may alias dy).
+template <class T>
+__global__ void __launch_bounds__(kBlock)
+    layer_norm_backward_dx_kernel(const T* x, index_t ldx, const T* gamma, const T* mean, const T* rstd,
+                                  const T* dy, index_t lddy, T* dx, index_t lddx, index_t rows, index_t d) {
+    for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const T* xr = x + r * ldx;
+        const T* dyr = dy + r * lddy;
+        T* dxr = dx + r * lddx;
+        const double mu = static_cast<double>(mean[r]);
+        const double rs = static_cast<double>(rstd[r]);
+        double m1 = 0.0, m2 = 0.0;
+        for (index_t c = threadIdx.x; c < d; c += kBlock) {
+            const double xhat = (static_cast<double>(xr[c]) - mu) * rs;
+            const double g = static_cast<double>(dyr[c]) * static_cast<double>(gamma[c]);
+            m1 += g;
+            m2 += g * xhat;
+        }
+        m1 = block_reduce(m1, SumOp{}, 0.0) / static_cast<double>(d);
+        m2 = block_reduce(m2, SumOp{}, 0.0) / static_cast<double>(d);
+        for (index_t c = threadIdx.x; c < d; c += kBlock) {
+            const double xhat = (static_cast<double>(xr[c]) - mu) * rs;
+            const double g = static_cast<double>(dyr[c]) * static_cast<double>(gamma[c]);
+            dxr[c] = static_cast<T>(rs * (g - m1 - xhat * m2));
+        }
+    }
+}
+
+// ============================================================================
+// Column reductions (sum_rows, layer-norm dgamma/dbeta): deterministic, no atomics
+// ============================================================================
+//
+// Stage 1, column_partials_kernel: grid (ceil(cols/32), nchunks), block 32 x 8.
+// Block (bx, by) owns columns [32 bx, 32 bx + 32) and rows [by*chunk,
+// (by+1)*chunk): thread (tx, ty) accumulates rows ty, ty + 8, ... of the chunk
+// for column 32 bx + tx in double, then thread ty == 0 adds the 8 partials in
+// order and writes partial[o][by][col]. Warps read 32 consecutive columns
+// (coalesced). Stage 2, column_finish_kernel: one thread per column adds the
+// nchunks partials in order and hands the totals to an epilogue. nchunks and
+// chunk depend only on the row count, so the result is bit-reproducible.
+inline constexpr int kColX = 32;
+inline constexpr int kColY = 8;
+
+struct ColumnSplit {
+    index_t nchunks;
+    index_t chunk;
+};
+ColumnSplit column_split(index_t rows) {
+    const index_t nchunks = min_index(ceil_div(rows, 64), 1024);
+    return {nchunks, ceil_div(rows, nchunks)};
+}
+
+template <int NOut, class F>
+__global__ void __launch_bounds__(kColX* kColY)
+    column_partials_kernel(F f, index_t rows, index_t cols, index_t chunk, double* partial) {
+    __shared__ double sm[NOut][kColY][kColX];
+    const index_t c = blockIdx.x * index_t{kColX} + threadIdx.x;
+    const index_t r0 = blockIdx.y * chunk;
+    const index_t r1 = min_index(rows, r0 + chunk);
+    double acc[NOut];
+    for (int o = 0; o < NOut; ++o) acc[o] = 0.0;
+    if (c < cols)
+        for (index_t r = r0 + threadIdx.y; r < r1; r += kColY) f(r, c, acc);
+    for (int o = 0; o < NOut; ++o) sm[o][threadIdx.y][threadIdx.x] = acc[o];
+    __syncthreads();
+    if (threadIdx.y == 0 && c < cols)
+        for (int o = 0; o < NOut; ++o) {
+            double t = 0.0;
+            for (int j = 0; j < kColY; ++j) t += sm[o][j][threadIdx.x];
+            partial[(o * index_t{gridDim.y} + blockIdx.y) * cols + c] = t;
+        }
+}
+
+template <int NOut, class E>
+__global__ void __launch_bounds__(kBlock)
+    column_finish_kernel(const double* partial, index_t nchunks, index_t cols, E epilogue) {
+    for (index_t c = blockIdx.x * index_t{kBlock} + threadIdx.x; c < cols; c += index_t{gridDim.x} * kBlock) {
+        double t[NOut];
+        for (int o = 0; o < NOut; ++o) {
+            t[o] = 0.0;
+            for (index_t b = 0; b < nchunks; ++b) t[o] += partial[(o * nchunks + b) * cols + c];
+        }
+        epilogue(c, t);
+    }
+}
+
+template <int NOut, class F, class E>
+void column_reduce(cudaStream_t stream, index_t rows, index_t cols, F f, E epilogue) {
+    const ColumnSplit split = column_split(rows);
+    Scratch scratch(static_cast<std::size_t>(NOut * split.nchunks * cols) * sizeof(double), stream);
+    double* partial = scratch.at<double>(0);
+    const dim3 grid(static_cast<unsigned>(ceil_div(cols, kColX)), static_cast<unsigned>(split.nchunks), 1);
+    column_partials_kernel<NOut><<<grid, dim3(kColX, kColY, 1), 0, stream>>>(f, rows, cols, split.chunk, partial);
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+    const auto fin_blocks = static_cast<unsigned>(min_index(ceil_div(cols, kBlock), 1024));
+    column_finish_kernel<NOut><<<fin_blocks, kBlock, 0, stream>>>(partial, split.nchunks, cols, epilogue);
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+struct SumRowsLoad {
+    const T* x;
+    index_t ld;
+    __device__ void operator()(index_t r, index_t c, double* acc) const { acc[0] += static_cast<double>(x[r * ld + c]); }
+};
+template <class T>
+struct StoreColumn {
+    T* out;
+    __device__ void operator()(index_t c, const double* t) const { out[c] = static_cast<T>(t[0]); }
+};
+
+/// dgamma partial: dy * xhat; dbeta partial: dy.
+template <class T>
+struct LayerNormParamLoad {
+    const T* x;
+    index_t ldx;
+    const T* dy;
+    index_t lddy;
+    const T* mean;
+    const T* rstd;
+    __device__ void operator()(index_t r, index_t c, double* acc) const {
+        const double g = static_cast<double>(dy[r * lddy + c]);
+        const double xhat =
+            (static_cast<double>(x[r * ldx + c]) - static_cast<double>(mean[r])) * static_cast<double>(rstd[r]);
+        acc[0] += g * xhat;
+        acc[1] += g;
+    }
+};
+/// dgamma += total 0, dbeta += total 1 (accumulated, as the contract says).
+template <class T>
+struct AccumulateParams {
+    T* dgamma;
+    T* dbeta;
+    __device__ void operator()(index_t c, const double* t) const {
+        dgamma[c] = static_cast<T>(static_cast<double>(dgamma[c]) + t[0]);
+        dbeta[c] = static_cast<T>(static_cast<double>(dbeta[c]) + t[1]);
+    }
+};
+
+// ============================================================================
+// Scalar reductions (dot, sum, max_value): two stages, deterministic
+// ============================================================================
+//
+// Stage 1, reduce_stage1_kernel: G blocks of kBlock threads; thread t of block
+// b combines elements i = b*kBlock + t, + G*kBlock, ... (grid-stride) in Acc,
+// then the block tree-reduces and writes partial[b]. Stage 2 (one block)
+// reduces the G partials the same way. G depends only on n.
+template <class T>
+struct FlatLoad {  // a contiguous run of n elements
+    const T* p;
+    __device__ T operator()(index_t i) const { return p[i]; }
+};
+template <class T>
+struct StridedLoad {  // a rows x cols matrix with ld > cols, flattened row-major
+    const T* p;
+    index_t cols;
+    index_t ld;
+    __device__ T operator()(index_t i) const { return p[(i / cols) * ld + i % cols]; }
+};
+template <class T>
+struct DotLoad {
+    const T* x;
+    const T* y;
+    __device__ double operator()(index_t i) const { return static_cast<double>(x[i]) * static_cast<double>(y[i]); }
+};
+
+template <class A, class Op, class L>
+__global__ void __launch_bounds__(kBlock) reduce_stage1_kernel(L load, index_t n, Op op, A identity, A* partial) {
+    A v = identity;
+    for (index_t i = blockIdx.x * index_t{kBlock} + threadIdx.x; i < n; i += index_t{gridDim.x} * kBlock)
+        v = op(v, static_cast<A>(load(i)));
+    v = block_reduce(v, op, identity);
+    if (threadIdx.x == 0) partial[blockIdx.x] = v;
+}
+
+template <class A, class Op>
+__global__ void __launch_bounds__(kBlock) reduce_stage2_kernel(const A* partial, index_t n, Op op, A identity,
+                                                               A* out) {
+    A v = identity;
+    for (index_t i = threadIdx.x; i < n; i += kBlock) v = op(v, partial[i]);
+    v = block_reduce(v, op, identity);
+    if (threadIdx.x == 0) *out = v;
+}
+
+/// Runs both stages on `stream`, copies the result to the host and waits.
+template <class A, class Op, class L>
+A reduce_all(cudaStream_t stream, L load, index_t n, Op op, A identity) {
+    const index_t blocks = min_index(ceil_div(n, index_t{kBlock} * 4), 1024);
+    const std::size_t part_bytes = Scratch::round_up(static_cast<std::size_t>(blocks) * sizeof(A));
+    Scratch scratch(part_bytes + Scratch::round_up(sizeof(A)), stream);
+    A* partial = scratch.at<A>(0);
+    A* out = scratch.at<A>(part_bytes);
+    reduce_stage1_kernel<A><<<static_cast<unsigned>(blocks), kBlock, 0, stream>>>(load, n, op, identity, partial);
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+    reduce_stage2_kernel<A><<<1, kBlock, 0, stream>>>(partial, blocks, op, identity, out);
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+    A host{};
+    RECBLOCKS_CUDA_CHECK(cudaMemcpyAsync(&host, out, sizeof(A), cudaMemcpyDeviceToHost, stream));
+    RECBLOCKS_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return host;
+}
+
+/// Reduces every element of a matrix (contiguous or with ld > cols); each
+/// element is converted to A before combining.
+template <class A, class T, class Op>
+A reduce_matrix(cudaStream_t stream, MatrixView<const T> x, Op op, A identity) {
+    const index_t n = x.rows() * x.cols();
+    if (x.rows() == 1 || x.ld() == x.cols()) return reduce_all<A>(stream, FlatLoad<T>{x.data()}, n, op, identity);
+    return reduce_all<A>(stream, StridedLoad<T>{x.data(), x.cols(), x.ld()}, n, op, identity);
+}
+
+// ============================================================================
+// Ids: device-side range check, gather, scatter-add
+// ============================================================================
+
+// check_ids_kernel: first_bad = min { i : ids[i] not in [0, rows) } (atomicMin
+// on a value initialised to kNone). The minimum is order-independent, so the
+// reported id is deterministic (the first bad one, as on the host).
+__global__ void __launch_bounds__(kBlock)
+    check_ids_kernel(const row_id_t* ids, index_t n, index_t rows, unsigned long long* first_bad) {
+    for (index_t i = blockIdx.x * index_t{kBlock} + threadIdx.x; i < n; i += index_t{gridDim.x} * kBlock) {
+        const index_t v = ids[i];
+        if (v < 0 || v >= rows) atomicMin(first_bad, static_cast<unsigned long long>(i));
+    }
+}
+
+// gather_rows_kernel: out[i, :] = table[ids[i], :] for i < n; writes nothing
+// if check_ids_kernel (earlier on the stream) found a bad id.
+template <class T>
+__global__ void __launch_bounds__(kBlock)
+    gather_rows_kernel(const T* table, index_t ldt, const row_id_t* ids, index_t n, index_t cols, T* out, index_t ldo,
+                       const unsigned long long* first_bad) {
+    if (*first_bad != kNone) return;
+    for (index_t i = blockIdx.y; i < n; i += gridDim.y) {
+        const T* src = table + static_cast<index_t>(ids[i]) * ldt;
+        T* dst = out + i * ldo;
+        for (index_t c = blockIdx.x * index_t{kBlock} + threadIdx.x; c < cols; c += index_t{gridDim.x} * kBlock)
+            dst[c] = src[c];
+    }
+}
+
+__global__ void __launch_bounds__(kBlock) iota_kernel(int* v, index_t n) {
+    for (index_t i = blockIdx.x * index_t{kBlock} + threadIdx.x; i < n; i += index_t{gridDim.x} * kBlock)
+        v[i] = static_cast<int>(i);
+}
+
+// scatter_add_sorted_kernel: keys [n] are the ids sorted stably, perm [n] the
+// original positions (so equal ids keep increasing i). Each run of equal keys
+// starting at p is handled by block row p (other positions skip): for its
+// columns, t = table[id, c]; t += src[perm[q], c] for q in the run, in order;
+// table[id, c] = t. Accumulation in T in the Reference backend's order, so the
+// result is bit-identical to it. Distinct runs write distinct rows: no races,
+// no atomics. Writes nothing if a bad id was found.
+template <class T>
+__global__ void __launch_bounds__(kBlock)
+    scatter_add_sorted_kernel(const T* src, index_t lds, const std::uint32_t* keys, const int* perm, index_t n,
+                              index_t cols, T* table, index_t ldt, const unsigned long long* first_bad) {
+    if (*first_bad != kNone) return;
+    for (index_t p = blockIdx.y; p < n; p += gridDim.y) {
+        const std::uint32_t id = keys[p];
+        if (p > 0 && keys[p - 1] == id) continue;  // not the head of a run
+        T* row = table + static_cast<index_t>(id) * ldt;
+        for (index_t c = blockIdx.x * index_t{kBlock} + threadIdx.x; c < cols; c += index_t{gridDim.x} * kBlock) {
+            T t = row[c];
+            for (index_t q = p; q < n && keys[q] == id; ++q) t = t + src[static_cast<index_t>(perm[q]) * lds + c];
+            row[c] = t;
+        }
+    }
+}
+
+/// After the kernels: reads the device flag; throws IndexError for a bad id.
+void throw_if_bad_id(cudaStream_t stream, const unsigned long long* d_first_bad, const row_id_t* d_ids, index_t rows,
+                     const char* op) {
+    unsigned long long first_bad = kNone;
+    RECBLOCKS_CUDA_CHECK(
+        cudaMemcpyAsync(&first_bad, d_first_bad, sizeof(first_bad), cudaMemcpyDeviceToHost, stream));
+    RECBLOCKS_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (first_bad == kNone) return;
+    const auto i = static_cast<index_t>(first_bad);
+    row_id_t value = 0;
+    RECBLOCKS_CUDA_CHECK(cudaMemcpy(&value, d_ids + i, sizeof(row_id_t), cudaMemcpyDeviceToHost));
+    throw IndexError(detail::concat(op, ": ids[", i, "] = ", value, " is out of range for a table of ", rows,
+                                    " rows"));
+}
+
+void launch_check_ids(cudaStream_t stream, const row_id_t* ids, index_t n, index_t rows,
+                      unsigned long long* first_bad) {
+    RECBLOCKS_CUDA_CHECK(cudaMemsetAsync(first_bad, 0xFF, sizeof(unsigned long long), stream));
+    const auto blocks = static_cast<unsigned>(min_index(ceil_div(n, kBlock), 1024));
+    check_ids_kernel<<<blocks, kBlock, 0, stream>>>(ids, n, rows, first_bad);
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+}
+
+// ============================================================================
+// Top-k
+// ============================================================================
+
+/// (v, i) ranks before (w, j): larger value first, then lower index.
+template <class T>
+__device__ inline bool ranks_before(T v, int i, T w, int j) {
+    return v > w || (v == w && i < j);
+}
+
+// top_k_rows_kernel: one block per row of scores [rows, n]. First a NaN scan
+// (__syncthreads_or); a row with NaN records its index in nan_row (atomicMin,
+// so the smallest such row is reported) and is skipped. Otherwise k passes:
+// pass j finds, over the whole row, the pair (value, index) ranking first
+// among those ranking after the pass j-1 pick (each thread scans its strided
+// columns, then a warp-shuffle and a cross-warp reduction pick the block's
+// best), and writes it to ids[r, j], values[r, j]. Work O(k * n) per row;
+// ties go to the lower index; -inf and +inf are ordinary values. The "none
+// yet" candidate is (-inf, INT_MAX), which every real entry outranks because
+// n <= INT_MAX (checked by ops::top_k_rows).
+template <class T>
+__global__ void __launch_bounds__(kBlock)
+    top_k_rows_kernel(const T* scores, index_t lds, index_t rows, index_t n, index_t k, row_id_t* ids, index_t ldi,
+                      T* values, index_t ldv, unsigned long long* nan_row) {
+    __shared__ T warp_v[kWarps];
+    __shared__ int warp_i[kWarps];
+    __shared__ T pick_v;
+    __shared__ int pick_i;
+    const int lane = static_cast<int>(threadIdx.x) & 31;
+    const int warp = static_cast<int>(threadIdx.x) >> 5;
+    const T inf = pos_inf<T>();
+
+    for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const T* row = scores + r * lds;
+        int has_nan = 0;
+        for (index_t c = threadIdx.x; c < n; c += kBlock) has_nan |= row[c] != row[c] ? 1 : 0;
+        if (__syncthreads_or(has_nan) != 0) {
+            if (threadIdx.x == 0) atomicMin(nan_row, static_cast<unsigned long long>(r));
+            continue;
+        }
+        T prev_v = inf;  // the previous pick; (+inf, -1) ranks before everything
+        int prev_i = -1;
+        for (index_t j = 0; j < k; ++j) {
+            T best_v = -inf;
+            int best_i = INT_MAX;
+            for (index_t c = threadIdx.x; c < n; c += kBlock) {
+                const T v = row[c];
+                const int ci = static_cast<int>(c);
+                if (ranks_before(prev_v, prev_i, v, ci) && ranks_before(v, ci, best_v, best_i)) {
+                    best_v = v;
+                    best_i = ci;
+                }
+            }
+            for (int offset = 16; offset > 0; offset >>= 1) {
+                const T ov = __shfl_down_sync(kFullMask, best_v, offset);
+                const int oi = __shfl_down_sync(kFullMask, best_i, offset);
+                if (ranks_before(ov, oi, best_v, best_i)) {
+                    best_v = ov;
+                    best_i = oi;
+                }
+            }
+            if (lane == 0) {
+                warp_v[warp] = best_v;
+                warp_i[warp] = best_i;
+            }
+            __syncthreads();
+            if (warp == 0) {
+                best_v = lane < kWarps ? warp_v[lane] : -inf;
+                best_i = lane < kWarps ? warp_i[lane] : INT_MAX;
+                for (int offset = 16; offset > 0; offset >>= 1) {
+                    const T ov = __shfl_down_sync(kFullMask, best_v, offset);
+                    const int oi = __shfl_down_sync(kFullMask, best_i, offset);
+                    if (ranks_before(ov, oi, best_v, best_i)) {
+                        best_v = ov;
+                        best_i = oi;
+                    }
+                }
+                if (lane == 0) {
+                    pick_v = best_v;
+                    pick_i = best_i;
+                    ids[r * ldi + j] = static_cast<row_id_t>(best_i);
+                    values[r * ldv + j] = best_v;
+                }
+            }
+            __syncthreads();
+            prev_v = pick_v;
+            prev_i = pick_i;
+        }
+    }
+}
+
+// ============================================================================
+// cuBLAS glue
+// ============================================================================
+
+int to_int(index_t v, const char* what) {
+    if (v < 0 || v > index_t{INT_MAX})
+        throw BackendError(detail::concat("CUDA backend: ", what, " = ", v, " exceeds cuBLAS's int range"));
+    return static_cast<int>(v);
+}
+
+cublasOperation_t op_of(Trans t) { return t == Trans::yes ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+template <class T>
+cublasStatus_t gemm_strided_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                    const T* alpha, const T* a, int lda, long long sa, const T* b, int ldb,
+                                    long long sb, const T* beta, T* c, int ldc, long long sc, int batch) {
+    if constexpr (std::is_same_v<T, float>)
+        return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
+    else
+        return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
+}
+
+template <class T>
+cublasStatus_t gemm_one(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                        const T* alpha, const T* a, int lda, const T* b, int ldb, const T* beta, T* c, int ldc) {
+    if constexpr (std::is_same_v<T, float>)
+        return cublasSgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else
+        return cublasDgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/// Row-major C [M, N] = alpha op(A) op(B) + beta C, for `batch` matrices with
+/// element strides sa, sb, sc between them, as column-major cuBLAS calls.
+///
+/// The memory of a row-major R x C matrix with leading dimension ld is the
+/// column-major C x R matrix (its transpose) with the same ld. So
+///   row-major  C = op(A) op(B)   <=>   column-major  Cᵀ = op(B)ᵀ op(A)ᵀ
+/// and cuBLAS gets: first operand B's memory (transposed iff tb == yes), second
+/// operand A's memory (transposed iff ta == yes), m = N, n = M, k = K, ldc as is.
+/// Leading dimensions then satisfy cuBLAS's rules: B's memory is N x K (ldb >= N)
+/// without transposition or K x N (ldb >= K) with it; likewise for A; C's
+/// memory is N x M (ldc >= N).
+template <class T>
+void gemm_rowmajor(const backend::Cuda& be, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha,
+                   const T* a, index_t lda, index_t sa, const T* b, index_t ldb, index_t sb, T beta, T* c,
+                   index_t ldc, index_t sc, index_t batch) {
+    if (k == 0) {  // C = beta * C (alpha * empty sum), C not read when beta == 0
+        const dim3 grid(static_cast<unsigned>(min_index(ceil_div(n, kBlock), 1024)),
+                        static_cast<unsigned>(min_index(m, 65535)), static_cast<unsigned>(min_index(batch, 65535)));
+        scale_kernel<<<grid, kBlock, 0, be.stream>>>(c, batch, sc, m, n, ldc, beta);
+        RECBLOCKS_CUDA_CHECK_LAUNCH();
+        return;
+    }
+    cublasHandle_t h = be.blas();
+    RECBLOCKS_CUBLAS_CHECK(cublasSetStream(h, be.stream));
+    const int mi = to_int(m, "M"), ni = to_int(n, "N"), ki = to_int(k, "K");
+    const int ldai = to_int(lda, "lda"), ldbi = to_int(ldb, "ldb"), ldci = to_int(ldc, "ldc");
+    if (batch == 1) {
+        RECBLOCKS_CUBLAS_CHECK(gemm_one<T>(h, op_of(tb), op_of(ta), ni, mi, ki, &alpha, b, ldbi, a, ldai, &beta, c,
+                                           ldci));
+    } else {
+        RECBLOCKS_CUBLAS_CHECK(gemm_strided_batched<T>(h, op_of(tb), op_of(ta), ni, mi, ki, &alpha, b, ldbi, sb, a,
+                                                       ldai, sa, &beta, c, ldci, sc, to_int(batch, "batch")));
+    }
+}
+
+/// ld of one matrix of a 3-D [batch, rows, cols] view (any value when rows <= 1).
+template <class U>
+index_t batched_ld(const TensorView<U, 3>& t) {
+    const index_t ld = t.extent(1) <= 1 ? t.extent(2) : t.strides()[1];
+    return ld > 0 ? ld : 1;
+}
+
+}  // namespace
+}  // namespace cuda_detail
+
+// ============================================================================
+// Host entry points
+// ============================================================================
+
+using P = Primitives<backend::Cuda>;
+using namespace cuda_detail;
+
+template <class T>
+void P::gemm(const B& be, Trans ta, Trans tb, T alpha, MatrixView<const T> a, MatrixView<const T> b, T beta,
+             MatrixView<T> c) {
+    const index_t m = c.rows(), n = c.cols();
+    const index_t k = ta == Trans::yes ? a.rows() : a.cols();
+    if (m == 0 || n == 0) return;
+    gemm_rowmajor<T>(be, ta, tb, m, n, k, alpha, a.data(), safe_ld(a), 0, b.data(), safe_ld(b), 0, beta, c.data(),
+                     safe_ld(c), 0, 1);
+}
+
+template <class T>
+void P::gemm_batched(const B& be, Trans ta, Trans tb, T alpha, TensorView<const T, 3> a, TensorView<const T, 3> b,
+                     T beta, TensorView<T, 3> c) {
+    const index_t batch = c.extent(0), m = c.extent(1), n = c.extent(2);
+    const index_t k = ta == Trans::yes ? a.extent(1) : a.extent(2);
+    if (batch == 0 || m == 0 || n == 0) return;
+    gemm_rowmajor<T>(be, ta, tb, m, n, k, alpha, a.data(), batched_ld(a), a.strides()[0], b.data(), batched_ld(b),
+                     b.strides()[0], beta, c.data(), batched_ld(c), c.strides()[0], batch);
+}
+
+template <class T>
+T P::dot(const B& be, VectorView<const T> x, VectorView<const T> y) {
+    if (x.size() == 0) return T(0);
+    return static_cast<T>(reduce_all<double>(be.stream, DotLoad<T>{x.data(), y.data()}, x.size(), SumOp{}, 0.0));
+}
+
+template <class T>
+void P::axpy(const B& be, T alpha, VectorView<const T> x, VectorView<T> y) {
+    const index_t n = x.size();
+    if (n == 0) return;
+    const auto blocks = static_cast<unsigned>(min_index(ceil_div(n, kBlock), 4096));
+    axpy_kernel<<<blocks, kBlock, 0, be.stream>>>(n, alpha, x.data(), y.data());
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void P::softmax_rows(const B& be, MatrixView<const T> x, MatrixView<const std::uint8_t> mask, MatrixView<T> y) {
+    if (x.rows() == 0 || x.cols() == 0) return;
+    const std::uint8_t* m = mask.data();
+    const index_t ldm = m != nullptr ? safe_ld(mask) : 0;
+    softmax_rows_kernel<<<row_grid(x.rows()), kBlock, 0, be.stream>>>(x.data(), safe_ld(x), m, ldm, y.data(),
+                                                                      safe_ld(y), x.rows(), x.cols());
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void P::softmax_rows_backward(const B& be, MatrixView<const T> y, MatrixView<const T> dy, MatrixView<T> dx) {
+    if (y.rows() == 0 || y.cols() == 0) return;
+    softmax_rows_backward_kernel<<<row_grid(y.rows()), kBlock, 0, be.stream>>>(
+        y.data(), safe_ld(y), dy.data(), safe_ld(dy), dx.data(), safe_ld(dx), y.rows(), y.cols());
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void P::layer_norm_forward(const B& be, MatrixView<const T> x, VectorView<const T> gamma, VectorView<const T> beta,
+                           T eps, MatrixView<T> y, VectorView<T> mean, VectorView<T> rstd) {
+    if (x.rows() == 0 || x.cols() == 0) return;
+    layer_norm_forward_kernel<<<row_grid(x.rows()), kBlock, 0, be.stream>>>(
+        x.data(), safe_ld(x), gamma.data(), beta.data(), eps, y.data(), safe_ld(y), mean.data(), rstd.data(),
+        x.rows(), x.cols());
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void P::layer_norm_backward(const B& be, MatrixView<const T> x, VectorView<const T> gamma, VectorView<const T> mean,
+                            VectorView<const T> rstd, MatrixView<const T> dy, MatrixView<T> dx, VectorView<T> dgamma,
+                            VectorView<T> dbeta) {
+    const index_t rows = x.rows(), d = x.cols();
+    if (rows == 0 || d == 0) return;
+    // Parameter gradients first: they read dy, which dx may alias.
+    column_reduce<2>(be.stream, rows, d,
+                     LayerNormParamLoad<T>{x.data(), safe_ld(x), dy.data(), safe_ld(dy), mean.data(), rstd.data()},
+                     AccumulateParams<T>{dgamma.data(), dbeta.data()});
+    layer_norm_backward_dx_kernel<<<row_grid(rows), kBlock, 0, be.stream>>>(
+        x.data(), safe_ld(x), gamma.data(), mean.data(), rstd.data(), dy.data(), safe_ld(dy), dx.data(), safe_ld(dx),
+        rows, d);
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void P::activation_forward(const B& be, Activation act, MatrixView<const T> x, MatrixView<T> y) {
+    if (x.rows() == 0 || x.cols() == 0) return;
+    activation_forward_kernel<<<elementwise_grid(x.rows(), x.cols()), kBlock, 0, be.stream>>>(
+        act, x.data(), safe_ld(x), y.data(), safe_ld(y), x.rows(), x.cols());
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void P::activation_backward(const B& be, Activation act, MatrixView<const T> x, MatrixView<const T> dy,
+                            MatrixView<T> dx) {
+    if (x.rows() == 0 || x.cols() == 0) return;
+    activation_backward_kernel<<<elementwise_grid(x.rows(), x.cols()), kBlock, 0, be.stream>>>(
+        act, x.data(), safe_ld(x), dy.data(), safe_ld(dy), dx.data(), safe_ld(dx), x.rows(), x.cols());
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void P::gather_rows(const B& be, MatrixView<const T> table, VectorView<const row_id_t> ids, MatrixView<T> out) {
+    const index_t n = ids.size(), cols = table.cols();
+    if (n == 0) return;
+    Scratch scratch(sizeof(unsigned long long), be.stream);
+    auto* first_bad = scratch.at<unsigned long long>(0);
+    launch_check_ids(be.stream, ids.data(), n, table.rows(), first_bad);
+    if (cols > 0) {
+        gather_rows_kernel<<<elementwise_grid(n, cols), kBlock, 0, be.stream>>>(
+            table.data(), safe_ld(table), ids.data(), n, cols, out.data(), safe_ld(out), first_bad);
+        RECBLOCKS_CUDA_CHECK_LAUNCH();
+    }
+    throw_if_bad_id(be.stream, first_bad, ids.data(), table.rows(), "ops::gather_rows");
+}
+
+template <class T>
+void P::scatter_add_rows(const B& be, MatrixView<const T> src, VectorView<const row_id_t> ids, MatrixView<T> table) {
+    const index_t n = ids.size(), cols = table.cols();
+    if (n == 0) return;
+    if (n > index_t{INT_MAX})
+        throw BackendError(detail::concat("ops::scatter_add_rows: ", n, " ids exceed the CUDA backend's limit of ",
+                                          INT_MAX));
+    cudaStream_t stream = be.stream;
+    // Key bits that can differ between valid ids (ids in [0, rows), rows <= 2^31).
+    const auto max_id = static_cast<std::uint64_t>(table.rows() > 1 ? table.rows() - 1 : 1);
+    const int end_bit = std::min(32, static_cast<int>(std::bit_width(max_id)));
+    const auto keys_in = reinterpret_cast<const std::uint32_t*>(ids.data());  // valid ids are >= 0
+    const int ni = static_cast<int>(n);
+
+    std::size_t sort_bytes = 0;
+    RECBLOCKS_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, keys_in, static_cast<std::uint32_t*>(nullptr),
+                                                         static_cast<const int*>(nullptr), static_cast<int*>(nullptr), ni,
+                                                         0, end_bit, stream));
+    const std::size_t flag_off = 0;
+    const std::size_t keys_off = flag_off + Scratch::round_up(sizeof(unsigned long long));
+    const std::size_t perm_in_off = keys_off + Scratch::round_up(static_cast<std::size_t>(n) * sizeof(std::uint32_t));
+    const std::size_t perm_off = perm_in_off + Scratch::round_up(static_cast<std::size_t>(n) * sizeof(int));
+    const std::size_t sort_off = perm_off + Scratch::round_up(static_cast<std::size_t>(n) * sizeof(int));
+    Scratch scratch(sort_off + Scratch::round_up(sort_bytes), stream);
+    auto* first_bad = scratch.at<unsigned long long>(flag_off);
+    auto* keys = scratch.at<std::uint32_t>(keys_off);
+    int* perm_in = scratch.at<int>(perm_in_off);
+    int* perm = scratch.at<int>(perm_off);
+
+    launch_check_ids(stream, ids.data(), n, table.rows(), first_bad);
+    if (cols > 0) {
+        const auto blocks = static_cast<unsigned>(min_index(ceil_div(n, kBlock), 1024));
+        iota_kernel<<<blocks, kBlock, 0, stream>>>(perm_in, n);
+        RECBLOCKS_CUDA_CHECK_LAUNCH();
+        RECBLOCKS_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(scratch.at<void>(sort_off), sort_bytes, keys_in, keys,
+                                                             static_cast<const int*>(perm_in), perm, ni, 0, end_bit,
+                                                             stream));
+        scatter_add_sorted_kernel<<<elementwise_grid(n, cols), kBlock, 0, stream>>>(
+            src.data(), safe_ld(src), keys, perm, n, cols, table.data(), safe_ld(table), first_bad);
+        RECBLOCKS_CUDA_CHECK_LAUNCH();
+    }
+    throw_if_bad_id(stream, first_bad, ids.data(), table.rows(), "ops::scatter_add_rows");
+}
+
+template <class T>
+index_t P::top_k_rows(const B& be, MatrixView<const T> scores, index_t k, MatrixView<row_id_t> ids, MatrixView<T> values) {
+    const index_t rows = scores.rows(), n = scores.cols();
+    if (rows == 0 || k <= 0) return -1;
+    if (n > index_t{INT_MAX})
+        throw BackendError(detail::concat("ops::top_k_rows: rows of ", n, " scores exceed the CUDA backend's limit"));
+    Scratch scratch(sizeof(unsigned long long), be.stream);
+    auto* nan_row = scratch.at<unsigned long long>(0);
+    RECBLOCKS_CUDA_CHECK(cudaMemsetAsync(nan_row, 0xFF, sizeof(unsigned long long), be.stream));
+    top_k_rows_kernel<<<row_grid(rows), kBlock, 0, be.stream>>>(scores.data(), safe_ld(scores), rows, n, k,
+                                                                ids.data(), safe_ld(ids), values.data(),
+                                                                safe_ld(values), nan_row);
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+    unsigned long long host = kNone;
+    RECBLOCKS_CUDA_CHECK(cudaMemcpyAsync(&host, nan_row, sizeof(host), cudaMemcpyDeviceToHost, be.stream));
+    RECBLOCKS_CUDA_CHECK(cudaStreamSynchronize(be.stream));
+    return host == kNone ? index_t{-1} : static_cast<index_t>(host);
+}
+
+template <class T>
+T P::sum(const B& be, MatrixView<const T> x) {
+    if (x.empty()) return T(0);
+    return static_cast<T>(reduce_matrix<double, T>(be.stream, x, SumOp{}, 0.0));
+}
+
+template <class T>
+T P::max_value(const B& be, MatrixView<const T> x) {
+    if (x.empty()) return -std::numeric_limits<T>::infinity();
+    return reduce_matrix<T, T>(be.stream, x, MaxNanOp{}, -std::numeric_limits<T>::infinity());
+}
+
+template <class T>
+void P::sum_rows(const B& be, MatrixView<const T> x, VectorView<T> out) {
+    const index_t rows = x.rows(), cols = x.cols();
+    if (cols == 0) return;
+    if (rows == 0) {
+        RECBLOCKS_CUDA_CHECK(
+            cudaMemsetAsync(out.data(), 0, static_cast<std::size_t>(cols) * sizeof(T), be.stream));  // +0.0
+        return;
+    }
+    column_reduce<1>(be.stream, rows, cols, SumRowsLoad<T>{x.data(), safe_ld(x)}, StoreColumn<T>{out.data()});
+}
+
+// ============================================================================
+// Explicit instantiations (declared extern in backend/cuda/primitives.hpp)
+// ============================================================================
+
+#define RECBLOCKS_CUDA_INSTANTIATE(T)                                                                               \
+    template void P::gemm<T>(const backend::Cuda&, Trans, Trans, T, MatrixView<const T>, MatrixView<const T>, T,   \
+                             MatrixView<T>);                                                                        \
+    template void P::gemm_batched<T>(const backend::Cuda&, Trans, Trans, T, TensorView<const T, 3>,                \
+                                     TensorView<const T, 3>, T, TensorView<T, 3>);                                  \
+    template T P::dot<T>(const backend::Cuda&, VectorView<const T>, VectorView<const T>);                          \
+    template void P::axpy<T>(const backend::Cuda&, T, VectorView<const T>, VectorView<T>);                         \
+    template void P::softmax_rows<T>(const backend::Cuda&, MatrixView<const T>, MatrixView<const std::uint8_t>,    \
+                                     MatrixView<T>);                                                                \
+    template void P::softmax_rows_backward<T>(const backend::Cuda&, MatrixView<const T>, MatrixView<const T>,      \
+                                              MatrixView<T>);                                                       \
+    template void P::layer_norm_forward<T>(const backend::Cuda&, MatrixView<const T>, VectorView<const T>,         \
+                                           VectorView<const T>, T, MatrixView<T>, VectorView<T>, VectorView<T>);    \
+    template void P::layer_norm_backward<T>(const backend::Cuda&, MatrixView<const T>, VectorView<const T>,        \
+                                            VectorView<const T>, VectorView<const T>, MatrixView<const T>,          \
+                                            MatrixView<T>, VectorView<T>, VectorView<T>);                           \
+    template void P::activation_forward<T>(const backend::Cuda&, Activation, MatrixView<const T>, MatrixView<T>);  \
+    template void P::activation_backward<T>(const backend::Cuda&, Activation, MatrixView<const T>,                 \
+                                            MatrixView<const T>, MatrixView<T>);                                    \
+    template void P::gather_rows<T>(const backend::Cuda&, MatrixView<const T>, VectorView<const row_id_t>,             \
+                                    MatrixView<T>);                                                                 \
+    template void P::scatter_add_rows<T>(const backend::Cuda&, MatrixView<const T>, VectorView<const row_id_t>,        \
+                                         MatrixView<T>);                                                            \
+    template index_t P::top_k_rows<T>(const backend::Cuda&, MatrixView<const T>, index_t, MatrixView<row_id_t>,        \
+                                      MatrixView<T>);                                                               \
+    template T P::sum<T>(const backend::Cuda&, MatrixView<const T>);                                               \
+    template T P::max_value<T>(const backend::Cuda&, MatrixView<const T>);                                         \
+    template void P::sum_rows<T>(const backend::Cuda&, MatrixView<const T>, VectorView<T>)
+
+RECBLOCKS_CUDA_INSTANTIATE(float);
+RECBLOCKS_CUDA_INSTANTIATE(double);
+
+#undef RECBLOCKS_CUDA_INSTANTIATE
+
+RECBLOCKS_NAMESPACE_END
