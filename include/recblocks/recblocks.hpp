@@ -1,0 +1,37 @@
+#pragma once
+// recblocks — umbrella header for users: includes every public component.
+// The library's own headers never include this file.
+#include "recblocks/version.hpp"
+
+// core
+#include "recblocks/core/aligned_buffer.hpp"
+#include "recblocks/core/check.hpp"
+#include "recblocks/core/convert.hpp"
+#include "recblocks/core/dtype.hpp"
+#include "recblocks/core/error.hpp"
+#include "recblocks/core/quantize_i8.hpp"
+#include "recblocks/core/rng.hpp"
+#include "recblocks/core/shape.hpp"
+#include "recblocks/core/tensor.hpp"
+#include "recblocks/core/tensor_view.hpp"
+#include "recblocks/core/thread_pool.hpp"
+#include "recblocks/core/types.hpp"
+#include "recblocks/core/workspace.hpp"
+
+// backends
+#include "recblocks/backend/tags.hpp"
+#include "recblocks/backend/primitives.hpp"
+#include "recblocks/backend/cpu/cpu_features.hpp"
+#include "recblocks/backend/cpu/primitives.hpp"
+#include "recblocks/backend/reference/primitives.hpp"
+
+// ops
+#include "recblocks/ops/activation.hpp"
+#include "recblocks/ops/blas1.hpp"
+#include "recblocks/ops/embedding.hpp"
+#include "recblocks/ops/gemm.hpp"
+#include "recblocks/ops/layer_norm.hpp"
+#include "recblocks/ops/reduce.hpp"
+#include "recblocks/ops/softmax.hpp"
+#include "recblocks/ops/top_k.hpp"
+#include "recblocks/ops/validate.hpp"
