@@ -11,6 +11,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "recblocks/backend/cpu/cpu_features.hpp"
@@ -84,6 +85,24 @@ std::vector<T>& thread_scratch(std::size_t n) {
     if (buf.size() < n) buf.resize(n);
     return buf;
 }
+
+/// Zeroed per-chunk partial sums: `chunks` blocks of `width` elements, each
+/// starting on its own cache line, so threads working on neighbouring chunks
+/// never write to the same line (false sharing made 2 threads slower than 1).
+template <class T>
+struct ChunkPartials {
+    T* base;
+    index_t stride;
+    ChunkPartials(index_t chunks, index_t width) {
+        constexpr index_t line = 64 / sizeof(T);
+        stride = (width + line - 1) / line * line;
+        auto& buf = thread_scratch<T>(static_cast<std::size_t>(chunks * stride + line));
+        const auto addr = reinterpret_cast<std::uintptr_t>(buf.data());
+        base = buf.data() + ((64 - addr % 64) % 64) / sizeof(T);
+        std::fill_n(base, chunks * stride, T(0));
+    }
+    [[nodiscard]] T* operator[](index_t chunk) const { return base + chunk * stride; }
+};
 
 template <class T>
 using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -208,16 +227,15 @@ struct Primitives<backend::Cpu<Isa>> {
         const index_t grain = cpu::rows_per_chunk(d);
         const index_t chunks = chunk_count(0, x.rows(), grain);
         // One (dgamma, dbeta) partial per chunk, summed in chunk order below.
-        auto& partial = cpu::thread_scratch<T>(static_cast<std::size_t>(2 * chunks * d));
-        std::fill_n(partial.begin(), 2 * chunks * d, T(0));
+        const cpu::ChunkPartials<T> partial(chunks, 2 * d);
         parallel_for(be.threads(), 0, x.rows(), grain, [&](index_t r0, index_t r1) {
-            T* dg = partial.data() + 2 * (r0 / grain) * d;
+            T* p = partial[r0 / grain];
             kt.layer_norm_backward(x.row(r0), x.ld(), gamma.data(), mean.data() + r0, rstd.data() + r0, dy.row(r0),
-                                   dy.ld(), dx.row(r0), dx.ld(), dg, dg + d, r1 - r0, d);
+                                   dy.ld(), dx.row(r0), dx.ld(), p, p + d, r1 - r0, d);
         });
         for (index_t c = 0; c < chunks; ++c) {
-            kt.axpy(d, T(1), partial.data() + 2 * c * d, dgamma.data());
-            kt.axpy(d, T(1), partial.data() + 2 * c * d + d, dbeta.data());
+            kt.axpy(d, T(1), partial[c], dgamma.data());
+            kt.axpy(d, T(1), partial[c] + d, dbeta.data());
         }
     }
 
@@ -270,7 +288,7 @@ struct Primitives<backend::Cpu<Isa>> {
         const index_t threads = be.threads().size();
         // The top-k under (value desc, index asc) is unique, so splitting a
         // long row into segments cannot change the result.
-        const index_t segments = rows >= threads ? 1 : std::clamp<index_t>(n / (1 << 16), 1, threads);
+        const index_t segments = rows >= threads ? 1 : std::clamp<index_t>(n / (1 << 20), 1, threads);
         std::vector<std::uint8_t> nan(static_cast<std::size_t>(rows), 0);
         if (segments == 1) {
             parallel_for(be.threads(), 0, rows, 1, [&](index_t r0, index_t r1) {
@@ -324,14 +342,13 @@ struct Primitives<backend::Cpu<Isa>> {
         const index_t c = x.cols();
         const index_t grain = cpu::rows_per_chunk(c);
         const index_t chunks = chunk_count(0, x.rows(), grain);
-        auto& partial = cpu::thread_scratch<T>(static_cast<std::size_t>(chunks * c));
-        std::fill_n(partial.begin(), chunks * c, T(0));
+        const cpu::ChunkPartials<T> partial(chunks, c);
         parallel_for(be.threads(), 0, x.rows(), grain, [&](index_t r0, index_t r1) {
-            T* p = partial.data() + (r0 / grain) * c;
+            T* p = partial[r0 / grain];
             for (index_t r = r0; r < r1; ++r) kt.axpy(c, T(1), x.row(r), p);
         });
         std::fill_n(out.data(), c, T(0));
-        for (index_t i = 0; i < chunks; ++i) kt.axpy(c, T(1), partial.data() + i * c, out.data());
+        for (index_t i = 0; i < chunks; ++i) kt.axpy(c, T(1), partial[i], out.data());
     }
 
 private:

@@ -3,11 +3,11 @@
 // (2) e = exp(x - max) stored to y while summing, (3) y *= 1 / sum. Masked
 // entries are first written to y as -inf, so they come out as exactly 0.
 // A row whose maximum is -inf (nothing kept) becomes all zeros.
-// Accumulation in T; exp is xsimd's vectorised exp (about 1 ulp).
+// Accumulation in T; exp is exp_batch (math.hpp, about 1 ulp).
 #include <cstdint>
 #include <limits>
 
-#include "recblocks/backend/cpu/kernels/simd.hpp"
+#include "recblocks/backend/cpu/kernels/math.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace cpu {
@@ -32,12 +32,12 @@ struct SoftmaxKernels {
         const batch vmx(mx);
         batch s(T(0));
         for (i = 0; i + W <= n; i += W) {
-            const batch e = xsimd::exp(S::load(x + i) - vmx);
+            const batch e = exp_batch<Arch, T>(S::load(x + i) - vmx);
             S::store(y + i, e);
             s += e;
         }
         if (i < n) {
-            const batch e = xsimd::exp(S::load_tail(x + i, n - i, kNegInf) - vmx);
+            const batch e = exp_batch<Arch, T>(S::load_tail(x + i, n - i, kNegInf) - vmx);
             S::store_tail(y + i, e, n - i);
             s += e;
         }
