@@ -17,21 +17,15 @@
 #include "recblocks/ops/layer_norm.hpp"
 #include "recblocks/ops/softmax.hpp"
 
-namespace rb = recblocks;
-rb::ThreadPool& bench_pool(int threads);
+#include "bench_common.hpp"
 
 namespace {
 
-using Be = rb::backend::Cpu<rb::isa::Dispatch>;
+using bench::Be;
+using bench::fill_uniform;
 using Mat = rb::Matrix<float>;
 using Vec = rb::Vector<float>;
 
-template <class Tn>
-void fill_uniform(Tn& t, unsigned seed, float lo = -3.0f, float hi = 3.0f) {
-    std::mt19937 gen(seed);
-    std::uniform_real_distribution<float> u(lo, hi);
-    for (float& v : t) v = u(gen);
-}
 
 struct Setup {
     rb::index_t rows, d;
@@ -51,7 +45,7 @@ void set_counters(benchmark::State& state, rb::index_t rows, rb::index_t d, doub
 void BM_Softmax_Forward(benchmark::State& state) {
     auto [rows, d, be] = setup(state);
     Mat x(rb::Shape<2>{{rows, d}}), y(rb::Shape<2>{{rows, d}});
-    fill_uniform(x, 1);
+    fill_uniform(x, 1, -3.0f, 3.0f);
     for (auto _ : state) {
         rb::ops::softmax_rows<Be, float>(be, x.cview(), y.view());
         benchmark::ClobberMemory();
@@ -63,7 +57,7 @@ void BM_Softmax_ForwardMasked(benchmark::State& state) {
     auto [rows, d, be] = setup(state);
     Mat x(rb::Shape<2>{{rows, d}}), y(rb::Shape<2>{{rows, d}});
     rb::Matrix<std::uint8_t> mask(rb::Shape<2>{{rows, d}});
-    fill_uniform(x, 1);
+    fill_uniform(x, 1, -3.0f, 3.0f);
     for (rb::index_t r = 0; r < rows; ++r)  // causal: row r of each LxL block keeps columns <= r % L
         for (rb::index_t c = 0; c < d; ++c) mask(r, c) = c <= r % d ? 1 : 0;
     for (auto _ : state) {
@@ -77,8 +71,8 @@ void BM_Softmax_Backward(benchmark::State& state) {
     auto [rows, d, be] = setup(state);
     Mat x(rb::Shape<2>{{rows, d}}), y(rb::Shape<2>{{rows, d}}), dy(rb::Shape<2>{{rows, d}}),
         dx(rb::Shape<2>{{rows, d}});
-    fill_uniform(x, 1);
-    fill_uniform(dy, 2);
+    fill_uniform(x, 1, -3.0f, 3.0f);
+    fill_uniform(dy, 2, -3.0f, 3.0f);
     rb::ops::softmax_rows<Be, float>(be, x.cview(), y.view());
     for (auto _ : state) {
         rb::ops::softmax_rows_backward<Be, float>(be, y.cview(), dy.cview(), dx.view());
@@ -91,7 +85,7 @@ void BM_LayerNorm_Forward(benchmark::State& state) {
     auto [rows, d, be] = setup(state);
     Mat x(rb::Shape<2>{{rows, d}}), y(rb::Shape<2>{{rows, d}});
     Vec gamma(rb::Shape<1>{{d}}), beta(rb::Shape<1>{{d}}), mean(rb::Shape<1>{{rows}}), rstd(rb::Shape<1>{{rows}});
-    fill_uniform(x, 1);
+    fill_uniform(x, 1, -3.0f, 3.0f);
     fill_uniform(gamma, 2, 0.5f, 1.5f);
     fill_uniform(beta, 3, -0.5f, 0.5f);
     for (auto _ : state) {
@@ -108,8 +102,8 @@ void BM_LayerNorm_Backward(benchmark::State& state) {
         dx(rb::Shape<2>{{rows, d}});
     Vec gamma(rb::Shape<1>{{d}}), beta(rb::Shape<1>{{d}}), mean(rb::Shape<1>{{rows}}), rstd(rb::Shape<1>{{rows}}),
         dgamma(rb::Shape<1>{{d}}), dbeta(rb::Shape<1>{{d}});
-    fill_uniform(x, 1);
-    fill_uniform(dy, 4);
+    fill_uniform(x, 1, -3.0f, 3.0f);
+    fill_uniform(dy, 4, -3.0f, 3.0f);
     fill_uniform(gamma, 2, 0.5f, 1.5f);
     rb::ops::layer_norm_forward<Be, float>(be, x.cview(), gamma.cview(), beta.cview(), 1e-5f, y.view(), mean.view(),
                                            rstd.view());
@@ -125,7 +119,7 @@ template <rb::Activation A>
 void BM_Act_Forward(benchmark::State& state) {
     auto [rows, d, be] = setup(state);
     Mat x(rb::Shape<2>{{rows, d}}), y(rb::Shape<2>{{rows, d}});
-    fill_uniform(x, 1);
+    fill_uniform(x, 1, -3.0f, 3.0f);
     for (auto _ : state) {
         rb::ops::activation_forward<Be, float>(be, A, x.cview(), y.view());
         benchmark::ClobberMemory();
@@ -137,8 +131,8 @@ template <rb::Activation A>
 void BM_Act_Backward(benchmark::State& state) {
     auto [rows, d, be] = setup(state);
     Mat x(rb::Shape<2>{{rows, d}}), dy(rb::Shape<2>{{rows, d}}), dx(rb::Shape<2>{{rows, d}});
-    fill_uniform(x, 1);
-    fill_uniform(dy, 2);
+    fill_uniform(x, 1, -3.0f, 3.0f);
+    fill_uniform(dy, 2, -3.0f, 3.0f);
     for (auto _ : state) {
         rb::ops::activation_backward<Be, float>(be, A, x.cview(), dy.cview(), dx.view());
         benchmark::ClobberMemory();

@@ -14,12 +14,11 @@
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/embedding.hpp"
 
-namespace rb = recblocks;
-rb::ThreadPool& bench_pool(int threads);
+#include "bench_common.hpp"
 
 namespace {
 
-using Be = rb::backend::Cpu<rb::isa::Dispatch>;
+using bench::Be;
 
 struct Problem {
     rb::Matrix<float> table, dense;

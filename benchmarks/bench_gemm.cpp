@@ -12,19 +12,13 @@
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/gemm.hpp"
 
-namespace rb = recblocks;
-rb::ThreadPool& bench_pool(int threads);
+#include "bench_common.hpp"
 
 namespace {
 
-using Be = rb::backend::Cpu<rb::isa::Dispatch>;
+using bench::Be;
+using bench::fill_uniform;
 
-template <class Tn>
-void fill_uniform(Tn& t, unsigned seed) {
-    std::mt19937 gen(seed);
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    for (float& v : t) v = u(gen);
-}
 
 void BM_Gemm_NN(benchmark::State& state) {
     const rb::index_t m = state.range(0), k = state.range(1), n = state.range(2);

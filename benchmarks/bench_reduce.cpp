@@ -13,19 +13,13 @@
 #include "recblocks/ops/blas1.hpp"
 #include "recblocks/ops/reduce.hpp"
 
-namespace rb = recblocks;
-rb::ThreadPool& bench_pool(int threads);
+#include "bench_common.hpp"
 
 namespace {
 
-using Be = rb::backend::Cpu<rb::isa::Dispatch>;
+using bench::Be;
+using bench::fill_uniform;
 
-template <class Tn>
-void fill_uniform(Tn& t, unsigned seed) {
-    std::mt19937 gen(seed);
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    for (float& v : t) v = u(gen);
-}
 
 void counters(benchmark::State& state, double elems, double bytes_per_elem, double flops_per_elem) {
     state.SetBytesProcessed(static_cast<int64_t>(double(state.iterations()) * elems * bytes_per_elem));

@@ -12,12 +12,11 @@
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/top_k.hpp"
 
-namespace rb = recblocks;
-rb::ThreadPool& bench_pool(int threads);
+#include "bench_common.hpp"
 
 namespace {
 
-using Be = rb::backend::Cpu<rb::isa::Dispatch>;
+using bench::Be;
 
 void BM_TopK_Rows(benchmark::State& state) {
     const rb::index_t rows = state.range(0), n = state.range(1), k = state.range(2);
