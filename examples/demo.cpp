@@ -16,6 +16,7 @@
 // Usage: demo [--data DIR] [--epochs N] [--dim D] [--threads T] [--user ID]
 // ctest-args: --epochs 1
 // ctest-args-sanitize: --epochs 1 --dim 8
+#include <recblocks/data/sequence_dataset.hpp>
 #include <recblocks/recblocks.hpp>
 
 #include <algorithm>
@@ -24,7 +25,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <map>
 #include <sstream>
 #include <string>
 #include <unordered_map>
@@ -91,72 +91,19 @@ std::vector<std::string> split_csv(const std::string& line) {
     return out;
 }
 
-struct Interaction {
-    long user, movie, time;
-};
-
-std::vector<Interaction> read_ratings(const std::string& path) {
+/// movieId -> title from movies.csv ("movieId,title,genres"; titles may be quoted).
+std::unordered_map<std::int64_t, std::string> read_titles(const std::string& path) {
     std::ifstream in(path);
     if (!in) throw rb::IoError("demo: cannot open " + path);
-    std::vector<Interaction> rows;
-    std::string line;
-    std::getline(in, line);  // header
-    for (long no = 2; std::getline(in, line); ++no) {
-        if (line.empty()) continue;
-        const auto f = split_csv(line);
-        try {
-            if (f.size() != 4) throw std::invalid_argument("field count");
-            rows.push_back({std::stol(f[0]), std::stol(f[1]), std::stol(f[3])});
-        } catch (const std::exception&) {
-            throw rb::FormatError(rb::detail::concat(path, ":", no, ": expected userId,movieId,rating,timestamp, got '",
-                                                     line, "'"));
-        }
-    }
-    return rows;
-}
-
-std::unordered_map<long, std::string> read_titles(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw rb::IoError("demo: cannot open " + path);
-    std::unordered_map<long, std::string> titles;
+    std::unordered_map<std::int64_t, std::string> titles;
     std::string line;
     std::getline(in, line);
     for (long no = 2; std::getline(in, line); ++no) {
         const auto f = split_csv(line);
         if (f.size() < 2) throw rb::FormatError(rb::detail::concat(path, ":", no, ": expected movieId,title,genres"));
-        titles[std::stol(f[0])] = f[1];
+        titles[std::stoll(f[0])] = f[1];
     }
     return titles;
-}
-
-/// Per-user item sequences (dense ids), time-ordered, and the id <-> movieId maps.
-struct Dataset {
-    std::vector<long> user_ids;                  // dense user -> userId
-    std::vector<std::vector<row_id_t>> seqs;     // dense user -> items in time order
-    std::vector<long> movie_of;                  // dense item -> movieId
-    index_t n_items = 0;
-};
-
-Dataset build_dataset(std::vector<Interaction> rows) {
-    std::stable_sort(rows.begin(), rows.end(), [](const Interaction& a, const Interaction& b) {
-        return a.user != b.user ? a.user < b.user : a.time != b.time ? a.time < b.time : a.movie < b.movie;
-    });
-    Dataset d;
-    std::map<long, row_id_t> item_of;
-    for (const auto& r : rows) item_of.emplace(r.movie, 0);
-    for (auto& [movie, id] : item_of) {
-        id = static_cast<row_id_t>(d.movie_of.size());
-        d.movie_of.push_back(movie);
-    }
-    d.n_items = static_cast<index_t>(d.movie_of.size());
-    for (const auto& r : rows) {
-        if (d.user_ids.empty() || d.user_ids.back() != r.user) {
-            d.user_ids.push_back(r.user);
-            d.seqs.emplace_back();
-        }
-        d.seqs.back().push_back(item_of[r.movie]);
-    }
-    return d;
 }
 
 /// The model's parameters and Adam state.
@@ -235,11 +182,11 @@ struct Metrics {
 
 /// Ranks each user's test item against all items not in their history.
 template <class Score>
-Metrics evaluate(const Dataset& d, index_t n_items, Score&& score_batch) {
+Metrics evaluate(const rb::data::SequenceDataset& d, index_t n_items, Score&& score_batch) {
     Metrics mt;
     std::vector<index_t> users;
-    for (index_t u = 0; u < static_cast<index_t>(d.seqs.size()); ++u)
-        if (d.seqs[u].size() >= 3) users.push_back(u);
+    for (index_t u = 0; u < static_cast<index_t>(d.sequences.size()); ++u)
+        if (d.sequences[u].size() >= 3) users.push_back(u);
     const index_t bs = 256;
     rb::Matrix<float> scores;
     rb::Matrix<row_id_t> top(rb::Shape<2>{{bs, 10}});
@@ -250,14 +197,15 @@ Metrics evaluate(const Dataset& d, index_t n_items, Score&& score_batch) {
         if (scores.extent(0) != b) scores.resize(rb::Shape<2>{{b, n_items}});
         score_batch(batch, scores.view());
         for (index_t r = 0; r < b; ++r) {
-            const auto& seq = d.seqs[batch[r]];
+            const auto& seq = d.sequences[batch[r]];
+            scores(r, 0) = -INFINITY;  // the padding id is never an answer
             for (std::size_t j = 0; j + 1 < seq.size(); ++j) scores(r, seq[j]) = -INFINITY;  // history
         }
         auto tv = top.view().slice_rows(0, b);
         auto vv = top_v.view().slice_rows(0, b);
         rb::ops::top_k_rows(rb::backend::Cpu<rb::isa::Dispatch>{}, scores.view(), 10, tv, vv);
         for (index_t r = 0; r < b; ++r) {
-            const row_id_t target = d.seqs[batch[r]].back();
+            const row_id_t target = d.sequences[batch[r]].back();
             for (index_t k = 0; k < 10; ++k)
                 if (tv(r, k) == target) {
                     mt.hr += 1;
@@ -282,18 +230,18 @@ int run(const Options& opt) {
     rb::ThreadPool pool(opt.threads > 0 ? opt.threads : rb::ThreadPool::default_thread_count());
     const rb::backend::Cpu<rb::isa::Dispatch> cpu{&pool};
 
-    const Dataset d = build_dataset(read_ratings(opt.data_dir + "/ratings.csv"));
+    const rb::data::SequenceDataset d = rb::data::read_movielens_csv(opt.data_dir + "/ratings.csv");
     const auto titles = read_titles(opt.data_dir + "/movies.csv");
-    const index_t n = d.n_items, dim = opt.dim;
+    const index_t n = d.num_items() + 1, dim = opt.dim;  // table row 0: the padding id, never recommended
     std::printf("recblocks %d.%d.%d demo | CPU kernels: %s | threads: %d\n", RECBLOCKS_VERSION_MAJOR,
                 RECBLOCKS_VERSION_MINOR, RECBLOCKS_VERSION_PATCH, rb::isa_name(rb::active_isa()).data(), pool.size());
-    std::printf("MovieLens ml-latest-small: %zu users, %td movies\n", d.seqs.size(), n);
+    std::printf("MovieLens ml-latest-small: %td users, %td movies\n", d.num_users(), d.num_items());
 
     // Training examples: (user, position t) predicting seq[t] from the items
     // before it; the last two items of each user are held out (valid, test).
     std::vector<std::pair<index_t, std::size_t>> examples;
-    for (index_t u = 0; u < static_cast<index_t>(d.seqs.size()); ++u) {
-        const std::size_t train_end = d.seqs[u].size() >= 3 ? d.seqs[u].size() - 2 : d.seqs[u].size();
+    for (index_t u = 0; u < static_cast<index_t>(d.sequences.size()); ++u) {
+        const std::size_t train_end = d.sequences[u].size() >= 3 ? d.sequences[u].size() - 2 : d.sequences[u].size();
         for (std::size_t t = 1; t < train_end; ++t) examples.emplace_back(u, t);
     }
 
@@ -318,8 +266,8 @@ int run(const Options& opt) {
             std::vector<row_id_t> target;
             for (index_t r = 0; r < b; ++r) {
                 const auto [u, t] = examples[s + std::size_t(r)];
-                ctx.push_back(last_items(d.seqs[u], t, opt.window));
-                target.push_back(d.seqs[u][t]);
+                ctx.push_back(last_items(d.sequences[u], t, opt.window));
+                target.push_back(d.sequences[u][t]);
             }
             enc.forward(cpu, model, ctx);
             auto lg = logits.view().slice_rows(0, b);
@@ -364,12 +312,12 @@ int run(const Options& opt) {
     // Serving: encode the full history (train + valid), score all items.
     auto model_scores = [&](const std::vector<index_t>& users, rb::MatrixView<float> out) {
         std::vector<std::vector<row_id_t>> ctx;
-        for (index_t u : users) ctx.push_back(last_items(d.seqs[u], d.seqs[u].size() - 1, opt.window));
+        for (index_t u : users) ctx.push_back(last_items(d.sequences[u], d.sequences[u].size() - 1, opt.window));
         enc.forward(cpu, model, ctx);
         rb::ops::gemm(cpu, rb::Trans::no, rb::Trans::yes, 1.0f, enc.h.view(), model.e_out.view(), 0.0f, out);
     };
     std::vector<float> popularity(static_cast<std::size_t>(n), 0.0f);
-    for (const auto& seq : d.seqs)
+    for (const auto& seq : d.sequences)
         for (std::size_t j = 0; j + 1 < seq.size(); ++j) popularity[std::size_t(seq[j])] += 1.0f;
     auto popular_scores = [&](const std::vector<index_t>& users, rb::MatrixView<float> out) {
         for (index_t r = 0; r < static_cast<index_t>(users.size()); ++r)
@@ -379,7 +327,7 @@ int run(const Options& opt) {
     const Metrics mod = evaluate(d, n, model_scores);
     std::printf("full ranking over %td movies, %ld users:  most-popular HR@10 %.4f NDCG@10 %.4f | model HR@10 %.4f "
                 "NDCG@10 %.4f\n",
-                n, mod.users, pop.hr, pop.ndcg, mod.hr, mod.ndcg);
+                d.num_items(), mod.users, pop.hr, pop.ndcg, mod.hr, mod.ndcg);
 
     // Top-10 for one user.
     const auto it = std::find(d.user_ids.begin(), d.user_ids.end(), opt.user);
@@ -389,12 +337,13 @@ int run(const Options& opt) {
     rb::Matrix<row_id_t> top(rb::Shape<2>{{1, 10}});
     rb::Matrix<float> top_v(rb::Shape<2>{{1, 10}});
     model_scores({u}, s.view());
-    for (row_id_t item : d.seqs[u]) s(0, item) = -INFINITY;  // recommend only unseen movies
+    for (row_id_t item : d.sequences[u]) s(0, item) = -INFINITY;  // recommend only unseen movies
+    s(0, 0) = -INFINITY;
     rb::ops::top_k_rows(cpu, s.view(), 10, top.view(), top_v.view());
     std::printf("top-10 new movies for user %ld (last watched: %s):\n", opt.user,
-                titles.at(d.movie_of[std::size_t(d.seqs[u].back())]).c_str());
+                titles.at(d.item_ids[std::size_t(d.sequences[u].back())]).c_str());
     for (index_t k = 0; k < 10; ++k)
-        std::printf("  %2td. %s\n", k + 1, titles.at(d.movie_of[std::size_t(top(0, k))]).c_str());
+        std::printf("  %2td. %s\n", k + 1, titles.at(d.item_ids[std::size_t(top(0, k))]).c_str());
     std::printf("{\"HR@10\": %.4f, \"NDCG@10\": %.4f, \"popular_HR@10\": %.4f, \"seconds\": %.1f}\n", mod.hr, mod.ndcg,
                 pop.hr, std::chrono::duration<double>(Clock::now() - t0).count());
     return 0;

@@ -35,3 +35,12 @@
 #include "recblocks/ops/softmax.hpp"
 #include "recblocks/ops/top_k.hpp"
 #include "recblocks/ops/validate.hpp"
+
+// data
+#include "recblocks/data/leave_one_out.hpp"
+#include "recblocks/data/left_padded_batch.hpp"
+#include "recblocks/data/sequence_dataset.hpp"
+
+// eval
+#include "recblocks/eval/metrics.hpp"
+#include "recblocks/eval/protocols.hpp"

@@ -1,0 +1,166 @@
+#pragma once
+// SequenceDataset: each user's items in time order, with dense item ids
+// 1..N (0 is the padding id), and readers for the two formats users have:
+//
+//   read_user_item_file     the plain format of the public SASRec/BERT4Rec code:
+//                           one "user item" pair per line, integer ids from 1,
+//                           each user's lines in time order; ids kept as they are.
+//   read_movielens_csv      "userId,movieId,rating,timestamp" with a header line;
+//                           sorted by time per user (file order breaks ties),
+//                           movieIds remapped densely to 1..N in ascending order.
+//
+// Malformed lines raise FormatError naming the file and the line number;
+// a file that cannot be opened raises IoError.
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "recblocks/core/check.hpp"
+#include "recblocks/core/types.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace data {
+
+struct SequenceDataset {
+    /// sequences[u]: user u's items (ids in 1..num_items) in time order.
+    std::vector<std::vector<row_id_t>> sequences;
+    /// user_ids[u]: the id the user has in the source file.
+    std::vector<std::int64_t> user_ids;
+    /// item_ids[i]: the source id of dense item i (item_ids[0] = 0, padding).
+    std::vector<std::int64_t> item_ids;
+
+    /// N: items are numbered 1..N.
+    [[nodiscard]] index_t num_items() const { return static_cast<index_t>(item_ids.size()) - 1; }
+    [[nodiscard]] index_t num_users() const { return static_cast<index_t>(sequences.size()); }
+    [[nodiscard]] std::size_t num_interactions() const {
+        std::size_t n = 0;
+        for (const auto& s : sequences) n += s.size();
+        return n;
+    }
+};
+
+namespace detail {
+
+inline std::ifstream open_for_reading(const std::string& path, std::string_view who) {
+    std::ifstream in(path);
+    if (!in) throw IoError(recblocks::detail::concat(who, ": cannot open '", path, "'"));
+    return in;
+}
+
+/// Parses a whole field as a base-10 integer; false if it is not one.
+inline bool parse_int(std::string_view field, std::int64_t& out) {
+    while (!field.empty() && (field.front() == ' ' || field.front() == '\t')) field.remove_prefix(1);
+    while (!field.empty() && (field.back() == ' ' || field.back() == '\t' || field.back() == '\r')) field.remove_suffix(1);
+    if (field.empty()) return false;
+    const auto [end, ec] = std::from_chars(field.data(), field.data() + field.size(), out);
+    return ec == std::errc() && end == field.data() + field.size();
+}
+
+/// Splits on `sep` (no quoting: neither format quotes its numeric fields).
+inline std::vector<std::string_view> split(std::string_view line, char sep) {
+    std::vector<std::string_view> out;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i <= line.size(); ++i)
+        if (i == line.size() || line[i] == sep) {
+            out.push_back(line.substr(start, i - start));
+            start = i + 1;
+        }
+    return out;
+}
+
+}  // namespace detail
+
+/// Reads "user item" lines (whitespace separated, ids >= 1). Users are ordered
+/// by id; each user's items keep the file's order. Blank lines are skipped.
+inline SequenceDataset read_user_item_file(const std::string& path) {
+    auto in = detail::open_for_reading(path, "data::read_user_item_file");
+    std::map<std::int64_t, std::vector<row_id_t>> by_user;
+    std::int64_t max_item = 0;
+    std::string line;
+    for (std::int64_t no = 1; std::getline(in, line); ++no) {
+        std::string_view v(line);
+        if (v.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+        std::vector<std::string_view> fields;
+        std::size_t i = 0;
+        while (i < v.size()) {
+            while (i < v.size() && (v[i] == ' ' || v[i] == '\t' || v[i] == '\r')) ++i;
+            const std::size_t b = i;
+            while (i < v.size() && v[i] != ' ' && v[i] != '\t' && v[i] != '\r') ++i;
+            if (i > b) fields.push_back(v.substr(b, i - b));
+        }
+        std::int64_t user = 0, item = 0;
+        RECBLOCKS_CHECK_FORMAT(fields.size() == 2 && detail::parse_int(fields[0], user) &&
+                                   detail::parse_int(fields[1], item),
+                               path, ":", no, ": expected 'user item' (two integers), got '", line, "'");
+        RECBLOCKS_CHECK_FORMAT(user >= 1 && item >= 1 && item <= std::numeric_limits<row_id_t>::max(), path, ":", no,
+                               ": ids must be in [1, ", std::numeric_limits<row_id_t>::max(), "], got user ", user,
+                               ", item ", item);
+        by_user[user].push_back(static_cast<row_id_t>(item));
+        max_item = std::max(max_item, item);
+    }
+    SequenceDataset d;
+    d.item_ids.resize(static_cast<std::size_t>(max_item) + 1);
+    for (std::size_t i = 0; i < d.item_ids.size(); ++i) d.item_ids[i] = static_cast<std::int64_t>(i);
+    for (auto& [user, seq] : by_user) {
+        d.user_ids.push_back(user);
+        d.sequences.push_back(std::move(seq));
+    }
+    return d;
+}
+
+/// Reads a MovieLens ratings CSV (header "userId,movieId,rating,timestamp").
+inline SequenceDataset read_movielens_csv(const std::string& path) {
+    auto in = detail::open_for_reading(path, "data::read_movielens_csv");
+    std::string line;
+    RECBLOCKS_CHECK_FORMAT(static_cast<bool>(std::getline(in, line)), path, ":1: the file is empty");
+    {
+        std::string header = line;
+        if (!header.empty() && header.back() == '\r') header.pop_back();
+        RECBLOCKS_CHECK_FORMAT(header.rfind("userId,movieId", 0) == 0, path,
+                               ":1: expected the header 'userId,movieId,rating,timestamp', got '", line, "'");
+    }
+    struct Row {
+        std::int64_t user, movie, time, order;
+    };
+    std::vector<Row> rows;
+    for (std::int64_t no = 2; std::getline(in, line); ++no) {
+        if (line.empty() || line == "\r") continue;
+        const auto f = detail::split(line, ',');
+        Row r{0, 0, 0, no};
+        RECBLOCKS_CHECK_FORMAT(f.size() == 4 && detail::parse_int(f[0], r.user) && detail::parse_int(f[1], r.movie) &&
+                                   detail::parse_int(f[3], r.time),
+                               path, ":", no, ": expected userId,movieId,rating,timestamp with integer ids and time, got '",
+                               line, "'");
+        rows.push_back(r);
+    }
+    std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+        return a.user != b.user ? a.user < b.user : a.time < b.time;
+    });
+    SequenceDataset d;
+    std::map<std::int64_t, row_id_t> dense;
+    for (const Row& r : rows) dense.emplace(r.movie, 0);
+    RECBLOCKS_CHECK_FORMAT(dense.size() < static_cast<std::size_t>(std::numeric_limits<row_id_t>::max()), path,
+                           ": too many distinct movies (", dense.size(), ")");
+    d.item_ids.push_back(0);
+    for (auto& [movie, id] : dense) {
+        id = static_cast<row_id_t>(d.item_ids.size());
+        d.item_ids.push_back(movie);
+    }
+    for (const Row& r : rows) {
+        if (d.user_ids.empty() || d.user_ids.back() != r.user) {
+            d.user_ids.push_back(r.user);
+            d.sequences.emplace_back();
+        }
+        d.sequences.back().push_back(dense[r.movie]);
+    }
+    return d;
+}
+
+}  // namespace data
+RECBLOCKS_NAMESPACE_END
