@@ -44,3 +44,7 @@
 // eval
 #include "recblocks/eval/metrics.hpp"
 #include "recblocks/eval/protocols.hpp"
+
+// policies and blocks
+#include "recblocks/blocks/multi_head_self_attention.hpp"
+#include "recblocks/policies/attention_mask.hpp"

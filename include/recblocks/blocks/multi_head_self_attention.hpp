@@ -1,0 +1,217 @@
+#pragma once
+// Multi-head self-attention with a fused QKV projection, forward and backward.
+//
+// Shapes (B batch, L sequence, D model width, H heads, dh = D / H):
+//   x, y            [B, L, D]
+//   in_proj_weight  [3D, D]   rows: W_q, W_k, W_v (nn.MultiheadAttention's packing)
+//   in_proj_bias    [3D]
+//   out_proj_weight [D, D],  out_proj_bias [D]
+//   key_keep        [B, L]   optional bytes: 0 marks a padded key (left padding)
+//
+//   qkv = x W_inᵀ + b_in;  per (b, h): S = Q Kᵀ / sqrt(dh), masked by the
+//   Mask policy and key_keep; P = softmax(S) (a query that sees no key gets
+//   P = 0, so its output is the bias); ctx = P V;  y = ctx W_outᵀ + b_out.
+//
+// backward() takes dy and ADDS the parameter gradients into grads() (as
+// autograd does), and writes dx. It uses the activations of the last forward
+// (which keeps a view of x: x must stay alive and unchanged until backward).
+// The block owns its scratch, sized at the first call of a shape: later calls
+// of the same shape do not allocate. Attention dropout is not implemented yet.
+#include <cmath>
+
+#include "recblocks/core/rng.hpp"
+#include "recblocks/core/tensor.hpp"
+#include "recblocks/ops/gemm.hpp"
+#include "recblocks/ops/reduce.hpp"
+#include "recblocks/ops/softmax.hpp"
+#include "recblocks/policies/attention_mask.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace blocks {
+
+template <class T, policies::AttentionMask Mask = policies::CausalMask>
+class MultiHeadSelfAttention {
+public:
+    struct Config {
+        index_t d_model = 0;  ///< D
+        index_t heads = 1;    ///< H; must divide D
+    };
+    struct Params {
+        Matrix<T> in_proj_weight;   ///< [3D, D]
+        Vector<T> in_proj_bias;     ///< [3D]
+        Matrix<T> out_proj_weight;  ///< [D, D]
+        Vector<T> out_proj_bias;    ///< [D]
+        explicit Params(index_t d = 0)
+            : in_proj_weight(Shape<2>{{3 * d, d}}), in_proj_bias(Shape<1>{{3 * d}}),
+              out_proj_weight(Shape<2>{{d, d}}), out_proj_bias(Shape<1>{{d}}) {}
+    };
+
+    /// Zero biases; in_proj Xavier-uniform, out_proj U(-1/sqrt(D), 1/sqrt(D))
+    /// (nn.MultiheadAttention's defaults), drawn from `rng`.
+    MultiHeadSelfAttention(Config cfg, Mask mask, const Rng& rng) : cfg_(cfg), mask_(mask), params_(cfg.d_model),
+                                                                    grads_(cfg.d_model) {
+        RECBLOCKS_CHECK_VALUE(cfg.d_model >= 1 && cfg.heads >= 1 && cfg.d_model % cfg.heads == 0,
+                              "MultiHeadSelfAttention: d_model ", cfg.d_model, " must be a positive multiple of heads ",
+                              cfg.heads);
+        const index_t d = cfg.d_model;
+        const double xavier = std::sqrt(6.0 / double(d + 3 * d));
+        const Rng a = rng.substream(0), b = rng.substream(1);
+        for (index_t i = 0; i < params_.in_proj_weight.numel(); ++i)
+            params_.in_proj_weight.data()[i] = static_cast<T>(xavier * (2.0 * a.uniform_double(std::uint64_t(i)) - 1.0));
+        const double bound = 1.0 / std::sqrt(double(d));
+        for (index_t i = 0; i < params_.out_proj_weight.numel(); ++i)
+            params_.out_proj_weight.data()[i] = static_cast<T>(bound * (2.0 * b.uniform_double(std::uint64_t(i)) - 1.0));
+    }
+    MultiHeadSelfAttention(Config cfg, const Rng& rng) requires std::default_initializable<Mask>
+        : MultiHeadSelfAttention(cfg, Mask{}, rng) {}
+
+    [[nodiscard]] const Config& config() const { return cfg_; }
+    [[nodiscard]] Params& params() { return params_; }
+    [[nodiscard]] const Params& params() const { return params_; }
+    [[nodiscard]] Params& grads() { return grads_; }
+    /// Sets every gradient to zero.
+    void zero_grads() {
+        for (auto* t : {&grads_.in_proj_bias, &grads_.out_proj_bias}) std::fill(t->begin(), t->end(), T(0));
+        for (auto* t : {&grads_.in_proj_weight, &grads_.out_proj_weight}) std::fill(t->begin(), t->end(), T(0));
+    }
+    /// Attention probabilities of the last forward, [B, H, L, L].
+    [[nodiscard]] TensorView<const T, 4> attention() const { return probs_.view(); }
+
+    /// y [B, L, D] = attention(x [B, L, D]); key_keep [B, L] optional (0 = padded key).
+    template <class Be>
+    void forward(const Be& be, TensorView<const T, 3> x, TensorView<T, 3> y,
+                 MatrixView<const std::uint8_t> key_keep = {}) {
+        const index_t bsz = x.extent(0), len = x.extent(1), d = cfg_.d_model, h = cfg_.heads, dh = d / h;
+        RECBLOCKS_CHECK_SHAPE(x.extent(2) == d, "MultiHeadSelfAttention::forward: x is ", x.shape(),
+                              " but d_model is ", d);
+        RECBLOCKS_CHECK_SHAPE(y.shape() == x.shape(), "MultiHeadSelfAttention::forward: y is ", y.shape(),
+                              " but x is ", x.shape());
+        RECBLOCKS_CHECK_SHAPE(x.is_contiguous() && y.is_contiguous(),
+                              "MultiHeadSelfAttention::forward: x and y must be contiguous");
+        if (key_keep.data())
+            RECBLOCKS_CHECK_SHAPE(key_keep.rows() == bsz && key_keep.cols() == len,
+                                  "MultiHeadSelfAttention::forward: key_keep is ", key_keep.shape(), " but expected [",
+                                  bsz, ", ", len, "]");
+        resize(bsz, len);
+        const index_t rows = bsz * len;
+        x_ = x;  // kept (a view) for backward
+        const auto x2 = matrix_view(x.data(), rows, d);
+        auto qkv = qkv_.view();
+        broadcast_rows(params_.in_proj_bias.cview(), qkv);
+        ops::gemm(be, Trans::no, Trans::yes, T(1), x2, params_.in_proj_weight.view(), T(1), qkv);
+        const T scale = static_cast<T>(1.0 / std::sqrt(double(dh)));
+        for (index_t b = 0; b < bsz; ++b) {
+            build_mask(b, len, key_keep);
+            for (index_t hd = 0; hd < h; ++hd) {
+                auto p = prob_matrix(b, hd);
+                ops::gemm(be, Trans::no, Trans::yes, scale, head(qkv, b, 0, hd), head(qkv, b, 1, hd), T(0), p);
+                ops::softmax_rows(be, p, p, mask_buf_.cview());
+                ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(p), head(qkv, b, 2, hd), T(0),
+                          matrix_view(ctx_.data() + b * len * d + hd * dh, len, dh, d));
+            }
+        }
+        auto y2 = matrix_view(y.data(), rows, d);
+        broadcast_rows(params_.out_proj_bias.cview(), y2);
+        ops::gemm(be, Trans::no, Trans::yes, T(1), ctx_.view(), params_.out_proj_weight.view(), T(1), y2);
+    }
+
+    /// From dy [B, L, D] (same shape as the last forward): writes dx and adds
+    /// the parameter gradients into grads().
+    template <class Be>
+    void backward(const Be& be, TensorView<const T, 3> dy, TensorView<T, 3> dx) {
+        const index_t bsz = x_.extent(0), len = x_.extent(1), d = cfg_.d_model, h = cfg_.heads, dh = d / h;
+        RECBLOCKS_CHECK_SHAPE(x_.data() != nullptr, "MultiHeadSelfAttention::backward: call forward first");
+        RECBLOCKS_CHECK_SHAPE(dy.shape() == x_.shape() && dx.shape() == x_.shape(),
+                              "MultiHeadSelfAttention::backward: dy is ", dy.shape(), " and dx is ", dx.shape(),
+                              " but the last forward's x was ", x_.shape());
+        RECBLOCKS_CHECK_SHAPE(dy.is_contiguous() && dx.is_contiguous(),
+                              "MultiHeadSelfAttention::backward: dy and dx must be contiguous");
+        const index_t rows = bsz * len;
+        const auto dy2 = matrix_view(dy.data(), rows, d);
+        // Output projection.
+        ops::gemm(be, Trans::yes, Trans::no, T(1), dy2, ctx_.view(), T(1), grads_.out_proj_weight.view());
+        add_column_sums(be, dy2, grads_.out_proj_bias.view());
+        ops::gemm(be, Trans::no, Trans::no, T(1), dy2, params_.out_proj_weight.view(), T(0), dctx_.view());
+        // Attention, per (b, h).
+        const T scale = static_cast<T>(1.0 / std::sqrt(double(dh)));
+        auto qkv = qkv_.view();
+        auto dqkv = dqkv_.view();
+        for (index_t b = 0; b < bsz; ++b)
+            for (index_t hd = 0; hd < h; ++hd) {
+                const MatrixView<const T> p = prob_matrix(b, hd);
+                const auto dctx = matrix_view<const T>(dctx_.data() + b * len * d + hd * dh, len, dh, d);
+                auto dp = dp_.view();
+                ops::gemm(be, Trans::no, Trans::yes, T(1), dctx, head(qkv, b, 2, hd), T(0), dp);       // dP = dC Vᵀ
+                ops::gemm(be, Trans::yes, Trans::no, T(1), p, dctx, T(0), head(dqkv, b, 2, hd));       // dV = Pᵀ dC
+                ops::softmax_rows_backward(be, p, MatrixView<const T>(dp), dp);                       // dS
+                ops::gemm(be, Trans::no, Trans::no, scale, MatrixView<const T>(dp), head(qkv, b, 1, hd), T(0),
+                          head(dqkv, b, 0, hd));                                                      // dQ = dS K s
+                ops::gemm(be, Trans::yes, Trans::no, scale, MatrixView<const T>(dp), head(qkv, b, 0, hd), T(0),
+                          head(dqkv, b, 1, hd));                                                      // dK = dSᵀ Q s
+            }
+        // Input projection.
+        const auto x2 = matrix_view(x_.data(), rows, d);
+        ops::gemm(be, Trans::yes, Trans::no, T(1), MatrixView<const T>(dqkv), x2, T(1), grads_.in_proj_weight.view());
+        add_column_sums(be, MatrixView<const T>(dqkv), grads_.in_proj_bias.view());
+        ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(dqkv), params_.in_proj_weight.view(), T(0),
+                  matrix_view(dx.data(), rows, d));
+    }
+
+private:
+    void resize(index_t bsz, index_t len) {
+        const index_t rows = bsz * len, d = cfg_.d_model;
+        if (qkv_.extent(0) != rows) {
+            qkv_.resize(Shape<2>{{rows, 3 * d}});
+            dqkv_.resize(Shape<2>{{rows, 3 * d}});
+            ctx_.resize(Shape<2>{{rows, d}});
+            dctx_.resize(Shape<2>{{rows, d}});
+        }
+        if (probs_.extent(0) != bsz || probs_.extent(2) != len) {
+            probs_.resize(Shape<4>{{bsz, cfg_.heads, len, len}});
+            mask_buf_.resize(Shape<2>{{len, len}});
+            dp_.resize(Shape<2>{{len, len}});
+        }
+        col_sums_.resize(Shape<1>{{3 * d}});
+    }
+
+    void build_mask(index_t b, index_t len, MatrixView<const std::uint8_t> key_keep) {
+        for (index_t q = 0; q < len; ++q)
+            for (index_t k = 0; k < len; ++k)
+                mask_buf_(q, k) = static_cast<std::uint8_t>(mask_.visible(q, k) && (!key_keep.data() || key_keep(b, k)));
+    }
+
+    MatrixView<T> prob_matrix(index_t b, index_t hd) {
+        const index_t len = probs_.extent(2);
+        return matrix_view(probs_.data() + (b * cfg_.heads + hd) * len * len, len, len);
+    }
+
+    /// Head `hd` of part `part` (0 = Q, 1 = K, 2 = V) of sequence b: [L, dh] with ld 3D.
+    template <class U>
+    MatrixView<U> head(MatrixView<U> packed, index_t b, index_t part, index_t hd) const {
+        const index_t d = cfg_.d_model, dh = d / cfg_.heads, len = probs_.extent(2);
+        return matrix_view(packed.data() + b * len * 3 * d + part * d + hd * dh, len, dh, 3 * d);
+    }
+
+    static void broadcast_rows(VectorView<const T> bias, MatrixView<T> out) {
+        for (index_t r = 0; r < out.rows(); ++r) std::copy(bias.data(), bias.data() + bias.size(), out.row(r));
+    }
+
+    template <class Be>
+    void add_column_sums(const Be& be, MatrixView<const T> g, VectorView<T> acc) {
+        auto sums = vector_view(col_sums_.data(), g.cols());
+        ops::sum_rows(be, g, sums);
+        for (index_t c = 0; c < g.cols(); ++c) acc(c) += sums(c);
+    }
+
+    Config cfg_;
+    Mask mask_;
+    Params params_, grads_;
+    TensorView<const T, 3> x_;
+    Matrix<T> qkv_, dqkv_, ctx_, dctx_, dp_;
+    Tensor<T, 4> probs_;
+    Matrix<std::uint8_t> mask_buf_;
+    Vector<T> col_sums_;
+};
+
+}  // namespace blocks
+RECBLOCKS_NAMESPACE_END

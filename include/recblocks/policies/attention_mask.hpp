@@ -1,0 +1,48 @@
+#pragma once
+// Attention mask policies: which key position k a query position q may see,
+// within one sequence. Key padding (left-padded sequences) is applied on top
+// by the attention block from a per-sequence keep vector.
+//
+//   CausalMask         k <= q                       SASRec
+//   BidirectionalMask  every k                      BERT4Rec
+//   BlockCausalMask    item(k) <= item(q), with item(t) = t / tokens_per_item
+//                      (bidirectional inside an item's tokens, causal across
+//                      items)                       RecGPT's hybrid attention
+//
+// A user-defined mask is any type with `bool visible(index_t q, index_t k) const`
+// (the AttentionMask concept); it may carry state, like BlockCausalMask.
+#include <concepts>
+
+#include "recblocks/core/check.hpp"
+#include "recblocks/core/types.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace policies {
+
+template <class M>
+concept AttentionMask = requires(const M m, index_t q, index_t k) {
+    { m.visible(q, k) } -> std::convertible_to<bool>;
+};
+
+struct CausalMask {
+    [[nodiscard]] constexpr bool visible(index_t q, index_t k) const { return k <= q; }
+};
+
+struct BidirectionalMask {
+    [[nodiscard]] constexpr bool visible(index_t, index_t) const { return true; }
+};
+
+struct BlockCausalMask {
+    index_t tokens_per_item = 1;
+    constexpr explicit BlockCausalMask(index_t tokens) : tokens_per_item(tokens) {
+        RECBLOCKS_CHECK_VALUE(tokens >= 1, "BlockCausalMask: tokens_per_item must be >= 1, got ", tokens);
+    }
+    [[nodiscard]] constexpr bool visible(index_t q, index_t k) const {
+        return k / tokens_per_item <= q / tokens_per_item;
+    }
+};
+
+static_assert(AttentionMask<CausalMask> && AttentionMask<BidirectionalMask> && AttentionMask<BlockCausalMask>);
+
+}  // namespace policies
+RECBLOCKS_NAMESPACE_END
