@@ -394,3 +394,17 @@ TEMPLATE_TEST_CASE("NaN is detected inside the SIMD loops on every ISA", "[backe
         });
     }
 }
+
+TEST_CASE("gemm gives the same bits on 1 and 3 threads", "[backend][gemm][determinism]") {
+    for (index_t k : {64, 1000}) {
+        Matrix<float> a(Shape<2>{{700, k}}), b(Shape<2>{{k, 96}}), c1(Shape<2>{{700, 96}}), c3(c1.shape());
+        fill_uniform(a, 31);
+        fill_uniform(b, 32);
+        ops::gemm(backend::Cpu<isa::Dispatch>{&rbtest::pool1()}, Trans::no, Trans::no, 1.0f, a.view(), b.view(), 0.0f,
+                  c1.view());
+        ops::gemm(backend::Cpu<isa::Dispatch>{&rbtest::pool3()}, Trans::no, Trans::no, 1.0f, a.view(), b.view(), 0.0f,
+                  c3.view());
+        INFO("k = " << k);
+        REQUIRE(std::equal(c1.begin(), c1.end(), c3.begin()));
+    }
+}

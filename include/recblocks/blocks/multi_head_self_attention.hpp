@@ -100,16 +100,16 @@ public:
         broadcast_rows(params_.in_proj_bias.cview(), qkv);
         ops::gemm(be, Trans::no, Trans::yes, T(1), x2, params_.in_proj_weight.view(), T(1), qkv);
         const T scale = static_cast<T>(1.0 / std::sqrt(double(dh)));
-        for (index_t b = 0; b < bsz; ++b) {
-            build_mask(b, len, key_keep);
+        for_each_sequence(be, bsz, [&](index_t b) {
+            const auto mask = build_mask(b, len, key_keep);
             for (index_t hd = 0; hd < h; ++hd) {
                 auto p = prob_matrix(b, hd);
                 ops::gemm(be, Trans::no, Trans::yes, scale, head(qkv, b, 0, hd), head(qkv, b, 1, hd), T(0), p);
-                ops::softmax_rows(be, p, p, mask_buf_.cview());
+                ops::softmax_rows(be, p, p, mask);
                 ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(p), head(qkv, b, 2, hd), T(0),
                           matrix_view(ctx_.data() + b * len * d + hd * dh, len, dh, d));
             }
-        }
+        });
         auto y2 = matrix_view(y.data(), rows, d);
         broadcast_rows(params_.out_proj_bias.cview(), y2);
         ops::gemm(be, Trans::no, Trans::yes, T(1), ctx_.view(), params_.out_proj_weight.view(), T(1), y2);
@@ -136,11 +136,11 @@ public:
         const T scale = static_cast<T>(1.0 / std::sqrt(double(dh)));
         auto qkv = qkv_.view();
         auto dqkv = dqkv_.view();
-        for (index_t b = 0; b < bsz; ++b)
+        for_each_sequence(be, bsz, [&](index_t b) {
             for (index_t hd = 0; hd < h; ++hd) {
                 const MatrixView<const T> p = prob_matrix(b, hd);
                 const auto dctx = matrix_view<const T>(dctx_.data() + b * len * d + hd * dh, len, dh, d);
-                auto dp = dp_.view();
+                auto dp = matrix_view(dp_.data() + b * len * len, len, len);
                 ops::gemm(be, Trans::no, Trans::yes, T(1), dctx, head(qkv, b, 2, hd), T(0), dp);       // dP = dC Vᵀ
                 ops::gemm(be, Trans::yes, Trans::no, T(1), p, dctx, T(0), head(dqkv, b, 2, hd));       // dV = Pᵀ dC
                 ops::softmax_rows_backward(be, p, MatrixView<const T>(dp), dp);                       // dS
@@ -149,6 +149,7 @@ public:
                 ops::gemm(be, Trans::yes, Trans::no, scale, MatrixView<const T>(dp), head(qkv, b, 0, hd), T(0),
                           head(dqkv, b, 1, hd));                                                      // dK = dSᵀ Q s
             }
+        });
         // Input projection.
         const auto x2 = matrix_view(x_.data(), rows, d);
         ops::gemm(be, Trans::yes, Trans::no, T(1), MatrixView<const T>(dqkv), x2, T(1), grads_.in_proj_weight.view());
@@ -168,16 +169,34 @@ private:
         }
         if (probs_.extent(0) != bsz || probs_.extent(2) != len) {
             probs_.resize(Shape<4>{{bsz, cfg_.heads, len, len}});
-            mask_buf_.resize(Shape<2>{{len, len}});
-            dp_.resize(Shape<2>{{len, len}});
+            mask_buf_.resize(Shape<3>{{bsz, len, len}});
+            dp_.resize(Shape<3>{{bsz, len, len}});
         }
         col_sums_.resize(Shape<1>{{3 * d}});
     }
 
-    void build_mask(index_t b, index_t len, MatrixView<const std::uint8_t> key_keep) {
+    /// The [L, L] keep-mask of sequence b (its own slice: sequences run in parallel).
+    MatrixView<const std::uint8_t> build_mask(index_t b, index_t len, MatrixView<const std::uint8_t> key_keep) {
+        auto m = matrix_view(mask_buf_.data() + b * len * len, len, len);
         for (index_t q = 0; q < len; ++q)
             for (index_t k = 0; k < len; ++k)
-                mask_buf_(q, k) = static_cast<std::uint8_t>(mask_.visible(q, k) && (!key_keep.data() || key_keep(b, k)));
+                m(q, k) = static_cast<std::uint8_t>(mask_.visible(q, k) && (!key_keep.data() || key_keep(b, k)));
+        return m;
+    }
+
+    /// Runs fn(b) for every sequence: over the backend's thread pool when it
+    /// has one (the ops inside then run single-threaded), else in order. Each
+    /// sequence writes only its own slices, so the result does not depend on
+    /// the thread count.
+    template <class Be, class Fn>
+    static void for_each_sequence(const Be& be, index_t bsz, Fn&& fn) {
+        if constexpr (requires { be.threads(); }) {
+            parallel_for(be.threads(), 0, bsz, 1, [&](index_t b0, index_t b1) {
+                for (index_t b = b0; b < b1; ++b) fn(b);
+            });
+        } else {
+            for (index_t b = 0; b < bsz; ++b) fn(b);
+        }
     }
 
     MatrixView<T> prob_matrix(index_t b, index_t hd) {
@@ -207,9 +226,10 @@ private:
     Mask mask_;
     Params params_, grads_;
     TensorView<const T, 3> x_;
-    Matrix<T> qkv_, dqkv_, ctx_, dctx_, dp_;
+    Matrix<T> qkv_, dqkv_, ctx_, dctx_;
+    Tensor<T, 3> dp_;
     Tensor<T, 4> probs_;
-    Matrix<std::uint8_t> mask_buf_;
+    Tensor<std::uint8_t, 3> mask_buf_;
     Vector<T> col_sums_;
 };
 
