@@ -50,8 +50,8 @@ function(recblocks_enable_runtime_dispatch target)
         set(_flags_avx512 "/arch:AVX512")
     else()
         set(_flags_sse2 "-msse2")
-        set(_flags_avx2 "-mavx2;-mfma;-mf16c;-mbmi2")
-        set(_flags_avx512 "-mavx512f;-mavx512cd;-mavx512bw;-mavx512dq;-mavx512vl;-mavx2;-mfma;-mf16c;-mbmi2")
+        set(_flags_avx2 "-mavx2;-mfma")
+        set(_flags_avx512 "-mavx512f;-mavx512cd;-mavx512bw;-mavx512dq;-mavx512vl;-mavx2;-mfma")
         if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
             # GCC 12's avx512fintrin.h trips -W(maybe-)uninitialized on its own
             # _mm512_undefined_* placeholders (GCC bug 105593).

@@ -408,3 +408,57 @@ TEST_CASE("gemm gives the same bits on 1 and 3 threads", "[backend][gemm][determ
         REQUIRE(std::equal(c1.begin(), c1.end(), c3.begin()));
     }
 }
+
+TEST_CASE("top-k of a row long enough to be split across threads equals the unsplit result", "[backend][top_k]") {
+    // Rows of >= 2^21 scores with fewer rows than threads are cut into
+    // segments whose top-k lists are merged; the unsplit (1-thread) path is
+    // checked against the Reference backend above.
+    const index_t n = (index_t{1} << 21) + 7;
+    Matrix<float> s(Shape<2>{{1, n}});
+    const Rng rng(33);
+    for (index_t i = 0; i < n; ++i) s.data()[i] = static_cast<float>(rng.below(std::uint64_t(i), 1000));  // many ties
+    for (index_t k : {1, 10, 300}) {
+        Matrix<row_id_t> ids1(Shape<2>{{1, k}}), ids3(Shape<2>{{1, k}});
+        Matrix<float> v1(Shape<2>{{1, k}}), v3(Shape<2>{{1, k}});
+        ops::top_k_rows(backend::Cpu<isa::Dispatch>{&rbtest::pool1()}, s.view(), k, ids1.view(), v1.view());
+        ops::top_k_rows(backend::Cpu<isa::Dispatch>{&rbtest::pool3()}, s.view(), k, ids3.view(), v3.view());
+        INFO("k = " << k);
+        REQUIRE(std::equal(ids1.begin(), ids1.end(), ids3.begin()));
+        REQUIRE(std::equal(v1.begin(), v1.end(), v3.begin()));
+        REQUIRE(v1(0, 0) == 999.0f);
+        for (index_t j = 1; j < k; ++j) REQUIRE((v1(0, j - 1) > v1(0, j) || (v1(0, j - 1) == v1(0, j) && ids1(0, j - 1) < ids1(0, j))));
+    }
+    s(0, n - 3) = std::numeric_limits<float>::quiet_NaN();
+    Matrix<row_id_t> ids(Shape<2>{{1, 10}});
+    Matrix<float> v(Shape<2>{{1, 10}});
+    REQUIRE_THROWS_AS(ops::top_k_rows(backend::Cpu<isa::Dispatch>{&rbtest::pool3()}, s.view(), 10, ids.view(), v.view()),
+                      ValueError);
+}
+
+TEST_CASE("scatter-add, layer-norm gradients and softmax give the same bits on 1 and 3 threads",
+          "[backend][determinism]") {
+    const backend::Cpu<isa::Dispatch> one{&rbtest::pool1()}, three{&rbtest::pool3()};
+    const index_t rows = 25600, d = 50;
+    Matrix<float> x(Shape<2>{{rows, d}}), dy(x.shape());
+    fill_uniform(x, 34, -2.0, 2.0);
+    fill_uniform(dy, 35);
+    Vector<row_id_t> ids(Shape<1>{{rows}});
+    const Rng rng(36);
+    for (index_t i = 0; i < rows; ++i) ids(i) = static_cast<row_id_t>(rng.below(std::uint64_t(i), 300));
+    auto run = [&](const auto& be) {
+        Matrix<float> table(Shape<2>{{300, d}}), y(x.shape()), dx(x.shape()), sm(x.shape());
+        Vector<float> g(Shape<1>{{d}}), b(Shape<1>{{d}}), mean(Shape<1>{{rows}}), rstd(Shape<1>{{rows}}),
+            dg(Shape<1>{{d}}), db(Shape<1>{{d}});
+        std::fill(g.begin(), g.end(), 1.0f);
+        ops::scatter_add_rows(be, dy.view(), ids.cview(), table.view());
+        ops::layer_norm_forward(be, x.view(), g.view(), b.view(), 1e-5f, y.view(), mean.view(), rstd.view());
+        ops::layer_norm_backward(be, x.view(), g.view(), mean.view(), rstd.view(), dy.view(), dx.view(), dg.view(),
+                                 db.view());
+        ops::softmax_rows(be, x.view(), sm.view());
+        std::vector<float> all(table.begin(), table.end());
+        for (const auto* t : {&dx, &sm}) all.insert(all.end(), t->begin(), t->end());
+        for (const auto* t : {&dg, &db}) all.insert(all.end(), t->begin(), t->end());
+        return all;
+    };
+    REQUIRE(run(one) == run(three));
+}

@@ -1,6 +1,7 @@
 #pragma once
 // Tensor: owning, contiguous, row-major, 64-byte aligned storage with a shape.
 // Public functions take TensorView; a Tensor hands out views of itself.
+#include <cstdint>
 #include <initializer_list>
 
 #include "recblocks/core/aligned_buffer.hpp"
@@ -17,8 +18,13 @@ public:
 
     /// Reshapes to `shape` and zero-fills (contents are not kept).
     void resize(Shape<Rank> shape) {
-        for (std::size_t i = 0; i < Rank; ++i)
+        index_t n = 1;
+        for (std::size_t i = 0; i < Rank; ++i) {
             RECBLOCKS_CHECK_SHAPE(shape[i] >= 0, "Tensor: negative extent in shape ", shape);
+            RECBLOCKS_CHECK_VALUE(!__builtin_mul_overflow(n, shape[i], &n) &&
+                                      n <= PTRDIFF_MAX / static_cast<index_t>(sizeof(T)),
+                                  "Tensor: shape ", shape, " has more elements than memory can address");
+        }
         buffer_.resize(shape.numel());
         shape_ = shape;
     }

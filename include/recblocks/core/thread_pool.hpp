@@ -10,11 +10,13 @@
 // inside a task runs serially in that task (no nested oversubscription).
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -30,18 +32,17 @@ public:
     /// (so ThreadPool(1) runs everything on the caller).
     explicit ThreadPool(int threads) {
         RECBLOCKS_CHECK_VALUE(threads >= 1, "ThreadPool: thread count must be >= 1, got ", threads);
-        for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+        try {
+            for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+        } catch (const std::exception& e) {
+            shutdown();  // join the workers already started, or their destructors would terminate
+            throw BackendError(detail::concat("ThreadPool: could only start ", workers_.size() + 1, " of ", threads,
+                                              " threads: ", e.what()));
+        }
     }
     ThreadPool(const ThreadPool&) = delete;
     ThreadPool& operator=(const ThreadPool&) = delete;
-    ~ThreadPool() {
-        {
-            std::lock_guard lock(mutex_);
-            stopping_ = true;
-        }
-        wake_.notify_all();
-        for (auto& t : workers_) t.join();
-    }
+    ~ThreadPool() { shutdown(); }
 
     /// Threads that share work, the caller included.
     [[nodiscard]] int size() const { return static_cast<int>(workers_.size()) + 1; }
@@ -55,8 +56,11 @@ public:
 
     static int default_thread_count() {
         if (const char* env = std::getenv("RECBLOCKS_NUM_THREADS")) {
-            const int n = std::atoi(env);
-            RECBLOCKS_CHECK_VALUE(n >= 1, "RECBLOCKS_NUM_THREADS must be a positive integer, got '", env, "'");
+            const std::string_view text(env);
+            int n = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+            RECBLOCKS_CHECK_VALUE(ec == std::errc() && end == text.data() + text.size() && n >= 1 && n <= 4096,
+                                  "RECBLOCKS_NUM_THREADS must be an integer in [1, 4096], got '", env, "'");
             return n;
         }
         return std::max(1u, std::thread::hardware_concurrency());
@@ -94,6 +98,16 @@ public:
     }
 
 private:
+    void shutdown() {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        for (auto& t : workers_) t.join();
+        workers_.clear();
+    }
+
     struct Job {
         index_t chunks = 0;
         std::atomic<index_t> next{0};

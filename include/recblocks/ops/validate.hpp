@@ -15,6 +15,7 @@ template <class T>
 void check_layout(std::string_view op, std::string_view arg, MatrixView<T> m) {
     RECBLOCKS_CHECK_SHAPE(m.rows() <= 1 || m.ld() >= m.cols(), op, ": ", arg, " has leading dimension ", m.ld(),
                           " smaller than its ", m.cols(), " columns");
+    RECBLOCKS_CHECK_SHAPE(m.rows() >= 0 && m.cols() >= 0, op, ": ", arg, " has a negative extent: ", m.shape());
     RECBLOCKS_CHECK_SHAPE(m.empty() || m.data() != nullptr, op, ": ", arg, " is ", m.shape(), " but has no data");
 }
 

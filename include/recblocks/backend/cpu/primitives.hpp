@@ -300,15 +300,16 @@ struct Primitives<backend::Cpu<Isa>> {
             auto& cand_v = cpu::thread_scratch<T>(static_cast<std::size_t>(segments * k));
             auto& cand_i = cpu::thread_scratch<row_id_t>(static_cast<std::size_t>(segments * k));
             std::vector<index_t> got(static_cast<std::size_t>(segments));
+            std::vector<std::uint8_t> seg_nan(static_cast<std::size_t>(segments));  // one writer each
             for (index_t r = 0; r < rows; ++r) {
                 parallel_for(be.threads(), 0, segments, 1, [&](index_t s, index_t) {
                     const index_t b = s * seg_len, len = std::min(n, b + seg_len) - b;
                     const index_t kk = std::min(k, len);
                     got[static_cast<std::size_t>(s)] = kk;
-                    if (kt.top_k(scores.row(r) + b, len, kk, static_cast<row_id_t>(b), cand_v.data() + s * k,
-                                 cand_i.data() + s * k))
-                        nan[static_cast<std::size_t>(r)] = 1;
+                    seg_nan[static_cast<std::size_t>(s)] = kt.top_k(scores.row(r) + b, len, kk, static_cast<row_id_t>(b),
+                                                                    cand_v.data() + s * k, cand_i.data() + s * k);
                 });
+                for (std::uint8_t f : seg_nan) nan[static_cast<std::size_t>(r)] |= f;
                 merge_segments(cand_v.data(), cand_i.data(), got, k, values.row(r), ids.row(r));
             }
         }
