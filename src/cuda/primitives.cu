@@ -498,6 +498,20 @@ __device__ inline bool ranks_before(T v, int i, T w, int j) {
     return v > w || (v == w && i < j);
 }
 
+// Leaves lane 0 of the warp holding the pair that ranks first among the
+// warp's 32 (value, index) pairs (ranks_before order).
+template <class T>
+__device__ void warp_best(T& best_v, int& best_i) {
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        const T ov = __shfl_down_sync(kFullMask, best_v, offset);
+        const int oi = __shfl_down_sync(kFullMask, best_i, offset);
+        if (ranks_before(ov, oi, best_v, best_i)) {
+            best_v = ov;
+            best_i = oi;
+        }
+    }
+}
+
 // top_k_rows_kernel: one block per row of scores [rows, n]. First a NaN scan
 // (__syncthreads_or); a row with NaN records its index in nan_row (atomicMin,
 // so the smallest such row is reported) and is skipped. Otherwise k passes:
@@ -541,14 +555,7 @@ __global__ void __launch_bounds__(kBlock)
                     best_i = ci;
                 }
             }
-            for (int offset = 16; offset > 0; offset >>= 1) {
-                const T ov = __shfl_down_sync(kFullMask, best_v, offset);
-                const int oi = __shfl_down_sync(kFullMask, best_i, offset);
-                if (ranks_before(ov, oi, best_v, best_i)) {
-                    best_v = ov;
-                    best_i = oi;
-                }
-            }
+            warp_best(best_v, best_i);
             if (lane == 0) {
                 warp_v[warp] = best_v;
                 warp_i[warp] = best_i;
@@ -557,14 +564,7 @@ __global__ void __launch_bounds__(kBlock)
             if (warp == 0) {
                 best_v = lane < kWarps ? warp_v[lane] : -inf;
                 best_i = lane < kWarps ? warp_i[lane] : INT_MAX;
-                for (int offset = 16; offset > 0; offset >>= 1) {
-                    const T ov = __shfl_down_sync(kFullMask, best_v, offset);
-                    const int oi = __shfl_down_sync(kFullMask, best_i, offset);
-                    if (ranks_before(ov, oi, best_v, best_i)) {
-                        best_v = ov;
-                        best_i = oi;
-                    }
-                }
+                warp_best(best_v, best_i);
                 if (lane == 0) {
                     pick_v = best_v;
                     pick_i = best_i;
