@@ -48,3 +48,5 @@
 // policies and blocks
 #include "recblocks/blocks/multi_head_self_attention.hpp"
 #include "recblocks/policies/attention_mask.hpp"
+#include "recblocks/blocks/dropout.hpp"
+#include "recblocks/blocks/sequence_embedding.hpp"

@@ -1,0 +1,56 @@
+#pragma once
+// Inverted dropout with counter-based randomness: element i of the call with
+// step s is kept iff rng.substream(s).uniform(i) >= p, and kept values
+// are scaled by 1 / (1 - p). The mask is a pure function of (rng, step, i),
+// so it is the same whatever the thread count, it never needs storing (the
+// backward pass recomputes it), and a resumed run draws the same masks.
+#include "recblocks/core/rng.hpp"
+#include "recblocks/core/tensor_view.hpp"
+#include "recblocks/core/thread_pool.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace blocks {
+
+class Dropout {
+public:
+    /// p in [0, 1): the probability of zeroing an element; masks come from `rng`.
+    Dropout(double p, const Rng& rng) : p_(p), rng_(rng) {
+        RECBLOCKS_CHECK_VALUE(p >= 0.0 && p < 1.0, "Dropout: p must be in [0, 1), got ", p);
+    }
+    [[nodiscard]] double p() const { return p_; }
+
+    /// y = dropout(x) for training step `step` (y may alias x); identity when p == 0.
+    template <class T>
+    void forward(ThreadPool& pool, std::uint64_t step, TensorView<const T, 1> x, TensorView<T, 1> y) const {
+        apply(pool, step, x, y);
+    }
+    /// dx = dy * mask / (1 - p) with the same mask as forward(step); dx may alias dy.
+    template <class T>
+    void backward(ThreadPool& pool, std::uint64_t step, TensorView<const T, 1> dy, TensorView<T, 1> dx) const {
+        apply(pool, step, dy, dx);
+    }
+    /// Whether element i is kept at `step`.
+    [[nodiscard]] bool kept(std::uint64_t step, std::uint64_t i) const {
+        return rng_.substream(step).uniform(i) >= static_cast<float>(p_);
+    }
+
+private:
+    template <class T>
+    void apply(ThreadPool& pool, std::uint64_t step, TensorView<const T, 1> in, TensorView<T, 1> out) const {
+        RECBLOCKS_CHECK_SHAPE(in.size() == out.size(), "Dropout: output has ", out.size(), " entries but input has ",
+                              in.size());
+        const Rng r = rng_.substream(step);
+        const float p = static_cast<float>(p_);
+        const T scale = static_cast<T>(1.0 / (1.0 - p_));
+        parallel_for(pool, 0, in.size(), 1 << 14, [&](index_t b, index_t e) {
+            for (index_t i = b; i < e; ++i)
+                out(i) = r.uniform(static_cast<std::uint64_t>(i)) >= p ? in(i) * scale : T(0);
+        });
+    }
+
+    double p_;
+    Rng rng_;
+};
+
+}  // namespace blocks
+RECBLOCKS_NAMESPACE_END
