@@ -50,3 +50,4 @@
 #include "recblocks/policies/attention_mask.hpp"
 #include "recblocks/blocks/dropout.hpp"
 #include "recblocks/blocks/sequence_embedding.hpp"
+#include "recblocks/blocks/feed_forward.hpp"

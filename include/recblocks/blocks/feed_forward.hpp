@@ -1,0 +1,142 @@
+#pragma once
+// Position-wise feed-forward with its residual, as in SASRec and BERT4Rec:
+//
+//   h = act(x W1ᵀ + b1)                 [R, F]   (F = inner width; SASRec: D, BERT4Rec: 4D)
+//   y = x + Drop2(Drop1(h) W2ᵀ + b2)     [R, D]
+//
+// x, y are [R, D] with R = B * L rows. Weights use nn.Linear's layout:
+// w1 [F, D], b1 [F], w2 [D, F], b2 [D] (a Conv1d kernel-size-1 weight
+// [F, D, 1] is the same memory). act is ReLU or erf-GELU. backward() adds the
+// parameter gradients into grads() and writes dx (including the residual's dy).
+#include <cmath>
+
+#include "recblocks/blocks/dropout.hpp"
+#include "recblocks/core/tensor.hpp"
+#include "recblocks/ops/activation.hpp"
+#include "recblocks/ops/gemm.hpp"
+#include "recblocks/ops/reduce.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace blocks {
+
+template <class T>
+class FeedForward {
+public:
+    struct Config {
+        index_t d_model = 0;                     ///< D
+        index_t inner = 0;                       ///< F; 0 means D
+        Activation activation = Activation::relu;
+        double dropout = 0.0;                    ///< on the activation and on the output
+    };
+    struct Params {
+        Matrix<T> w1;  ///< [F, D]
+        Vector<T> b1;  ///< [F]
+        Matrix<T> w2;  ///< [D, F]
+        Vector<T> b2;  ///< [D]
+    };
+
+    /// nn.Linear's default initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
+    FeedForward(Config cfg, const Rng& rng)
+        : cfg_(cfg), drop_hidden_(cfg.dropout, rng.substream(10)), drop_out_(cfg.dropout, rng.substream(11)) {
+        if (cfg_.inner == 0) cfg_.inner = cfg_.d_model;
+        RECBLOCKS_CHECK_VALUE(cfg_.d_model >= 1 && cfg_.inner >= 1, "FeedForward: d_model and inner must be >= 1, got ",
+                              cfg_.d_model, " and ", cfg_.inner);
+        const index_t d = cfg_.d_model, f = cfg_.inner;
+        for (Params* p : {&params_, &grads_}) {
+            p->w1.resize(Shape<2>{{f, d}});
+            p->b1.resize(Shape<1>{{f}});
+            p->w2.resize(Shape<2>{{d, f}});
+            p->b2.resize(Shape<1>{{d}});
+        }
+        auto init = [](T* data, index_t n, double fan_in, const Rng& r) {
+            const double bound = 1.0 / std::sqrt(fan_in);
+            for (index_t i = 0; i < n; ++i) data[i] = static_cast<T>(bound * (2.0 * r.uniform_double(std::uint64_t(i)) - 1.0));
+        };
+        init(params_.w1.data(), params_.w1.numel(), double(d), rng.substream(0));
+        init(params_.b1.data(), f, double(d), rng.substream(1));
+        init(params_.w2.data(), params_.w2.numel(), double(f), rng.substream(2));
+        init(params_.b2.data(), d, double(f), rng.substream(3));
+    }
+
+    [[nodiscard]] const Config& config() const { return cfg_; }
+    [[nodiscard]] Params& params() { return params_; }
+    [[nodiscard]] Params& grads() { return grads_; }
+    void zero_grads() {
+        for (auto* m : {&grads_.w1, &grads_.w2}) std::fill(m->begin(), m->end(), T(0));
+        for (auto* v : {&grads_.b1, &grads_.b2}) std::fill(v->begin(), v->end(), T(0));
+    }
+
+    /// y [R, D] = x + FFN(x); x must stay alive until backward. `step` picks
+    /// the dropout masks; train = false disables dropout.
+    template <class Be>
+    void forward(const Be& be, ThreadPool& pool, MatrixView<const T> x, MatrixView<T> y, std::uint64_t step, bool train) {
+        const index_t rows = x.rows(), d = cfg_.d_model, f = cfg_.inner;
+        RECBLOCKS_CHECK_SHAPE(x.cols() == d && y.rows() == rows && y.cols() == d, "FeedForward::forward: x is ", x.shape(),
+                              " and y is ", y.shape(), " but d_model is ", d);
+        RECBLOCKS_CHECK_SHAPE(x.is_contiguous() && y.is_contiguous() && x.data() != y.data(),
+                              "FeedForward::forward: x and y must be contiguous and distinct");
+        if (pre_.extent(0) != rows) {
+            pre_.resize(Shape<2>{{rows, f}});
+            hidden_.resize(Shape<2>{{rows, f}});
+            dhidden_.resize(Shape<2>{{rows, f}});
+        }
+        x_ = x;
+        step_ = step;
+        train_ = train && cfg_.dropout > 0;
+        broadcast_rows(params_.b1.cview(), pre_.view());
+        ops::gemm(be, Trans::no, Trans::yes, T(1), x, params_.w1.view(), T(1), pre_.view());
+        ops::activation_forward(be, cfg_.activation, pre_.view(), hidden_.view());
+        if (train_) drop_hidden_.forward<T>(pool, 2 * step, flat(hidden_), flat_mut(hidden_));
+        broadcast_rows(params_.b2.cview(), y);
+        ops::gemm(be, Trans::no, Trans::yes, T(1), hidden_.view(), params_.w2.view(), T(1), y);
+        if (train_) drop_out_.forward<T>(pool, 2 * step + 1, vector_view<const T>(y.data(), y.numel()), vector_view(y.data(), y.numel()));
+        for (index_t i = 0; i < y.numel(); ++i) y.data()[i] += x.data()[i];
+    }
+
+    /// From dy [R, D]: dx [R, D] = dy + dFFN/dx · dy; parameter gradients added.
+    /// dy is used as scratch (it holds the dropout-masked gradient afterwards).
+    template <class Be>
+    void backward(const Be& be, ThreadPool& pool, MatrixView<T> dy, MatrixView<T> dx) {
+        RECBLOCKS_CHECK_SHAPE(x_.data() != nullptr, "FeedForward::backward: call forward first");
+        RECBLOCKS_CHECK_SHAPE(dy.shape() == x_.shape() && dx.shape() == x_.shape() && dy.is_contiguous() &&
+                                  dx.is_contiguous() && dx.data() != dy.data(),
+                              "FeedForward::backward: dy is ", dy.shape(), " and dx is ", dx.shape(),
+                              " but the last forward's x was ", x_.shape(), " (contiguous, distinct)");
+        std::copy(dy.data(), dy.data() + dy.numel(), dx.data());  // the residual path
+        if (train_) drop_out_.backward<T>(pool, 2 * step_ + 1, vector_view<const T>(dy.data(), dy.numel()), vector_view(dy.data(), dy.numel()));
+        ops::gemm(be, Trans::yes, Trans::no, T(1), MatrixView<const T>(dy), hidden_.view(), T(1), grads_.w2.view());
+        add_column_sums(be, dy, grads_.b2.view());
+        ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(dy), params_.w2.view(), T(0), dhidden_.view());
+        if (train_) drop_hidden_.backward<T>(pool, 2 * step_, flat(dhidden_), flat_mut(dhidden_));
+        ops::activation_backward(be, cfg_.activation, pre_.view(), dhidden_.view(), dhidden_.view());
+        ops::gemm(be, Trans::yes, Trans::no, T(1), dhidden_.view(), x_, T(1), grads_.w1.view());
+        add_column_sums(be, dhidden_.view(), grads_.b1.view());
+        ops::gemm(be, Trans::no, Trans::no, T(1), dhidden_.view(), params_.w1.view(), T(1), dx);
+    }
+
+private:
+    static TensorView<const T, 1> flat(const Matrix<T>& m) { return vector_view<const T>(m.data(), m.numel()); }
+    static TensorView<T, 1> flat_mut(Matrix<T>& m) { return vector_view(m.data(), m.numel()); }
+    static void broadcast_rows(VectorView<const T> bias, MatrixView<T> out) {
+        for (index_t r = 0; r < out.rows(); ++r) std::copy(bias.data(), bias.data() + bias.size(), out.row(r));
+    }
+    template <class Be>
+    void add_column_sums(const Be& be, MatrixView<const T> g, VectorView<T> acc) {
+        if (sums_.numel() < g.cols()) sums_.resize(Shape<1>{{g.cols()}});
+        auto s = vector_view(sums_.data(), g.cols());
+        ops::sum_rows(be, g, s);
+        for (index_t c = 0; c < g.cols(); ++c) acc(c) += s(c);
+    }
+
+    Config cfg_;
+    Dropout drop_hidden_, drop_out_;
+    Params params_, grads_;
+    MatrixView<const T> x_;
+    Matrix<T> pre_, hidden_, dhidden_;
+    Vector<T> sums_;
+    std::uint64_t step_ = 0;
+    bool train_ = false;
+};
+
+}  // namespace blocks
+RECBLOCKS_NAMESPACE_END
