@@ -4,6 +4,8 @@
 // are scaled by 1 / (1 - p). The mask is a pure function of (rng, step, i),
 // so it is the same whatever the thread count, it never needs storing (the
 // backward pass recomputes it), and a resumed run draws the same masks.
+#include <cmath>
+
 #include "recblocks/core/rng.hpp"
 #include "recblocks/core/tensor_view.hpp"
 #include "recblocks/core/thread_pool.hpp"
@@ -42,9 +44,22 @@ private:
         const Rng r = rng_.substream(step);
         const float p = static_cast<float>(p_);
         const T scale = static_cast<T>(1.0 / (1.0 - p_));
+        const T* src = in.data();
+        T* dst = out.data();
+        // Keep iff uniform(i) >= p, compared on the integer: (word >> 8) * 2^-24 >= p.
+        const std::uint32_t threshold = static_cast<std::uint32_t>(std::ceil(double(p) * 0x1.0p24));
+        auto one = [&](index_t i, std::uint32_t word) { dst[i] = (word >> 8) >= threshold ? src[i] * scale : T(0); };
         parallel_for(pool, 0, in.size(), 1 << 14, [&](index_t b, index_t e) {
-            for (index_t i = b; i < e; ++i)
-                out(i) = r.uniform(static_cast<std::uint64_t>(i)) >= p ? in(i) * scale : T(0);
+            index_t i = b;
+            for (; i < e && (i & 15) != 0; ++i) one(i, r.u32(static_cast<std::uint64_t>(i)));
+            // 16 elements = 4 independent Philox blocks, so their 10-round
+            // dependency chains overlap in the pipeline.
+            for (; i + 16 <= e; i += 16) {
+                const std::uint64_t g = static_cast<std::uint64_t>(i) >> 2;
+                const Philox4x32::Counter w[4] = {r.block(g), r.block(g + 1), r.block(g + 2), r.block(g + 3)};
+                for (index_t j = 0; j < 16; ++j) one(i + j, w[j >> 2][static_cast<std::size_t>(j & 3)]);
+            }
+            for (; i < e; ++i) one(i, r.u32(static_cast<std::uint64_t>(i)));
         });
     }
 
