@@ -51,3 +51,4 @@
 #include "recblocks/blocks/dropout.hpp"
 #include "recblocks/blocks/sequence_embedding.hpp"
 #include "recblocks/blocks/feed_forward.hpp"
+#include "recblocks/blocks/bias.hpp"

@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "recblocks/blocks/dropout.hpp"
+#include "recblocks/blocks/bias.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/activation.hpp"
 #include "recblocks/ops/gemm.hpp"
@@ -83,11 +84,11 @@ public:
         x_ = x;
         step_ = step;
         train_ = train && cfg_.dropout > 0;
-        broadcast_rows(params_.b1.cview(), pre_.view());
+        detail::broadcast_rows(params_.b1.cview(), pre_.view());
         ops::gemm(be, Trans::no, Trans::yes, T(1), x, params_.w1.view(), T(1), pre_.view());
         ops::activation_forward(be, cfg_.activation, pre_.view(), hidden_.view());
         if (train_) drop_hidden_.forward<T>(pool, 2 * step, flat(hidden_), flat_mut(hidden_));
-        broadcast_rows(params_.b2.cview(), y);
+        detail::broadcast_rows(params_.b2.cview(), y);
         ops::gemm(be, Trans::no, Trans::yes, T(1), hidden_.view(), params_.w2.view(), T(1), y);
         if (train_) drop_out_.forward<T>(pool, 2 * step + 1, vector_view<const T>(y.data(), y.numel()), vector_view(y.data(), y.numel()));
         for (index_t i = 0; i < y.numel(); ++i) y.data()[i] += x.data()[i];
@@ -105,29 +106,18 @@ public:
         std::copy(dy.data(), dy.data() + dy.numel(), dx.data());  // the residual path
         if (train_) drop_out_.backward<T>(pool, 2 * step_ + 1, vector_view<const T>(dy.data(), dy.numel()), vector_view(dy.data(), dy.numel()));
         ops::gemm(be, Trans::yes, Trans::no, T(1), MatrixView<const T>(dy), hidden_.view(), T(1), grads_.w2.view());
-        add_column_sums(be, dy, grads_.b2.view());
+        detail::add_column_sums(be, dy, grads_.b2.view(), sums_);
         ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(dy), params_.w2.view(), T(0), dhidden_.view());
         if (train_) drop_hidden_.backward<T>(pool, 2 * step_, flat(dhidden_), flat_mut(dhidden_));
         ops::activation_backward(be, cfg_.activation, pre_.view(), dhidden_.view(), dhidden_.view());
         ops::gemm(be, Trans::yes, Trans::no, T(1), dhidden_.view(), x_, T(1), grads_.w1.view());
-        add_column_sums(be, dhidden_.view(), grads_.b1.view());
+        detail::add_column_sums(be, dhidden_.view(), grads_.b1.view(), sums_);
         ops::gemm(be, Trans::no, Trans::no, T(1), dhidden_.view(), params_.w1.view(), T(1), dx);
     }
 
 private:
     static TensorView<const T, 1> flat(const Matrix<T>& m) { return vector_view<const T>(m.data(), m.numel()); }
     static TensorView<T, 1> flat_mut(Matrix<T>& m) { return vector_view(m.data(), m.numel()); }
-    static void broadcast_rows(VectorView<const T> bias, MatrixView<T> out) {
-        for (index_t r = 0; r < out.rows(); ++r) std::copy(bias.data(), bias.data() + bias.size(), out.row(r));
-    }
-    template <class Be>
-    void add_column_sums(const Be& be, MatrixView<const T> g, VectorView<T> acc) {
-        if (sums_.numel() < g.cols()) sums_.resize(Shape<1>{{g.cols()}});
-        auto s = vector_view(sums_.data(), g.cols());
-        ops::sum_rows(be, g, s);
-        for (index_t c = 0; c < g.cols(); ++c) acc(c) += s(c);
-    }
-
     Config cfg_;
     Dropout drop_hidden_, drop_out_;
     Params params_, grads_;

@@ -20,6 +20,7 @@
 #include <cmath>
 
 #include "recblocks/core/rng.hpp"
+#include "recblocks/blocks/bias.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/gemm.hpp"
 #include "recblocks/ops/reduce.hpp"
@@ -97,7 +98,7 @@ public:
         x_ = x;  // kept (a view) for backward
         const auto x2 = matrix_view(x.data(), rows, d);
         auto qkv = qkv_.view();
-        broadcast_rows(params_.in_proj_bias.cview(), qkv);
+        detail::broadcast_rows(params_.in_proj_bias.cview(), qkv);
         ops::gemm(be, Trans::no, Trans::yes, T(1), x2, params_.in_proj_weight.view(), T(1), qkv);
         const T scale = static_cast<T>(1.0 / std::sqrt(double(dh)));
         for_each_sequence(be, bsz, [&](index_t b) {
@@ -111,7 +112,7 @@ public:
             }
         });
         auto y2 = matrix_view(y.data(), rows, d);
-        broadcast_rows(params_.out_proj_bias.cview(), y2);
+        detail::broadcast_rows(params_.out_proj_bias.cview(), y2);
         ops::gemm(be, Trans::no, Trans::yes, T(1), ctx_.view(), params_.out_proj_weight.view(), T(1), y2);
     }
 
@@ -130,7 +131,7 @@ public:
         const auto dy2 = matrix_view(dy.data(), rows, d);
         // Output projection.
         ops::gemm(be, Trans::yes, Trans::no, T(1), dy2, ctx_.view(), T(1), grads_.out_proj_weight.view());
-        add_column_sums(be, dy2, grads_.out_proj_bias.view());
+        detail::add_column_sums(be, dy2, grads_.out_proj_bias.view(), col_sums_);
         ops::gemm(be, Trans::no, Trans::no, T(1), dy2, params_.out_proj_weight.view(), T(0), dctx_.view());
         // Attention, per (b, h).
         const T scale = static_cast<T>(1.0 / std::sqrt(double(dh)));
@@ -153,7 +154,7 @@ public:
         // Input projection.
         const auto x2 = matrix_view(x_.data(), rows, d);
         ops::gemm(be, Trans::yes, Trans::no, T(1), MatrixView<const T>(dqkv), x2, T(1), grads_.in_proj_weight.view());
-        add_column_sums(be, MatrixView<const T>(dqkv), grads_.in_proj_bias.view());
+        detail::add_column_sums(be, MatrixView<const T>(dqkv), grads_.in_proj_bias.view(), col_sums_);
         ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(dqkv), params_.in_proj_weight.view(), T(0),
                   matrix_view(dx.data(), rows, d));
     }
@@ -172,7 +173,6 @@ private:
             mask_buf_.resize(Shape<3>{{bsz, len, len}});
             dp_.resize(Shape<3>{{bsz, len, len}});
         }
-        col_sums_.resize(Shape<1>{{3 * d}});
     }
 
     /// The [L, L] keep-mask of sequence b (its own slice: sequences run in parallel).
@@ -209,17 +209,6 @@ private:
     MatrixView<U> head(MatrixView<U> packed, index_t b, index_t part, index_t hd) const {
         const index_t d = cfg_.d_model, dh = d / cfg_.heads, len = probs_.extent(2);
         return matrix_view(packed.data() + b * len * 3 * d + part * d + hd * dh, len, dh, 3 * d);
-    }
-
-    static void broadcast_rows(VectorView<const T> bias, MatrixView<T> out) {
-        for (index_t r = 0; r < out.rows(); ++r) std::copy(bias.data(), bias.data() + bias.size(), out.row(r));
-    }
-
-    template <class Be>
-    void add_column_sums(const Be& be, MatrixView<const T> g, VectorView<T> acc) {
-        auto sums = vector_view(col_sums_.data(), g.cols());
-        ops::sum_rows(be, g, sums);
-        for (index_t c = 0; c < g.cols(); ++c) acc(c) += sums(c);
     }
 
     Config cfg_;
