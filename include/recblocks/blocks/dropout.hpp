@@ -24,12 +24,24 @@ public:
     /// y = dropout(x) for training step `step` (y may alias x); identity when p == 0.
     template <class T>
     void forward(ThreadPool& pool, std::uint64_t step, TensorView<const T, 1> x, TensorView<T, 1> y) const {
-        apply(pool, step, x, y);
+        apply(pool, rng_.substream(step), x, y);
     }
     /// dx = dy * mask / (1 - p) with the same mask as forward(step); dx may alias dy.
     template <class T>
     void backward(ThreadPool& pool, std::uint64_t step, TensorView<const T, 1> dy, TensorView<T, 1> dx) const {
-        apply(pool, step, dy, dx);
+        apply(pool, rng_.substream(step), dy, dx);
+    }
+    /// As forward(step), for one of many independent pieces of a step (`lane`,
+    /// e.g. one attention matrix per sequence and head): its own mask.
+    template <class T>
+    void forward(ThreadPool& pool, std::uint64_t step, std::uint64_t lane, TensorView<const T, 1> x,
+                 TensorView<T, 1> y) const {
+        apply(pool, rng_.substream(step).substream(lane), x, y);
+    }
+    template <class T>
+    void backward(ThreadPool& pool, std::uint64_t step, std::uint64_t lane, TensorView<const T, 1> dy,
+                  TensorView<T, 1> dx) const {
+        apply(pool, rng_.substream(step).substream(lane), dy, dx);
     }
     /// Whether element i is kept at `step`.
     [[nodiscard]] bool kept(std::uint64_t step, std::uint64_t i) const {
@@ -38,10 +50,9 @@ public:
 
 private:
     template <class T>
-    void apply(ThreadPool& pool, std::uint64_t step, TensorView<const T, 1> in, TensorView<T, 1> out) const {
+    void apply(ThreadPool& pool, const Rng& r, TensorView<const T, 1> in, TensorView<T, 1> out) const {
         RECBLOCKS_CHECK_SHAPE(in.size() == out.size(), "Dropout: output has ", out.size(), " entries but input has ",
                               in.size());
-        const Rng r = rng_.substream(step);
         const float p = static_cast<float>(p_);
         const T scale = static_cast<T>(1.0 / (1.0 - p_));
         const T* src = in.data();

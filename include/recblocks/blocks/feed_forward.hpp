@@ -2,7 +2,7 @@
 // Position-wise feed-forward with its residual, as in SASRec and BERT4Rec:
 //
 //   h = act(x W1ᵀ + b1)                 [R, F]   (F = inner width; SASRec: D, BERT4Rec: 4D)
-//   y = x + Drop2(Drop1(h) W2ᵀ + b2)     [R, D]
+//   y = x + Drop2(Drop1(h) W2ᵀ + b2)     [R, D]   (the "x +" only with Config::residual)
 //
 // x, y are [R, D] with R = B * L rows. Weights use nn.Linear's layout:
 // w1 [F, D], b1 [F], w2 [D, F], b2 [D] (a Conv1d kernel-size-1 weight
@@ -12,6 +12,7 @@
 
 #include "recblocks/blocks/dropout.hpp"
 #include "recblocks/blocks/bias.hpp"
+#include "recblocks/blocks/parameter_list.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/activation.hpp"
 #include "recblocks/ops/gemm.hpp"
@@ -28,6 +29,7 @@ public:
         index_t inner = 0;                       ///< F; 0 means D
         Activation activation = Activation::relu;
         double dropout = 0.0;                    ///< on the activation and on the output
+        bool residual = true;                    ///< add x to the output (pre-norm blocks add their own)
     };
     struct Params {
         Matrix<T> w1;  ///< [F, D]
@@ -62,6 +64,13 @@ public:
     [[nodiscard]] const Config& config() const { return cfg_; }
     [[nodiscard]] Params& params() { return params_; }
     [[nodiscard]] Params& grads() { return grads_; }
+    /// Appends linear1/linear2 weights and biases (nn.Linear names).
+    void append_params(std::string_view prefix, ParamList<T>& out) {
+        append_param(out, prefix, "linear1.weight", params_.w1, grads_.w1, ParamKind::weight);
+        append_param(out, prefix, "linear1.bias", params_.b1, grads_.b1, ParamKind::bias);
+        append_param(out, prefix, "linear2.weight", params_.w2, grads_.w2, ParamKind::weight);
+        append_param(out, prefix, "linear2.bias", params_.b2, grads_.b2, ParamKind::bias);
+    }
     void zero_grads() {
         for (auto* m : {&grads_.w1, &grads_.w2}) std::fill(m->begin(), m->end(), T(0));
         for (auto* v : {&grads_.b1, &grads_.b2}) std::fill(v->begin(), v->end(), T(0));
@@ -91,10 +100,11 @@ public:
         detail::broadcast_rows(params_.b2.cview(), y);
         ops::gemm(be, Trans::no, Trans::yes, T(1), hidden_.view(), params_.w2.view(), T(1), y);
         if (train_) drop_out_.forward<T>(pool, 2 * step + 1, vector_view<const T>(y.data(), y.numel()), vector_view(y.data(), y.numel()));
-        for (index_t i = 0; i < y.numel(); ++i) y.data()[i] += x.data()[i];
+        if (cfg_.residual)
+            for (index_t i = 0; i < y.numel(); ++i) y.data()[i] += x.data()[i];
     }
 
-    /// From dy [R, D]: dx [R, D] = dy + dFFN/dx · dy; parameter gradients added.
+    /// From dy [R, D]: dx [R, D] = dy (with the residual) + dFFN/dx · dy; parameter gradients added.
     /// dy is used as scratch (it holds the dropout-masked gradient afterwards).
     template <class Be>
     void backward(const Be& be, ThreadPool& pool, MatrixView<T> dy, MatrixView<T> dx) {
@@ -103,7 +113,7 @@ public:
                                   dx.is_contiguous() && dx.data() != dy.data(),
                               "FeedForward::backward: dy is ", dy.shape(), " and dx is ", dx.shape(),
                               " but the last forward's x was ", x_.shape(), " (contiguous, distinct)");
-        std::copy(dy.data(), dy.data() + dy.numel(), dx.data());  // the residual path
+        if (cfg_.residual) std::copy(dy.data(), dy.data() + dy.numel(), dx.data());  // the residual path
         if (train_) drop_out_.backward<T>(pool, 2 * step_ + 1, vector_view<const T>(dy.data(), dy.numel()), vector_view(dy.data(), dy.numel()));
         ops::gemm(be, Trans::yes, Trans::no, T(1), MatrixView<const T>(dy), hidden_.view(), T(1), grads_.w2.view());
         detail::add_column_sums(be, dy, grads_.b2.view(), sums_);
@@ -112,7 +122,7 @@ public:
         ops::activation_backward(be, cfg_.activation, pre_.view(), dhidden_.view(), dhidden_.view());
         ops::gemm(be, Trans::yes, Trans::no, T(1), dhidden_.view(), x_, T(1), grads_.w1.view());
         detail::add_column_sums(be, dhidden_.view(), grads_.b1.view(), sums_);
-        ops::gemm(be, Trans::no, Trans::no, T(1), dhidden_.view(), params_.w1.view(), T(1), dx);
+        ops::gemm(be, Trans::no, Trans::no, T(1), dhidden_.view(), params_.w1.view(), T(cfg_.residual ? 1 : 0), dx);
     }
 
 private:

@@ -10,17 +10,27 @@
 //
 //   qkv = x W_inᵀ + b_in;  per (b, h): S = Q Kᵀ / sqrt(dh), masked by the
 //   Mask policy and key_keep; P = softmax(S) (a query that sees no key gets
-//   P = 0, so its output is the bias); ctx = P V;  y = ctx W_outᵀ + b_out.
+//   P = 0, so its output is the bias); ctx = Drop(P) V;  y = ctx W_outᵀ + b_out.
+//
+// Queries and keys/values may come from different tensors of the same shape
+// (forward(q_in, kv_in, ...)): SASRec's original block attends from the
+// layer-normalised queries to the unnormalised sequence. Dropout on the
+// attention weights (Config::dropout, as nn.MultiheadAttention's) is active
+// between set_step(step, true) and set_step(.., false); its masks are a pure
+// function of (seed, step, sequence, head).
 //
 // backward() takes dy and ADDS the parameter gradients into grads() (as
-// autograd does), and writes dx. It uses the activations of the last forward
-// (which keeps a view of x: x must stay alive and unchanged until backward).
-// The block owns its scratch, sized at the first call of a shape: later calls
-// of the same shape do not allocate. Attention dropout is not implemented yet.
+// autograd does), and writes dx (or dq_in and dkv_in). It uses the
+// activations of the last forward (which keeps views of the inputs: they must
+// stay alive and unchanged until backward). The block owns its scratch, sized
+// at the first call of a shape: later calls of the same shape do not allocate.
 #include <cmath>
+#include <cstdint>
 
-#include "recblocks/core/rng.hpp"
 #include "recblocks/blocks/bias.hpp"
+#include "recblocks/blocks/dropout.hpp"
+#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/core/rng.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/gemm.hpp"
 #include "recblocks/ops/reduce.hpp"
@@ -36,6 +46,7 @@ public:
     struct Config {
         index_t d_model = 0;  ///< D
         index_t heads = 1;    ///< H; must divide D
+        double dropout = 0.0; ///< on the attention weights, while training
     };
     struct Params {
         Matrix<T> in_proj_weight;   ///< [3D, D]
@@ -49,8 +60,8 @@ public:
 
     /// Zero biases; in_proj Xavier-uniform, out_proj U(-1/sqrt(D), 1/sqrt(D))
     /// (nn.MultiheadAttention's defaults), drawn from `rng`.
-    MultiHeadSelfAttention(Config cfg, Mask mask, const Rng& rng) : cfg_(cfg), mask_(mask), params_(cfg.d_model),
-                                                                    grads_(cfg.d_model) {
+    MultiHeadSelfAttention(Config cfg, Mask mask, const Rng& rng)
+        : cfg_(cfg), mask_(mask), params_(cfg.d_model), grads_(cfg.d_model), dropout_(cfg.dropout, rng.substream(2)) {
         RECBLOCKS_CHECK_VALUE(cfg.d_model >= 1 && cfg.heads >= 1 && cfg.d_model % cfg.heads == 0,
                               "MultiHeadSelfAttention: d_model ", cfg.d_model, " must be a positive multiple of heads ",
                               cfg.heads);
@@ -70,24 +81,49 @@ public:
     [[nodiscard]] Params& params() { return params_; }
     [[nodiscard]] const Params& params() const { return params_; }
     [[nodiscard]] Params& grads() { return grads_; }
+    /// Appends the four tensors under nn.MultiheadAttention's names.
+    void append_params(std::string_view prefix, ParamList<T>& out) {
+        append_param(out, prefix, "in_proj_weight", params_.in_proj_weight, grads_.in_proj_weight, ParamKind::weight);
+        append_param(out, prefix, "in_proj_bias", params_.in_proj_bias, grads_.in_proj_bias, ParamKind::bias);
+        append_param(out, prefix, "out_proj.weight", params_.out_proj_weight, grads_.out_proj_weight, ParamKind::weight);
+        append_param(out, prefix, "out_proj.bias", params_.out_proj_bias, grads_.out_proj_bias, ParamKind::bias);
+    }
     /// Sets every gradient to zero.
     void zero_grads() {
         for (auto* t : {&grads_.in_proj_bias, &grads_.out_proj_bias}) std::fill(t->begin(), t->end(), T(0));
         for (auto* t : {&grads_.in_proj_weight, &grads_.out_proj_weight}) std::fill(t->begin(), t->end(), T(0));
     }
-    /// Attention probabilities of the last forward, [B, H, L, L].
+    /// Attention probabilities of the last forward (before dropout), [B, H, L, L].
     [[nodiscard]] TensorView<const T, 4> attention() const { return probs_.view(); }
 
-    /// y [B, L, D] = attention(x [B, L, D]); key_keep [B, L] optional (0 = padded key).
+    /// Selects the dropout masks of the next forward/backward (`step`) and
+    /// whether dropout is active (`train`); inactive by default.
+    void set_step(std::uint64_t step, bool train) {
+        step_ = step;
+        train_ = train && cfg_.dropout > 0;
+    }
+
+    /// Self-attention: y [B, L, D] = attention(x [B, L, D]); key_keep [B, L]
+    /// optional (0 = padded key).
     template <class Be>
     void forward(const Be& be, TensorView<const T, 3> x, TensorView<T, 3> y,
                  MatrixView<const std::uint8_t> key_keep = {}) {
-        const index_t bsz = x.extent(0), len = x.extent(1), d = cfg_.d_model, h = cfg_.heads, dh = d / h;
-        RECBLOCKS_CHECK_SHAPE(x.extent(2) == d, "MultiHeadSelfAttention::forward: x is ", x.shape(),
+        forward(be, x, x, y, key_keep);
+    }
+
+    /// Attention from queries q_in to keys/values kv_in (both [B, L, D]); the
+    /// same tensor for both is self-attention (one fused projection).
+    template <class Be>
+    void forward(const Be& be, TensorView<const T, 3> q_in, TensorView<const T, 3> kv_in, TensorView<T, 3> y,
+                 MatrixView<const std::uint8_t> key_keep = {}) {
+        const index_t bsz = q_in.extent(0), len = q_in.extent(1), d = cfg_.d_model, h = cfg_.heads, dh = d / h;
+        RECBLOCKS_CHECK_SHAPE(q_in.extent(2) == d, "MultiHeadSelfAttention::forward: x is ", q_in.shape(),
                               " but d_model is ", d);
-        RECBLOCKS_CHECK_SHAPE(y.shape() == x.shape(), "MultiHeadSelfAttention::forward: y is ", y.shape(),
-                              " but x is ", x.shape());
-        RECBLOCKS_CHECK_SHAPE(x.is_contiguous() && y.is_contiguous(),
+        RECBLOCKS_CHECK_SHAPE(kv_in.shape() == q_in.shape(), "MultiHeadSelfAttention::forward: keys/values are ",
+                              kv_in.shape(), " but queries are ", q_in.shape());
+        RECBLOCKS_CHECK_SHAPE(y.shape() == q_in.shape(), "MultiHeadSelfAttention::forward: y is ", y.shape(),
+                              " but x is ", q_in.shape());
+        RECBLOCKS_CHECK_SHAPE(q_in.is_contiguous() && kv_in.is_contiguous() && y.is_contiguous(),
                               "MultiHeadSelfAttention::forward: x and y must be contiguous");
         if (key_keep.data())
             RECBLOCKS_CHECK_SHAPE(key_keep.rows() == bsz && key_keep.cols() == len,
@@ -95,11 +131,19 @@ public:
                                   bsz, ", ", len, "]");
         resize(bsz, len);
         const index_t rows = bsz * len;
-        x_ = x;  // kept (a view) for backward
-        const auto x2 = matrix_view(x.data(), rows, d);
+        q_in_ = q_in;  // kept (views) for backward
+        kv_in_ = kv_in;
         auto qkv = qkv_.view();
         detail::broadcast_rows(params_.in_proj_bias.cview(), qkv);
-        ops::gemm(be, Trans::no, Trans::yes, T(1), x2, params_.in_proj_weight.view(), T(1), qkv);
+        if (is_self()) {
+            ops::gemm(be, Trans::no, Trans::yes, T(1), matrix_view(q_in.data(), rows, d), params_.in_proj_weight.view(),
+                      T(1), qkv);
+        } else {
+            ops::gemm(be, Trans::no, Trans::yes, T(1), matrix_view(q_in.data(), rows, d), w_q(), T(1),
+                      matrix_view(qkv.data(), rows, d, 3 * d));
+            ops::gemm(be, Trans::no, Trans::yes, T(1), matrix_view(kv_in.data(), rows, d), w_kv(), T(1),
+                      matrix_view(qkv.data() + d, rows, 2 * d, 3 * d));
+        }
         const T scale = static_cast<T>(1.0 / std::sqrt(double(dh)));
         for_each_sequence(be, bsz, [&](index_t b) {
             const auto mask = build_mask(b, len, key_keep);
@@ -107,7 +151,7 @@ public:
                 auto p = prob_matrix(b, hd);
                 ops::gemm(be, Trans::no, Trans::yes, scale, head(qkv, b, 0, hd), head(qkv, b, 1, hd), T(0), p);
                 ops::softmax_rows(be, p, p, mask);
-                ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(p), head(qkv, b, 2, hd), T(0),
+                ops::gemm(be, Trans::no, Trans::no, T(1), weights_used(b, hd, true), head(qkv, b, 2, hd), T(0),
                           matrix_view(ctx_.data() + b * len * d + hd * dh, len, dh, d));
             }
         });
@@ -116,17 +160,33 @@ public:
         ops::gemm(be, Trans::no, Trans::yes, T(1), ctx_.view(), params_.out_proj_weight.view(), T(1), y2);
     }
 
-    /// From dy [B, L, D] (same shape as the last forward): writes dx and adds
+    /// From dy [B, L, D] after a self-attention forward: writes dx and adds
     /// the parameter gradients into grads().
     template <class Be>
     void backward(const Be& be, TensorView<const T, 3> dy, TensorView<T, 3> dx) {
-        const index_t bsz = x_.extent(0), len = x_.extent(1), d = cfg_.d_model, h = cfg_.heads, dh = d / h;
-        RECBLOCKS_CHECK_SHAPE(x_.data() != nullptr, "MultiHeadSelfAttention::backward: call forward first");
-        RECBLOCKS_CHECK_SHAPE(dy.shape() == x_.shape() && dx.shape() == x_.shape(),
-                              "MultiHeadSelfAttention::backward: dy is ", dy.shape(), " and dx is ", dx.shape(),
-                              " but the last forward's x was ", x_.shape());
-        RECBLOCKS_CHECK_SHAPE(dy.is_contiguous() && dx.is_contiguous(),
+        RECBLOCKS_CHECK_SHAPE(q_in_.data() == nullptr || is_self(),
+                              "MultiHeadSelfAttention::backward: the last forward had separate queries and "
+                              "keys/values; use backward(be, dy, dq_in, dkv_in)");
+        backward(be, dy, dx, dx);
+    }
+
+    /// From dy [B, L, D]: writes the gradients of the queries' input (dq_in)
+    /// and of the keys/values' input (dkv_in) of the last forward, and adds the
+    /// parameter gradients into grads(). After a self-attention forward pass
+    /// the same tensor for both (it receives the sum).
+    template <class Be>
+    void backward(const Be& be, TensorView<const T, 3> dy, TensorView<T, 3> dq_in, TensorView<T, 3> dkv_in) {
+        const index_t bsz = q_in_.extent(0), len = q_in_.extent(1), d = cfg_.d_model, h = cfg_.heads, dh = d / h;
+        RECBLOCKS_CHECK_SHAPE(q_in_.data() != nullptr, "MultiHeadSelfAttention::backward: call forward first");
+        RECBLOCKS_CHECK_SHAPE(dy.shape() == q_in_.shape() && dq_in.shape() == q_in_.shape() &&
+                                  dkv_in.shape() == q_in_.shape(),
+                              "MultiHeadSelfAttention::backward: dy is ", dy.shape(), " and dx is ", dq_in.shape(),
+                              " but the last forward's x was ", q_in_.shape());
+        RECBLOCKS_CHECK_SHAPE(dy.is_contiguous() && dq_in.is_contiguous() && dkv_in.is_contiguous(),
                               "MultiHeadSelfAttention::backward: dy and dx must be contiguous");
+        RECBLOCKS_CHECK_SHAPE(is_self() == (dq_in.data() == dkv_in.data()),
+                              "MultiHeadSelfAttention::backward: dq_in and dkv_in must be the same tensor exactly "
+                              "when the last forward was self-attention");
         const index_t rows = bsz * len;
         const auto dy2 = matrix_view(dy.data(), rows, d);
         // Output projection.
@@ -142,8 +202,12 @@ public:
                 const MatrixView<const T> p = prob_matrix(b, hd);
                 const auto dctx = matrix_view<const T>(dctx_.data() + b * len * d + hd * dh, len, dh, d);
                 auto dp = matrix_view(dp_.data() + b * len * len, len, len);
-                ops::gemm(be, Trans::no, Trans::yes, T(1), dctx, head(qkv, b, 2, hd), T(0), dp);       // dP = dC Vᵀ
-                ops::gemm(be, Trans::yes, Trans::no, T(1), p, dctx, T(0), head(dqkv, b, 2, hd));       // dV = Pᵀ dC
+                ops::gemm(be, Trans::no, Trans::yes, T(1), dctx, head(qkv, b, 2, hd), T(0), dp);       // dP' = dC Vᵀ
+                ops::gemm(be, Trans::yes, Trans::no, T(1), weights_used(b, hd), dctx, T(0),
+                          head(dqkv, b, 2, hd));                                                      // dV = P'ᵀ dC
+                if (train_)                                                                           // dP = Drop'(dP')
+                    dropout_.backward<T>(ThreadPool::global(), step_, lane(b, hd),
+                                         vector_view<const T>(dp.data(), len * len), vector_view(dp.data(), len * len));
                 ops::softmax_rows_backward(be, p, MatrixView<const T>(dp), dp);                       // dS
                 ops::gemm(be, Trans::no, Trans::no, scale, MatrixView<const T>(dp), head(qkv, b, 1, hd), T(0),
                           head(dqkv, b, 0, hd));                                                      // dQ = dS K s
@@ -152,14 +216,46 @@ public:
             }
         });
         // Input projection.
-        const auto x2 = matrix_view(x_.data(), rows, d);
-        ops::gemm(be, Trans::yes, Trans::no, T(1), MatrixView<const T>(dqkv), x2, T(1), grads_.in_proj_weight.view());
         detail::add_column_sums(be, MatrixView<const T>(dqkv), grads_.in_proj_bias.view(), col_sums_);
-        ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(dqkv), params_.in_proj_weight.view(), T(0),
-                  matrix_view(dx.data(), rows, d));
+        const auto q2 = matrix_view(q_in_.data(), rows, d), kv2 = matrix_view(kv_in_.data(), rows, d);
+        if (is_self()) {
+            ops::gemm(be, Trans::yes, Trans::no, T(1), MatrixView<const T>(dqkv), q2, T(1), grads_.in_proj_weight.view());
+            ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(dqkv), params_.in_proj_weight.view(), T(0),
+                      matrix_view(dq_in.data(), rows, d));
+            return;
+        }
+        const auto dq = matrix_view<const T>(dqkv.data(), rows, d, 3 * d);
+        const auto dkv = matrix_view<const T>(dqkv.data() + d, rows, 2 * d, 3 * d);
+        auto& gw = grads_.in_proj_weight;
+        ops::gemm(be, Trans::yes, Trans::no, T(1), dq, q2, T(1), matrix_view(gw.data(), d, d));
+        ops::gemm(be, Trans::yes, Trans::no, T(1), dkv, kv2, T(1), matrix_view(gw.data() + d * d, 2 * d, d));
+        ops::gemm(be, Trans::no, Trans::no, T(1), dq, w_q(), T(0), matrix_view(dq_in.data(), rows, d));
+        ops::gemm(be, Trans::no, Trans::no, T(1), dkv, w_kv(), T(0), matrix_view(dkv_in.data(), rows, d));
     }
 
 private:
+    [[nodiscard]] bool is_self() const { return q_in_.data() == kv_in_.data(); }
+    [[nodiscard]] MatrixView<const T> w_q() const { return matrix_view<const T>(params_.in_proj_weight.data(), cfg_.d_model, cfg_.d_model); }
+    [[nodiscard]] MatrixView<const T> w_kv() const {
+        const index_t d = cfg_.d_model;
+        return matrix_view<const T>(params_.in_proj_weight.data() + d * d, 2 * d, d);
+    }
+    [[nodiscard]] std::uint64_t lane(index_t b, index_t hd) const { return std::uint64_t(b * cfg_.heads + hd); }
+
+    /// The attention weights that multiply V: P itself or, training with
+    /// dropout, Drop(P) in its own buffer (P stays for the softmax backward).
+    /// forward() makes them (make = true); backward() reads them.
+    MatrixView<const T> weights_used(index_t b, index_t hd, bool make = false) {
+        const MatrixView<const T> p = prob_matrix(b, hd);
+        if (!train_) return p;
+        const index_t len = probs_.extent(2);
+        T* dst = probs_dropped_.data() + (b * cfg_.heads + hd) * len * len;
+        if (make)
+            dropout_.forward<T>(ThreadPool::global(), step_, lane(b, hd), vector_view<const T>(p.data(), len * len),
+                                vector_view(dst, len * len));
+        return matrix_view<const T>(dst, len, len);
+    }
+
     void resize(index_t bsz, index_t len) {
         const index_t rows = bsz * len, d = cfg_.d_model;
         if (qkv_.extent(0) != rows) {
@@ -170,6 +266,7 @@ private:
         }
         if (probs_.extent(0) != bsz || probs_.extent(2) != len) {
             probs_.resize(Shape<4>{{bsz, cfg_.heads, len, len}});
+            if (cfg_.dropout > 0) probs_dropped_.resize(Shape<4>{{bsz, cfg_.heads, len, len}});
             mask_buf_.resize(Shape<3>{{bsz, len, len}});
             dp_.resize(Shape<3>{{bsz, len, len}});
         }
@@ -214,10 +311,13 @@ private:
     Config cfg_;
     Mask mask_;
     Params params_, grads_;
-    TensorView<const T, 3> x_;
+    Dropout dropout_;
+    std::uint64_t step_ = 0;
+    bool train_ = false;
+    TensorView<const T, 3> q_in_, kv_in_;
     Matrix<T> qkv_, dqkv_, ctx_, dctx_;
     Tensor<T, 3> dp_;
-    Tensor<T, 4> probs_;
+    Tensor<T, 4> probs_, probs_dropped_;
     Tensor<std::uint8_t, 3> mask_buf_;
     Vector<T> col_sums_;
 };

@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "recblocks/blocks/dropout.hpp"
+#include "recblocks/blocks/parameter_list.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/embedding.hpp"
 
@@ -63,6 +64,11 @@ public:
     [[nodiscard]] const Config& config() const { return cfg_; }
     [[nodiscard]] Params& params() { return params_; }
     [[nodiscard]] Params& grads() { return grads_; }
+    /// Appends "<prefix>item_emb.weight" and "<prefix>pos_emb.weight".
+    void append_params(std::string_view prefix, ParamList<T>& out) {
+        append_param(out, prefix, "item_emb.weight", params_.items, grads_.items, ParamKind::embedding);
+        append_param(out, prefix, "pos_emb.weight", params_.positions, grads_.positions, ParamKind::embedding);
+    }
     void zero_grads() {
         std::fill(grads_.items.begin(), grads_.items.end(), T(0));
         std::fill(grads_.positions.begin(), grads_.positions.end(), T(0));

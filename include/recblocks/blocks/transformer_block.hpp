@@ -1,0 +1,152 @@
+#pragma once
+// One transformer block: multi-head self-attention and a position-wise
+// feed-forward, each with its residual and layer norm, placed by the Norm
+// policy (policies/norm_placement.hpp: QueryNorm for the SASRec authors'
+// block, PreNorm, PostNorm for BERT4Rec) and masked by the Mask policy
+// (policies/attention_mask.hpp). Forward and backward; x, y are [B, L, D].
+//
+// Dropout (Config::dropout) is applied where the policy says, with masks that
+// are a pure function of (seed, step): set `train` and pass the training step.
+// backward() uses the last forward's activations and ADDS parameter gradients.
+// Scratch is owned and reused: calls of an unchanged shape do not allocate.
+#include "recblocks/blocks/dropout.hpp"
+#include "recblocks/blocks/feed_forward.hpp"
+#include "recblocks/blocks/layer_norm.hpp"
+#include "recblocks/blocks/multi_head_self_attention.hpp"
+#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/policies/norm_placement.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace blocks {
+
+struct TransformerBlockConfig {
+    index_t d_model = 0;                       ///< D
+    index_t heads = 1;                         ///< H, divides D
+    index_t ffn_inner = 0;                     ///< feed-forward width; 0 means D (SASRec); BERT4Rec uses 4D
+    Activation activation = Activation::relu;  ///< ReLU (SASRec) or erf-GELU (BERT4Rec)
+    double dropout = 0.0;                      ///< feed-forward and residual dropout
+    double attention_dropout = -1.0;           ///< on the attention weights; < 0 means `dropout`
+    double ln_eps = 1e-5;                      ///< SASRec code 1e-8, BERT 1e-12
+};
+
+/// The sublayers and scratch of a block; what a norm placement policy works on.
+template <class T, policies::AttentionMask Mask>
+struct TransformerBlockParts {
+    using value_type = T;
+
+    MultiHeadSelfAttention<T, Mask> attention;
+    FeedForward<T> ffn;
+    LayerNorm<T> norm_attention, norm_ffn;
+    Dropout residual_dropout;
+
+    TransformerBlockParts(const TransformerBlockConfig& c, bool ffn_residual, Mask mask, const Rng& rng)
+        : attention({c.d_model, c.heads, c.attention_dropout < 0 ? c.dropout : c.attention_dropout}, mask,
+                    rng.substream(0)),
+          ffn({c.d_model, c.ffn_inner, c.activation, c.dropout, ffn_residual}, rng.substream(1)),
+          norm_attention({c.d_model, c.ln_eps}), norm_ffn({c.d_model, c.ln_eps}),
+          residual_dropout(c.dropout, rng.substream(2)) {}
+
+    /// Sizes the scratch for [B, L, D] (no allocation when unchanged).
+    void resize(index_t bsz, index_t len, index_t d) {
+        bsz_ = bsz;
+        len_ = len;
+        if (scratch_.extent(1) == bsz * len && scratch_.extent(2) == d) return;
+        scratch_.resize(Shape<3>{{7, bsz * len, d}});
+    }
+
+    // Row-major [R, D] buffers (R = B * L): activations a, b, c, e; gradients g1..g3.
+    MatrixView<T> a() { return buf(0); }
+    MatrixView<T> b() { return buf(1); }
+    MatrixView<T> c() { return buf(2); }
+    MatrixView<T> e() { return buf(3); }
+    MatrixView<T> g1() { return buf(4); }
+    MatrixView<T> g2() { return buf(5); }
+    MatrixView<T> g3() { return buf(6); }
+
+    template <class U>
+    static MatrixView<U> flat(TensorView<U, 3> t) {
+        return matrix_view(t.data(), t.extent(0) * t.extent(1), t.extent(2));
+    }
+    TensorView<T, 3> cube(MatrixView<T> m) const { return TensorView<T, 3>(m.data(), Shape<3>{{bsz_, len_, m.cols()}}); }
+    TensorView<const T, 3> ccube(MatrixView<T> m) const {
+        return TensorView<const T, 3>(m.data(), Shape<3>{{bsz_, len_, m.cols()}});
+    }
+
+    /// Dropout on a sublayer's output (in place), step-keyed.
+    void dropout_residual(ThreadPool& pool, std::uint64_t step, bool train, MatrixView<T> m) {
+        drop_active_ = train && residual_dropout.p() > 0;
+        drop_step_ = step;
+        if (drop_active_)
+            residual_dropout.forward<T>(pool, step, vector_view<const T>(m.data(), m.numel()), vector_view(m.data(), m.numel()));
+    }
+    void dropout_residual_backward(ThreadPool& pool, MatrixView<T> g) {
+        if (drop_active_)
+            residual_dropout.backward<T>(pool, drop_step_, vector_view<const T>(g.data(), g.numel()),
+                                         vector_view(g.data(), g.numel()));
+    }
+
+private:
+    MatrixView<T> buf(index_t i) {
+        return matrix_view(scratch_.data() + i * scratch_.extent(1) * scratch_.extent(2), scratch_.extent(1),
+                           scratch_.extent(2));
+    }
+    Tensor<T, 3> scratch_;
+    index_t bsz_ = 0, len_ = 0;
+    std::uint64_t drop_step_ = 0;
+    bool drop_active_ = false;
+};
+
+template <class T, policies::AttentionMask Mask = policies::CausalMask, class Norm = policies::PreNorm>
+class TransformerBlock {
+public:
+    using Config = TransformerBlockConfig;
+    using Parts = TransformerBlockParts<T, Mask>;
+
+    TransformerBlock(Config cfg, Mask mask, const Rng& rng) : cfg_(cfg), parts_(cfg, Norm::ffn_residual, mask, rng) {}
+    TransformerBlock(Config cfg, const Rng& rng) requires std::default_initializable<Mask>
+        : TransformerBlock(cfg, Mask{}, rng) {}
+
+    [[nodiscard]] const Config& config() const { return cfg_; }
+    [[nodiscard]] Parts& parts() { return parts_; }
+
+    /// Appends the block's tensors: <prefix>attention.*, ffn.*, norm_attention.*, norm_ffn.*.
+    void append_params(std::string_view prefix, ParamList<T>& out) {
+        const std::string p(prefix);
+        parts_.attention.append_params(p + "attention.", out);
+        parts_.norm_attention.append_params(p + "norm_attention.", out);
+        parts_.ffn.append_params(p + "ffn.", out);
+        parts_.norm_ffn.append_params(p + "norm_ffn.", out);
+    }
+
+    /// y [B, L, D] from x [B, L, D] (distinct tensors; x must stay unchanged
+    /// until backward). key_keep [B, L] optional: 0 marks a padded key.
+    template <class Be>
+    void forward(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
+                 MatrixView<const std::uint8_t> key_keep, std::uint64_t step, bool train) {
+        RECBLOCKS_CHECK_SHAPE(x.extent(2) == cfg_.d_model && y.shape() == x.shape() && x.is_contiguous() &&
+                                  y.is_contiguous() && x.data() != y.data(),
+                              "TransformerBlock::forward: x is ", x.shape(), " and y is ", y.shape(),
+                              " but both must be distinct, contiguous [B, L, ", cfg_.d_model, "]");
+        parts_.resize(x.extent(0), x.extent(1), cfg_.d_model);
+        parts_.attention.set_step(step, train);
+        shape_ = x.shape();
+        Norm::forward(parts_, be, pool, x, y, key_keep, step, train);
+    }
+
+    /// dx [B, L, D] from dy [B, L, D] (dy is used as scratch and overwritten).
+    template <class Be>
+    void backward(const Be& be, ThreadPool& pool, TensorView<T, 3> dy, TensorView<T, 3> dx) {
+        RECBLOCKS_CHECK_SHAPE(dy.shape() == shape_ && dx.shape() == shape_ && dy.data() != dx.data(),
+                              "TransformerBlock::backward: dy is ", dy.shape(), " and dx is ", dx.shape(),
+                              " but the last forward's x was ", shape_, " (distinct tensors)");
+        Norm::backward(parts_, be, pool, dy, dx);
+    }
+
+private:
+    Config cfg_;
+    Parts parts_;
+    Shape<3> shape_{};
+};
+
+}  // namespace blocks
+RECBLOCKS_NAMESPACE_END
