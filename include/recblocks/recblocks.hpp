@@ -57,3 +57,11 @@
 #include "recblocks/policies/norm_placement.hpp"
 #include "recblocks/blocks/feed_forward.hpp"
 #include "recblocks/blocks/bias.hpp"
+
+// Losses and optimisation
+#include "recblocks/losses/bce_with_negatives.hpp"
+#include "recblocks/losses/sampled_softmax.hpp"
+#include "recblocks/losses/softmax_cross_entropy.hpp"
+#include "recblocks/optim/adam.hpp"
+#include "recblocks/optim/gradients.hpp"
+#include "recblocks/optim/lr_schedule.hpp"
