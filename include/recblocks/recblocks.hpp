@@ -65,3 +65,4 @@
 #include "recblocks/optim/adam.hpp"
 #include "recblocks/optim/gradients.hpp"
 #include "recblocks/optim/lr_schedule.hpp"
+#include "recblocks/io/safetensors.hpp"
