@@ -4,7 +4,8 @@
 #
 # Generates three translation units in the binary directory,
 #   recblocks_dispatch_sse2.cpp, recblocks_dispatch_avx2.cpp, recblocks_dispatch_avx512.cpp,
-# each of which expands RECBLOCKS_DEFINE_CPU_KERNEL_TABLES(<isa>) from
+# each of which expands RECBLOCKS_DEFINE_CPU_KERNEL_TABLES(<isa>) (the xsimd
+# kernels and Eigen's GEMM, Eigen's namespace renamed per ISA) from
 # recblocks/backend/cpu/dispatch_instantiate.hpp, adds them to <target>'s
 # sources and compiles each one (and only that one) with its ISA's flags. The
 # library then picks the best table the CPU supports at run time
@@ -65,7 +66,7 @@ function(recblocks_enable_runtime_dispatch target)
         set(_file "${_dir}/recblocks_dispatch_${_isa}.cpp")
         # file(CONFIGURE) rewrites only when the content changes: no rebuild on reconfigure.
         file(CONFIGURE OUTPUT "${_file}" @ONLY
-             CONTENT "#include \"recblocks/backend/cpu/dispatch_instantiate.hpp\"\nRECBLOCKS_DEFINE_CPU_KERNEL_TABLES(${_isa})\n")
+             CONTENT "#define RECBLOCKS_DISPATCH_EIGEN_NAMESPACE recblocks_eigen_${_isa}\n#include \"recblocks/backend/cpu/dispatch_instantiate.hpp\"\nRECBLOCKS_DEFINE_CPU_KERNEL_TABLES(${_isa})\n")
         target_sources(${target} PRIVATE "${_file}")
         set_source_files_properties("${_file}" TARGET_DIRECTORY ${target}
                                     PROPERTIES COMPILE_OPTIONS "${_flags_${_isa}}"

@@ -10,6 +10,21 @@
 // included here (see kernel_table.hpp for why).
 #include "recblocks/backend/cpu/kernel_table.hpp"
 
+// Eigen's GEMM for this ISA, with Eigen's namespace renamed so that its
+// instantiations cannot collide with other ISAs' (see kernels/gemm_eigen.hpp).
+// The generated unit defines RECBLOCKS_DISPATCH_EIGEN_NAMESPACE first.
+#ifdef RECBLOCKS_DISPATCH_EIGEN_NAMESPACE
+#ifdef EIGEN_CORE_H
+#error "dispatch_instantiate.hpp must be included before any Eigen header"
+#endif
+#define Eigen RECBLOCKS_DISPATCH_EIGEN_NAMESPACE
+#include "recblocks/backend/cpu/kernels/gemm_eigen.hpp"
+#undef Eigen
+#define RECBLOCKS_DETAIL_DISPATCH_GEMM(T) table.gemm = &gemm_kernel<T>;
+#else
+#define RECBLOCKS_DETAIL_DISPATCH_GEMM(T)
+#endif
+
 #define RECBLOCKS_ISA_LEVEL_sse2 0
 #define RECBLOCKS_ISA_LEVEL_avx2 1
 #define RECBLOCKS_ISA_LEVEL_avx512 2
@@ -27,12 +42,20 @@
                   "compile this translation unit with the " #isa " flags (see recblocksDispatch.cmake)"); \
     template <>                                                                                         \
     const CpuKernelTable<float>& isa_kernel_table<RECBLOCKS_DETAIL_LEVEL(isa), float>() {               \
-        static constexpr CpuKernelTable<float> table = make_kernel_table<RECBLOCKS_DETAIL_ARCH(isa), float>(); \
+        static const CpuKernelTable<float> table = [] {                                                 \
+            auto table = make_kernel_table<RECBLOCKS_DETAIL_ARCH(isa), float>();                        \
+            RECBLOCKS_DETAIL_DISPATCH_GEMM(float)                                                       \
+            return table;                                                                               \
+        }();                                                                                            \
         return table;                                                                                   \
     }                                                                                                   \
     template <>                                                                                         \
     const CpuKernelTable<double>& isa_kernel_table<RECBLOCKS_DETAIL_LEVEL(isa), double>() {             \
-        static constexpr CpuKernelTable<double> table = make_kernel_table<RECBLOCKS_DETAIL_ARCH(isa), double>(); \
+        static const CpuKernelTable<double> table = [] {                                                \
+            auto table = make_kernel_table<RECBLOCKS_DETAIL_ARCH(isa), double>();                       \
+            RECBLOCKS_DETAIL_DISPATCH_GEMM(double)                                                      \
+            return table;                                                                               \
+        }();                                                                                            \
         return table;                                                                                   \
     }                                                                                                   \
     } } }

@@ -39,6 +39,10 @@ struct CpuKernelTable {
     void (*gather_rows)(const T*, index_t, const row_id_t*, index_t, T*, index_t, index_t);
     void (*scatter_add_rows)(const T*, index_t, const row_id_t*, index_t, T*, index_t, index_t, row_id_t, row_id_t);
     bool (*top_k)(const T*, index_t, index_t, row_id_t, T*, row_id_t*);
+    /// Eigen's GEMM built for this ISA (runtime-dispatch tables only; nullptr
+    /// means "use the GEMM of the calling translation unit").
+    void (*gemm)(bool, bool, T, const T*, index_t, index_t, index_t, const T*, index_t, index_t, index_t, T, T*,
+                 index_t, index_t, index_t) = nullptr;
 };
 
 template <class Arch, class T>
@@ -57,7 +61,8 @@ constexpr CpuKernelTable<T> make_kernel_table() {
             &ActivationKernels<Arch, T>::backward,
             &EmbeddingKernels<Arch, T>::gather_rows,
             &EmbeddingKernels<Arch, T>::scatter_add_rows,
-            &TopKKernels<Arch, T>::top_k};
+            &TopKKernels<Arch, T>::top_k,
+            nullptr};
 }
 
 /// Kernel tables of the runtime-dispatch translation units; defined by

@@ -156,8 +156,21 @@ struct Primitives<backend::Cpu<Isa>> {
         parallel_for(be.threads(), 0, m, rows, [&](index_t r0, index_t r1) {
             const MatrixView<const T> a_part =
                 ta == Trans::no ? a.slice_rows(r0, r1) : matrix_view(a.data() + r0, a.rows(), r1 - r0, a.ld());
-            cpu::eigen_gemm<T>(ta, tb, alpha, a_part, b, beta, c.slice_rows(r0, r1));
+            gemm_single<T>(ta, tb, alpha, a_part, b, beta, c.slice_rows(r0, r1));
         });
+    }
+
+    /// One single-threaded GEMM: the runtime-dispatch table carries Eigen's
+    /// GEMM built for the CPU's ISA; otherwise the one this translation unit
+    /// was compiled with.
+    template <class T>
+    static void gemm_single(Trans ta, Trans tb, T alpha, MatrixView<const T> a, MatrixView<const T> b, T beta,
+                            MatrixView<T> c) {
+        if (const auto kernel = kernels<T>().gemm)
+            kernel(ta == Trans::yes, tb == Trans::yes, alpha, a.data(), a.rows(), a.cols(), a.ld(), b.data(), b.rows(),
+                   b.cols(), b.ld(), beta, c.data(), c.rows(), c.cols(), c.ld());
+        else
+            cpu::eigen_gemm<T>(ta, tb, alpha, a, b, beta, c);
     }
 
     template <class T>
@@ -166,7 +179,7 @@ struct Primitives<backend::Cpu<Isa>> {
         const index_t batch = c.extent(0);
         if (batch >= be.threads().size()) {
             parallel_for(be.threads(), 0, batch, 1, [&](index_t i0, index_t i1) {
-                for (index_t i = i0; i < i1; ++i) cpu::eigen_gemm<T>(ta, tb, alpha, a[i], b[i], beta, c[i]);
+                for (index_t i = i0; i < i1; ++i) gemm_single<T>(ta, tb, alpha, a[i], b[i], beta, c[i]);
             });
         } else {
             for (index_t i = 0; i < batch; ++i) gemm<T>(be, ta, tb, alpha, a[i], b[i], beta, c[i]);
