@@ -66,3 +66,9 @@
 #include "recblocks/optim/gradients.hpp"
 #include "recblocks/optim/lr_schedule.hpp"
 #include "recblocks/io/safetensors.hpp"
+
+// Data pipelines, models, training, evaluation
+#include "recblocks/data/next_item_batches.hpp"
+#include "recblocks/eval/next_item_evaluation.hpp"
+#include "recblocks/models/sasrec.hpp"
+#include "recblocks/train/next_item_trainer.hpp"

@@ -63,6 +63,7 @@ public:
 
     [[nodiscard]] const Config& config() const { return cfg_; }
     [[nodiscard]] Params& params() { return params_; }
+    [[nodiscard]] const Params& params() const { return params_; }
     [[nodiscard]] Params& grads() { return grads_; }
     /// Appends linear1/linear2 weights and biases (nn.Linear names).
     void append_params(std::string_view prefix, ParamList<T>& out) {

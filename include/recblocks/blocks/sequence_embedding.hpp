@@ -63,6 +63,7 @@ public:
 
     [[nodiscard]] const Config& config() const { return cfg_; }
     [[nodiscard]] Params& params() { return params_; }
+    [[nodiscard]] const Params& params() const { return params_; }
     [[nodiscard]] Params& grads() { return grads_; }
     /// Appends "<prefix>item_emb.weight" and "<prefix>pos_emb.weight".
     void append_params(std::string_view prefix, ParamList<T>& out) {

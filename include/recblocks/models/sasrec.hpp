@@ -1,0 +1,163 @@
+#pragma once
+// SASRec (Kang & McAuley, 2018): item + positional embedding, a causal
+// transformer stack, final layer norm, and scores against the same item table
+// (tied input/output embedding). Built from blocks/:
+//
+//   x = keep ⊙ Drop(E[s] · sqrt(D) + P[pos]);  F = Stack(x);  score(i at step t) = F_t · E[i]
+//
+// Norm is the block's norm placement (policies::QueryNorm = the authors' code
+// and pmixer's port until 2025; PreNorm = the paper's text; PostNorm).
+// Defaults follow the authors' code for MovieLens-1M except where noted.
+//
+// Training: train_step_bce() runs forward, the BCE loss with one sampled
+// negative per position, and backward; gradients are in params()' grads
+// (zeroed first), ready for an optimiser. Inference: encode_last() and
+// score_all() (no dropout) reuse the model's scratch: after the first call of
+// a batch shape they allocate nothing.
+#include <limits>
+#include <string>
+
+#include "recblocks/blocks/sequence_embedding.hpp"
+#include "recblocks/blocks/transformer_stack.hpp"
+#include "recblocks/losses/bce_with_negatives.hpp"
+#include "recblocks/ops/gemm.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace models {
+
+struct SASRecConfig {
+    index_t num_items = 0;        ///< N; ids 1..N, 0 = padding
+    index_t max_len = 200;        ///< L
+    index_t d_model = 50;         ///< D (hidden_units)
+    index_t num_blocks = 2;
+    index_t heads = 1;
+    double dropout = 0.2;         ///< embedding, attention weights, feed-forward
+    double ln_eps = 1e-8;
+    blocks::PositionRows positions = blocks::PositionRows::from_one;  ///< pmixer's layout (per_slot: authors' TF)
+    bool mask_padding_keys = false;  ///< authors' TF code: true; pmixer's port: false
+    double l2_emb = 0.0;             ///< adds l2_emb/2 · ||E||² to the loss (authors' TF regulariser)
+};
+
+template <class T, class Norm = policies::QueryNorm>
+class SASRec {
+public:
+    using Config = SASRecConfig;
+    using Stack = blocks::TransformerStack<T, policies::CausalMask, Norm>;
+
+    SASRec(Config cfg, const Rng& rng)
+        : cfg_(cfg),
+          embedding_({cfg.num_items, cfg.d_model, cfg.max_len, true, cfg.positions, cfg.dropout}, rng.substream(0)),
+          stack_(stack_config(cfg), rng.substream(1)) {
+        RECBLOCKS_CHECK_VALUE(cfg.l2_emb >= 0, "SASRec: l2_emb must be >= 0, got ", cfg.l2_emb);
+        embedding_.append_params("", params_);
+        stack_.append_params("", params_);
+    }
+    SASRec(const SASRec&) = delete;  // params() points into the model
+    SASRec& operator=(const SASRec&) = delete;
+
+    [[nodiscard]] const Config& config() const { return cfg_; }
+    /// Every learnable tensor: item_emb.weight, pos_emb.weight, blocks.<i>.*, final_norm.*.
+    [[nodiscard]] const blocks::ParamList<T>& params() const { return params_; }
+    [[nodiscard]] blocks::SequenceEmbedding<T>& embedding() { return embedding_; }
+    [[nodiscard]] Stack& stack() { return stack_; }
+    [[nodiscard]] MatrixView<const T> item_table() const { return embedding_.params().items.cview(); }
+
+    /// One training step's forward and backward with the BCE loss: ids, pos, neg
+    /// [B, L] (pos = the next item of each slot, 0 where padded; one negative
+    /// per slot). Zeroes and fills the gradients; returns the loss (including
+    /// the l2_emb term) and the number of positions it averages over.
+    template <class Be>
+    losses::LossValue train_step_bce(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids,
+                                     MatrixView<const row_id_t> pos, MatrixView<const row_id_t> neg, std::uint64_t step) {
+        RECBLOCKS_CHECK_SHAPE(pos.shape() == ids.shape() && neg.shape() == ids.shape(), "SASRec::train_step_bce: ids is ",
+                              ids.shape(), ", pos ", pos.shape(), ", neg ", neg.shape(), " (need equal shapes)");
+        RECBLOCKS_CHECK_SHAPE(pos.is_contiguous() && neg.is_contiguous(), "SASRec::train_step_bce: pos and neg must be contiguous");
+        blocks::zero_grads(params_);
+        forward(be, pool, ids, step, true);
+        const index_t rows = ids.rows() * ids.cols(), d = cfg_.d_model;
+        auto& items = embedding_.params().items;
+        auto dh = matrix_view(dhidden_.data(), rows, d);
+        auto loss = losses::bce_with_negatives<T>(matrix_view<const T>(hidden_.data(), rows, d), items.cview(),
+                                                  vector_view(pos.data(), rows), matrix_view(neg.data(), rows, 1), dh,
+                                                  embedding_.grads().items.view());
+        if (cfg_.l2_emb > 0) {
+            double sq = 0;
+            T* g = embedding_.grads().items.data();
+            const T* w = items.data();
+            for (index_t i = 0; i < items.numel(); ++i) {
+                sq += double(w[i]) * double(w[i]);
+                g[i] += static_cast<T>(cfg_.l2_emb) * w[i];
+            }
+            loss.loss += 0.5 * cfg_.l2_emb * sq;
+        }
+        stack_.backward(be, pool, dhidden_.view(), dx_.view());
+        embedding_.backward(be, pool, ids, dx_.view());
+        return loss;
+    }
+
+    /// Forward pass: the final hidden states [B, L, D] of ids [B, L], kept in
+    /// hidden() until the next call. `train` enables dropout (masks by `step`).
+    template <class Be>
+    void forward(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, std::uint64_t step, bool train) {
+        const index_t bsz = ids.rows(), len = ids.cols(), d = cfg_.d_model;
+        RECBLOCKS_CHECK_SHAPE(len == cfg_.max_len && ids.is_contiguous(), "SASRec: ids is ", ids.shape(),
+                              " but must be contiguous [B, max_len = ", cfg_.max_len, "]");
+        if (x_.extent(0) != bsz) {
+            x_.resize(Shape<3>{{bsz, len, d}});
+            hidden_.resize(x_.shape());
+            dhidden_.resize(x_.shape());
+            dx_.resize(x_.shape());
+            keep_.resize(Shape<2>{{bsz, len}});
+        }
+        for (index_t i = 0; i < bsz * len; ++i) keep_.data()[i] = static_cast<std::uint8_t>(ids.data()[i] != 0);
+        embedding_.forward(be, pool, ids, x_.view(), step, train);
+        stack_.forward(be, pool, x_.cview(), keep_.cview(), hidden_.view(), step, train);
+    }
+    [[nodiscard]] TensorView<const T, 3> hidden() const { return hidden_.cview(); }
+
+    /// out [B, D] = the final hidden state at the last slot of each row of ids
+    /// (left padding puts the newest item there). No dropout.
+    template <class Be>
+    void encode_last(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> out) {
+        RECBLOCKS_CHECK_SHAPE(out.rows() == ids.rows() && out.cols() == cfg_.d_model, "SASRec::encode_last: out is ",
+                              out.shape(), " but need [", ids.rows(), ", ", cfg_.d_model, "]");
+        forward(be, pool, ids, 0, false);
+        const index_t len = ids.cols(), d = cfg_.d_model;
+        for (index_t b = 0; b < ids.rows(); ++b)
+            std::copy(hidden_.data() + ((b + 1) * len - 1) * d, hidden_.data() + (b + 1) * len * d, out.row(b));
+    }
+
+    /// scores [B, N + 1]: column i = F_last · E[i]; column 0 (padding) = -inf.
+    template <class Be>
+    void score_all(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores) {
+        RECBLOCKS_CHECK_SHAPE(scores.rows() == ids.rows() && scores.cols() == cfg_.num_items + 1,
+                              "SASRec::score_all: scores is ", scores.shape(), " but need [", ids.rows(), ", ",
+                              cfg_.num_items + 1, "]");
+        if (last_.extent(0) != ids.rows()) last_.resize(Shape<2>{{ids.rows(), cfg_.d_model}});
+        encode_last(be, pool, ids, last_.view());
+        ops::gemm(be, Trans::no, Trans::yes, T(1), last_.cview(), item_table(), T(0), scores);
+        for (index_t b = 0; b < scores.rows(); ++b) scores(b, 0) = -std::numeric_limits<T>::infinity();
+    }
+
+private:
+    static typename Stack::Config stack_config(const Config& c) {
+        typename Stack::Config s;
+        s.block = {c.d_model, c.heads, c.d_model, Activation::relu, c.dropout, c.dropout, c.ln_eps};
+        s.num_blocks = c.num_blocks;
+        s.final_norm = true;
+        s.mask_padding_keys = c.mask_padding_keys;
+        s.zero_padded_positions = true;
+        return s;
+    }
+
+    Config cfg_;
+    blocks::SequenceEmbedding<T> embedding_;
+    Stack stack_;
+    blocks::ParamList<T> params_;
+    Tensor<T, 3> x_, hidden_, dhidden_, dx_;
+    Matrix<std::uint8_t> keep_;
+    Matrix<T> last_;
+};
+
+}  // namespace models
+RECBLOCKS_NAMESPACE_END

@@ -1,0 +1,135 @@
+#pragma once
+// The training loop of a next-item model with the BCE loss (SASRec): epochs
+// of shuffled users (data::NextItemBatches), Adam, optional gradient
+// clipping, a NaN/Inf guard that stops before the weights are touched.
+//
+// A step is a pure function of (weights, optimiser state, seed, step): the
+// batch, its negatives and its dropout masks are keyed by the global step, so
+// training resumed from a checkpoint at step s continues bit-exactly (same
+// thread count, same kernels). Model needs params(), train_step_bce().
+#include <chrono>
+#include <cmath>
+#include <span>
+
+#include "recblocks/core/tensor.hpp"
+#include "recblocks/data/next_item_batches.hpp"
+#include "recblocks/optim/adam.hpp"
+#include "recblocks/optim/gradients.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace train {
+
+struct NextItemTrainingOptions {
+    index_t batch_size = 128;
+    double lr = 1e-3;
+    double beta1 = 0.9;
+    double beta2 = 0.98;       ///< the SASRec code's Adam betas
+    double weight_decay = 0.0;
+    double clip_norm = 0.0;    ///< 0 = no clipping
+    std::uint64_t seed = 42;   ///< batches and negatives (the model has its own seed for init and dropout)
+};
+
+struct EpochStats {
+    std::int64_t epoch = 0;  ///< 1-based, after the epoch
+    double mean_loss = 0;
+    index_t sequences = 0;
+    double seconds = 0;
+    [[nodiscard]] double sequences_per_second() const { return seconds > 0 ? double(sequences) / seconds : 0.0; }
+};
+
+template <class T, class Model>
+class NextItemTrainer {
+public:
+    NextItemTrainer(Model& model, const std::vector<std::vector<row_id_t>>& train, index_t num_items, index_t max_len,
+                    NextItemTrainingOptions opt)
+        : model_(model), opt_(opt), batches_(train, num_items, max_len, opt.seed),
+          adam_(adam_config(opt), model.params()) {
+        RECBLOCKS_CHECK_VALUE(opt.batch_size >= 1 && opt.lr > 0 && opt.clip_norm >= 0,
+                              "train::NextItemTrainer: need batch_size >= 1, lr > 0, clip_norm >= 0; got ",
+                              opt.batch_size, ", ", opt.lr, ", ", opt.clip_norm);
+    }
+
+    [[nodiscard]] std::int64_t step() const { return step_; }
+    [[nodiscard]] std::int64_t epoch() const { return step_ / batches_.batches_per_epoch(opt_.batch_size); }
+    [[nodiscard]] index_t steps_per_epoch() const { return batches_.batches_per_epoch(opt_.batch_size); }
+    [[nodiscard]] optim::Adam<T>& optimizer() { return adam_; }
+    /// Continue from a checkpoint taken after `step` updates (the optimiser's
+    /// moments and step count must be restored by the caller).
+    void set_step(std::int64_t step) {
+        RECBLOCKS_CHECK_VALUE(step >= 0, "train::NextItemTrainer::set_step: step must be >= 0, got ", step);
+        step_ = step;
+    }
+
+    /// One optimiser update on the batch of the current global step; returns its loss.
+    template <class Be>
+    double train_step(const Be& be, ThreadPool& pool) {
+        const index_t per_epoch = steps_per_epoch();
+        const std::int64_t epoch = step_ / per_epoch, in_epoch = step_ % per_epoch;
+        if (order_epoch_ != epoch) {
+            order_ = batches_.epoch_order(static_cast<std::uint64_t>(epoch));
+            order_epoch_ = epoch;
+        }
+        const std::size_t b0 = static_cast<std::size_t>(in_epoch * opt_.batch_size);
+        const std::size_t nb = std::min(order_.size() - b0, static_cast<std::size_t>(opt_.batch_size));
+        const std::span<const index_t> users(order_.data() + b0, nb);
+        const index_t len = model_.config().max_len;
+        if (ids_.extent(0) != static_cast<index_t>(nb)) {
+            for (auto* m : {&ids_, &pos_, &neg_}) m->resize(Shape<2>{{static_cast<index_t>(nb), len}});
+        }
+        batches_.fill(users, static_cast<std::uint64_t>(step_), ids_.view(), pos_.view(), neg_.view());
+        const auto loss = model_.train_step_bce(be, pool, ids_.cview(), pos_.cview(), neg_.cview(),
+                                                static_cast<std::uint64_t>(step_));
+        RECBLOCKS_CHECK_VALUE(std::isfinite(loss.loss), "training step ", step_, ": the loss is ", loss.loss,
+                              "; stopping before it reaches the weights");
+        optim::check_finite_grads(model_.params(), step_);
+        if (opt_.clip_norm > 0) optim::clip_grad_norm(model_.params(), opt_.clip_norm);
+        adam_.step(model_.params(), opt_.lr);
+        ++step_;
+        last_batch_ = static_cast<index_t>(nb);
+        return loss.loss;
+    }
+
+    /// Runs the rest of the current epoch; `progress(done, total, mean_loss)` is
+    /// called after every step when given.
+    template <class Be, class Progress = std::nullptr_t>
+    EpochStats train_epoch(const Be& be, ThreadPool& pool, Progress&& progress = nullptr) {
+        const index_t per_epoch = steps_per_epoch();
+        const auto t0 = std::chrono::steady_clock::now();
+        EpochStats s;
+        double sum = 0;
+        index_t n = 0;
+        do {
+            sum += train_step(be, pool);
+            ++n;
+            s.sequences += last_batch_;
+            if constexpr (!std::is_same_v<std::decay_t<Progress>, std::nullptr_t>)
+                progress(step_ % per_epoch == 0 ? per_epoch : step_ % per_epoch, per_epoch, sum / double(n));
+        } while (step_ % per_epoch != 0);
+        s.epoch = step_ / per_epoch;
+        s.mean_loss = sum / double(n);
+        s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return s;
+    }
+
+private:
+    static typename optim::Adam<T>::Config adam_config(const NextItemTrainingOptions& o) {
+        typename optim::Adam<T>::Config c;
+        c.lr = o.lr;
+        c.beta1 = o.beta1;
+        c.beta2 = o.beta2;
+        c.weight_decay = o.weight_decay;
+        return c;
+    }
+
+    Model& model_;
+    NextItemTrainingOptions opt_;
+    data::NextItemBatches batches_;
+    optim::Adam<T> adam_;
+    std::int64_t step_ = 0, order_epoch_ = -1;
+    std::vector<index_t> order_;
+    Matrix<row_id_t> ids_, pos_, neg_;
+    index_t last_batch_ = 0;
+};
+
+}  // namespace train
+RECBLOCKS_NAMESPACE_END
