@@ -129,3 +129,39 @@ TEST_CASE("transformer stack: CPU matches Reference, inference is deterministic"
     REQUIRE_THROWS_WITH(a.forward(backend::Reference{}, pool, x.cview(), keep_bad.cview(), ya.view(), 0, false),
                         Catch::Contains("keep is"));
 }
+
+namespace {
+template <class Norm>
+void check_forward_last(bool mask_keys) {
+    ThreadPool pool(2);
+    const backend::Cpu<isa::Dispatch> be{&pool};
+    using Stack = blocks::TransformerStack<double, policies::CausalMask, Norm>;
+    typename Stack::Config cfg;
+    cfg.block = {kD, 2, 0, Activation::gelu, 0.3, -1.0, 1e-8};
+    cfg.mask_padding_keys = mask_keys;
+    Stack stack(cfg, Rng(8));
+    Matrix<std::uint8_t> keep(Shape<2>{{3, kL}});
+    for (index_t t = 0; t < kL; ++t) {
+        keep(0, t) = static_cast<std::uint8_t>(t >= 2);
+        keep(1, t) = 1;
+        keep(2, t) = 0;  // an empty history
+    }
+    Tensor<double, 3> x(Shape<3>{{3, kL, kD}}), y(x.shape());
+    rbtest::fill_uniform(x, 12);
+    Matrix<double> last(Shape<2>{{3, kD}});
+    for (int rep = 0; rep < 2; ++rep) {  // alternating with full forwards must not disturb either
+        stack.forward(be, pool, x.cview(), keep.cview(), y.view(), 0, false);
+        stack.forward_last(be, pool, x.cview(), keep.cview(), last.view());
+        for (index_t b = 0; b < 3; ++b)
+            for (index_t c = 0; c < kD; ++c) REQUIRE(last(b, c) == Approx(y(b, kL - 1, c)).margin(1e-12));
+    }
+}
+}  // namespace
+
+TEST_CASE("forward_last equals the last row of a full forward", "[blocks][transformer]") {
+    for (bool mask_keys : {false, true}) {
+        check_forward_last<policies::QueryNorm>(mask_keys);
+        check_forward_last<policies::PreNorm>(mask_keys);
+        check_forward_last<policies::PostNorm>(mask_keys);
+    }
+}

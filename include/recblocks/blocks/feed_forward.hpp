@@ -4,6 +4,9 @@
 //   h = act(x W1ᵀ + b1)                 [R, F]   (F = inner width; SASRec: D, BERT4Rec: 4D)
 //   y = x + Drop2(Drop1(h) W2ᵀ + b2)     [R, D]   (the "x +" only with Config::residual)
 //
+// Drop1 has rate Config::hidden_dropout (< 0: the same as dropout; SASRec's
+// code drops both, BERT drops only the output: hidden_dropout = 0).
+//
 // x, y are [R, D] with R = B * L rows. Weights use nn.Linear's layout:
 // w1 [F, D], b1 [F], w2 [D, F], b2 [D] (a Conv1d kernel-size-1 weight
 // [F, D, 1] is the same memory). act is ReLU or erf-GELU. backward() adds the
@@ -30,6 +33,7 @@ public:
         Activation activation = Activation::relu;
         double dropout = 0.0;                    ///< on the activation and on the output
         bool residual = true;                    ///< add x to the output (pre-norm blocks add their own)
+        double hidden_dropout = -1.0;            ///< on the activation only; < 0 means `dropout`
     };
     struct Params {
         Matrix<T> w1;  ///< [F, D]
@@ -40,7 +44,8 @@ public:
 
     /// nn.Linear's default initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
     FeedForward(Config cfg, const Rng& rng)
-        : cfg_(cfg), drop_hidden_(cfg.dropout, rng.substream(10)), drop_out_(cfg.dropout, rng.substream(11)) {
+        : cfg_(cfg), drop_hidden_(cfg.hidden_dropout < 0 ? cfg.dropout : cfg.hidden_dropout, rng.substream(10)),
+          drop_out_(cfg.dropout, rng.substream(11)) {
         if (cfg_.inner == 0) cfg_.inner = cfg_.d_model;
         RECBLOCKS_CHECK_VALUE(cfg_.d_model >= 1 && cfg_.inner >= 1, "FeedForward: d_model and inner must be >= 1, got ",
                               cfg_.d_model, " and ", cfg_.inner);
@@ -94,15 +99,35 @@ public:
         x_ = x;
         step_ = step;
         train_ = train && cfg_.dropout > 0;
+        train_hidden_ = train && drop_hidden_.p() > 0;
         detail::broadcast_rows(params_.b1.cview(), pre_.view());
         ops::gemm(be, Trans::no, Trans::yes, T(1), x, params_.w1.view(), T(1), pre_.view());
         ops::activation_forward(be, cfg_.activation, pre_.view(), hidden_.view());
-        if (train_) drop_hidden_.forward<T>(pool, 2 * step, flat(hidden_), flat_mut(hidden_));
+        if (train_hidden_) drop_hidden_.forward<T>(pool, 2 * step, flat(hidden_), flat_mut(hidden_));
         detail::broadcast_rows(params_.b2.cview(), y);
         ops::gemm(be, Trans::no, Trans::yes, T(1), hidden_.view(), params_.w2.view(), T(1), y);
         if (train_) drop_out_.forward<T>(pool, 2 * step + 1, vector_view<const T>(y.data(), y.numel()), vector_view(y.data(), y.numel()));
         if (cfg_.residual)
             for (index_t i = 0; i < y.numel(); ++i) y.data()[i] += x.data()[i];
+    }
+
+    /// Inference on a few rows (no dropout, nothing kept for backward; own
+    /// scratch, so it does not disturb a training forward's state).
+    template <class Be>
+    void forward_inference(const Be& be, MatrixView<const T> x, MatrixView<T> y) {
+        const index_t rows = x.rows(), d = cfg_.d_model, f = cfg_.inner;
+        RECBLOCKS_CHECK_SHAPE(x.cols() == d && y.rows() == rows && y.cols() == d, "FeedForward::forward_inference: x is ",
+                              x.shape(), " and y is ", y.shape(), " but d_model is ", d);
+        if (infer_hidden_.extent(0) != rows) infer_hidden_.resize(Shape<2>{{rows, f}});
+        auto hidden = infer_hidden_.view();
+        detail::broadcast_rows(params_.b1.cview(), hidden);
+        ops::gemm(be, Trans::no, Trans::yes, T(1), x, params_.w1.view(), T(1), hidden);
+        ops::activation_forward(be, cfg_.activation, MatrixView<const T>(hidden), hidden);
+        detail::broadcast_rows(params_.b2.cview(), y);
+        ops::gemm(be, Trans::no, Trans::yes, T(1), MatrixView<const T>(hidden), params_.w2.view(), T(1), y);
+        if (cfg_.residual)
+            for (index_t r = 0; r < rows; ++r)
+                for (index_t c = 0; c < d; ++c) y(r, c) += x(r, c);
     }
 
     /// From dy [R, D]: dx [R, D] = dy (with the residual) + dFFN/dx · dy; parameter gradients added.
@@ -119,7 +144,7 @@ public:
         ops::gemm(be, Trans::yes, Trans::no, T(1), MatrixView<const T>(dy), hidden_.view(), T(1), grads_.w2.view());
         detail::add_column_sums(be, dy, grads_.b2.view(), sums_);
         ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(dy), params_.w2.view(), T(0), dhidden_.view());
-        if (train_) drop_hidden_.backward<T>(pool, 2 * step_, flat(dhidden_), flat_mut(dhidden_));
+        if (train_hidden_) drop_hidden_.backward<T>(pool, 2 * step_, flat(dhidden_), flat_mut(dhidden_));
         ops::activation_backward(be, cfg_.activation, pre_.view(), dhidden_.view(), dhidden_.view());
         ops::gemm(be, Trans::yes, Trans::no, T(1), dhidden_.view(), x_, T(1), grads_.w1.view());
         detail::add_column_sums(be, dhidden_.view(), grads_.b1.view(), sums_);
@@ -133,10 +158,10 @@ private:
     Dropout drop_hidden_, drop_out_;
     Params params_, grads_;
     MatrixView<const T> x_;
-    Matrix<T> pre_, hidden_, dhidden_;
+    Matrix<T> pre_, hidden_, dhidden_, infer_hidden_;
     Vector<T> sums_;
     std::uint64_t step_ = 0;
-    bool train_ = false;
+    bool train_ = false, train_hidden_ = false;
 };
 
 }  // namespace blocks

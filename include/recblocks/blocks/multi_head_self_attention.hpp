@@ -233,6 +233,58 @@ public:
         ops::gemm(be, Trans::no, Trans::no, T(1), dkv, w_kv(), T(0), matrix_view(dkv_in.data(), rows, d));
     }
 
+    /// Inference for the LAST position only (what serving needs from the
+    /// final block): q_last [B, D] is the queries' input at position L - 1,
+    /// kv_in [B, L, D] the keys/values' input; writes y_last [B, D]. Keys and
+    /// values are projected for every position, the rest for one row per
+    /// sequence. No dropout; backward() is not available after this call.
+    template <class Be>
+    void forward_last(const Be& be, MatrixView<const T> q_last, TensorView<const T, 3> kv_in, MatrixView<T> y_last,
+                      MatrixView<const std::uint8_t> key_keep = {}) {
+        const index_t bsz = kv_in.extent(0), len = kv_in.extent(1), d = cfg_.d_model, h = cfg_.heads, dh = d / h;
+        RECBLOCKS_CHECK_SHAPE(kv_in.extent(2) == d && kv_in.is_contiguous() && q_last.rows() == bsz &&
+                                  q_last.cols() == d && y_last.rows() == bsz && y_last.cols() == d,
+                              "MultiHeadSelfAttention::forward_last: q_last is ", q_last.shape(), ", keys/values ",
+                              kv_in.shape(), ", y_last ", y_last.shape(), " but need [B, D], [B, L, D], [B, D] with D = ", d);
+        if (key_keep.data())
+            RECBLOCKS_CHECK_SHAPE(key_keep.rows() == bsz && key_keep.cols() == len,
+                                  "MultiHeadSelfAttention::forward_last: key_keep is ", key_keep.shape(),
+                                  " but expected [", bsz, ", ", len, "]");
+        resize(bsz, len);
+        q_in_ = {};  // no backward after this
+        kv_in_ = {};
+        if (last_q_.extent(0) != bsz) {
+            last_q_.resize(Shape<2>{{bsz, d}});
+            last_ctx_.resize(Shape<2>{{bsz, d}});
+        }
+        const index_t rows = bsz * len;
+        auto kv = matrix_view(qkv_.data() + d, rows, 2 * d, 3 * d);
+        detail::broadcast_rows(vector_view<const T>(params_.in_proj_bias.data() + d, 2 * d), kv);
+        ops::gemm(be, Trans::no, Trans::yes, T(1), matrix_view(kv_in.data(), rows, d), w_kv(), T(1), kv);
+        detail::broadcast_rows(vector_view<const T>(params_.in_proj_bias.data(), d), last_q_.view());
+        ops::gemm(be, Trans::no, Trans::yes, T(1), q_last, w_q(), T(1), last_q_.view());
+        const T scale = static_cast<T>(1.0 / std::sqrt(double(dh)));
+        for_each_sequence(be, bsz, [&](index_t b) {
+            // One score row per head, in this sequence's slice of the probability buffer.
+            auto p = matrix_view(probs_.data() + b * h * len * len, h, len);
+            auto keep = matrix_view(mask_buf_.data() + b * len * len, 1, len);
+            for (index_t k = 0; k < len; ++k)
+                keep(0, k) = static_cast<std::uint8_t>(mask_.visible(len - 1, k) && (!key_keep.data() || key_keep(b, k)));
+            for (index_t hd = 0; hd < h; ++hd) {
+                const auto q = matrix_view<const T>(last_q_.data() + b * d + hd * dh, 1, dh);
+                const auto keys = matrix_view<const T>(qkv_.data() + b * len * 3 * d + d + hd * dh, len, dh, 3 * d);
+                const auto vals = matrix_view<const T>(qkv_.data() + b * len * 3 * d + 2 * d + hd * dh, len, dh, 3 * d);
+                auto row = matrix_view(p.row(hd), 1, len);
+                ops::gemm(be, Trans::no, Trans::yes, scale, q, keys, T(0), row);
+                ops::softmax_rows(be, MatrixView<const T>(row), row, MatrixView<const std::uint8_t>(keep));
+                ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(row), vals, T(0),
+                          matrix_view(last_ctx_.data() + b * d + hd * dh, 1, dh));
+            }
+        });
+        detail::broadcast_rows(params_.out_proj_bias.cview(), y_last);
+        ops::gemm(be, Trans::no, Trans::yes, T(1), last_ctx_.cview(), params_.out_proj_weight.view(), T(1), y_last);
+    }
+
 private:
     [[nodiscard]] bool is_self() const { return q_in_.data() == kv_in_.data(); }
     [[nodiscard]] MatrixView<const T> w_q() const { return matrix_view<const T>(params_.in_proj_weight.data(), cfg_.d_model, cfg_.d_model); }
@@ -319,6 +371,7 @@ private:
     Tensor<T, 3> dp_;
     Tensor<T, 4> probs_, probs_dropped_;
     Tensor<std::uint8_t, 3> mask_buf_;
+    Matrix<T> last_q_, last_ctx_;  // forward_last
     Vector<T> col_sums_;
 };
 

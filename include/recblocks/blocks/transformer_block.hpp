@@ -27,6 +27,7 @@ struct TransformerBlockConfig {
     double dropout = 0.0;                      ///< feed-forward and residual dropout
     double attention_dropout = -1.0;           ///< on the attention weights; < 0 means `dropout`
     double ln_eps = 1e-5;                      ///< SASRec code 1e-8, BERT 1e-12
+    double ffn_hidden_dropout = -1.0;          ///< on the feed-forward activation; < 0 means `dropout` (BERT: 0)
 };
 
 /// The sublayers and scratch of a block; what a norm placement policy works on.
@@ -42,7 +43,7 @@ struct TransformerBlockParts {
     TransformerBlockParts(const TransformerBlockConfig& c, bool ffn_residual, Mask mask, const Rng& rng)
         : attention({c.d_model, c.heads, c.attention_dropout < 0 ? c.dropout : c.attention_dropout}, mask,
                     rng.substream(0)),
-          ffn({c.d_model, c.ffn_inner, c.activation, c.dropout, ffn_residual}, rng.substream(1)),
+          ffn({c.d_model, c.ffn_inner, c.activation, c.dropout, ffn_residual, c.ffn_hidden_dropout}, rng.substream(1)),
           norm_attention({c.d_model, c.ln_eps}), norm_ffn({c.d_model, c.ln_eps}),
           residual_dropout(c.dropout, rng.substream(2)) {}
 
@@ -70,6 +71,20 @@ struct TransformerBlockParts {
     TensorView<T, 3> cube(MatrixView<T> m) const { return TensorView<T, 3>(m.data(), Shape<3>{{bsz_, len_, m.cols()}}); }
     TensorView<const T, 3> ccube(MatrixView<T> m) const {
         return TensorView<const T, 3>(m.data(), Shape<3>{{bsz_, len_, m.cols()}});
+    }
+
+    /// The last position of every sequence of t [B, L, D], as a strided [B, D] view.
+    template <class U>
+    MatrixView<U> last_rows(TensorView<U, 3> t) const {
+        return matrix_view(t.data() + (t.extent(1) - 1) * t.extent(2), t.extent(0), t.extent(2), t.extent(1) * t.extent(2));
+    }
+    /// The first B rows of a scratch buffer, as [B, D] (inference on the last positions).
+    MatrixView<T> head_rows(MatrixView<T> m) const { return m.slice_rows(0, bsz_); }
+    /// Layer norm for inference (statistics not kept, block state untouched).
+    template <class Be>
+    static void norm_inference(const Be& be, const LayerNorm<T>& ln, MatrixView<const T> x, MatrixView<T> y) {
+        ops::layer_norm_forward(be, x, ln.params().weight.cview(), ln.params().bias.cview(),
+                                static_cast<T>(ln.config().eps), y);
     }
 
     /// Dropout on a sublayer's output (in place), step-keyed.
@@ -133,6 +148,29 @@ public:
         Norm::forward(parts_, be, pool, x, y, key_keep, step, train);
     }
 
+    /// Inference for the last position only: y_last [B, D] equals row L - 1 of
+    /// forward(x) without dropout, computing the full-width work (keys and
+    /// values) only where it is needed. Policies without forward_last fall
+    /// back to a full forward.
+    template <class Be>
+    void forward_last(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, MatrixView<T> y_last,
+                      MatrixView<const std::uint8_t> key_keep) {
+        RECBLOCKS_CHECK_SHAPE(x.extent(2) == cfg_.d_model && x.is_contiguous() && y_last.rows() == x.extent(0) &&
+                                  y_last.cols() == cfg_.d_model,
+                              "TransformerBlock::forward_last: x is ", x.shape(), " and y_last is ", y_last.shape(),
+                              " but need contiguous [B, L, D] and [B, D] with D = ", cfg_.d_model);
+        parts_.resize(x.extent(0), x.extent(1), cfg_.d_model);
+        parts_.attention.set_step(0, false);
+        if constexpr (requires { Norm::forward_last(parts_, be, pool, x, y_last, key_keep); }) {
+            Norm::forward_last(parts_, be, pool, x, y_last, key_keep);
+        } else {
+            if (full_.shape() != x.shape()) full_.resize(x.shape());
+            Norm::forward(parts_, be, pool, x, full_.view(), key_keep, 0, false);
+            const auto last = parts_.last_rows(full_.cview());
+            for (index_t b = 0; b < last.rows(); ++b) std::copy(last.row(b), last.row(b) + last.cols(), y_last.row(b));
+        }
+    }
+
     /// dx [B, L, D] from dy [B, L, D] (dy is used as scratch and overwritten).
     template <class Be>
     void backward(const Be& be, ThreadPool& pool, TensorView<T, 3> dy, TensorView<T, 3> dx) {
@@ -146,6 +184,7 @@ private:
     Config cfg_;
     Parts parts_;
     Shape<3> shape_{};
+    Tensor<T, 3> full_;  // forward_last fallback only
 };
 
 }  // namespace blocks

@@ -75,6 +75,43 @@ public:
             final_norm_.forward(be, matrix_view<const T>(act(n - 1).data(), bsz * len, d), matrix_view(y.data(), bsz * len, d));
     }
 
+    /// Inference for the last position of each sequence: y_last [B, D] equals
+    /// row L - 1 of forward(x) without dropout; the last block computes only
+    /// what that row needs (TransformerBlock::forward_last). No backward after it.
+    template <class Be>
+    void forward_last(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, MatrixView<const std::uint8_t> keep,
+                      MatrixView<T> y_last) {
+        const index_t bsz = x.extent(0), len = x.extent(1), d = cfg_.block.d_model;
+        RECBLOCKS_CHECK_SHAPE(keep.rows() == bsz && keep.cols() == len, "TransformerStack::forward_last: keep is ",
+                              keep.shape(), " but x is ", x.shape());
+        RECBLOCKS_CHECK_SHAPE(x.is_contiguous() && x.extent(2) == d && y_last.rows() == bsz && y_last.cols() == d,
+                              "TransformerStack::forward_last: x is ", x.shape(), " and y_last is ", y_last.shape(),
+                              " but need contiguous [B, L, ", d, "] and [B, ", d, "]");
+        const index_t n = cfg_.num_blocks;
+        if (acts_.extent(1) != bsz * len || acts_.extent(2) != d) {
+            acts_.resize(Shape<3>{{n, bsz * len, d}});
+            grad_.resize(Shape<3>{{2, bsz * len, d}});
+        }
+        if (last_.extent(0) != bsz) last_.resize(Shape<2>{{bsz, d}});
+        x_ = x;
+        keep_ = keep;
+        const auto key_keep = cfg_.mask_padding_keys ? keep : MatrixView<const std::uint8_t>{};
+        for (index_t i = 0; i + 1 < n; ++i) {
+            TensorView<const T, 3> in = i == 0 ? x : TensorView<const T, 3>(act(i - 1));
+            blocks_[static_cast<std::size_t>(i)].forward(be, pool, in, act(i), key_keep, 0, false);
+            if (cfg_.zero_padded_positions) zero_padded(act(i));
+        }
+        TensorView<const T, 3> in = n == 1 ? x : TensorView<const T, 3>(act(n - 2));
+        auto out = cfg_.final_norm ? last_.view() : y_last;
+        blocks_[static_cast<std::size_t>(n - 1)].forward_last(be, pool, in, out, key_keep);
+        if (cfg_.zero_padded_positions)
+            for (index_t b = 0; b < bsz; ++b)
+                if (!keep(b, len - 1)) std::fill(out.row(b), out.row(b) + d, T(0));
+        if (cfg_.final_norm)
+            ops::layer_norm_forward(be, last_.cview(), final_norm_.params().weight.cview(),
+                                    final_norm_.params().bias.cview(), static_cast<T>(final_norm_.config().eps), y_last);
+    }
+
     /// dx [B, L, D] from dy [B, L, D] of the last forward (dy is used as scratch).
     template <class Be>
     void backward(const Be& be, ThreadPool& pool, TensorView<T, 3> dy, TensorView<T, 3> dx) {
@@ -113,6 +150,7 @@ private:
     std::vector<Block> blocks_;
     LayerNorm<T> final_norm_;
     Tensor<T, 3> acts_, grad_;
+    Matrix<T> last_;
     TensorView<const T, 3> x_;
     MatrixView<const std::uint8_t> keep_;
 };

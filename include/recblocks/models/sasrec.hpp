@@ -99,32 +99,27 @@ public:
     /// hidden() until the next call. `train` enables dropout (masks by `step`).
     template <class Be>
     void forward(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, std::uint64_t step, bool train) {
-        const index_t bsz = ids.rows(), len = ids.cols(), d = cfg_.d_model;
-        RECBLOCKS_CHECK_SHAPE(len == cfg_.max_len && ids.is_contiguous(), "SASRec: ids is ", ids.shape(),
-                              " but must be contiguous [B, max_len = ", cfg_.max_len, "]");
-        if (x_.extent(0) != bsz) {
-            x_.resize(Shape<3>{{bsz, len, d}});
+        prepare(ids);
+        if (hidden_.shape() != x_.shape()) {
             hidden_.resize(x_.shape());
             dhidden_.resize(x_.shape());
             dx_.resize(x_.shape());
-            keep_.resize(Shape<2>{{bsz, len}});
         }
-        for (index_t i = 0; i < bsz * len; ++i) keep_.data()[i] = static_cast<std::uint8_t>(ids.data()[i] != 0);
         embedding_.forward(be, pool, ids, x_.view(), step, train);
         stack_.forward(be, pool, x_.cview(), keep_.cview(), hidden_.view(), step, train);
     }
     [[nodiscard]] TensorView<const T, 3> hidden() const { return hidden_.cview(); }
 
     /// out [B, D] = the final hidden state at the last slot of each row of ids
-    /// (left padding puts the newest item there). No dropout.
+    /// (left padding puts the newest item there). No dropout; the last block
+    /// computes only that slot (TransformerStack::forward_last).
     template <class Be>
     void encode_last(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> out) {
         RECBLOCKS_CHECK_SHAPE(out.rows() == ids.rows() && out.cols() == cfg_.d_model, "SASRec::encode_last: out is ",
                               out.shape(), " but need [", ids.rows(), ", ", cfg_.d_model, "]");
-        forward(be, pool, ids, 0, false);
-        const index_t len = ids.cols(), d = cfg_.d_model;
-        for (index_t b = 0; b < ids.rows(); ++b)
-            std::copy(hidden_.data() + ((b + 1) * len - 1) * d, hidden_.data() + (b + 1) * len * d, out.row(b));
+        prepare(ids);
+        embedding_.forward(be, pool, ids, x_.view(), 0, false);
+        stack_.forward_last(be, pool, x_.cview(), keep_.cview(), out);
     }
 
     /// scores [B, N + 1]: column i = F_last · E[i]; column 0 (padding) = -inf.
@@ -140,6 +135,18 @@ public:
     }
 
 private:
+    /// Sizes the input scratch for ids [B, L] and fills the keep mask.
+    void prepare(MatrixView<const row_id_t> ids) {
+        const index_t bsz = ids.rows(), len = ids.cols();
+        RECBLOCKS_CHECK_SHAPE(len == cfg_.max_len && ids.is_contiguous(), "SASRec: ids is ", ids.shape(),
+                              " but must be contiguous [B, max_len = ", cfg_.max_len, "]");
+        if (x_.extent(0) != bsz) {
+            x_.resize(Shape<3>{{bsz, len, cfg_.d_model}});
+            keep_.resize(Shape<2>{{bsz, len}});
+        }
+        for (index_t i = 0; i < bsz * len; ++i) keep_.data()[i] = static_cast<std::uint8_t>(ids.data()[i] != 0);
+    }
+
     static typename Stack::Config stack_config(const Config& c) {
         typename Stack::Config s;
         s.block = {c.d_model, c.heads, c.d_model, Activation::relu, c.dropout, c.dropout, c.ln_eps};

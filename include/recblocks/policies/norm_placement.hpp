@@ -15,6 +15,8 @@
 //   static constexpr bool ffn_residual;   // whether F adds its input itself
 //   static void forward(Parts&, be, pool, x, y, key_keep, step, train);
 //   static void backward(Parts&, be, pool, dy, dx);
+//   static void forward_last(Parts&, be, pool, x, y_last, key_keep);  // optional: serving
+//                                                                     // the last position only
 // working on blocks::TransformerBlockParts (the sublayers and the scratch);
 // a user can write their own (e.g. sandwich norm) the same way.
 #include <algorithm>
@@ -26,15 +28,19 @@ RECBLOCKS_NAMESPACE_BEGIN
 namespace policies {
 
 namespace norm_detail {
+// Row-wise, so strided views (e.g. the last position of each sequence) work.
 template <class T>
 void add_into(MatrixView<T> acc, MatrixView<const T> v) {
-    T* a = acc.data();
-    const T* b = v.data();
-    for (index_t i = 0, n = acc.numel(); i < n; ++i) a[i] += b[i];
+    for (index_t r = 0; r < acc.rows(); ++r) {
+        T* a = acc.row(r);
+        const T* b = v.row(r);
+        for (index_t c = 0; c < acc.cols(); ++c) a[c] += b[c];
+    }
 }
 template <class T>
 void sum_into(MatrixView<T> out, MatrixView<const T> a, MatrixView<const T> b) {
-    for (index_t i = 0, n = out.numel(); i < n; ++i) out.data()[i] = a.data()[i] + b.data()[i];
+    for (index_t r = 0; r < out.rows(); ++r)
+        for (index_t c = 0; c < out.cols(); ++c) out(r, c) = a(r, c) + b(r, c);
 }
 template <class T>
 void copy_into(MatrixView<T> out, MatrixView<const T> v) {
@@ -56,6 +62,18 @@ struct QueryNorm {
         norm_detail::sum_into(p.c(), MatrixView<const T>(p.a()), MatrixView<const T>(p.b()));  // h
         p.norm_ffn.forward(be, MatrixView<const T>(p.c()), p.e());           // e
         p.ffn.forward(be, pool, MatrixView<const T>(p.e()), p.flat(y), step, train);
+    }
+
+    /// Inference, last position only (see TransformerBlock::forward_last).
+    template <class Parts, class Be, class T = typename Parts::value_type>
+    static void forward_last(Parts& p, const Be& be, ThreadPool&, TensorView<const T, 3> x, MatrixView<T> y,
+                             MatrixView<const std::uint8_t> key_keep) {
+        auto q = p.head_rows(p.a()), att = p.head_rows(p.b()), h = p.head_rows(p.c()), e = p.head_rows(p.e());
+        Parts::norm_inference(be, p.norm_attention, p.last_rows(x), q);
+        p.attention.forward_last(be, MatrixView<const T>(q), x, att, key_keep);
+        norm_detail::sum_into(h, MatrixView<const T>(q), MatrixView<const T>(att));
+        Parts::norm_inference(be, p.norm_ffn, MatrixView<const T>(h), e);
+        p.ffn.forward_inference(be, MatrixView<const T>(e), y);
     }
 
     template <class Parts, class Be, class T = typename Parts::value_type>
@@ -86,6 +104,19 @@ struct PreNorm {
     }
 
     template <class Parts, class Be, class T = typename Parts::value_type>
+    static void forward_last(Parts& p, const Be& be, ThreadPool&, TensorView<const T, 3> x, MatrixView<T> y,
+                             MatrixView<const std::uint8_t> key_keep) {
+        Parts::norm_inference(be, p.norm_attention, p.flat(x), p.a());       // every position: keys and values
+        auto att = p.head_rows(p.b()), h = p.head_rows(p.c()), e = p.head_rows(p.e());
+        const auto normed = p.ccube(p.a());
+        p.attention.forward_last(be, p.last_rows(normed), normed, att, key_keep);
+        norm_detail::sum_into(h, p.last_rows(x), MatrixView<const T>(att));
+        Parts::norm_inference(be, p.norm_ffn, MatrixView<const T>(h), e);
+        p.ffn.forward_inference(be, MatrixView<const T>(e), y);
+        norm_detail::add_into(y, MatrixView<const T>(h));
+    }
+
+    template <class Parts, class Be, class T = typename Parts::value_type>
     static void backward(Parts& p, const Be& be, ThreadPool& pool, TensorView<T, 3> dy, TensorView<T, 3> dx) {
         auto dx2 = p.flat(dx);
         norm_detail::copy_into(dx2, MatrixView<const T>(p.flat(dy)));     // dh, residual part
@@ -113,6 +144,17 @@ struct PostNorm {
         p.norm_attention.forward(be, MatrixView<const T>(p.c()), p.a());   // h
         p.ffn.forward(be, pool, MatrixView<const T>(p.a()), p.e(), step, train);  // h + F(h)
         p.norm_ffn.forward(be, MatrixView<const T>(p.e()), p.flat(y));
+    }
+
+    template <class Parts, class Be, class T = typename Parts::value_type>
+    static void forward_last(Parts& p, const Be& be, ThreadPool&, TensorView<const T, 3> x, MatrixView<T> y,
+                             MatrixView<const std::uint8_t> key_keep) {
+        auto att = p.head_rows(p.b()), h = p.head_rows(p.c()), a = p.head_rows(p.a()), e = p.head_rows(p.e());
+        p.attention.forward_last(be, p.last_rows(x), x, att, key_keep);
+        norm_detail::sum_into(h, p.last_rows(x), MatrixView<const T>(att));
+        Parts::norm_inference(be, p.norm_attention, MatrixView<const T>(h), a);
+        p.ffn.forward_inference(be, MatrixView<const T>(a), e);
+        Parts::norm_inference(be, p.norm_ffn, MatrixView<const T>(e), y);
     }
 
     template <class Parts, class Be, class T = typename Parts::value_type>
