@@ -10,22 +10,33 @@
 #   mkdir -p .devrun && cp build-cuda/recblocks_cuda_tests build-cuda/recblocks_cuda_bench .devrun/
 #   cp "$(ldd build-cuda/recblocks_cuda_bench | awk '/libbenchmark/ {print $3}')" .devrun/
 #
+# Optionally also a benchmark binary built from an earlier tree, for before/after
+# figures on the same GPU: cp build-cuda/recblocks_cuda_bench .devrun/recblocks_cuda_bench_before
+# (built before the change), and extra PyTorch scripts in EXTRA_PEERS (space-separated
+# paths, each run as `python3 SCRIPT --json OUTDIR/<name>.json`).
+#
 # Then, from the repository root on the GPU machine: scripts/device_cuda_check.sh [OUTDIR]
-# (OUTDIR defaults to $OUT, else ./device-out). Steps, each under `timeout`, the
-# whole run bounded by TOTAL_S (default 420 s):
-#   1. nvidia-smi -L / driver, nvcc --version, torch version
+# (OUTDIR defaults to $OUT, else ./device-out; console copies go to LOGDIR, default
+# OUTDIR). Steps, each under `timeout`, the whole run bounded by TOTAL_S (default 420 s;
+# the per-step limits below shrink to fit it):
+#   1. nvidia-smi -L / driver, nvcc --version
 #   2. recblocks_cuda_tests (Catch2)                  -> OUTDIR/cuda_tests.txt
-#   3. recblocks_cuda_bench (Google Benchmark, JSON)  -> OUTDIR/cuda_bench.json (+ .txt console)
-#   4. benchmarks/peers/torch_cuda_ops.py             -> OUTDIR/torch_cuda_ops.json (+ .txt)
-#   5. compute-sanitizer --tool memcheck on the tests, with what time is left (<= 90 s)
-#                                                     -> OUTDIR/cuda_memcheck.txt
+#   3. recblocks_cuda_bench (Google Benchmark, JSON)  -> OUTDIR/cuda_bench.json (+ LOGDIR/cuda_bench.txt)
+#   3b. .devrun/recblocks_cuda_bench_before, if present, on the rows matching BEFORE_FILTER
+#                                                     -> OUTDIR/cuda_bench_before.json
+#   4. benchmarks/peers/torch_cuda_ops.py             -> OUTDIR/torch_cuda_ops.json (+ LOGDIR/.txt)
+#   4b. EXTRA_PEERS                                   -> OUTDIR/<script name>.json
+#   5. compute-sanitizer --tool memcheck on the tests (without those tagged [large]),
+#      with what time is left (<= 90 s)             -> OUTDIR/cuda_memcheck.txt
 # Exit status: that of the test binary (0 pass, 1 failures, 77 no GPU).
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
 OUTDIR="${1:-${OUT:-device-out}}"
-mkdir -p "$OUTDIR"
+LOGDIR="${LOGDIR:-$OUTDIR}"
+mkdir -p "$OUTDIR" "$LOGDIR"
 TOTAL_S="${TOTAL_S:-420}"
+BEFORE_FILTER="${BEFORE_FILTER:-BM_Cuda_(Softmax|LayerNorm|GatherRows|ScatterAddRows|TopK|Sum)}"
 DEVRUN="$PWD/.devrun"
 
 left() { echo $((TOTAL_S - SECONDS)); }
@@ -74,8 +85,9 @@ echo "== LD_LIBRARY_PATH=$LD_LIBRARY_PATH" | tee -a "$OUTDIR/device_env.txt"
 ldd "$DEVRUN/recblocks_cuda_bench" | grep -E "not found|cublas|cudart|benchmark" | tee -a "$OUTDIR/device_env.txt"
 
 # ---- 1. tests ------------------------------------------------------------------
-echo "== recblocks_cuda_tests (timeout $(budget 180 200) s)"
-timeout "$(budget 180 200)" "$DEVRUN/recblocks_cuda_tests" --durations yes >"$OUTDIR/cuda_tests.txt" 2>&1
+t_tests=$(budget 90 "$((TOTAL_S * 45 / 100))")
+echo "== recblocks_cuda_tests (timeout $t_tests s)"
+timeout "$t_tests" "$DEVRUN/recblocks_cuda_tests" --durations yes >"$OUTDIR/cuda_tests.txt" 2>&1
 test_rc=$?
 echo "recblocks_cuda_tests exit status: $test_rc" >>"$OUTDIR/cuda_tests.txt"
 grep -v -E "^[0-9.]+ s: " "$OUTDIR/cuda_tests.txt" | tail -n 60
@@ -84,24 +96,43 @@ grep -E "^[0-9.]+ s: " "$OUTDIR/cuda_tests.txt" | sort -rn | head -n 5
 echo "== tests exit status: $test_rc  (t=${SECONDS}s)"
 
 # ---- 2. benchmark --------------------------------------------------------------
-echo "== recblocks_cuda_bench (timeout $(budget 150 100) s)"
-timeout "$(budget 150 100)" "$DEVRUN/recblocks_cuda_bench" --benchmark_min_time=0.2 --benchmark_repetitions=3 \
+t_bench=$(budget 150 "$((TOTAL_S * 30 / 100))")
+echo "== recblocks_cuda_bench (timeout $t_bench s)"
+timeout "$t_bench" "$DEVRUN/recblocks_cuda_bench" --benchmark_min_time=0.2 --benchmark_repetitions=3 \
     --benchmark_report_aggregates_only=true --benchmark_out="$OUTDIR/cuda_bench.json" \
-    --benchmark_out_format=json 2>&1 | tee "$OUTDIR/cuda_bench.txt" | grep -v -E "_(mean|stddev|cv) "
+    --benchmark_out_format=json 2>&1 | tee "$LOGDIR/cuda_bench.txt" | grep -v -E "_(mean|stddev|cv) "
 echo "== bench exit status: ${PIPESTATUS[0]}  (t=${SECONDS}s)"
 
+if [[ -x "$DEVRUN/recblocks_cuda_bench_before" ]]; then
+    t_before=$(budget 60 "$((TOTAL_S * 22 / 100))")
+    echo "== recblocks_cuda_bench_before, filter $BEFORE_FILTER (timeout $t_before s)"
+    timeout "$t_before" "$DEVRUN/recblocks_cuda_bench_before" --benchmark_filter="$BEFORE_FILTER" \
+        --benchmark_min_time=0.2 --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+        --benchmark_out="$OUTDIR/cuda_bench_before.json" --benchmark_out_format=json 2>&1 |
+        tee "$LOGDIR/cuda_bench_before.txt" | grep -v -E "_(mean|stddev|cv) "
+    echo "== bench (before) exit status: ${PIPESTATUS[0]}  (t=${SECONDS}s)"
+fi
+
 # ---- 3. torch peer ---------------------------------------------------------------
-echo "== torch_cuda_ops.py (timeout $(budget 100 60) s)"
-PYTHONUNBUFFERED=1 timeout "$(budget 100 60)" python3 benchmarks/peers/torch_cuda_ops.py \
-    --json "$OUTDIR/torch_cuda_ops.json" 2>&1 | tee "$OUTDIR/torch_cuda_ops.txt"
+t_torch=$(budget 100 "$((TOTAL_S * 12 / 100))")
+echo "== torch_cuda_ops.py (timeout $t_torch s)"
+PYTHONUNBUFFERED=1 timeout "$t_torch" python3 benchmarks/peers/torch_cuda_ops.py \
+    --json "$OUTDIR/torch_cuda_ops.json" 2>&1 | tee "$LOGDIR/torch_cuda_ops.txt"
 echo "== torch exit status: ${PIPESTATUS[0]}  (t=${SECONDS}s)"
+for peer in ${EXTRA_PEERS:-}; do
+    name="$(basename "$peer" .py)"
+    t_peer=$(budget 40 "$((TOTAL_S * 8 / 100))")
+    echo "== $peer (timeout $t_peer s)"
+    PYTHONUNBUFFERED=1 timeout "$t_peer" python3 "$peer" --json "$OUTDIR/$name.json" 2>&1
+    echo "== $name exit status: $?  (t=${SECONDS}s)"
+done
 
 # ---- 4. memcheck ------------------------------------------------------------------
 SAN="$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)"
 if [[ -n "$SAN" ]] && (($(left) > 30)); then
     echo "== compute-sanitizer memcheck (timeout $(budget 90 5) s)"
     timeout "$(budget 90 5)" "$SAN" --tool memcheck --leak-check no --error-exitcode 3 \
-        "$DEVRUN/recblocks_cuda_tests" >"$OUTDIR/cuda_memcheck.txt" 2>&1
+        "$DEVRUN/recblocks_cuda_tests" "~[large]" >"$OUTDIR/cuda_memcheck.txt" 2>&1
     san_rc=$?
     tail -n 15 "$OUTDIR/cuda_memcheck.txt"
     echo "== memcheck exit status: $san_rc (124 = time limit)  (t=${SECONDS}s)"

@@ -6,6 +6,7 @@
 //   BM_Cuda_Gemm/M/N/K/tb              C[M,N] = A[M,K] op(B); tb=1: B stored [N,K]
 //   BM_Cuda_GemmBatched/batch/L/dh     S[b] = Q[b] K[b]^T, Q, K [L, dh] (attention scores)
 //   BM_Cuda_Softmax/rows/cols          softmax_rows
+//   BM_Cuda_SoftmaxBackward/rows/cols  softmax_rows_backward (y, dy -> dx)
 //   BM_Cuda_LayerNormForward/rows/D, BM_Cuda_LayerNormBackward/rows/D
 //   BM_Cuda_GatherRows/table_rows/D/n_ids, BM_Cuda_ScatterAddRows/table_rows/D/n_ids
 //   BM_Cuda_TopK/rows/N/k              top_k_rows
@@ -22,7 +23,8 @@
 // Ops that return a value or check ids on the device (sum, top_k_rows,
 // gather_rows, scatter_add_rows) synchronise the stream inside the call, so
 // their calls cannot overlap and each includes a device-to-host copy of the
-// flag/value and the host's wake-up (a few microseconds): b2b:1 ~ b2b:0.
+// flag/value and the host's wake-up; their b2b:1 rows are 20 such calls in a
+// row with the host thread warm, measured 1.3-2.6x below b2b:0 on an H200.
 // The data are allocated and filled once; the op runs once before the timed
 // loop (cuBLAS handle, stream-ordered pool, CUB). Inputs stay resident in L2
 // (50-60 MB on H100/H200) when they fit: the small shapes measure L2-warm
@@ -36,7 +38,7 @@
 // that stay in L2 can exceed 100 %), us_per_call. Run with
 // --benchmark_min_time=0.2 --benchmark_repetitions=3
 // --benchmark_report_aggregates_only=true (scripts/device_cuda_check.sh);
-// the b2b:0 half took 21 s on an H200, the whole suite should take about 45 s.
+// the whole suite took about 40 s on an H200 (2026-11-26).
 #include <benchmark/benchmark.h>
 #include <cuda_runtime_api.h>
 
@@ -282,6 +284,24 @@ void BM_Cuda_Softmax(benchmark::State& state) {
 BENCHMARK(BM_Cuda_Softmax)
     ->ArgNames({"rows", "cols", "b2b"})
     ->ArgsProduct({{25600}, {200}, {0, 1}})  // B*L = 128*200 rows of L = 200 attention scores
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+
+void BM_Cuda_SoftmaxBackward(benchmark::State& state) {
+    if (skip_without_gpu(state)) return;
+    const int calls = calls_per_iteration(state, 2);
+    const index_t rows = state.range(0), cols = state.range(1);
+    auto y = device_uniform(rows * cols, 15, 0.0f, 0.01f), dy = device_uniform(rows * cols, 16);
+    rb::DeviceBuffer<float> dx(rows * cols);
+    const double s = timed_loop(state, kBe.stream, calls, [&] {
+        rb::ops::softmax_rows_backward<Cuda, float>(kBe, std::as_const(y).matrix(rows, cols),
+                                                    std::as_const(dy).matrix(rows, cols), dx.matrix(rows, cols));
+    });
+    set_counters(state, calls, s, 12.0 * double(rows * cols), 0.0, double(rows * cols));
+}
+BENCHMARK(BM_Cuda_SoftmaxBackward)
+    ->ArgNames({"rows", "cols", "b2b"})
+    ->ArgsProduct({{25600}, {200}, {0, 1}})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 

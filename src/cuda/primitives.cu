@@ -12,6 +12,8 @@
 #include <climits>
 #include <cstdint>
 #include <limits>
+#include <optional>
+#include <type_traits>
 
 #include "recblocks/backend/cuda/device_utils.cuh"
 #include "recblocks/backend/cuda/primitives.hpp"
@@ -107,8 +109,9 @@ __global__ void __launch_bounds__(kBlock)
 
 // softmax_rows_kernel: y[r, :] = softmax of x[r, :] over kept entries (mask
 // byte != 0, or all when mask == nullptr). Three passes over the row: max in T
-// (NaN ignored), sum of exp(x - max) in double, then write exp(x - max) / sum,
-// 0 for dropped entries. A row whose max is -inf (nothing kept) or whose sum is
+// (NaN ignored), sum of exp(x - max) in double, then write exp(x - max) * inv
+// in T, inv = 1 / sum rounded to T (one rounding more than a division in
+// double, and no conversions per element), 0 for dropped entries. A row whose max is -inf (nothing kept) or whose sum is
 // not > 0 (e.g. +inf entries) becomes zeros, as the Reference backend.
 // y may alias x: the last pass reads and writes each element in one thread,
 // after the reductions' barriers.
@@ -134,10 +137,10 @@ __global__ void __launch_bounds__(kBlock)
         s = block_reduce(s, SumOp{}, 0.0);
 
         const bool ok = s > 0.0;  // the same in every thread
-        const double inv = ok ? 1.0 / s : 0.0;
+        const T inv = ok ? static_cast<T>(1.0 / s) : T(0);
         for (index_t c = threadIdx.x; c < cols; c += kBlock) {
             T v = T(0);
-            if (ok && (mr == nullptr || mr[c] != 0)) v = static_cast<T>(static_cast<double>(dev_exp(xr[c] - mx)) * inv);
+            if (ok && (mr == nullptr || mr[c] != 0)) v = dev_exp(xr[c] - mx) * inv;
             yr[c] = v;
         }
     }
@@ -224,6 +227,273 @@ __global__ void __launch_bounds__(kBlock)
 }
 
 // ============================================================================
+// Row kernels, narrow rows (one warp per row)
+// ============================================================================
+//
+// For narrow rows (widths below): a block of kBlock threads handles
+// kWarps rows at a time, one warp per row (rows r = blockIdx.x * kWarps + warp,
+// then + gridDim.x * kWarps). Lane l holds columns l, l + 32, ..., l + 32 (VPT-1)
+// in registers (coalesced 128-byte loads per warp, VPT independent loads in
+// flight per lane), so the row is read from memory once; the row reductions are
+// warp shuffles (warp_allreduce: offsets 16..1, then a broadcast from lane 0),
+// no shared memory, no __syncthreads. Accumulation types are those of the
+// block kernels above (max in T, sums in double): each lane adds its VPT terms
+// in column order, then the fixed shuffle tree combines the lanes, so a given
+// row width always gives the same bits. VPT is the smallest of 2, 4, ..., 32
+// with 32 VPT >= cols (dispatch_warp_rows: up to 1024 columns for softmax and
+// layer-norm forward, 512 for layer-norm backward); wider rows use the block
+// kernels.
+
+/// Blocks for a warp-per-row kernel (each block takes kWarps rows; the kernel loops).
+unsigned warp_row_grid(index_t rows) { return static_cast<unsigned>(min_index(ceil_div(rows, kWarps), 1 << 20)); }
+
+/// Calls f(std::integral_constant<int, VPT>{}) for the smallest VPT in
+/// {2, 4, 8, 16, 32} (capped at max_vpt) with 32 * VPT >= cols; returns false
+/// (calling nothing) when cols is wider than 32 * max_vpt.
+template <int MaxVpt, class F>
+bool dispatch_warp_rows(index_t cols, F&& f) {
+    if (cols <= 64) { f(std::integral_constant<int, 2>{}); return true; }
+    if (cols <= 128) { f(std::integral_constant<int, 4>{}); return true; }
+    if (cols <= 256) { f(std::integral_constant<int, 8>{}); return true; }
+    if constexpr (MaxVpt >= 16)
+        if (cols <= 512) { f(std::integral_constant<int, 16>{}); return true; }
+    if constexpr (MaxVpt >= 32)
+        if (cols <= 1024) { f(std::integral_constant<int, 32>{}); return true; }
+    return false;
+}
+
+// softmax_rows_warp_kernel: softmax_rows_kernel's semantics (see there) with a
+// warp per row: max in T (NaN ignored), sum of exp(x - max) in double, write
+// exp(x - max) * (1 / sum rounded to T) in T (the exp values are kept in
+// registers between the sum and the write); masked entries and rows with nothing kept or a sum not > 0 give
+// zeros. y may alias x (each warp reads its whole row before writing it).
+template <class T, int VPT>
+__global__ void __launch_bounds__(kBlock)
+    softmax_rows_warp_kernel(const T* x, index_t ldx, const std::uint8_t* mask, index_t ldm, T* y, index_t ldy,
+                             index_t rows, index_t cols) {
+    const int lane = static_cast<int>(threadIdx.x) & 31;
+    const T neg_inf = -pos_inf<T>();
+    for (index_t r = blockIdx.x * index_t{kWarps} + (threadIdx.x >> 5); r < rows; r += index_t{gridDim.x} * kWarps) {
+        const T* xr = x + r * ldx;
+        const std::uint8_t* mr = mask != nullptr ? mask + r * ldm : nullptr;
+        T* yr = y + r * ldy;
+        T v[VPT];
+        bool keep[VPT];
+#pragma unroll
+        for (int j = 0; j < VPT; ++j) {
+            const index_t c = lane + 32 * j;
+            const bool in = c < cols;
+            v[j] = in ? xr[c] : neg_inf;
+            keep[j] = in && (mr == nullptr || mr[c] != 0);
+        }
+        T mx = neg_inf;
+#pragma unroll
+        for (int j = 0; j < VPT; ++j)
+            if (keep[j]) mx = dev_fmax(mx, v[j]);
+        mx = warp_allreduce(mx, FmaxOp{});
+
+        double s = 0.0;
+        if (mx != neg_inf) {
+#pragma unroll
+            for (int j = 0; j < VPT; ++j)
+                if (keep[j]) {
+                    v[j] = dev_exp(v[j] - mx);
+                    s += static_cast<double>(v[j]);
+                }
+        }
+        s = warp_allreduce(s, SumOp{});
+        const bool ok = s > 0.0;  // the same in every lane
+        const T inv = ok ? static_cast<T>(1.0 / s) : T(0);
+#pragma unroll
+        for (int j = 0; j < VPT; ++j) {
+            const index_t c = lane + 32 * j;
+            if (c < cols) yr[c] = ok && keep[j] ? v[j] * inv : T(0);
+        }
+    }
+}
+
+// softmax_rows_backward_warp_kernel: dx = y * (dy - sum(dy * y)) per row, the
+// sum and the products in double, a warp per row. dx may alias dy.
+template <class T, int VPT>
+__global__ void __launch_bounds__(kBlock)
+    softmax_rows_backward_warp_kernel(const T* y, index_t ldy, const T* dy, index_t lddy, T* dx, index_t lddx,
+                                      index_t rows, index_t cols) {
+    const int lane = static_cast<int>(threadIdx.x) & 31;
+    for (index_t r = blockIdx.x * index_t{kWarps} + (threadIdx.x >> 5); r < rows; r += index_t{gridDim.x} * kWarps) {
+        const T* yr = y + r * ldy;
+        const T* dyr = dy + r * lddy;
+        T* dxr = dx + r * lddx;
+        T yv[VPT], gv[VPT];
+#pragma unroll
+        for (int j = 0; j < VPT; ++j) {
+            const index_t c = lane + 32 * j;
+            yv[j] = c < cols ? yr[c] : T(0);
+            gv[j] = c < cols ? dyr[c] : T(0);
+        }
+        double s = 0.0;
+#pragma unroll
+        for (int j = 0; j < VPT; ++j)
+            if (lane + 32 * j < cols) s += static_cast<double>(gv[j]) * static_cast<double>(yv[j]);
+        s = warp_allreduce(s, SumOp{});
+#pragma unroll
+        for (int j = 0; j < VPT; ++j) {
+            const index_t c = lane + 32 * j;
+            if (c < cols)
+                dxr[c] = static_cast<T>(static_cast<double>(yv[j]) * (static_cast<double>(gv[j]) - s));
+        }
+    }
+}
+
+// layer_norm_forward_warp_kernel: layer_norm_forward_kernel's semantics with a
+// warp per row: mean, then the biased variance as the mean of squared
+// deviations from the row held in registers (two passes, no cancellation),
+// both in double; y = (x - mean) * rstd * gamma + beta in double. y may
+// alias x.
+template <class T, int VPT>
+__global__ void __launch_bounds__(kBlock)
+    layer_norm_forward_warp_kernel(const T* x, index_t ldx, const T* gamma, const T* beta, T eps, T* y, index_t ldy,
+                                   T* mean, T* rstd, index_t rows, index_t d) {
+    const int lane = static_cast<int>(threadIdx.x) & 31;
+    for (index_t r = blockIdx.x * index_t{kWarps} + (threadIdx.x >> 5); r < rows; r += index_t{gridDim.x} * kWarps) {
+        const T* xr = x + r * ldx;
+        T* yr = y + r * ldy;
+        T v[VPT];
+#pragma unroll
+        for (int j = 0; j < VPT; ++j) {
+            const index_t c = lane + 32 * j;
+            v[j] = c < d ? xr[c] : T(0);
+        }
+        double s = 0.0;
+#pragma unroll
+        for (int j = 0; j < VPT; ++j)
+            if (lane + 32 * j < d) s += static_cast<double>(v[j]);
+        const double mu = warp_allreduce(s, SumOp{}) / static_cast<double>(d);
+        double q = 0.0;
+#pragma unroll
+        for (int j = 0; j < VPT; ++j)
+            if (lane + 32 * j < d) {
+                const double dev = static_cast<double>(v[j]) - mu;
+                q += dev * dev;
+            }
+        const double var = warp_allreduce(q, SumOp{}) / static_cast<double>(d);
+        const double rs = 1.0 / sqrt(var + static_cast<double>(eps));
+#pragma unroll
+        for (int j = 0; j < VPT; ++j) {
+            const index_t c = lane + 32 * j;
+            if (c < d)
+                yr[c] = static_cast<T>((static_cast<double>(v[j]) - mu) * rs * static_cast<double>(gamma[c]) +
+                                       static_cast<double>(beta[c]));
+        }
+        if (lane == 0) {
+            if (mean != nullptr) mean[r] = static_cast<T>(mu);
+            if (rstd != nullptr) rstd[r] = static_cast<T>(rs);
+        }
+    }
+}
+
+// layer_norm_backward_warp_kernel: dx and the dgamma/dbeta partials in one pass
+// over x and dy, for d <= 32 * VPT (VPT <= 16).
+// Block b owns rows [b * chunk, (b + 1) * chunk) (chunk from
+// layer_norm_backward_split, a function of the row count only: grid = nchunks
+// exactly, no grid-stride); its warp w takes rows b * chunk + w, + kWarps, ...
+// Per row, as layer_norm_backward_dx_kernel: xhat = (x - mean) * rstd,
+// g = dy * gamma, dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), the means
+// in double over the warp. Each lane also accumulates, in double and in row
+// order, dy * xhat (dgamma) and dy (dbeta) for its columns. The block then
+// combines its 8 warps' partials in a fixed tree (warps 4-7 into 0-3, 2-3 into
+// 0-1, 1 into 0, through shared memory) and warp 0 writes partial[o][c][b]
+// (o = 0 dgamma, 1 dbeta); column_finish_kernel adds the nchunks partials of
+// each column in a fixed tree and accumulates into dgamma/dbeta. Bit-
+// reproducible, no atomics. dx may alias dy: a row's dy is read, by the warp
+// that owns the row, before that warp writes the row's dx.
+template <class T, int VPT>
+__global__ void __launch_bounds__(kBlock)
+    layer_norm_backward_warp_kernel(const T* x, index_t ldx, const T* gamma, const T* mean, const T* rstd,
+                                    const T* dy, index_t lddy, T* dx, index_t lddx, index_t rows, index_t d,
+                                    index_t chunk, double* partial) {
+    static_assert(VPT <= 16, "shared memory for the warp combine: 2 KiB * VPT");
+    __shared__ double red[kWarps / 2][2][32 * VPT];
+    const int lane = static_cast<int>(threadIdx.x) & 31;
+    const int warp = static_cast<int>(threadIdx.x) >> 5;
+    T gam[VPT];
+    double pg[VPT], pb[VPT];
+#pragma unroll
+    for (int j = 0; j < VPT; ++j) {
+        const index_t c = lane + 32 * j;
+        gam[j] = c < d ? gamma[c] : T(0);
+        pg[j] = 0.0;
+        pb[j] = 0.0;
+    }
+    const index_t r0 = blockIdx.x * chunk;
+    const index_t r1 = min_index(rows, r0 + chunk);
+    for (index_t r = r0 + warp; r < r1; r += kWarps) {
+        const T* xr = x + r * ldx;
+        const T* dyr = dy + r * lddy;
+        T* dxr = dx + r * lddx;
+        T xv[VPT], gv[VPT];
+#pragma unroll
+        for (int j = 0; j < VPT; ++j) {
+            const index_t c = lane + 32 * j;
+            xv[j] = c < d ? xr[c] : T(0);
+            gv[j] = c < d ? dyr[c] : T(0);
+        }
+        const double mu = static_cast<double>(mean[r]);
+        const double rs = static_cast<double>(rstd[r]);
+        double m1 = 0.0, m2 = 0.0;
+#pragma unroll
+        for (int j = 0; j < VPT; ++j)
+            if (lane + 32 * j < d) {
+                const double xh = (static_cast<double>(xv[j]) - mu) * rs;
+                const double up = static_cast<double>(gv[j]);
+                const double g = up * static_cast<double>(gam[j]);
+                m1 += g;
+                m2 += g * xh;
+                pg[j] += up * xh;
+                pb[j] += up;
+            }
+        m1 = warp_allreduce(m1, SumOp{}) / static_cast<double>(d);
+        m2 = warp_allreduce(m2, SumOp{}) / static_cast<double>(d);
+#pragma unroll
+        for (int j = 0; j < VPT; ++j) {
+            const index_t c = lane + 32 * j;
+            if (c < d) {  // xhat and g recomputed (fewer live registers), the same values
+                const double xh = (static_cast<double>(xv[j]) - mu) * rs;
+                const double g = static_cast<double>(gv[j]) * static_cast<double>(gam[j]);
+                dxr[c] = static_cast<T>(rs * (g - m1 - xh * m2));
+            }
+        }
+    }
+    // Fixed-tree combine of the warps' partials.
+    for (int h = kWarps / 2; h >= 1; h >>= 1) {
+        if (warp >= h && warp < 2 * h)
+#pragma unroll
+            for (int j = 0; j < VPT; ++j) {
+                red[warp - h][0][lane + 32 * j] = pg[j];
+                red[warp - h][1][lane + 32 * j] = pb[j];
+            }
+        __syncthreads();
+        if (warp < h)
+#pragma unroll
+            for (int j = 0; j < VPT; ++j) {
+                pg[j] += red[warp][0][lane + 32 * j];
+                pb[j] += red[warp][1][lane + 32 * j];
+            }
+        __syncthreads();
+    }
+    if (warp == 0) {
+        const index_t nchunks = gridDim.x;
+#pragma unroll
+        for (int j = 0; j < VPT; ++j) {
+            const index_t c = lane + 32 * j;
+            if (c < d) {
+                partial[c * nchunks + blockIdx.x] = pg[j];
+                partial[(d + c) * nchunks + blockIdx.x] = pb[j];
+            }
+        }
+    }
+}
+
+// ============================================================================
 // Column reductions (sum_rows, layer-norm dgamma/dbeta): deterministic, no atomics
 // ============================================================================
 //
@@ -231,10 +501,12 @@ __global__ void __launch_bounds__(kBlock)
 // Block (bx, by) owns columns [32 bx, 32 bx + 32) and rows [by*chunk,
 // (by+1)*chunk): thread (tx, ty) accumulates rows ty, ty + 8, ... of the chunk
 // for column 32 bx + tx in double, then thread ty == 0 adds the 8 partials in
-// order and writes partial[o][by][col]. Warps read 32 consecutive columns
-// (coalesced). Stage 2, column_finish_kernel: one thread per column adds the
-// nchunks partials in order and hands the totals to an epilogue. nchunks and
-// chunk depend only on the row count, so the result is bit-reproducible.
+// order and writes the partial of (o, col, by). Warps read 32 consecutive columns
+// (coalesced); partials are stored per column, partial[(o * cols + col) *
+// nchunks + by]. Stage 2, column_finish_kernel: one warp per column; lane l
+// adds partials l, l + 32, ... in order, then the warp_reduce tree combines the
+// lanes, and lane 0 hands the totals to an epilogue. nchunks and chunk depend
+// only on the row count, so the result is bit-reproducible.
 inline constexpr int kColX = 32;
 inline constexpr int kColY = 8;
 
@@ -244,6 +516,12 @@ struct ColumnSplit {
 };
 ColumnSplit column_split(index_t rows) {
     const index_t nchunks = min_index(ceil_div(rows, 64), 1024);
+    return {nchunks, ceil_div(rows, nchunks)};
+}
+/// Row chunks of layer_norm_backward_warp_kernel (one block each, 4 rows per
+/// warp up to 2048 chunks); a function of the row count only.
+ColumnSplit layer_norm_backward_split(index_t rows) {
+    const index_t nchunks = min_index(ceil_div(rows, 4 * kWarps), 2048);
     return {nchunks, ceil_div(rows, nchunks)};
 }
 
@@ -264,21 +542,31 @@ __global__ void __launch_bounds__(kColX* kColY)
         for (int o = 0; o < NOut; ++o) {
             double t = 0.0;
             for (int j = 0; j < kColY; ++j) t += sm[o][j][threadIdx.x];
-            partial[(o * index_t{gridDim.y} + blockIdx.y) * cols + c] = t;
+            partial[(o * cols + c) * index_t{gridDim.y} + blockIdx.y] = t;
         }
 }
 
 template <int NOut, class E>
 __global__ void __launch_bounds__(kBlock)
     column_finish_kernel(const double* partial, index_t nchunks, index_t cols, E epilogue) {
-    for (index_t c = blockIdx.x * index_t{kBlock} + threadIdx.x; c < cols; c += index_t{gridDim.x} * kBlock) {
+    const int lane = static_cast<int>(threadIdx.x) & 31;
+    for (index_t c = blockIdx.x * index_t{kWarps} + (threadIdx.x >> 5); c < cols; c += index_t{gridDim.x} * kWarps) {
         double t[NOut];
         for (int o = 0; o < NOut; ++o) {
-            t[o] = 0.0;
-            for (index_t b = 0; b < nchunks; ++b) t[o] += partial[(o * nchunks + b) * cols + c];
+            const double* p = partial + (o * cols + c) * nchunks;
+            double a = 0.0;
+            for (index_t b = lane; b < nchunks; b += 32) a += p[b];
+            t[o] = warp_reduce(a, SumOp{});
         }
-        epilogue(c, t);
+        if (lane == 0) epilogue(c, t);
     }
+}
+
+template <int NOut, class E>
+void launch_column_finish(cudaStream_t stream, const double* partial, index_t nchunks, index_t cols, E epilogue) {
+    const auto blocks = static_cast<unsigned>(min_index(ceil_div(cols, kWarps), 4096));
+    column_finish_kernel<NOut><<<blocks, kBlock, 0, stream>>>(partial, nchunks, cols, epilogue);
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
 }
 
 template <int NOut, class F, class E>
@@ -289,9 +577,7 @@ void column_reduce(cudaStream_t stream, index_t rows, index_t cols, F f, E epilo
     const dim3 grid(static_cast<unsigned>(ceil_div(cols, kColX)), static_cast<unsigned>(split.nchunks), 1);
     column_partials_kernel<NOut><<<grid, dim3(kColX, kColY, 1), 0, stream>>>(f, rows, cols, split.chunk, partial);
     RECBLOCKS_CUDA_CHECK_LAUNCH();
-    const auto fin_blocks = static_cast<unsigned>(min_index(ceil_div(cols, kBlock), 1024));
-    column_finish_kernel<NOut><<<fin_blocks, kBlock, 0, stream>>>(partial, split.nchunks, cols, epilogue);
-    RECBLOCKS_CUDA_CHECK_LAUNCH();
+    launch_column_finish<NOut>(stream, partial, split.nchunks, cols, epilogue);
 }
 
 template <class T>
@@ -340,8 +626,11 @@ struct AccumulateParams {
 //
 // Stage 1, reduce_stage1_kernel: G blocks of kBlock threads; thread t of block
 // b combines elements i = b*kBlock + t, + G*kBlock, ... (grid-stride) in Acc,
-// then the block tree-reduces and writes partial[b]. Stage 2 (one block)
-// reduces the G partials the same way. G depends only on n.
+// in that order, then the block tree-reduces and writes partial[b]. The loads
+// are issued kReduceUnroll at a time (all loads of a group before its
+// combines), so each thread keeps that many loads in flight; the combine order
+// is unchanged. Stage 2 (one block) reduces the G partials the same way. G
+// depends only on n.
 template <class T>
 struct FlatLoad {  // a contiguous run of n elements
     const T* p;
@@ -361,11 +650,21 @@ struct DotLoad {
     __device__ double operator()(index_t i) const { return static_cast<double>(x[i]) * static_cast<double>(y[i]); }
 };
 
+inline constexpr int kReduceUnroll = 8;
+
 template <class A, class Op, class L>
 __global__ void __launch_bounds__(kBlock) reduce_stage1_kernel(L load, index_t n, Op op, A identity, A* partial) {
     A v = identity;
-    for (index_t i = blockIdx.x * index_t{kBlock} + threadIdx.x; i < n; i += index_t{gridDim.x} * kBlock)
-        v = op(v, static_cast<A>(load(i)));
+    const index_t stride = index_t{gridDim.x} * kBlock;
+    index_t i = blockIdx.x * index_t{kBlock} + threadIdx.x;
+    for (; i + (kReduceUnroll - 1) * stride < n; i += kReduceUnroll * stride) {
+        A t[kReduceUnroll];
+#pragma unroll
+        for (int u = 0; u < kReduceUnroll; ++u) t[u] = static_cast<A>(load(i + u * stride));
+#pragma unroll
+        for (int u = 0; u < kReduceUnroll; ++u) v = op(v, t[u]);
+    }
+    for (; i < n; i += stride) v = op(v, static_cast<A>(load(i)));
     v = block_reduce(v, op, identity);
     if (threadIdx.x == 0) partial[blockIdx.x] = v;
 }
@@ -377,6 +676,36 @@ __global__ void __launch_bounds__(kBlock) reduce_stage2_kernel(const A* partial,
     for (index_t i = threadIdx.x; i < n; i += kBlock) v = op(v, partial[i]);
     v = block_reduce(v, op, identity);
     if (threadIdx.x == 0) *out = v;
+}
+
+/// A small page-locked host buffer per thread (64 bytes), the target of the
+/// device-to-host copies of results and flags: a copy into pageable memory
+/// goes through the driver's staging buffer. Freed at thread exit (errors
+/// ignored: the runtime may already be shutting down).
+void* pinned_slot() {
+    struct Slot {
+        void* p = nullptr;
+        Slot() = default;
+        Slot(const Slot&) = delete;
+        Slot& operator=(const Slot&) = delete;
+        ~Slot() {
+            if (p != nullptr) (void)cudaFreeHost(p);
+        }
+    };
+    thread_local Slot slot;
+    if (slot.p == nullptr) RECBLOCKS_CUDA_CHECK(cudaMallocHost(&slot.p, 64));
+    return slot.p;
+}
+
+/// Copies one value from the device on `stream`, waits for the stream, and
+/// returns it.
+template <class U>
+U fetch_from_device(cudaStream_t stream, const U* d) {
+    static_assert(sizeof(U) <= 64);
+    U* h = static_cast<U*>(pinned_slot());
+    RECBLOCKS_CUDA_CHECK(cudaMemcpyAsync(h, d, sizeof(U), cudaMemcpyDeviceToHost, stream));
+    RECBLOCKS_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return *h;
 }
 
 /// Runs both stages on `stream`, copies the result to the host and waits.
@@ -391,10 +720,7 @@ A reduce_all(cudaStream_t stream, L load, index_t n, Op op, A identity) {
     RECBLOCKS_CUDA_CHECK_LAUNCH();
     reduce_stage2_kernel<A><<<1, kBlock, 0, stream>>>(partial, blocks, op, identity, out);
     RECBLOCKS_CUDA_CHECK_LAUNCH();
-    A host{};
-    RECBLOCKS_CUDA_CHECK(cudaMemcpyAsync(&host, out, sizeof(A), cudaMemcpyDeviceToHost, stream));
-    RECBLOCKS_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return host;
+    return fetch_from_device(stream, out);
 }
 
 /// Reduces every element of a matrix (contiguous or with ld > cols); each
@@ -421,18 +747,47 @@ __global__ void __launch_bounds__(kBlock)
     }
 }
 
-// gather_rows_kernel: out[i, :] = table[ids[i], :] for i < n; writes nothing
-// if check_ids_kernel (earlier on the stream) found a bad id.
+// Row groups for the id kernels: a group of lpr = 2^lpr_log2 lanes (the
+// smallest power of two >= cols, at most 32) handles one row (one id), so a
+// block of kBlock threads covers kBlock / lpr rows at a time and short rows do
+// not leave lanes idle; lane l of a group takes columns l, l + lpr, ...
+struct RowGroups {
+    int lpr_log2;
+    index_t rows_per_block;
+};
+RowGroups row_groups(index_t cols) {
+    int lg = 0;
+    while (lg < 5 && (index_t{1} << lg) < cols) ++lg;
+    return {lg, index_t{kBlock} >> lg};
+}
+unsigned row_group_grid(index_t n, const RowGroups& g) {
+    return static_cast<unsigned>(min_index(ceil_div(n, g.rows_per_block), 1 << 20));
+}
+
+// gather_rows_kernel: out[i, :] = table[ids[i], :] for i < n, one row group
+// (RowGroups) per id; each lane loads up to 4 of its columns before storing
+// them. Writes nothing if check_ids_kernel (earlier on the stream) found a bad id.
 template <class T>
 __global__ void __launch_bounds__(kBlock)
     gather_rows_kernel(const T* table, index_t ldt, const row_id_t* ids, index_t n, index_t cols, T* out, index_t ldo,
-                       const unsigned long long* first_bad) {
+                       const unsigned long long* first_bad, int lpr_log2) {
     if (*first_bad != kNone) return;
-    for (index_t i = blockIdx.y; i < n; i += gridDim.y) {
+    const index_t lpr = index_t{1} << lpr_log2;
+    const index_t rows_per_block = index_t{kBlock} >> lpr_log2;
+    const index_t lane = threadIdx.x & (lpr - 1);
+    for (index_t i = blockIdx.x * rows_per_block + (threadIdx.x >> lpr_log2); i < n;
+         i += index_t{gridDim.x} * rows_per_block) {
         const T* src = table + static_cast<index_t>(ids[i]) * ldt;
         T* dst = out + i * ldo;
-        for (index_t c = blockIdx.x * index_t{kBlock} + threadIdx.x; c < cols; c += index_t{gridDim.x} * kBlock)
-            dst[c] = src[c];
+        for (index_t c0 = lane; c0 < cols; c0 += 4 * lpr) {
+            T v[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u)
+                if (c0 + u * lpr < cols) v[u] = src[c0 + u * lpr];
+#pragma unroll
+            for (int u = 0; u < 4; ++u)
+                if (c0 + u * lpr < cols) dst[c0 + u * lpr] = v[u];
+        }
     }
 }
 
@@ -443,24 +798,40 @@ __global__ void __launch_bounds__(kBlock) iota_kernel(int* v, index_t n) {
 
 // scatter_add_sorted_kernel: keys [n] are the ids sorted stably, perm [n] the
 // original positions (so equal ids keep increasing i). Each run of equal keys
-// starting at p is handled by block row p (other positions skip): for its
-// columns, t = table[id, c]; t += src[perm[q], c] for q in the run, in order;
-// table[id, c] = t. Accumulation in T in the Reference backend's order, so the
-// result is bit-identical to it. Distinct runs write distinct rows: no races,
-// no atomics. Writes nothing if a bad id was found.
+// starting at p is handled by the row group (RowGroups) of position p (other
+// positions skip): for its columns, t = table[id, c]; t += src[perm[q], c]
+// for q in the run, in order; table[id, c] = t (two columns per lane at a
+// time, each with its own chain). Accumulation in T in the Reference backend's
+// order, so the result is bit-identical to it. Distinct runs write distinct
+// rows: no races, no atomics. Writes nothing if a bad id was found.
 template <class T>
 __global__ void __launch_bounds__(kBlock)
     scatter_add_sorted_kernel(const T* src, index_t lds, const std::uint32_t* keys, const int* perm, index_t n,
-                              index_t cols, T* table, index_t ldt, const unsigned long long* first_bad) {
+                              index_t cols, T* table, index_t ldt, const unsigned long long* first_bad,
+                              int lpr_log2) {
     if (*first_bad != kNone) return;
-    for (index_t p = blockIdx.y; p < n; p += gridDim.y) {
+    const index_t lpr = index_t{1} << lpr_log2;
+    const index_t rows_per_block = index_t{kBlock} >> lpr_log2;
+    const index_t lane = threadIdx.x & (lpr - 1);
+    for (index_t p = blockIdx.x * rows_per_block + (threadIdx.x >> lpr_log2); p < n;
+         p += index_t{gridDim.x} * rows_per_block) {
         const std::uint32_t id = keys[p];
         if (p > 0 && keys[p - 1] == id) continue;  // not the head of a run
+        index_t end = p + 1;
+        while (end < n && keys[end] == id) ++end;
         T* row = table + static_cast<index_t>(id) * ldt;
-        for (index_t c = blockIdx.x * index_t{kBlock} + threadIdx.x; c < cols; c += index_t{gridDim.x} * kBlock) {
-            T t = row[c];
-            for (index_t q = p; q < n && keys[q] == id; ++q) t = t + src[static_cast<index_t>(perm[q]) * lds + c];
-            row[c] = t;
+        for (index_t c0 = lane; c0 < cols; c0 += 2 * lpr) {
+            const index_t c1 = c0 + lpr;
+            const bool has1 = c1 < cols;
+            T t0 = row[c0];
+            T t1 = has1 ? row[c1] : T(0);
+            for (index_t q = p; q < end; ++q) {
+                const T* sr = src + static_cast<index_t>(perm[q]) * lds;
+                t0 = t0 + sr[c0];
+                if (has1) t1 = t1 + sr[c1];
+            }
+            row[c0] = t0;
+            if (has1) row[c1] = t1;
         }
     }
 }
@@ -468,10 +839,7 @@ __global__ void __launch_bounds__(kBlock)
 /// After the kernels: reads the device flag; throws IndexError for a bad id.
 void throw_if_bad_id(cudaStream_t stream, const unsigned long long* d_first_bad, const row_id_t* d_ids, index_t rows,
                      const char* op) {
-    unsigned long long first_bad = kNone;
-    RECBLOCKS_CUDA_CHECK(
-        cudaMemcpyAsync(&first_bad, d_first_bad, sizeof(first_bad), cudaMemcpyDeviceToHost, stream));
-    RECBLOCKS_CUDA_CHECK(cudaStreamSynchronize(stream));
+    const unsigned long long first_bad = fetch_from_device(stream, d_first_bad);
     if (first_bad == kNone) return;
     const auto i = static_cast<index_t>(first_bad);
     row_id_t value = 0;
@@ -575,6 +943,152 @@ __global__ void __launch_bounds__(kBlock)
             __syncthreads();
             prev_v = pick_v;
             prev_i = pick_i;
+        }
+    }
+}
+
+
+// ---- top-k over long rows: two stages --------------------------------------
+//
+// For rows longer than one segment (kTopKSegment = kBlock * kTopKPer scores),
+// k <= kTopKMaxTwoStage and segments * k <= kTopKMaxCandidates; the host runs
+// the rows in batches (of kTopKMaxCandidates / (segments * k) rows; scores,
+// ids and values offset, row0 = the batch's first row). Stage 1,
+// top_k_segments_kernel: grid (segments, rows); block (s, r) loads segment s
+// of row r (columns s * kTopKSegment + t + kBlock * q, q < kTopKPer: thread t,
+// coalesced) into registers, checks it for NaN (a segment with
+// NaN records its row in nan_row, atomicMin as above, sets its seg_nan flag
+// and writes no candidates), and runs the k selection passes of
+// top_k_rows_kernel on the registers: candidate j of the segment is the pair
+// ranking first among those ranking after candidate j - 1 (when the segment
+// holds fewer than k scores the rest are the "none" pair (-inf, INT_MAX)).
+// Stage 2, top_k_merge_kernel: one block per row runs the same k passes over
+// the row's segments * k candidates (value, column) and writes ids/values; a
+// row with a NaN segment is skipped (nothing written, as top_k_rows_kernel).
+// The row's top k pairs are among the candidates (each is in the top k of its
+// segment) and the order on (value, -index) pairs is total, so the result,
+// ties to the lower index included, is that of the one-block kernel: exact and
+// deterministic.
+inline constexpr int kTopKPer = 16;
+inline constexpr index_t kTopKSegment = index_t{kBlock} * kTopKPer;
+inline constexpr index_t kTopKMaxTwoStage = kTopKSegment / 8;
+/// Candidates (segments * k per row) of one batch of rows in the two-stage
+/// scheme: at most 32 MiB of scratch for float. Rows need nseg * k <= this.
+inline constexpr index_t kTopKMaxCandidates = index_t{1} << 22;
+
+/// Every thread's (v, i) becomes the block's best pair (ranks_before order).
+/// All threads must call it; safe to call repeatedly.
+template <class T>
+__device__ void block_best(T& v, int& i) {
+    __shared__ T warp_v[kWarps];
+    __shared__ int warp_i[kWarps];
+    __shared__ T pick_v;
+    __shared__ int pick_i;
+    const int lane = static_cast<int>(threadIdx.x) & 31;
+    const int warp = static_cast<int>(threadIdx.x) >> 5;
+    warp_best(v, i);
+    if (lane == 0) {
+        warp_v[warp] = v;
+        warp_i[warp] = i;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < kWarps ? warp_v[lane] : -pos_inf<T>();
+        i = lane < kWarps ? warp_i[lane] : INT_MAX;
+        warp_best(v, i);
+        if (lane == 0) {
+            pick_v = v;
+            pick_i = i;
+        }
+    }
+    __syncthreads();
+    v = pick_v;
+    i = pick_i;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kBlock)
+    top_k_segments_kernel(const T* scores, index_t lds, index_t row0, index_t rows, index_t n, index_t k, index_t nseg,
+                          T* cand_v, int* cand_i, int* seg_nan, unsigned long long* nan_row) {
+    const T inf = pos_inf<T>();
+    for (index_t r = blockIdx.y; r < rows; r += gridDim.y)
+        for (index_t s = blockIdx.x; s < nseg; s += gridDim.x) {
+            const T* row = scores + r * lds;
+            const index_t base = s * kTopKSegment + threadIdx.x;
+            T v[kTopKPer];
+            int has_nan = 0;
+#pragma unroll
+            for (int q = 0; q < kTopKPer; ++q) {
+                const index_t c = base + index_t{kBlock} * q;
+                v[q] = c < n ? row[c] : -inf;
+                has_nan |= v[q] != v[q] ? 1 : 0;
+            }
+            const index_t slot = r * nseg + s;
+            if (__syncthreads_or(has_nan) != 0) {
+                if (threadIdx.x == 0) {
+                    seg_nan[slot] = 1;
+                    atomicMin(nan_row, static_cast<unsigned long long>(row0 + r));
+                }
+                continue;
+            }
+            if (threadIdx.x == 0) seg_nan[slot] = 0;
+            T prev_v = inf;
+            int prev_i = -1;
+            for (index_t j = 0; j < k; ++j) {
+                T best_v = -inf;
+                int best_i = INT_MAX;
+#pragma unroll
+                for (int q = 0; q < kTopKPer; ++q) {
+                    const index_t c = base + index_t{kBlock} * q;
+                    const int ci = static_cast<int>(c);
+                    if (c < n && ranks_before(prev_v, prev_i, v[q], ci) && ranks_before(v[q], ci, best_v, best_i)) {
+                        best_v = v[q];
+                        best_i = ci;
+                    }
+                }
+                block_best(best_v, best_i);
+                if (threadIdx.x == 0) {
+                    cand_v[slot * k + j] = best_v;
+                    cand_i[slot * k + j] = best_i;
+                }
+                prev_v = best_v;
+                prev_i = best_i;
+            }
+        }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kBlock)
+    top_k_merge_kernel(const T* cand_v, const int* cand_i, const int* seg_nan, index_t rows, index_t nseg, index_t k,
+                       row_id_t* ids, index_t ldi, T* values, index_t ldv) {
+    const T inf = pos_inf<T>();
+    const index_t m = nseg * k;
+    for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        int has_nan = 0;
+        for (index_t s = threadIdx.x; s < nseg; s += kBlock) has_nan |= seg_nan[r * nseg + s];
+        if (__syncthreads_or(has_nan) != 0) continue;
+        const T* cv = cand_v + r * m;
+        const int* ci = cand_i + r * m;
+        T prev_v = inf;
+        int prev_i = -1;
+        for (index_t j = 0; j < k; ++j) {
+            T best_v = -inf;
+            int best_i = INT_MAX;
+            for (index_t p = threadIdx.x; p < m; p += kBlock) {
+                const T v = cv[p];
+                const int i = ci[p];
+                if (ranks_before(prev_v, prev_i, v, i) && ranks_before(v, i, best_v, best_i)) {
+                    best_v = v;
+                    best_i = i;
+                }
+            }
+            block_best(best_v, best_i);
+            if (threadIdx.x == 0) {
+                ids[r * ldi + j] = static_cast<row_id_t>(best_i);
+                values[r * ldv + j] = best_v;
+            }
+            prev_v = best_v;
+            prev_i = best_i;
         }
     }
 }
@@ -702,16 +1216,26 @@ void P::softmax_rows(const B& be, MatrixView<const T> x, MatrixView<const std::u
     if (x.rows() == 0 || x.cols() == 0) return;
     const std::uint8_t* m = mask.data();
     const index_t ldm = m != nullptr ? safe_ld(mask) : 0;
-    softmax_rows_kernel<<<row_grid(x.rows()), kBlock, 0, be.stream>>>(x.data(), safe_ld(x), m, ldm, y.data(),
-                                                                      safe_ld(y), x.rows(), x.cols());
+    const bool narrow = dispatch_warp_rows<32>(x.cols(), [&](auto vpt) {
+        softmax_rows_warp_kernel<T, decltype(vpt)::value><<<warp_row_grid(x.rows()), kBlock, 0, be.stream>>>(
+            x.data(), safe_ld(x), m, ldm, y.data(), safe_ld(y), x.rows(), x.cols());
+    });
+    if (!narrow)
+        softmax_rows_kernel<<<row_grid(x.rows()), kBlock, 0, be.stream>>>(x.data(), safe_ld(x), m, ldm, y.data(),
+                                                                          safe_ld(y), x.rows(), x.cols());
     RECBLOCKS_CUDA_CHECK_LAUNCH();
 }
 
 template <class T>
 void P::softmax_rows_backward(const B& be, MatrixView<const T> y, MatrixView<const T> dy, MatrixView<T> dx) {
     if (y.rows() == 0 || y.cols() == 0) return;
-    softmax_rows_backward_kernel<<<row_grid(y.rows()), kBlock, 0, be.stream>>>(
-        y.data(), safe_ld(y), dy.data(), safe_ld(dy), dx.data(), safe_ld(dx), y.rows(), y.cols());
+    const bool narrow = dispatch_warp_rows<32>(y.cols(), [&](auto vpt) {
+        softmax_rows_backward_warp_kernel<T, decltype(vpt)::value><<<warp_row_grid(y.rows()), kBlock, 0, be.stream>>>(
+            y.data(), safe_ld(y), dy.data(), safe_ld(dy), dx.data(), safe_ld(dx), y.rows(), y.cols());
+    });
+    if (!narrow)
+        softmax_rows_backward_kernel<<<row_grid(y.rows()), kBlock, 0, be.stream>>>(
+            y.data(), safe_ld(y), dy.data(), safe_ld(dy), dx.data(), safe_ld(dx), y.rows(), y.cols());
     RECBLOCKS_CUDA_CHECK_LAUNCH();
 }
 
@@ -719,9 +1243,15 @@ template <class T>
 void P::layer_norm_forward(const B& be, MatrixView<const T> x, VectorView<const T> gamma, VectorView<const T> beta,
                            T eps, MatrixView<T> y, VectorView<T> mean, VectorView<T> rstd) {
     if (x.rows() == 0 || x.cols() == 0) return;
-    layer_norm_forward_kernel<<<row_grid(x.rows()), kBlock, 0, be.stream>>>(
-        x.data(), safe_ld(x), gamma.data(), beta.data(), eps, y.data(), safe_ld(y), mean.data(), rstd.data(),
-        x.rows(), x.cols());
+    const bool narrow = dispatch_warp_rows<32>(x.cols(), [&](auto vpt) {
+        layer_norm_forward_warp_kernel<T, decltype(vpt)::value><<<warp_row_grid(x.rows()), kBlock, 0, be.stream>>>(
+            x.data(), safe_ld(x), gamma.data(), beta.data(), eps, y.data(), safe_ld(y), mean.data(), rstd.data(),
+            x.rows(), x.cols());
+    });
+    if (!narrow)
+        layer_norm_forward_kernel<<<row_grid(x.rows()), kBlock, 0, be.stream>>>(
+            x.data(), safe_ld(x), gamma.data(), beta.data(), eps, y.data(), safe_ld(y), mean.data(), rstd.data(),
+            x.rows(), x.cols());
     RECBLOCKS_CUDA_CHECK_LAUNCH();
 }
 
@@ -731,7 +1261,22 @@ void P::layer_norm_backward(const B& be, MatrixView<const T> x, VectorView<const
                             VectorView<T> dbeta) {
     const index_t rows = x.rows(), d = x.cols();
     if (rows == 0 || d == 0) return;
-    // Parameter gradients first: they read dy, which dx may alias.
+    // Narrow rows: one fused pass (dx and the dgamma/dbeta partials), then the
+    // column finish.
+    const ColumnSplit split = layer_norm_backward_split(rows);
+    std::optional<Scratch> scratch;
+    const bool narrow = dispatch_warp_rows<16>(d, [&](auto vpt) {
+        scratch.emplace(static_cast<std::size_t>(2 * split.nchunks * d) * sizeof(double), be.stream);
+        layer_norm_backward_warp_kernel<T, decltype(vpt)::value>
+            <<<static_cast<unsigned>(split.nchunks), kBlock, 0, be.stream>>>(
+                x.data(), safe_ld(x), gamma.data(), mean.data(), rstd.data(), dy.data(), safe_ld(dy), dx.data(),
+                safe_ld(dx), rows, d, split.chunk, scratch->at<double>(0));
+        RECBLOCKS_CUDA_CHECK_LAUNCH();
+        launch_column_finish<2>(be.stream, scratch->at<double>(0), split.nchunks, d,
+                                AccumulateParams<T>{dgamma.data(), dbeta.data()});
+    });
+    if (narrow) return;
+    // Wide rows. Parameter gradients first: they read dy, which dx may alias.
     column_reduce<2>(be.stream, rows, d,
                      LayerNormParamLoad<T>{x.data(), safe_ld(x), dy.data(), safe_ld(dy), mean.data(), rstd.data()},
                      AccumulateParams<T>{dgamma.data(), dbeta.data()});
@@ -766,8 +1311,9 @@ void P::gather_rows(const B& be, MatrixView<const T> table, VectorView<const row
     auto* first_bad = scratch.at<unsigned long long>(0);
     launch_check_ids(be.stream, ids.data(), n, table.rows(), first_bad);
     if (cols > 0) {
-        gather_rows_kernel<<<elementwise_grid(n, cols), kBlock, 0, be.stream>>>(
-            table.data(), safe_ld(table), ids.data(), n, cols, out.data(), safe_ld(out), first_bad);
+        const RowGroups g = row_groups(cols);
+        gather_rows_kernel<<<row_group_grid(n, g), kBlock, 0, be.stream>>>(
+            table.data(), safe_ld(table), ids.data(), n, cols, out.data(), safe_ld(out), first_bad, g.lpr_log2);
         RECBLOCKS_CUDA_CHECK_LAUNCH();
     }
     throw_if_bad_id(be.stream, first_bad, ids.data(), table.rows(), "ops::gather_rows");
@@ -810,8 +1356,9 @@ void P::scatter_add_rows(const B& be, MatrixView<const T> src, VectorView<const 
         RECBLOCKS_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(scratch.at<void>(sort_off), sort_bytes, keys_in, keys,
                                                              static_cast<const int*>(perm_in), perm, ni, 0, end_bit,
                                                              stream));
-        scatter_add_sorted_kernel<<<elementwise_grid(n, cols), kBlock, 0, stream>>>(
-            src.data(), safe_ld(src), keys, perm, n, cols, table.data(), safe_ld(table), first_bad);
+        const RowGroups g = row_groups(cols);
+        scatter_add_sorted_kernel<<<row_group_grid(n, g), kBlock, 0, stream>>>(
+            src.data(), safe_ld(src), keys, perm, n, cols, table.data(), safe_ld(table), first_bad, g.lpr_log2);
         RECBLOCKS_CUDA_CHECK_LAUNCH();
     }
     throw_if_bad_id(stream, first_bad, ids.data(), table.rows(), "ops::scatter_add_rows");
@@ -823,16 +1370,45 @@ index_t P::top_k_rows(const B& be, MatrixView<const T> scores, index_t k, Matrix
     if (rows == 0 || k <= 0) return -1;
     if (n > index_t{INT_MAX})
         throw BackendError(detail::concat("ops::top_k_rows: rows of ", n, " scores exceed the CUDA backend's limit"));
-    Scratch scratch(sizeof(unsigned long long), be.stream);
-    auto* nan_row = scratch.at<unsigned long long>(0);
-    RECBLOCKS_CUDA_CHECK(cudaMemsetAsync(nan_row, 0xFF, sizeof(unsigned long long), be.stream));
-    top_k_rows_kernel<<<row_grid(rows), kBlock, 0, be.stream>>>(scores.data(), safe_ld(scores), rows, n, k,
-                                                                ids.data(), safe_ld(ids), values.data(),
-                                                                safe_ld(values), nan_row);
-    RECBLOCKS_CUDA_CHECK_LAUNCH();
-    unsigned long long host = kNone;
-    RECBLOCKS_CUDA_CHECK(cudaMemcpyAsync(&host, nan_row, sizeof(host), cudaMemcpyDeviceToHost, be.stream));
-    RECBLOCKS_CUDA_CHECK(cudaStreamSynchronize(be.stream));
+    cudaStream_t stream = be.stream;
+    // Two stages when a row spans several segments, k is small against a
+    // segment, and one row's candidates fit the scratch budget (else one block
+    // per row). Rows go in batches of `batch` rows: batch * nseg * k candidates.
+    const index_t nseg = ceil_div(n, kTopKSegment);
+    const bool two_stage = nseg > 1 && k <= kTopKMaxTwoStage && nseg * k <= kTopKMaxCandidates;
+    const index_t batch = two_stage ? min_index(rows, kTopKMaxCandidates / (nseg * k)) : 0;
+    const std::size_t flag_off = 0;
+    const std::size_t seg_off = flag_off + Scratch::round_up(sizeof(unsigned long long));
+    const std::size_t cv_off = seg_off + Scratch::round_up(static_cast<std::size_t>(batch * nseg) * sizeof(int));
+    const std::size_t ci_off = cv_off + Scratch::round_up(static_cast<std::size_t>(batch * nseg * k) * sizeof(T));
+    const std::size_t end = ci_off + Scratch::round_up(static_cast<std::size_t>(batch * nseg * k) * sizeof(int));
+    Scratch scratch(end, stream);
+    auto* nan_row = scratch.at<unsigned long long>(flag_off);
+    RECBLOCKS_CUDA_CHECK(cudaMemsetAsync(nan_row, 0xFF, sizeof(unsigned long long), stream));
+    if (two_stage) {
+        int* seg_nan = scratch.at<int>(seg_off);
+        T* cand_v = scratch.at<T>(cv_off);
+        int* cand_i = scratch.at<int>(ci_off);
+        const index_t lds = safe_ld(scores), ldi = safe_ld(ids), ldv = safe_ld(values);
+        for (index_t r0 = 0; r0 < rows; r0 += batch) {
+            const index_t nr = min_index(batch, rows - r0);
+            const dim3 grid(static_cast<unsigned>(min_index(nseg, 1 << 20)),
+                            static_cast<unsigned>(min_index(nr, 65535)), 1);
+            top_k_segments_kernel<<<grid, kBlock, 0, stream>>>(scores.data() + r0 * lds, lds, r0, nr, n, k, nseg,
+                                                               cand_v, cand_i, seg_nan, nan_row);
+            RECBLOCKS_CUDA_CHECK_LAUNCH();
+            top_k_merge_kernel<<<row_grid(nr), kBlock, 0, stream>>>(cand_v, cand_i, seg_nan, nr, nseg, k,
+                                                                    ids.data() + r0 * ldi, ldi,
+                                                                    values.data() + r0 * ldv, ldv);
+            RECBLOCKS_CUDA_CHECK_LAUNCH();
+        }
+    } else {
+        top_k_rows_kernel<<<row_grid(rows), kBlock, 0, stream>>>(scores.data(), safe_ld(scores), rows, n, k,
+                                                                 ids.data(), safe_ld(ids), values.data(),
+                                                                 safe_ld(values), nan_row);
+        RECBLOCKS_CUDA_CHECK_LAUNCH();
+    }
+    const unsigned long long host = fetch_from_device(stream, nan_row);
     return host == kNone ? index_t{-1} : static_cast<index_t>(host);
 }
 

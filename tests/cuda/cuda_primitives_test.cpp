@@ -285,57 +285,136 @@ TEMPLATE_TEST_CASE("cuda softmax_rows_backward matches the reference", "[cuda][s
         }
 }
 
+// Row widths on both sides of every warp-kernel class (32 * {2, 4, 8, 16, 32}
+// columns) and past the last (block kernel), with masks, -inf, fully masked
+// rows and in-place calls.
+constexpr index_t kRowWidths[] = {2, 63, 64, 129, 200, 256, 257, 511, 513, 1024, 1025, 3001};
+
+TEMPLATE_TEST_CASE("cuda softmax_rows and backward on every row-width class (warp and block kernels)",
+                   "[cuda][softmax]", float, double) {
+    using T = TestType;
+    for (index_t cols : kRowWidths)
+        for (index_t rows : {index_t{1}, index_t{9}, index_t{300}}) {
+            const auto seed = static_cast<std::uint64_t>(rows * 100003 + cols);
+            HostMat<T> x(rows, cols, 5);
+            fill(x, seed, -8, 8);
+            x(0, 1) = -std::numeric_limits<T>::infinity();
+            HostMat<std::uint8_t> mask(rows, cols, 2, std::uint8_t{7});
+            fill(mask, seed + 1, 0, 2, true);
+            for (index_t c = 0; c < cols; ++c) mask(rows - 1, c) = 0;  // last row fully masked -> zeros
+            const DevMat<T> dx(x);
+            const DevMat<std::uint8_t> dmask(mask);
+            for (bool masked : {false, true}) {
+                INFO("rows=" << rows << " cols=" << cols << " masked=" << masked);
+                HostMat<T> y(rows, cols, 1);
+                DevMat<T> dy(y);
+                if (masked) {
+                    ops::softmax_rows<backend::Reference, T>(kRef, x.cview(), y.view(), mask.cview());
+                    ops::softmax_rows<backend::Cuda, T>(kCuda, dx.cview(), dy.view(), dmask.cview());
+                } else {
+                    ops::softmax_rows<backend::Reference, T>(kRef, x.cview(), y.view());
+                    ops::softmax_rows<backend::Cuda, T>(kCuda, dx.cview(), dy.view());
+                }
+                require_close(dy.download(), y, tol<T>());
+            }
+            {  // in place
+                INFO("rows=" << rows << " cols=" << cols << " in place");
+                HostMat<T> y = x;
+                DevMat<T> dxy(x);
+                ops::softmax_rows<backend::Reference, T>(kRef, y.cview(), y.view());
+                ops::softmax_rows<backend::Cuda, T>(kCuda, dxy.cview(), dxy.view());
+                require_close(dxy.download(), y, tol<T>());
+            }
+            {  // backward, out of place and in place (dx aliases dy)
+                INFO("rows=" << rows << " cols=" << cols << " backward");
+                HostMat<T> y(rows, cols, 1), g(rows, cols, 3), gx(rows, cols, 1);
+                fill(g, seed + 2);
+                ops::softmax_rows<backend::Reference, T>(kRef, x.cview(), y.view());
+                ops::softmax_rows_backward<backend::Reference, T>(kRef, y.cview(), g.cview(), gx.view());
+                const DevMat<T> dyv(y), dg(g);
+                DevMat<T> dgx(HostMat<T>(rows, cols, 1));
+                ops::softmax_rows_backward<backend::Cuda, T>(kCuda, dyv.cview(), dg.cview(), dgx.view());
+                require_close(dgx.download(), gx, tol<T>());
+                DevMat<T> dg2(g);
+                ops::softmax_rows_backward<backend::Cuda, T>(kCuda, dyv.cview(), dg2.cview(), dg2.view());
+                require_close_values(dg2.download(), gx, tol<T>());
+            }
+        }
+}
+
 // ---- layer norm --------------------------------------------------------------
 
+/// Forward (with and without saved statistics) and backward (accumulating
+/// dgamma/dbeta; then again with dx aliasing dy) against the reference.
+template <class T>
+void check_layer_norm(index_t rows, index_t d) {
+    INFO("rows=" << rows << " D=" << d);
+    const auto seed = static_cast<std::uint64_t>(rows * 7919 + d);
+    HostMat<T> x(rows, d, 1), gamma(1, d), beta(1, d), y(rows, d, 2), mean(1, rows), rstd(1, rows);
+    fill(x, seed, -3, 5);
+    fill(gamma, seed + 1, 0.5, 1.5);
+    fill(beta, seed + 2);
+    const DevMat<T> dxin(x), dgamma_in(gamma), dbeta_in(beta);
+    DevMat<T> dy(y), dmean(mean), drstd(rstd);
+    const auto vec = [](auto& m) { return vector_view(m.buf.data(), m.cols); };
+    const auto dvec = [](auto& m) { return vector_view(m.buf.data(), m.cols); };
+    const T eps = T(1e-5);
+    ops::layer_norm_forward<backend::Reference, T>(kRef, x.cview(), vec(gamma), vec(beta), eps, y.view(),
+                                                   vec(mean), vec(rstd));
+    ops::layer_norm_forward<backend::Cuda, T>(
+        kCuda, dxin.cview(), vector_view<const T>(dgamma_in.buf.data(), d),
+        vector_view<const T>(dbeta_in.buf.data(), d), eps, dy.view(), dvec(dmean), dvec(drstd));
+    require_close(dy.download(), y, tol<T>());
+    require_close(dmean.download(), mean, tol<T>());
+    require_close(drstd.download(), rstd, tol<T>());
+
+    // Without saved statistics (empty views).
+    DevMat<T> dy2(HostMat<T>(rows, d, 2));
+    ops::layer_norm_forward<backend::Cuda, T>(kCuda, dxin.cview(), vector_view<const T>(dgamma_in.buf.data(), d),
+                                              vector_view<const T>(dbeta_in.buf.data(), d), eps, dy2.view());
+    require_close(dy2.download(), y, tol<T>());
+
+    // Backward: dgamma/dbeta start non-zero (they accumulate).
+    HostMat<T> up(rows, d, 3), dx(rows, d, 1), dgamma(1, d), dbeta(1, d);
+    fill(up, seed + 3);
+    fill(dgamma, seed + 4);
+    fill(dbeta, seed + 5);
+    const DevMat<T> dup(up);
+    DevMat<T> ddx(dx), ddgamma(dgamma), ddbeta(dbeta);
+    ops::layer_norm_backward<backend::Reference, T>(kRef, x.cview(), vec(gamma), vec(mean), vec(rstd),
+                                                    up.cview(), dx.view(), vec(dgamma), vec(dbeta));
+    ops::layer_norm_backward<backend::Cuda, T>(
+        kCuda, dxin.cview(), vector_view<const T>(dgamma_in.buf.data(), d),
+        vector_view<const T>(dmean.buf.data(), rows), vector_view<const T>(drstd.buf.data(), rows),
+        dup.cview(), ddx.view(), dvec(ddgamma), dvec(ddbeta));
+    // The CUDA side used its own mean/rstd (equal within tolerance): loosen a little.
+    const Tolerance t = std::is_same_v<T, float> ? Tolerance{2e-5, 1e-4} : tol<T>();
+    require_close(ddx.download(), dx, t);
+    // dgamma/dbeta add `rows` terms of size ~1 in another order than the reference:
+    // in double the absolute rounding difference grows with rows (as for sum_rows).
+    const Tolerance tp = std::is_same_v<T, float> ? t : Tolerance{t.atol * double(rows), t.rtol};
+    require_close(ddgamma.download(), dgamma, tp);
+    require_close(ddbeta.download(), dbeta, tp);
+
+    // dx aliasing dy (in place): the same dx.
+    DevMat<T> dio(up);
+    DevMat<T> ddgamma2(dgamma), ddbeta2(dbeta);
+    ops::layer_norm_backward<backend::Cuda, T>(
+        kCuda, dxin.cview(), vector_view<const T>(dgamma_in.buf.data(), d),
+        vector_view<const T>(dmean.buf.data(), rows), vector_view<const T>(drstd.buf.data(), rows),
+        dio.cview(), dio.view(), dvec(ddgamma2), dvec(ddbeta2));
+    require_close_values(dio.download(), dx, t);
+}
+
 TEMPLATE_TEST_CASE("cuda layer_norm forward and backward match the reference", "[cuda][layer_norm]", float, double) {
-    using T = TestType;
     for (index_t rows : {index_t{1}, index_t{7}, index_t{1000}})
-        for (index_t d : kSizes) {
-            INFO("rows=" << rows << " D=" << d);
-            const auto seed = static_cast<std::uint64_t>(rows * 7919 + d);
-            HostMat<T> x(rows, d, 1), gamma(1, d), beta(1, d), y(rows, d, 2), mean(1, rows), rstd(1, rows);
-            fill(x, seed, -3, 5);
-            fill(gamma, seed + 1, 0.5, 1.5);
-            fill(beta, seed + 2);
-            const DevMat<T> dxin(x), dgamma_in(gamma), dbeta_in(beta);
-            DevMat<T> dy(y), dmean(mean), drstd(rstd);
-            const auto vec = [](auto& m) { return vector_view(m.buf.data(), m.cols); };
-            const auto dvec = [](auto& m) { return vector_view(m.buf.data(), m.cols); };
-            const T eps = T(1e-5);
-            ops::layer_norm_forward<backend::Reference, T>(kRef, x.cview(), vec(gamma), vec(beta), eps, y.view(),
-                                                           vec(mean), vec(rstd));
-            ops::layer_norm_forward<backend::Cuda, T>(
-                kCuda, dxin.cview(), vector_view<const T>(dgamma_in.buf.data(), d),
-                vector_view<const T>(dbeta_in.buf.data(), d), eps, dy.view(), dvec(dmean), dvec(drstd));
-            require_close(dy.download(), y, tol<T>());
-            require_close(dmean.download(), mean, tol<T>());
-            require_close(drstd.download(), rstd, tol<T>());
+        for (index_t d : kSizes) check_layer_norm<TestType>(rows, d);
+}
 
-            // Without saved statistics (empty views).
-            DevMat<T> dy2(HostMat<T>(rows, d, 2));
-            ops::layer_norm_forward<backend::Cuda, T>(kCuda, dxin.cview(), vector_view<const T>(dgamma_in.buf.data(), d),
-                                                      vector_view<const T>(dbeta_in.buf.data(), d), eps, dy2.view());
-            require_close(dy2.download(), y, tol<T>());
-
-            // Backward: dgamma/dbeta start non-zero (they accumulate).
-            HostMat<T> up(rows, d, 3), dx(rows, d, 1), dgamma(1, d), dbeta(1, d);
-            fill(up, seed + 3);
-            fill(dgamma, seed + 4);
-            fill(dbeta, seed + 5);
-            const DevMat<T> dup(up);
-            DevMat<T> ddx(dx), ddgamma(dgamma), ddbeta(dbeta);
-            ops::layer_norm_backward<backend::Reference, T>(kRef, x.cview(), vec(gamma), vec(mean), vec(rstd),
-                                                            up.cview(), dx.view(), vec(dgamma), vec(dbeta));
-            ops::layer_norm_backward<backend::Cuda, T>(
-                kCuda, dxin.cview(), vector_view<const T>(dgamma_in.buf.data(), d),
-                vector_view<const T>(dmean.buf.data(), rows), vector_view<const T>(drstd.buf.data(), rows),
-                dup.cview(), ddx.view(), dvec(ddgamma), dvec(ddbeta));
-            // The CUDA side used its own mean/rstd (equal within tolerance): loosen a little.
-            const Tolerance t = std::is_same_v<T, float> ? Tolerance{2e-5, 1e-4} : tol<T>();
-            require_close(ddx.download(), dx, t);
-            require_close(ddgamma.download(), dgamma, t);
-            require_close(ddbeta.download(), dbeta, t);
-        }
+TEMPLATE_TEST_CASE("cuda layer_norm on every row-width class (warp and block kernels)", "[cuda][layer_norm]", float,
+                   double) {
+    for (index_t d : kRowWidths)
+        for (index_t rows : {index_t{1}, index_t{33}, index_t{4099}}) check_layer_norm<TestType>(rows, d);
 }
 
 // ---- activations -------------------------------------------------------------
@@ -375,7 +454,7 @@ std::vector<row_id_t> random_ids(index_t n, index_t range, std::uint64_t seed) {
 TEMPLATE_TEST_CASE("cuda gather_rows and scatter_add_rows match the reference", "[cuda][embedding]", float, double) {
     using T = TestType;
     for (index_t n_ids : kSizes)
-        for (index_t d : {index_t{1}, index_t{33}, index_t{65}})
+        for (index_t d : {index_t{1}, index_t{2}, index_t{33}, index_t{64}, index_t{65}, index_t{129}, index_t{1000}})
             for (index_t table_rows : {index_t{1}, index_t{7}, index_t{1000}}) {
                 INFO("ids=" << n_ids << " D=" << d << " table rows=" << table_rows);
                 const auto seed = static_cast<std::uint64_t>(n_ids * 131 + d * 7 + table_rows);
@@ -493,6 +572,73 @@ TEMPLATE_TEST_CASE("cuda top_k_rows reports the first NaN row as ValueError", "[
                         Catch::Contains("row 3 of scores contains NaN"));
 }
 
+/// top_k_rows on [rows, n] against the reference, exactly (ids and value bits).
+template <class T>
+void check_top_k(index_t rows, index_t n, index_t k, bool ties, std::uint64_t seed) {
+    INFO("rows=" << rows << " N=" << n << " k=" << k << " ties=" << ties);
+    HostMat<T> s(rows, n, 3);
+    fill(s, seed, ties ? -3 : -1, ties ? 3 : 1, ties);
+    s(0, n - 1) = std::numeric_limits<T>::infinity();  // the best, in the last segment
+    s(rows - 1, n / 2) = -std::numeric_limits<T>::infinity();
+    s(rows - 1, 0) = T(-0.0);
+    HostMat<row_id_t> ids(rows, k, 1, row_id_t{-9});
+    HostMat<T> vals(rows, k, 1);
+    const DevMat<T> ds(s);
+    DevMat<row_id_t> dids(ids);
+    DevMat<T> dvals(vals);
+    ops::top_k_rows<backend::Reference, T>(kRef, s.cview(), k, ids.view(), vals.view());
+    ops::top_k_rows<backend::Cuda, T>(kCuda, ds.cview(), k, dids.view(), dvals.view());
+    REQUIRE(dids.download().buf == ids.buf);
+    const HostMat<T> got = dvals.download();
+    REQUIRE(std::memcmp(got.buf.data(), vals.buf.data(), got.buf.size() * sizeof(T)) == 0);
+}
+
+// Rows longer than one 4096-score segment take the two-stage kernels (k <= 512);
+// k = 513 keeps one block per row.
+TEMPLATE_TEST_CASE("cuda top_k_rows on long rows (two stages) matches the reference exactly", "[cuda][top_k]", float,
+                   double) {
+    using T = TestType;
+    std::uint64_t seed = 900;
+    for (index_t n : {index_t{4097}, index_t{8192}, index_t{100003}})
+        for (index_t rows : {index_t{1}, index_t{3}})
+            for (index_t k : {index_t{1}, index_t{10}, index_t{300}, index_t{512}, index_t{513}})
+                for (bool ties : {false, true}) check_top_k<T>(rows, n, k, ties, seed++);
+    check_top_k<T>(1, 1000000, 10, false, seed++);
+    check_top_k<T>(2, 1000000, 100, true, seed++);
+}
+
+TEST_CASE("cuda top_k_rows on long rows: batches of rows (two stages)", "[cuda][top_k][large]") {
+    // 1e6 scores, k = 512: 245 segments * 512 candidates per row, 33 rows per batch.
+    check_top_k<float>(34, 1000000, 512, true, 990);
+}
+
+TEMPLATE_TEST_CASE("cuda top_k_rows reports the first NaN row of long rows", "[cuda][top_k]", float, double) {
+    using T = TestType;
+    const index_t rows = 6, n = 20000;
+    HostMat<T> s(rows, n);
+    fill(s, 52);
+    s(4, 3) = std::numeric_limits<T>::quiet_NaN();       // first segment
+    s(2, 12345) = std::numeric_limits<T>::quiet_NaN();   // fourth segment
+    s(5, n - 1) = std::numeric_limits<T>::quiet_NaN();   // last segment
+    const DevMat<T> ds(s);
+    DevMat<row_id_t> dids(HostMat<row_id_t>(rows, 10, 0, row_id_t{-9}));
+    DevMat<T> dvals(HostMat<T>(rows, 10));
+    REQUIRE_THROWS_WITH((ops::top_k_rows<backend::Cuda, T>(kCuda, ds.cview(), 10, dids.view(), dvals.view())),
+                        Catch::Contains("row 2 of scores contains NaN"));
+    // The rows without NaN were written, those with NaN were not.
+    const HostMat<row_id_t> got = dids.download();
+    HostMat<row_id_t> ref_ids(rows, 10);
+    HostMat<T> ref_vals(rows, 10);
+    for (index_t r : {index_t{0}, index_t{1}, index_t{3}}) {
+        const auto one = matrix_view<const T>(s.buf.data() + r * s.ld, 1, n, s.ld);
+        ops::top_k_rows<backend::Reference, T>(kRef, one, 10, matrix_view(ref_ids.buf.data() + r * 10, 1, 10, 10),
+                                               matrix_view(ref_vals.buf.data() + r * 10, 1, 10, 10));
+        for (index_t j = 0; j < 10; ++j) REQUIRE(got.buf[static_cast<std::size_t>(r * 10 + j)] == ref_ids(r, j));
+    }
+    for (index_t r : {index_t{2}, index_t{4}, index_t{5}})
+        for (index_t j = 0; j < 10; ++j) REQUIRE(got.buf[static_cast<std::size_t>(r * 10 + j)] == row_id_t{-9});
+}
+
 // ---- reductions ------------------------------------------------------------------
 
 TEMPLATE_TEST_CASE("cuda sum, max_value and sum_rows match the reference", "[cuda][reduce]", float, double) {
@@ -516,6 +662,38 @@ TEMPLATE_TEST_CASE("cuda sum, max_value and sum_rows match the reference", "[cud
                 ops::sum_rows<backend::Reference, T>(kRef, x.cview(), vector_view(out.buf.data(), cols));
                 ops::sum_rows<backend::Cuda, T>(kCuda, dx.cview(), vector_view(dout.buf.data(), cols));
                 require_close(dout.download(), out, Tolerance{t.atol * double(rows), t.rtol});
+            }
+}
+
+TEMPLATE_TEST_CASE("cuda sum, dot and max_value on large inputs (unrolled loads) match and repeat bit for bit",
+                   "[cuda][reduce]", float, double) {
+    using T = TestType;
+    for (index_t rows : {index_t{1}, index_t{1500}})
+        for (index_t cols : {index_t{3000007}, index_t{2001}})
+            for (index_t pad : {index_t{0}, index_t{3}}) {
+                if ((rows == 1) != (cols > 10000)) continue;  // [1, 3000007] and [1500, 2001]
+                INFO("rows=" << rows << " cols=" << cols << " pad=" << pad);
+                HostMat<T> x(rows, cols, pad);
+                fill(x, static_cast<std::uint64_t>(rows + cols + pad), -1, 3);
+                x(rows - 1, cols - 1) = T(7.5);  // the maximum, in the unrolled loop's tail
+                const DevMat<T> dx(x);
+                const double n = double(rows * cols);
+                const T ref_sum = ops::sum(kRef, x.cview());
+                const T got_sum = ops::sum(kCuda, dx.cview());
+                const Tolerance t = tol<T>();
+                REQUIRE(std::fabs(double(got_sum) - double(ref_sum)) <= t.atol * n + t.rtol * std::fabs(double(ref_sum)));
+                const T again = ops::sum(kCuda, dx.cview());
+                REQUIRE(std::memcmp(&again, &got_sum, sizeof(T)) == 0);
+                REQUIRE(ops::max_value(kCuda, dx.cview()) == T(7.5));
+                if (pad == 0) {
+                    const index_t m = rows * cols;
+                    const VectorView<const T> hv = vector_view<const T>(x.buf.data(), m);
+                    const VectorView<const T> gv = vector_view<const T>(dx.buf.data(), m);
+                    const T ref_dot = ops::dot(kRef, hv, hv);
+                    const T got_dot = ops::dot(kCuda, gv, gv);
+                    REQUIRE(std::fabs(double(got_dot) - double(ref_dot)) <=
+                            t.atol * n + t.rtol * std::fabs(double(ref_dot)));
+                }
             }
 }
 

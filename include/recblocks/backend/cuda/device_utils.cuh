@@ -73,6 +73,13 @@ __device__ inline A warp_reduce(A v, Op op) {
     return v;
 }
 
+/// Reduces over the 32 lanes of a warp (the warp_reduce tree) and returns the
+/// result to every lane (broadcast from lane 0, so all lanes hold the same bits).
+template <class A, class Op>
+__device__ inline A warp_allreduce(A v, Op op) {
+    return __shfl_sync(kFullMask, warp_reduce(v, op), 0);
+}
+
 /// Reduces over a block of exactly kBlock threads and returns the result to
 /// every thread. Must be reached by all threads of the block (it synchronises);
 /// safe to call repeatedly in a row.

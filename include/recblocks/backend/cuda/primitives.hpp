@@ -13,32 +13,48 @@
 //                        K == 0 scales C by beta. Deterministic as cuBLAS is
 //                        (same handle/stream, same GPU; see docs/cuda_backend.md).
 //   dot, sum             two-stage tree reduction, double accumulation; the split
-//                        depends only on the size: deterministic.
+//                        depends only on the size: deterministic. Each thread
+//                        keeps 8 loads in flight (same combine order).
 //   max_value            two-stage reduction in T; a NaN anywhere gives NaN.
 //   sum_rows             column sums; per-row-chunk partials in double, then one
-//                        fixed-order pass per column: deterministic, no atomics.
+//                        warp per column adds them in a fixed tree:
+//                        deterministic, no atomics.
 //   axpy                 element-wise fma in T.
-//   softmax_rows(_backward)  one 256-thread block per row; max in T, sums in
-//                        double; deterministic.
-//   layer_norm_forward   one block per row; mean and biased variance in double
-//                        (two passes over the row).
-//   layer_norm_backward  one block per row for dx (double sums); dgamma/dbeta
-//                        ACCUMULATED (+=) through per-row-chunk partials and a
-//                        column pass: deterministic, no atomics.
+//   softmax_rows(_backward)  rows of <= 1024 columns: one warp per row, the row
+//                        in registers, shuffle reductions; wider rows: one
+//                        256-thread block per row. Max in T, sums in double
+//                        (forward: the normalisation multiplies by 1/sum
+//                        rounded to T); deterministic.
+//   layer_norm_forward   one warp per row (<= 1024 columns) or one block per
+//                        row; mean and biased variance in double (two passes
+//                        over the row).
+//   layer_norm_backward  <= 512 columns: one fused pass, a warp per row for dx
+//                        (double sums) that also accumulates dgamma/dbeta
+//                        partials per fixed row chunk (fixed-tree combine in
+//                        the block), then one warp per column adds the chunk
+//                        partials in a fixed tree; wider rows: one block per
+//                        row for dx plus column partials. dgamma/dbeta are
+//                        ACCUMULATED (+=); deterministic, no atomics.
 //   activation_*         element-wise in T (GELU via erfc, accurate for x << 0).
-//   gather_rows          ids checked on the device first; the copy kernel writes
-//                        nothing if any id is bad; then IndexError (synchronises).
-//   scatter_add_rows     stable radix sort of (id, i) pairs (CUB), then one block
-//                        row per run of equal ids adds its src rows in increasing
+//   gather_rows          ids checked on the device first; the copy kernel (a
+//                        group of <= 32 lanes per id row) writes nothing if any
+//                        id is bad; then IndexError (synchronises).
+//   scatter_add_rows     stable radix sort of (id, i) pairs (CUB), then one lane
+//                        group per run of equal ids adds its src rows in increasing
 //                        i: the same additions in the same order as the Reference
 //                        backend (bit-identical), deterministic, no atomics.
 //                        Ids checked on the device; a bad id -> nothing written,
 //                        IndexError (synchronises).
-//   top_k_rows           one block per row, k selection passes (each pass picks
-//                        the best (value, -index) pair below the previous one):
-//                        O(k * N) work per row, deterministic ties (lower index
-//                        first). Suited to small k (recommendation top-10..100);
-//                        large k * N is slow. Returns the first row with a NaN.
+//   top_k_rows           k selection passes (each pass picks the best (value,
+//                        -index) pair below the previous one). Rows of more than
+//                        4096 scores with k <= 512: two stages, one block per
+//                        4096-score segment (scores in registers) selects the
+//                        segment's top k, then one block per row selects from
+//                        the candidates; otherwise one block per row over the
+//                        whole row. O(k * N) work per row, exact, deterministic
+//                        ties (lower index first). Suited to small k
+//                        (recommendation top-10..100). Returns the first row
+//                        with a NaN (rows with NaN are not written).
 #include <cstdint>
 
 #include "recblocks/backend/cuda/cuda.hpp"
