@@ -6,6 +6,7 @@
 // backward pass recomputes it), and a resumed run draws the same masks.
 #include <cmath>
 
+#include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/core/rng.hpp"
 #include "recblocks/core/tensor_view.hpp"
 #include "recblocks/core/thread_pool.hpp"
@@ -53,25 +54,28 @@ private:
     void apply(ThreadPool& pool, const Rng& r, TensorView<const T, 1> in, TensorView<T, 1> out) const {
         RECBLOCKS_CHECK_SHAPE(in.size() == out.size(), "Dropout: output has ", out.size(), " entries but input has ",
                               in.size());
-        const float p = static_cast<float>(p_);
         const T scale = static_cast<T>(1.0 / (1.0 - p_));
+        // Keep iff uniform(i) >= p, compared on the integer: (word >> 8) * 2^-24 >= p.
+        const std::uint32_t threshold = static_cast<std::uint32_t>(std::ceil(double(static_cast<float>(p_)) * 0x1.0p24));
+        const auto kernel = mask_kernel<T>();
+        const auto key = r.key();
         const T* src = in.data();
         T* dst = out.data();
-        // Keep iff uniform(i) >= p, compared on the integer: (word >> 8) * 2^-24 >= p.
-        const std::uint32_t threshold = static_cast<std::uint32_t>(std::ceil(double(p) * 0x1.0p24));
-        auto one = [&](index_t i, std::uint32_t word) { dst[i] = (word >> 8) >= threshold ? src[i] * scale : T(0); };
+        // Chunks start at multiples of 64 elements: the kernel's vector groups.
         parallel_for(pool, 0, in.size(), 1 << 14, [&](index_t b, index_t e) {
-            index_t i = b;
-            for (; i < e && (i & 15) != 0; ++i) one(i, r.u32(static_cast<std::uint64_t>(i)));
-            // 16 elements = 4 independent Philox blocks, so their 10-round
-            // dependency chains overlap in the pipeline.
-            for (; i + 16 <= e; i += 16) {
-                const std::uint64_t g = static_cast<std::uint64_t>(i) >> 2;
-                const Philox4x32::Counter w[4] = {r.block(g), r.block(g + 1), r.block(g + 2), r.block(g + 3)};
-                for (index_t j = 0; j < 16; ++j) one(i + j, w[j >> 2][static_cast<std::size_t>(j & 3)]);
-            }
-            for (; i < e; ++i) one(i, r.u32(static_cast<std::uint64_t>(i)));
+            kernel(src, dst, b, e, key[0], key[1], r.stream(), threshold, scale);
         });
+    }
+
+    /// The CPU's best mask kernel: the runtime-dispatch table's when the
+    /// program links it, else the one compiled for this translation unit.
+    template <class T>
+    static auto mask_kernel() {
+#ifdef RECBLOCKS_HAS_RUNTIME_DISPATCH
+        return cpu::KernelsFor<isa::Dispatch, T>::get().dropout;
+#else
+        return cpu::KernelsFor<isa::Auto, T>::get().dropout;
+#endif
     }
 
     double p_;

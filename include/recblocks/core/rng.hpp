@@ -102,6 +102,7 @@ public:
     }
 
     [[nodiscard]] constexpr std::uint64_t stream() const { return stream_; }
+    [[nodiscard]] constexpr Philox4x32::Key key() const { return key_; }
 
 private:
     Philox4x32::Key key_;

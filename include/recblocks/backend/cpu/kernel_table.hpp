@@ -13,6 +13,7 @@
 
 #include "recblocks/backend/cpu/kernels/activation.hpp"
 #include "recblocks/backend/cpu/kernels/blas1.hpp"
+#include "recblocks/backend/cpu/kernels/dropout.hpp"
 #include "recblocks/backend/cpu/kernels/embedding.hpp"
 #include "recblocks/backend/cpu/kernels/layer_norm.hpp"
 #include "recblocks/backend/cpu/kernels/softmax.hpp"
@@ -39,6 +40,7 @@ struct CpuKernelTable {
     void (*gather_rows)(const T*, index_t, const row_id_t*, index_t, T*, index_t, index_t);
     void (*scatter_add_rows)(const T*, index_t, const row_id_t*, index_t, T*, index_t, index_t, row_id_t, row_id_t);
     bool (*top_k)(const T*, index_t, index_t, row_id_t, T*, row_id_t*);
+    void (*dropout)(const T*, T*, index_t, index_t, std::uint32_t, std::uint32_t, std::uint64_t, std::uint32_t, T);
     /// Eigen's GEMM built for this ISA (runtime-dispatch tables only; nullptr
     /// means "use the GEMM of the calling translation unit").
     void (*gemm)(bool, bool, T, const T*, index_t, index_t, index_t, const T*, index_t, index_t, index_t, T, T*,
@@ -62,6 +64,7 @@ constexpr CpuKernelTable<T> make_kernel_table() {
             &EmbeddingKernels<Arch, T>::gather_rows,
             &EmbeddingKernels<Arch, T>::scatter_add_rows,
             &TopKKernels<Arch, T>::top_k,
+            &DropoutKernels<Arch, T>::apply,
             nullptr};
 }
 
