@@ -1,22 +1,20 @@
-// recblocks demo: next-movie recommendation on MovieLens ml-latest-small,
-// trained and served with the library's primitives only.
+// recblocks demo: SASRec (Kang & McAuley, 2018) trained in C++ on the bundled
+// MovieLens ml-latest-small, evaluated, and asked for recommendations.
 //
-// Model (a small "average of recent items" recommender, trained end to end):
-//   h      = LayerNorm(mean of E_in[last W items])           [B, D]
-//   scores = h · E_outᵀ                                       [B, N]
-//   loss   = cross-entropy of the next item over all N items (full softmax)
-// Forward and backward use ops::gather_rows, layer_norm_forward/backward, gemm,
-// softmax_rows, scatter_add_rows; serving uses gemm + top_k_rows. The model
-// becomes SASRec once the attention blocks land; the data path stays.
+//   * data: ratings.csv -> per-user sequences in time order, leave-one-out split
+//   * model: models::SASRec (item + position embedding, 2 causal self-attention
+//     blocks, the authors' query-norm block), BCE with one sampled negative per
+//     position, Adam (lr 1e-3, betas 0.9/0.98), dropout 0.2, L = 200, D = 50
+//   * evaluation on every user: the paper's sampled protocol (100 negatives) and
+//     full ranking over all movies, next to a most-popular baseline
+//   * serving: the top-10 unseen movies for one user, with titles
 //
-// Evaluation: leave-one-out (last item of each user is the test item), the
-// held-out item ranked against *all* items except the user's history; HR@10
-// and NDCG@10 over every user, next to a most-popular baseline.
+// It trains for --epochs epochs or --minutes minutes, whichever ends first
+// (default: 200 epochs within 3 minutes). The last line is JSON.
 //
-// Usage: demo [--data DIR] [--epochs N] [--dim D] [--threads T] [--user ID]
+// Usage: demo [--data DIR] [--epochs N] [--minutes M] [--dim D] [--maxlen L] [--threads T] [--user ID]
 // ctest-args: --epochs 1
-// ctest-args-sanitize: --epochs 1 --dim 8
-#include <recblocks/data/sequence_dataset.hpp>
+// ctest-args-sanitize: --epochs 1 --dim 8 --maxlen 30
 #include <recblocks/recblocks.hpp>
 
 #include <algorithm>
@@ -25,8 +23,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -45,11 +43,10 @@ namespace {
 
 struct Options {
     std::string data_dir = RECBLOCKS_DEMO_DATA_DIR;
-    int epochs = 3;
-    index_t dim = 64;
-    index_t window = 20;
-    index_t batch = 256;
-    float lr = 3e-3f;
+    int epochs = 200;
+    double minutes = 3.0;
+    index_t dim = 50;
+    index_t maxlen = 200;
     int threads = 0;
     long user = 1;
 };
@@ -64,12 +61,15 @@ Options parse_options(int argc, char** argv) {
         };
         if (a == "--data") o.data_dir = value();
         else if (a == "--epochs") o.epochs = std::stoi(value());
+        else if (a == "--minutes") o.minutes = std::stod(value());
         else if (a == "--dim") o.dim = std::stol(value());
+        else if (a == "--maxlen") o.maxlen = std::stol(value());
         else if (a == "--threads") o.threads = std::stoi(value());
         else if (a == "--user") o.user = std::stol(value());
         else throw rb::ValueError("demo: unknown option '" + a + "' (see the comment at the top of demo.cpp)");
     }
-    if (o.epochs < 0 || o.dim < 1) throw rb::ValueError("demo: --epochs must be >= 0 and --dim >= 1");
+    if (o.epochs < 0 || o.dim < 1 || o.maxlen < 1 || o.minutes <= 0)
+        throw rb::ValueError("demo: --epochs must be >= 0, --dim and --maxlen >= 1, --minutes > 0");
     return o;
 }
 
@@ -106,246 +106,100 @@ std::unordered_map<std::int64_t, std::string> read_titles(const std::string& pat
     return titles;
 }
 
-/// The model's parameters and Adam state.
-struct Model {
-    rb::Matrix<float> e_in, e_out;
-    rb::Vector<float> gamma, beta;
-    Model(index_t n, index_t d, std::uint64_t seed)
-        : e_in(rb::Shape<2>{{n, d}}), e_out(rb::Shape<2>{{n, d}}), gamma(rb::Shape<1>{{d}}), beta(rb::Shape<1>{{d}}) {
-        const rb::Rng rng(seed);
-        const double scale = 1.0 / std::sqrt(double(d));
-        for (index_t i = 0; i < e_in.numel(); ++i) e_in.data()[i] = float(scale * rng.normal(i));
-        const rb::Rng rng2 = rng.substream(1);
-        for (index_t i = 0; i < e_out.numel(); ++i) e_out.data()[i] = float(scale * rng2.normal(i));
-        std::fill(gamma.begin(), gamma.end(), 1.0f);
+
+/// Most-popular baseline under the same full-ranking protocol: scores = training counts.
+rb::eval::MetricsAccumulator most_popular(const rb::data::LeaveOneOut& split, index_t n_items) {
+    std::vector<float> counts(static_cast<std::size_t>(n_items) + 1, 0.0f);
+    for (const auto& s : split.train)
+        for (row_id_t it : s) counts[static_cast<std::size_t>(it)] += 1.0f;
+    rb::eval::MetricsAccumulator acc({10});
+    const auto row = rb::vector_view<const float>(counts.data(), n_items + 1);
+    for (index_t u : split.evaluated_users()) {
+        auto hist = split.train[static_cast<std::size_t>(u)];
+        hist.push_back(split.valid[static_cast<std::size_t>(u)]);
+        acc.add(rb::eval::rank_full(row, split.test[static_cast<std::size_t>(u)], hist));
     }
-};
-
-/// Adam over one flat parameter array.
-struct Adam {
-    std::vector<float> m, v;
-    long step = 0;
-    void update(float* w, const float* g, index_t n, float lr) {
-        if (m.empty()) m.assign(static_cast<std::size_t>(n), 0.0f), v.assign(static_cast<std::size_t>(n), 0.0f);
-        const float b1 = 0.9f, b2 = 0.999f;
-        ++step;
-        const float c1 = 1.0f - std::pow(b1, float(step)), c2 = 1.0f - std::pow(b2, float(step));
-        for (index_t i = 0; i < n; ++i) {
-            m[i] = b1 * m[i] + (1 - b1) * g[i];
-            v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
-            w[i] -= lr * (m[i] / c1) / (std::sqrt(v[i] / c2) + 1e-8f);
-        }
-    }
-};
-
-/// Encodes contexts (the last `window` items before each position) into h.
-/// Keeps what the backward pass needs.
-struct Encoder {
-    index_t window, dim;
-    rb::Matrix<float> gathered, mean, h;
-    rb::Vector<float> mu, rstd;
-    std::vector<row_id_t> ids;        // all context ids of the batch, flattened
-    std::vector<index_t> offsets;     // ids[offsets[b] .. offsets[b+1]) belong to row b
-
-    template <class Be>
-    void forward(const Be& be, const Model& m, const std::vector<std::vector<row_id_t>>& contexts) {
-        const index_t b = static_cast<index_t>(contexts.size());
-        ids.clear();
-        offsets.assign(1, 0);
-        for (const auto& c : contexts) {
-            ids.insert(ids.end(), c.begin(), c.end());
-            offsets.push_back(static_cast<index_t>(ids.size()));
-        }
-        const index_t n = static_cast<index_t>(ids.size());
-        if (gathered.extent(0) < n) gathered.resize(rb::Shape<2>{{n, dim}});
-        if (mean.extent(0) != b) mean.resize(rb::Shape<2>{{b, dim}}), h.resize(rb::Shape<2>{{b, dim}}),
-                mu.resize(rb::Shape<1>{{b}}), rstd.resize(rb::Shape<1>{{b}});
-        auto g = gathered.view().slice_rows(0, n);
-        rb::ops::gather_rows(be, m.e_in.view(), rb::vector_view<const row_id_t>(ids.data(), n), g);
-        for (index_t r = 0; r < b; ++r) {
-            const index_t lo = offsets[r], hi = offsets[r + 1];
-            float* out = mean.view().row(r);
-            std::fill(out, out + dim, 0.0f);
-            for (index_t j = lo; j < hi; ++j)
-                rb::ops::axpy(be, 1.0f / float(hi - lo), rb::vector_view<const float>(g.row(j), dim),
-                              rb::vector_view(out, dim));
-        }
-        rb::ops::layer_norm_forward(be, mean.view(), m.gamma.view(), m.beta.view(), 1e-5f, h.view(), mu.view(),
-                                    rstd.view());
-    }
-};
-
-struct Metrics {
-    double hr = 0, ndcg = 0;
-    long users = 0;
-};
-
-/// Ranks each user's test item against all items not in their history.
-template <class Score>
-Metrics evaluate(const rb::data::SequenceDataset& d, index_t n_items, Score&& score_batch) {
-    Metrics mt;
-    std::vector<index_t> users;
-    for (index_t u = 0; u < static_cast<index_t>(d.sequences.size()); ++u)
-        if (d.sequences[u].size() >= 3) users.push_back(u);
-    const index_t bs = 256;
-    rb::Matrix<float> scores;
-    rb::Matrix<row_id_t> top(rb::Shape<2>{{bs, 10}});
-    rb::Matrix<float> top_v(rb::Shape<2>{{bs, 10}});
-    for (std::size_t s = 0; s < users.size(); s += bs) {
-        const index_t b = std::min<index_t>(bs, static_cast<index_t>(users.size() - s));
-        std::vector<index_t> batch(users.begin() + static_cast<long>(s), users.begin() + static_cast<long>(s + b));
-        if (scores.extent(0) != b) scores.resize(rb::Shape<2>{{b, n_items}});
-        score_batch(batch, scores.view());
-        for (index_t r = 0; r < b; ++r) {
-            const auto& seq = d.sequences[batch[r]];
-            scores(r, 0) = -INFINITY;  // the padding id is never an answer
-            for (std::size_t j = 0; j + 1 < seq.size(); ++j) scores(r, seq[j]) = -INFINITY;  // history
-        }
-        auto tv = top.view().slice_rows(0, b);
-        auto vv = top_v.view().slice_rows(0, b);
-        rb::ops::top_k_rows(rb::backend::Cpu<rb::isa::Dispatch>{}, scores.view(), 10, tv, vv);
-        for (index_t r = 0; r < b; ++r) {
-            const row_id_t target = d.sequences[batch[r]].back();
-            for (index_t k = 0; k < 10; ++k)
-                if (tv(r, k) == target) {
-                    mt.hr += 1;
-                    mt.ndcg += 1.0 / std::log2(double(k) + 2.0);
-                }
-            ++mt.users;
-        }
-    }
-    mt.hr /= double(mt.users);
-    mt.ndcg /= double(mt.users);
-    return mt;
-}
-
-std::vector<row_id_t> last_items(const std::vector<row_id_t>& seq, std::size_t end, index_t window) {
-    const std::size_t begin = end > std::size_t(window) ? end - std::size_t(window) : 0;
-    return {seq.begin() + static_cast<long>(begin), seq.begin() + static_cast<long>(end)};
+    return acc;
 }
 
 int run(const Options& opt) {
-    using Clock = std::chrono::steady_clock;
-    const auto t0 = Clock::now();
-    rb::ThreadPool pool(opt.threads > 0 ? opt.threads : rb::ThreadPool::default_thread_count());
+    const auto t0 = std::chrono::steady_clock::now();
+    const int threads = opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    rb::ThreadPool pool(threads);
     const rb::backend::Cpu<rb::isa::Dispatch> cpu{&pool};
-
-    const rb::data::SequenceDataset d = rb::data::read_movielens_csv(opt.data_dir + "/ratings.csv");
-    const auto titles = read_titles(opt.data_dir + "/movies.csv");
-    const index_t n = d.num_items() + 1, dim = opt.dim;  // table row 0: the padding id, never recommended
     std::printf("recblocks %d.%d.%d demo | CPU kernels: %s | threads: %d\n", RECBLOCKS_VERSION_MAJOR,
-                RECBLOCKS_VERSION_MINOR, RECBLOCKS_VERSION_PATCH, rb::isa_name(rb::active_isa()).data(), pool.size());
-    std::printf("MovieLens ml-latest-small: %td users, %td movies\n", d.num_users(), d.num_items());
+                RECBLOCKS_VERSION_MINOR, RECBLOCKS_VERSION_PATCH,
+                rb::Primitives<rb::backend::Cpu<rb::isa::Dispatch>>::kernels<float>().arch_name, pool.size());
+    const auto d = rb::data::read_movielens_csv(opt.data_dir + "/ratings.csv");
+    const auto titles = read_titles(opt.data_dir + "/movies.csv");
+    const auto split = rb::data::leave_one_out(d);
+    const index_t n = d.num_items();
+    std::printf("MovieLens ml-latest-small: %td users, %td movies, %zu ratings\n", d.num_users(), n,
+                d.num_interactions());
 
-    // Training examples: (user, position t) predicting seq[t] from the items
-    // before it; the last two items of each user are held out (valid, test).
-    std::vector<std::pair<index_t, std::size_t>> examples;
-    for (index_t u = 0; u < static_cast<index_t>(d.sequences.size()); ++u) {
-        const std::size_t train_end = d.sequences[u].size() >= 3 ? d.sequences[u].size() - 2 : d.sequences[u].size();
-        for (std::size_t t = 1; t < train_end; ++t) examples.emplace_back(u, t);
-    }
-
-    Model model(n, dim, 42);
-    Adam adam_in, adam_out, adam_g, adam_b;
-    Encoder enc{opt.window, dim, {}, {}, {}, {}, {}, {}, {}};
-    const index_t bs = opt.batch;
-    rb::Matrix<float> logits(rb::Shape<2>{{bs, n}}), dh(rb::Shape<2>{{bs, dim}}), dmean(rb::Shape<2>{{bs, dim}});
-    rb::Matrix<float> g_out(rb::Shape<2>{{n, dim}}), g_in(rb::Shape<2>{{n, dim}}), g_rows;
-    rb::Vector<float> g_gamma(rb::Shape<1>{{dim}}), g_beta(rb::Shape<1>{{dim}});
-    const rb::Rng shuffle_rng(7);
-
-    for (int epoch = 0; epoch < opt.epochs; ++epoch) {
-        // Deterministic shuffle (Fisher–Yates on the counter-based generator).
-        for (std::size_t i = examples.size() - 1; i > 0; --i)
-            std::swap(examples[i], examples[shuffle_rng.substream(std::uint64_t(epoch)).below(i, std::uint32_t(i + 1))]);
-        double loss_sum = 0;
-        const auto te = Clock::now();
-        for (std::size_t s = 0; s < examples.size(); s += std::size_t(bs)) {
-            const index_t b = std::min<index_t>(bs, static_cast<index_t>(examples.size() - s));
-            std::vector<std::vector<row_id_t>> ctx;
-            std::vector<row_id_t> target;
-            for (index_t r = 0; r < b; ++r) {
-                const auto [u, t] = examples[s + std::size_t(r)];
-                ctx.push_back(last_items(d.sequences[u], t, opt.window));
-                target.push_back(d.sequences[u][t]);
-            }
-            enc.forward(cpu, model, ctx);
-            auto lg = logits.view().slice_rows(0, b);
-            rb::ops::gemm(cpu, rb::Trans::no, rb::Trans::yes, 1.0f, enc.h.view(), model.e_out.view(), 0.0f, lg);
-            rb::ops::softmax_rows(cpu, lg, lg);
-            // d(loss)/d(logits) = (softmax - onehot) / B
-            for (index_t r = 0; r < b; ++r) {
-                loss_sum -= std::log(std::max(lg(r, target[r]), 1e-30f));
-                lg(r, target[r]) -= 1.0f;
-            }
-            for (index_t i = 0; i < lg.numel(); ++i) lg.data()[i] /= float(b);
-            auto dhv = dh.view().slice_rows(0, b), dmv = dmean.view().slice_rows(0, b);
-            rb::ops::gemm(cpu, rb::Trans::yes, rb::Trans::no, 1.0f, lg, enc.h.view(), 0.0f, g_out.view());
-            rb::ops::gemm(cpu, rb::Trans::no, rb::Trans::no, 1.0f, lg, model.e_out.view(), 0.0f, dhv);
-            std::fill(g_gamma.begin(), g_gamma.end(), 0.0f);
-            std::fill(g_beta.begin(), g_beta.end(), 0.0f);
-            rb::ops::layer_norm_backward(cpu, enc.mean.view(), model.gamma.view(), enc.mu.view(), enc.rstd.view(), dhv,
-                                         dmv, g_gamma.view(), g_beta.view());
-            // Each context item receives dmean / |context| (the mean's gradient).
-            const index_t n_ids = static_cast<index_t>(enc.ids.size());
-            if (g_rows.extent(0) < n_ids) g_rows.resize(rb::Shape<2>{{n_ids, dim}});
-            for (index_t r = 0; r < b; ++r) {
-                const index_t lo = enc.offsets[r], hi = enc.offsets[r + 1];
-                for (index_t j = lo; j < hi; ++j)
-                    for (index_t c = 0; c < dim; ++c) g_rows(j, c) = dmv(r, c) / float(hi - lo);
-            }
-            std::fill(g_in.begin(), g_in.end(), 0.0f);
-            rb::ops::scatter_add_rows(cpu, g_rows.view().slice_rows(0, n_ids),
-                                      rb::vector_view<const row_id_t>(enc.ids.data(), n_ids), g_in.view());
-            adam_out.update(model.e_out.data(), g_out.data(), g_out.numel(), opt.lr);
-            adam_in.update(model.e_in.data(), g_in.data(), g_in.numel(), opt.lr);
-            adam_g.update(model.gamma.data(), g_gamma.data(), dim, opt.lr);
-            adam_b.update(model.beta.data(), g_beta.data(), dim, opt.lr);
+    rb::models::SASRecConfig cfg;
+    cfg.num_items = n;
+    cfg.max_len = opt.maxlen;
+    cfg.d_model = opt.dim;
+    rb::models::SASRec<float> model(cfg, rb::Rng(42));
+    rb::train::NextItemTrainer<float, decltype(model)> trainer(model, split.train, n, cfg.max_len, {});
+    std::printf("SASRec: D=%td L=%td, 2 blocks, 1 head, dropout 0.2; training for up to %d epochs / %.1f minutes\n",
+                cfg.d_model, cfg.max_len, opt.epochs, opt.minutes);
+    rb::eval::NextItemEvalOptions valid;
+    valid.validation = true;
+    valid.ks = {10};
+    double seconds = 0;
+    index_t sequences = 0;
+    int epochs_done = 0;
+    for (int e = 0; e < opt.epochs; ++e) {
+        const auto s = trainer.train_epoch(cpu, pool);
+        seconds += s.seconds;
+        sequences += s.sequences;
+        epochs_done = e + 1;
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const bool last = e + 1 == opt.epochs || elapsed > 60.0 * opt.minutes;
+        if ((e + 1) % 20 == 0 || last || e == 0) {
+            const auto m = rb::eval::evaluate_next_item(model, cpu, pool, split, n, cfg.max_len, valid);
+            std::printf("epoch %3d  loss %.4f  %6.0f sequences/s  validation NDCG@10 %.4f HR@10 %.4f\n", e + 1,
+                        s.mean_loss, s.sequences_per_second(), m.ndcg(10), m.hit_rate(10));
+            std::fflush(stdout);
         }
-        const double secs = std::chrono::duration<double>(Clock::now() - te).count();
-        const double loss = loss_sum / double(examples.size());
-        if (!std::isfinite(loss)) throw rb::ValueError("demo: training diverged (loss is not finite)");
-        std::printf("epoch %d/%d  loss %.4f  %.0f examples/s\n", epoch + 1, opt.epochs, loss,
-                    double(examples.size()) / secs);
+        if (last) break;
     }
 
-    // Serving: encode the full history (train + valid), score all items.
-    auto model_scores = [&](const std::vector<index_t>& users, rb::MatrixView<float> out) {
-        std::vector<std::vector<row_id_t>> ctx;
-        for (index_t u : users) ctx.push_back(last_items(d.sequences[u], d.sequences[u].size() - 1, opt.window));
-        enc.forward(cpu, model, ctx);
-        rb::ops::gemm(cpu, rb::Trans::no, rb::Trans::yes, 1.0f, enc.h.view(), model.e_out.view(), 0.0f, out);
-    };
-    std::vector<float> popularity(static_cast<std::size_t>(n), 0.0f);
-    for (const auto& seq : d.sequences)
-        for (std::size_t j = 0; j + 1 < seq.size(); ++j) popularity[std::size_t(seq[j])] += 1.0f;
-    auto popular_scores = [&](const std::vector<index_t>& users, rb::MatrixView<float> out) {
-        for (index_t r = 0; r < static_cast<index_t>(users.size()); ++r)
-            std::copy(popularity.begin(), popularity.end(), out.row(r));
-    };
-    const Metrics pop = evaluate(d, n, popular_scores);
-    const Metrics mod = evaluate(d, n, model_scores);
-    std::printf("full ranking over %td movies, %ld users:  most-popular HR@10 %.4f NDCG@10 %.4f | model HR@10 %.4f "
-                "NDCG@10 %.4f\n",
-                d.num_items(), mod.users, pop.hr, pop.ndcg, mod.hr, mod.ndcg);
+    rb::eval::NextItemEvalOptions sampled, full;
+    full.protocol = rb::eval::Protocol::full;
+    const auto ms = rb::eval::evaluate_next_item(model, cpu, pool, split, n, cfg.max_len, sampled);
+    const auto mf = rb::eval::evaluate_next_item(model, cpu, pool, split, n, cfg.max_len, full);
+    const auto pop = most_popular(split, n);
+    std::printf("test, %td users | sampled (100 negatives): HR@10 %.4f NDCG@10 %.4f | full ranking over %td movies: "
+                "HR@10 %.4f NDCG@10 %.4f (most popular: HR@10 %.4f NDCG@10 %.4f)\n",
+                ms.count(), ms.hit_rate(10), ms.ndcg(10), n, mf.hit_rate(10), mf.ndcg(10), pop.hit_rate(10),
+                pop.ndcg(10));
 
-    // Top-10 for one user.
-    const auto it = std::find(d.user_ids.begin(), d.user_ids.end(), opt.user);
-    if (it == d.user_ids.end()) throw rb::IndexError(rb::detail::concat("demo: --user ", opt.user, " has no ratings"));
-    const index_t u = it - d.user_ids.begin();
-    rb::Matrix<float> s(rb::Shape<2>{{1, n}});
-    rb::Matrix<row_id_t> top(rb::Shape<2>{{1, 10}});
-    rb::Matrix<float> top_v(rb::Shape<2>{{1, 10}});
-    model_scores({u}, s.view());
-    for (row_id_t item : d.sequences[u]) s(0, item) = -INFINITY;  // recommend only unseen movies
-    s(0, 0) = -INFINITY;
-    rb::ops::top_k_rows(cpu, s.view(), 10, top.view(), top_v.view());
+    // Serving: the user's whole history in, top-10 unseen movies out.
+    index_t u = -1;
+    for (std::size_t i = 0; i < d.user_ids.size(); ++i)
+        if (d.user_ids[i] == opt.user) u = static_cast<index_t>(i);
+    if (u < 0) throw rb::IndexError("demo: --user " + std::to_string(opt.user) + " is not in ratings.csv");
+    const auto& hist = d.sequences[static_cast<std::size_t>(u)];
+    rb::Matrix<row_id_t> ids(rb::Shape<2>{{1, cfg.max_len}}), top(rb::Shape<2>{{1, 10}});
+    const std::span<const row_id_t> one[1] = {hist};
+    rb::data::left_padded_batch(one, ids.view());
+    rb::Matrix<float> scores(rb::Shape<2>{{1, n + 1}}), top_scores(top.shape());
+    model.score_all(cpu, pool, ids.cview(), scores.view());
+    for (row_id_t it : hist) scores(0, it) = -INFINITY;
+    rb::ops::top_k_rows(cpu, scores.cview(), 10, top.view(), top_scores.view());
     std::printf("top-10 new movies for user %ld (last watched: %s):\n", opt.user,
-                titles.at(d.item_ids[std::size_t(d.sequences[u].back())]).c_str());
+                titles.at(d.item_ids[static_cast<std::size_t>(hist.back())]).c_str());
     for (index_t k = 0; k < 10; ++k)
-        std::printf("  %2td. %s\n", k + 1, titles.at(d.item_ids[std::size_t(top(0, k))]).c_str());
-    std::printf("{\"HR@10\": %.4f, \"NDCG@10\": %.4f, \"popular_HR@10\": %.4f, \"seconds\": %.1f}\n", mod.hr, mod.ndcg,
-                pop.hr, std::chrono::duration<double>(Clock::now() - t0).count());
+        std::printf("  %2td. %s\n", k + 1, titles.at(d.item_ids[static_cast<std::size_t>(top(0, k))]).c_str());
+    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("{\"model\": \"sasrec\", \"epochs\": %d, \"HR@10\": %.4f, \"NDCG@10\": %.4f, \"full_HR@10\": %.4f, "
+                "\"full_NDCG@10\": %.4f, \"popular_full_HR@10\": %.4f, \"train_sequences_per_second\": %.0f, "
+                "\"seconds\": %.1f}\n",
+                epochs_done, ms.hit_rate(10), ms.ndcg(10), mf.hit_rate(10), mf.ndcg(10), pop.hit_rate(10),
+                seconds > 0 ? double(sequences) / seconds : 0.0, total);
     return 0;
 }
 
