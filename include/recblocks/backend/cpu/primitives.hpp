@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <atomic>
 #include <vector>
 
 #include "recblocks/backend/cpu/cpu_features.hpp"
@@ -79,7 +80,7 @@ inline index_t rows_per_chunk(index_t cols, index_t target = 16384) {
 }
 
 /// Scratch that lives as long as the calling thread, so repeated calls do not allocate.
-template <class T>
+template <class T, class Tag = void>
 std::vector<T>& thread_scratch(std::size_t n) {
     thread_local std::vector<T> buf;
     if (buf.size() < n) buf.resize(n);
@@ -302,33 +303,38 @@ struct Primitives<backend::Cpu<Isa>> {
         // The top-k under (value desc, index asc) is unique, so splitting a
         // long row into segments cannot change the result.
         const index_t segments = rows >= threads ? 1 : std::clamp<index_t>(n / (1 << 20), 1, threads);
-        std::vector<std::uint8_t> nan(static_cast<std::size_t>(rows), 0);
+        // The first row holding a NaN (rows if none); the minimum is the same
+        // whatever the thread schedule. No allocation per call.
+        std::atomic<index_t> first_nan{rows};
+        auto report_nan = [&](index_t r) {
+            index_t cur = first_nan.load(std::memory_order_relaxed);
+            while (r < cur && !first_nan.compare_exchange_weak(cur, r, std::memory_order_relaxed)) {
+            }
+        };
         if (segments == 1) {
             parallel_for(be.threads(), 0, rows, 1, [&](index_t r0, index_t r1) {
                 for (index_t r = r0; r < r1; ++r)
-                    nan[static_cast<std::size_t>(r)] = kt.top_k(scores.row(r), n, k, 0, values.row(r), ids.row(r));
+                    if (kt.top_k(scores.row(r), n, k, 0, values.row(r), ids.row(r))) report_nan(r);
             });
         } else {
             const index_t seg_len = (n + segments - 1) / segments;
             auto& cand_v = cpu::thread_scratch<T>(static_cast<std::size_t>(segments * k));
             auto& cand_i = cpu::thread_scratch<row_id_t>(static_cast<std::size_t>(segments * k));
-            std::vector<index_t> got(static_cast<std::size_t>(segments));
-            std::vector<std::uint8_t> seg_nan(static_cast<std::size_t>(segments));  // one writer each
+            auto& got = cpu::thread_scratch<index_t, struct TopKGot>(static_cast<std::size_t>(segments));
             for (index_t r = 0; r < rows; ++r) {
                 parallel_for(be.threads(), 0, segments, 1, [&](index_t s, index_t) {
                     const index_t b = s * seg_len, len = std::min(n, b + seg_len) - b;
                     const index_t kk = std::min(k, len);
                     got[static_cast<std::size_t>(s)] = kk;
-                    seg_nan[static_cast<std::size_t>(s)] = kt.top_k(scores.row(r) + b, len, kk, static_cast<row_id_t>(b),
-                                                                    cand_v.data() + s * k, cand_i.data() + s * k);
+                    if (kt.top_k(scores.row(r) + b, len, kk, static_cast<row_id_t>(b), cand_v.data() + s * k,
+                                 cand_i.data() + s * k))
+                        report_nan(r);
                 });
-                for (std::uint8_t f : seg_nan) nan[static_cast<std::size_t>(r)] |= f;
-                merge_segments(cand_v.data(), cand_i.data(), got, k, values.row(r), ids.row(r));
+                merge_segments(cand_v.data(), cand_i.data(), got, segments, k, values.row(r), ids.row(r));
             }
         }
-        for (index_t r = 0; r < rows; ++r)
-            if (nan[static_cast<std::size_t>(r)]) return r;
-        return -1;
+        const index_t bad = first_nan.load();
+        return bad < rows ? bad : -1;
     }
 
     template <class T>
@@ -370,12 +376,13 @@ private:
 
     /// Merges per-segment sorted top-k lists into the row's final top-k.
     template <class T>
-    static void merge_segments(const T* cand_v, const row_id_t* cand_i, const std::vector<index_t>& got, index_t k,
-                               T* out_v, row_id_t* out_i) {
-        std::vector<index_t> pos(got.size(), 0);
+    static void merge_segments(const T* cand_v, const row_id_t* cand_i, const std::vector<index_t>& got,
+                               index_t segments, index_t k, T* out_v, row_id_t* out_i) {
+        auto& pos = cpu::thread_scratch<index_t, struct TopKMergePos>(static_cast<std::size_t>(segments));
+        std::fill_n(pos.begin(), segments, index_t{0});
         for (index_t j = 0; j < k; ++j) {
             index_t best = -1;
-            for (std::size_t s = 0; s < got.size(); ++s) {
+            for (std::size_t s = 0; s < static_cast<std::size_t>(segments); ++s) {
                 if (pos[s] >= got[s]) continue;
                 const index_t at = static_cast<index_t>(s) * k + pos[s];
                 if (best < 0 || cand_v[at] > cand_v[best] || (cand_v[at] == cand_v[best] && cand_i[at] < cand_i[best]))
