@@ -149,10 +149,27 @@ public:
             const auto mask = build_mask(b, len, key_keep);
             for (index_t hd = 0; hd < h; ++hd) {
                 auto p = prob_matrix(b, hd);
-                ops::gemm(be, Trans::no, Trans::yes, scale, head(qkv, b, 0, hd), head(qkv, b, 1, hd), T(0), p);
-                ops::softmax_rows(be, p, p, mask);
-                ops::gemm(be, Trans::no, Trans::no, T(1), weights_used(b, hd, true), head(qkv, b, 2, hd), T(0),
-                          matrix_view(ctx_.data() + b * len * d + hd * dh, len, dh, d));
+                const auto q = head(qkv, b, 0, hd), k = head(qkv, b, 1, hd);
+                // Query rows in chunks; a chunk scores only the keys its mask can show
+                // (causal: those before its end) and leaves the rest of P zero.
+                for (index_t r0 = 0; r0 < len; r0 += kQueryChunk) {
+                    const index_t r1 = std::min(len, r0 + kQueryChunk);
+                    const index_t kend = policies::visible_key_end(mask_, r1, len);
+                    auto s = matrix_view(p.data() + r0 * len, r1 - r0, kend, len);
+                    ops::gemm(be, Trans::no, Trans::yes, scale, q.slice_rows(r0, r1), k.slice_rows(0, kend), T(0), s);
+                    ops::softmax_rows(be, MatrixView<const T>(s), s,
+                                      matrix_view(mask.data() + r0 * len, r1 - r0, kend, len));
+                    if (kend < len)
+                        for (index_t r = r0; r < r1; ++r) std::fill(p.row(r) + kend, p.row(r) + len, T(0));
+                }
+                const auto w = weights_used(b, hd, true);
+                auto ctx = matrix_view(ctx_.data() + b * len * d + hd * dh, len, dh, d);
+                for (index_t r0 = 0; r0 < len; r0 += kQueryChunk) {
+                    const index_t r1 = std::min(len, r0 + kQueryChunk);
+                    const index_t kend = policies::visible_key_end(mask_, r1, len);
+                    ops::gemm(be, Trans::no, Trans::no, T(1), matrix_view(w.data() + r0 * len, r1 - r0, kend, len),
+                              head(qkv, b, 2, hd).slice_rows(0, kend), T(0), ctx.slice_rows(r0, r1));
+                }
             }
         });
         auto y2 = matrix_view(y.data(), rows, d);
@@ -286,6 +303,8 @@ public:
     }
 
 private:
+    static constexpr index_t kQueryChunk = 64;  // query rows per block of scores (causal skipping)
+
     [[nodiscard]] bool is_self() const { return q_in_.data() == kv_in_.data(); }
     [[nodiscard]] MatrixView<const T> w_q() const { return matrix_view<const T>(params_.in_proj_weight.data(), cfg_.d_model, cfg_.d_model); }
     [[nodiscard]] MatrixView<const T> w_kv() const {

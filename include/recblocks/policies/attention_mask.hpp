@@ -11,6 +11,10 @@
 //
 // A user-defined mask is any type with `bool visible(index_t q, index_t k) const`
 // (the AttentionMask concept); it may carry state, like BlockCausalMask.
+// Optionally `index_t key_end(index_t q_end) const`: no query below q_end sees a
+// key at or after key_end(q_end). The attention block then skips those scores
+// (for causal masks, about a third of the attention work).
+#include <algorithm>
 #include <concepts>
 
 #include "recblocks/core/check.hpp"
@@ -26,6 +30,7 @@ concept AttentionMask = requires(const M m, index_t q, index_t k) {
 
 struct CausalMask {
     [[nodiscard]] constexpr bool visible(index_t q, index_t k) const { return k <= q; }
+    [[nodiscard]] constexpr index_t key_end(index_t q_end) const { return q_end; }
 };
 
 struct BidirectionalMask {
@@ -40,7 +45,18 @@ struct BlockCausalMask {
     [[nodiscard]] constexpr bool visible(index_t q, index_t k) const {
         return k / tokens_per_item <= q / tokens_per_item;
     }
+    [[nodiscard]] constexpr index_t key_end(index_t q_end) const {
+        return (q_end + tokens_per_item - 1) / tokens_per_item * tokens_per_item;
+    }
 };
+
+/// The keys that queries [0, q_end) may see lie in [0, key_end): the mask's own
+/// bound when it has one, else every key.
+template <AttentionMask M>
+constexpr index_t visible_key_end(const M& m, index_t q_end, index_t len) {
+    if constexpr (requires { m.key_end(q_end); }) return std::min(len, m.key_end(q_end));
+    else return len;
+}
 
 static_assert(AttentionMask<CausalMask> && AttentionMask<BidirectionalMask> && AttentionMask<BlockCausalMask>);
 
