@@ -49,14 +49,29 @@ public:
         return rng_.substream(step).uniform(i) >= static_cast<float>(p_);
     }
 
+    /// In place on elements [begin, end) of a buffer that backward(step, lane)
+    /// would process whole: the same mask for those elements, single-threaded
+    /// (for callers that already run in parallel and touch only part of a matrix).
+    template <class T>
+    void backward_range(std::uint64_t step, std::uint64_t lane, index_t begin, index_t end, T* data) const {
+        const Rng r = rng_.substream(step).substream(lane);
+        const auto key = r.key();
+        mask_kernel<T>()(data, data, begin, end, key[0], key[1], r.stream(), threshold(),
+                         static_cast<T>(1.0 / (1.0 - p_)));
+    }
+
 private:
+    /// Keep iff uniform(i) >= p, compared on the integer: (word >> 8) * 2^-24 >= p.
+    [[nodiscard]] std::uint32_t threshold() const {
+        return static_cast<std::uint32_t>(std::ceil(double(static_cast<float>(p_)) * 0x1.0p24));
+    }
+
     template <class T>
     void apply(ThreadPool& pool, const Rng& r, TensorView<const T, 1> in, TensorView<T, 1> out) const {
         RECBLOCKS_CHECK_SHAPE(in.size() == out.size(), "Dropout: output has ", out.size(), " entries but input has ",
                               in.size());
         const T scale = static_cast<T>(1.0 / (1.0 - p_));
-        // Keep iff uniform(i) >= p, compared on the integer: (word >> 8) * 2^-24 >= p.
-        const std::uint32_t threshold = static_cast<std::uint32_t>(std::ceil(double(static_cast<float>(p_)) * 0x1.0p24));
+        const std::uint32_t threshold = this->threshold();
         const auto kernel = mask_kernel<T>();
         const auto key = r.key();
         const T* src = in.data();

@@ -217,19 +217,35 @@ public:
         for_each_sequence(be, bsz, [&](index_t b) {
             for (index_t hd = 0; hd < h; ++hd) {
                 const MatrixView<const T> p = prob_matrix(b, hd);
+                const auto w = weights_used(b, hd);
                 const auto dctx = matrix_view<const T>(dctx_.data() + b * len * d + hd * dh, len, dh, d);
+                const auto q = head(qkv, b, 0, hd), k = head(qkv, b, 1, hd), v = head(qkv, b, 2, hd);
+                auto dq = head(dqkv, b, 0, hd), dk = head(dqkv, b, 1, hd), dv = head(dqkv, b, 2, hd);
                 auto dp = matrix_view(dp_.data() + b * len * len, len, len);
-                ops::gemm(be, Trans::no, Trans::yes, T(1), dctx, head(qkv, b, 2, hd), T(0), dp);       // dP' = dC Vᵀ
-                ops::gemm(be, Trans::yes, Trans::no, T(1), weights_used(b, hd), dctx, T(0),
-                          head(dqkv, b, 2, hd));                                                      // dV = P'ᵀ dC
-                if (train_)                                                                           // dP = Drop'(dP')
-                    dropout_.backward<T>(ThreadPool::global(), step_, lane(b, hd),
-                                         vector_view<const T>(dp.data(), len * len), vector_view(dp.data(), len * len));
-                ops::softmax_rows_backward(be, p, MatrixView<const T>(dp), dp);                       // dS
-                ops::gemm(be, Trans::no, Trans::no, scale, MatrixView<const T>(dp), head(qkv, b, 1, hd), T(0),
-                          head(dqkv, b, 0, hd));                                                      // dQ = dS K s
-                ops::gemm(be, Trans::yes, Trans::no, scale, MatrixView<const T>(dp), head(qkv, b, 0, hd), T(0),
-                          head(dqkv, b, 1, hd));                                                      // dK = dSᵀ Q s
+                // Chunks of query rows over the keys they can see, as in forward: P is zero
+                // beyond, so are dS there. dK and dV sum over chunks (zeroed first).
+                for (index_t r = 0; r < len; ++r) {
+                    std::fill(dk.row(r), dk.row(r) + dh, T(0));
+                    std::fill(dv.row(r), dv.row(r) + dh, T(0));
+                }
+                for (index_t r0 = 0; r0 < len; r0 += kQueryChunk) {
+                    const index_t r1 = std::min(len, r0 + kQueryChunk), m = r1 - r0;
+                    const index_t kend = policies::visible_key_end(mask_, r1, len);
+                    const auto p_c = matrix_view<const T>(p.data() + r0 * len, m, kend, len);
+                    const auto w_c = matrix_view<const T>(w.data() + r0 * len, m, kend, len);
+                    auto dp_c = matrix_view(dp.data() + r0 * len, m, kend, len);
+                    const auto dctx_c = dctx.slice_rows(r0, r1);
+                    ops::gemm(be, Trans::no, Trans::yes, T(1), dctx_c, v.slice_rows(0, kend), T(0), dp_c);  // dP' = dC Vᵀ
+                    ops::gemm(be, Trans::yes, Trans::no, T(1), w_c, dctx_c, T(1), dv.slice_rows(0, kend));  // dV += P'ᵀ dC
+                    if (train_)                                                                        // dP = Drop'(dP')
+                        for (index_t r = r0; r < r1; ++r)
+                            dropout_.backward_range<T>(step_, lane(b, hd), r * len, r * len + kend, dp.data());
+                    ops::softmax_rows_backward(be, p_c, MatrixView<const T>(dp_c), dp_c);             // dS
+                    ops::gemm(be, Trans::no, Trans::no, scale, MatrixView<const T>(dp_c), k.slice_rows(0, kend), T(0),
+                              dq.slice_rows(r0, r1));                                                // dQ = dS K s
+                    ops::gemm(be, Trans::yes, Trans::no, scale, MatrixView<const T>(dp_c), q.slice_rows(r0, r1), T(1),
+                              dk.slice_rows(0, kend));                                               // dK += dSᵀ Q s
+                }
             }
         });
         // Input projection.
