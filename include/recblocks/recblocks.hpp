@@ -72,3 +72,6 @@
 #include "recblocks/eval/next_item_evaluation.hpp"
 #include "recblocks/models/sasrec.hpp"
 #include "recblocks/train/next_item_trainer.hpp"
+#include "recblocks/data/cloze_batches.hpp"
+#include "recblocks/models/bert4rec.hpp"
+#include "recblocks/train/cloze_trainer.hpp"

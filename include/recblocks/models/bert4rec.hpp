@@ -1,0 +1,416 @@
+#pragma once
+// BERT4Rec (Sun et al., CIKM 2019): a bidirectional transformer trained with
+// a cloze objective. Built from blocks/ like SASRec; the reference is
+// FeiSun/BERT4Rec and class BERT4Rec of benchmarks/peers/torch_models.py
+// (whose state_dict loads through bert4rec_reference_names()).
+//
+// Vocabulary: 0 = padding, 1..N = items, N + 1 = [mask] (mask_token()).
+//
+//   x = Drop(LN_emb(E[s] + P[t]))            no sqrt(D) scale; P has L rows, slot t uses row t
+//   F = Stack(x)                               post-norm blocks LN(x + Drop(sublayer(x))),
+//                                              bidirectional attention, padded keys masked,
+//                                              erf-GELU FFN of width 4D without hidden dropout,
+//                                              no final norm, no timeline zeroing
+//   h = LN_head(GELU(F W_headᵀ + b_head))
+//   logit(item i) = h · E[i] + out_bias[i]     over items 1..N (tied with the input table)
+//
+// Padded slots: the embedding writes zeros there (the reference writes
+// LN(E[0] + P[t])); the values of padded slots are never attended to and
+// never read, so every output at a real slot, the loss and every gradient
+// are the same as the reference's.
+//
+// Training: train_step_ce(masked_ids, labels) runs forward, the full-softmax
+// cross-entropy over items 1..N at the target slots (labels != 0) and
+// backward; gradients are in params()' grads (zeroed first). The head runs
+// on the target slots only.
+//
+// Inference: score_all(ids) takes the caller's left-padded history (what
+// eval::evaluate_next_item passes), shifts it left by one slot and puts
+// [mask] in the last slot (BERT4Rec's "append [mask]"; with a full history
+// of L items the oldest one drops out), and scores every item from the
+// hidden state of that [mask]. score_positions() scores given slots of ids
+// as they are (no shift). Scratch is owned and reused: after the first call
+// of a batch shape, calls allocate nothing.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "recblocks/blocks/bias.hpp"
+#include "recblocks/blocks/dropout.hpp"
+#include "recblocks/blocks/layer_norm.hpp"
+#include "recblocks/blocks/sequence_embedding.hpp"
+#include "recblocks/blocks/transformer_stack.hpp"
+#include "recblocks/io/pytorch_import.hpp"
+#include "recblocks/losses/softmax_cross_entropy.hpp"
+#include "recblocks/ops/activation.hpp"
+#include "recblocks/ops/gemm.hpp"
+#include "recblocks/ops/layer_norm.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace models {
+
+struct BERT4RecConfig {
+    index_t num_items = 0;           ///< N; ids 1..N, 0 = padding, N + 1 = [mask]
+    index_t max_len = 200;           ///< L (the paper: 200 for MovieLens, 50 for Beauty and Steam)
+    index_t d_model = 64;            ///< D
+    index_t num_blocks = 2;
+    index_t heads = 2;
+    index_t inner = 0;               ///< feed-forward width; 0 means 4D
+    double dropout = 0.2;            ///< embedding output, attention output, feed-forward output
+    double attention_dropout = -1;   ///< on the attention weights; < 0 means `dropout`
+    double ln_eps = 1e-12;           ///< BERT's (TF layer_norm's hard-coded epsilon)
+    /// Initialisation: weights and embeddings ~ N(0, init_std²) truncated at
+    /// 2 sigma, linear biases 0 (BERT's initializer_range 0.02). 0 keeps the
+    /// blocks' PyTorch-style defaults (nn.Linear / nn.MultiheadAttention, N(0, 1/D) tables).
+    double init_std = 0.02;
+};
+
+/// recblocks names -> the PyTorch reference's state_dict names (class BERT4Rec
+/// in benchmarks/peers/torch_models.py; tests/golden/bert4rec.safetensors).
+/// item_emb.weight, pos_emb.weight, head_dense.* and out_bias are the same.
+inline io::NameMap bert4rec_reference_names() {
+    return {{"emb_norm.", "emb_layernorm."},
+            {"blocks.{i}.attention.", "attention_layers.{i}."},
+            {"blocks.{i}.norm_attention.", "attention_layernorms.{i}."},
+            {"blocks.{i}.ffn.", "forward_layers.{i}."},
+            {"blocks.{i}.norm_ffn.", "forward_layernorms.{i}."},
+            {"head_norm.", "head_layernorm."}};
+}
+
+template <class T>
+class BERT4Rec {
+public:
+    using Config = BERT4RecConfig;
+    using Stack = blocks::TransformerStack<T, policies::BidirectionalMask, policies::PostNorm>;
+
+    BERT4Rec(Config cfg, const Rng& rng)
+        : cfg_(validated(cfg)),
+          embedding_({cfg.num_items + 1, cfg.d_model, cfg.max_len, false, blocks::PositionRows::per_slot, 0.0},
+                     rng.substream(0)),
+          emb_norm_({cfg.d_model, cfg.ln_eps}), emb_dropout_(cfg.dropout, rng.substream(2)),
+          stack_(stack_config(cfg_), rng.substream(1)) {
+        const index_t d = cfg_.d_model, n = cfg_.num_items;
+        for (Head* h : {&head_, &head_grads_}) {
+            h->dense_w.resize(Shape<2>{{d, d}});
+            h->dense_b.resize(Shape<1>{{d}});
+            h->norm_w.resize(Shape<1>{{d}});
+            h->norm_b.resize(Shape<1>{{d}});
+            h->out_bias.resize(Shape<1>{{n + 1}});  // entry 0 (padding) is never a class
+        }
+        std::fill(head_.norm_w.begin(), head_.norm_w.end(), T(1));
+        const Rng hr = rng.substream(3);
+        const double bound = 1.0 / std::sqrt(double(d));  // nn.Linear's default
+        for (index_t i = 0; i < d * d; ++i)
+            head_.dense_w.data()[i] = static_cast<T>(bound * (2.0 * hr.substream(0).uniform_double(std::uint64_t(i)) - 1.0));
+        for (index_t i = 0; i < d; ++i)
+            head_.dense_b.data()[i] = static_cast<T>(bound * (2.0 * hr.substream(1).uniform_double(std::uint64_t(i)) - 1.0));
+
+        embedding_.append_params("", params_);
+        emb_norm_.append_params("emb_norm.", params_);
+        stack_.append_params("", params_);
+        blocks::append_param(params_, "", "head_dense.weight", head_.dense_w, head_grads_.dense_w, blocks::ParamKind::weight);
+        blocks::append_param(params_, "", "head_dense.bias", head_.dense_b, head_grads_.dense_b, blocks::ParamKind::bias);
+        blocks::append_param(params_, "", "head_norm.weight", head_.norm_w, head_grads_.norm_w, blocks::ParamKind::norm);
+        blocks::append_param(params_, "", "head_norm.bias", head_.norm_b, head_grads_.norm_b, blocks::ParamKind::norm);
+        // out_bias is [N] (item i at index i - 1, as the reference stores it): a
+        // view of entries 1..N of the [N + 1] vector the loss takes.
+        params_.push_back(blocks::ParamRef<T>{"out_bias", head_.out_bias.data() + 1, head_grads_.out_bias.data() + 1,
+                                              {n}, blocks::ParamKind::bias});
+        if (cfg_.init_std > 0) bert_init(rng.substream(4));
+    }
+    BERT4Rec(const BERT4Rec&) = delete;  // params() points into the model
+    BERT4Rec& operator=(const BERT4Rec&) = delete;
+
+    [[nodiscard]] const Config& config() const { return cfg_; }
+    [[nodiscard]] row_id_t mask_token() const { return static_cast<row_id_t>(cfg_.num_items + 1); }
+    /// Every learnable tensor: item_emb.weight [N + 2, D], pos_emb.weight [L, D],
+    /// emb_norm.*, blocks.<i>.{attention, norm_attention, ffn, norm_ffn}.*,
+    /// head_dense.{weight [D, D], bias}, head_norm.*, out_bias [N].
+    [[nodiscard]] const blocks::ParamList<T>& params() const { return params_; }
+    [[nodiscard]] blocks::SequenceEmbedding<T>& embedding() { return embedding_; }
+    [[nodiscard]] Stack& stack() { return stack_; }
+    /// The item table [N + 2, D] (row 0 padding, row N + 1 [mask]).
+    [[nodiscard]] MatrixView<const T> item_table() const { return embedding_.params().items.cview(); }
+    /// The per-item output bias, [N + 1] with entry 0 unused (always 0).
+    [[nodiscard]] VectorView<const T> out_bias() const { return head_.out_bias.cview(); }
+
+    /// One training step's forward and backward with the cloze loss:
+    /// masked_ids [B, L] (ids in [0, N + 1], [mask] = N + 1), labels [B, L]
+    /// (0 = not a target, else the true item in [1, N]; only at non-padded
+    /// slots). Zeroes and fills the gradients; returns the mean cross-entropy
+    /// over the targets and their count (0 and no gradient when there is none).
+    /// `step` keys the dropout masks.
+    template <class Be>
+    losses::LossValue train_step_ce(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> masked_ids,
+                                    MatrixView<const row_id_t> labels, std::uint64_t step) {
+        constexpr std::string_view op = "BERT4Rec::train_step_ce";
+        RECBLOCKS_CHECK_SHAPE(labels.shape() == masked_ids.shape() && labels.is_contiguous(), op, ": masked_ids is ",
+                              masked_ids.shape(), " and labels ", labels.shape(), " (need equal contiguous shapes)");
+        check_ids(masked_ids, cfg_.num_items + 1, op);
+        const index_t len = masked_ids.cols(), n = cfg_.num_items, d = cfg_.d_model;
+        const index_t rows = masked_ids.rows() * len;
+        rows_.clear();
+        for (index_t r = 0; r < rows; ++r) {
+            const row_id_t y = labels.data()[r];
+            RECBLOCKS_CHECK_INDEX(y >= 0 && y <= n, op, ": labels[", r / len, ", ", r % len, "] = ", y,
+                                  " is outside [0, ", n, "] (0 = not a target)");
+            if (y == 0) continue;
+            RECBLOCKS_CHECK_VALUE(masked_ids.data()[r] != 0, op, ": labels[", r / len, ", ", r % len, "] = ", y,
+                                  " is at a padded slot (masked_ids is 0 there)");
+            rows_.push_back(r);
+        }
+        blocks::zero_grads(params_);
+        forward(be, pool, masked_ids, step, true);
+        const index_t count = static_cast<index_t>(rows_.size());
+        if (count == 0) return {};
+        reserve_head(count);
+        for (index_t i = 0; i < count; ++i) {
+            targets_.data()[i] = labels.data()[rows_[static_cast<std::size_t>(i)]];
+            const T* src = hidden_.data() + rows_[static_cast<std::size_t>(i)] * d;
+            std::copy(src, src + d, head_in_.data() + i * d);
+        }
+        head_forward(be, count);
+        auto& g = embedding_.grads();
+        const auto loss = loss_(be, head_slice(head_out_, count), classes(embedding_.params().items),
+                                head_.out_bias.cview(), vector_view<const row_id_t>(targets_.data(), count),
+                                head_slice(d_head_out_, count),
+                                matrix_view(g.items.data(), n + 1, d), head_grads_.out_bias.view());
+        head_backward(be, count);  // d_head_in_
+        std::fill(dhidden_.begin(), dhidden_.end(), T(0));
+        for (index_t i = 0; i < count; ++i)
+            std::copy(d_head_in_.data() + i * d, d_head_in_.data() + (i + 1) * d,
+                      dhidden_.data() + rows_[static_cast<std::size_t>(i)] * d);
+        stack_.backward(be, pool, dhidden_.view(), dx_.view());
+        if (last_train_ && emb_dropout_.p() > 0)
+            emb_dropout_.backward<T>(pool, last_step_, vector_view<const T>(dx_.data(), dx_.numel()),
+                                     vector_view(dx_.data(), dx_.numel()));
+        emb_norm_.backward(be, matrix_view<const T>(dx_.data(), rows, d), matrix_view(demb_.data(), rows, d));
+        embedding_.backward(be, pool, masked_ids, demb_.view());
+        return loss;
+    }
+
+    /// Encoder forward: the stack's output [B, L, D] for ids [B, L] (ids in
+    /// [0, N + 1]), kept in hidden() until the next call. `train` enables dropout.
+    template <class Be>
+    void forward(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, std::uint64_t step, bool train) {
+        embed(be, pool, ids, step, train, "BERT4Rec::forward");
+        if (hidden_.shape() != x_.shape()) {
+            for (auto* t : {&hidden_, &dhidden_, &dx_, &demb_}) t->resize(x_.shape());
+        }
+        stack_.forward(be, pool, x_.cview(), keep_.cview(), hidden_.view(), step, train);
+    }
+    [[nodiscard]] TensorView<const T, 3> hidden() const { return hidden_.cview(); }
+
+    /// scores [R, N + 1] at slots `flat_slots` (b * L + t) of ids [B, L], taken
+    /// as they are (no [mask] appended); column i = logit of item i, column 0
+    /// (padding) = -inf. No dropout.
+    template <class Be>
+    void score_positions(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids,
+                         std::span<const index_t> flat_slots, MatrixView<T> scores) {
+        constexpr std::string_view op = "BERT4Rec::score_positions";
+        const index_t count = static_cast<index_t>(flat_slots.size()), d = cfg_.d_model;
+        RECBLOCKS_CHECK_SHAPE(scores.rows() == count && scores.cols() == cfg_.num_items + 1, op, ": scores is ",
+                              scores.shape(), " but need [", count, ", ", cfg_.num_items + 1, "]");
+        forward(be, pool, ids, 0, false);
+        reserve_head(count);
+        for (index_t i = 0; i < count; ++i) {
+            const index_t r = flat_slots[static_cast<std::size_t>(i)];
+            RECBLOCKS_CHECK_INDEX(r >= 0 && r < ids.rows() * ids.cols(), op, ": slot ", r, " is outside [0, ",
+                                  ids.rows() * ids.cols(), ")");
+            std::copy(hidden_.data() + r * d, hidden_.data() + (r + 1) * d, head_in_.data() + i * d);
+        }
+        head_forward(be, count);
+        logits(be, count, scores);
+    }
+
+    /// scores [B, N + 1] for the next item after each left-padded history in
+    /// ids [B, L] (ids in [0, N]): the history is shifted left by one slot,
+    /// [mask] goes into the last slot, and column i = logit of item i at that
+    /// [mask]; column 0 (padding) = -inf.
+    template <class Be>
+    void score_all(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores) {
+        constexpr std::string_view op = "BERT4Rec::score_all";
+        const index_t bsz = ids.rows(), len = cfg_.max_len;
+        check_ids(ids, cfg_.num_items, op);
+        RECBLOCKS_CHECK_SHAPE(scores.rows() == bsz && scores.cols() == cfg_.num_items + 1, op, ": scores is ",
+                              scores.shape(), " but need [", bsz, ", ", cfg_.num_items + 1, "]");
+        if (shifted_.extent(0) != bsz) shifted_.resize(Shape<2>{{bsz, len}});
+        for (index_t b = 0; b < bsz; ++b) {
+            std::copy(ids.row(b) + 1, ids.row(b) + len, shifted_.view().row(b));
+            shifted_(b, len - 1) = mask_token();
+        }
+        // Only the [mask] slot is read: the last block computes that row alone.
+        embed(be, pool, shifted_.cview(), 0, false, op);
+        reserve_head(bsz);
+        stack_.forward_last(be, pool, x_.cview(), keep_.cview(), head_slice(head_in_, bsz));
+        head_forward(be, bsz);
+        logits(be, bsz, scores);
+    }
+
+private:
+    struct Head {
+        Matrix<T> dense_w;  ///< [D, D] (nn.Linear: [out, in])
+        Vector<T> dense_b, norm_w, norm_b;
+        Vector<T> out_bias;  ///< [N + 1]; entry 0 unused
+    };
+
+    /// x_ = Drop(LN_emb(E[ids] + P)) and keep_ for ids [B, L] (ids in [0, N + 1]).
+    template <class Be>
+    void embed(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, std::uint64_t step, bool train,
+               std::string_view op) {
+        check_ids(ids, cfg_.num_items + 1, op);
+        const index_t bsz = ids.rows(), len = ids.cols(), d = cfg_.d_model;
+        if (x_.extent(0) != bsz) {
+            emb_.resize(Shape<3>{{bsz, len, d}});
+            x_.resize(emb_.shape());
+            keep_.resize(Shape<2>{{bsz, len}});
+        }
+        for (index_t i = 0; i < bsz * len; ++i) keep_.data()[i] = static_cast<std::uint8_t>(ids.data()[i] != 0);
+        embedding_.forward(be, pool, ids, emb_.view(), step, false);
+        emb_norm_.forward(be, matrix_view<const T>(emb_.data(), bsz * len, d), matrix_view(x_.data(), bsz * len, d));
+        last_train_ = train;
+        last_step_ = step;
+        if (train && emb_dropout_.p() > 0)
+            emb_dropout_.forward<T>(pool, step, vector_view<const T>(x_.data(), x_.numel()), vector_view(x_.data(), x_.numel()));
+    }
+
+    static Config validated(Config c) {
+        RECBLOCKS_CHECK_VALUE(c.num_items >= 1 && c.max_len >= 1 && c.d_model >= 1 && c.num_blocks >= 1 && c.heads >= 1,
+                              "BERT4Rec: num_items, max_len, d_model, num_blocks and heads must be >= 1, got ",
+                              c.num_items, ", ", c.max_len, ", ", c.d_model, ", ", c.num_blocks, ", ", c.heads);
+        RECBLOCKS_CHECK_VALUE(c.inner >= 0 && c.init_std >= 0 && c.dropout >= 0 && c.dropout < 1,
+                              "BERT4Rec: need inner >= 0, init_std >= 0, dropout in [0, 1); got ", c.inner, ", ",
+                              c.init_std, ", ", c.dropout);
+        if (c.inner == 0) c.inner = 4 * c.d_model;
+        return c;
+    }
+
+    static typename Stack::Config stack_config(const Config& c) {
+        typename Stack::Config s;
+        s.block = {c.d_model, c.heads, c.inner, Activation::gelu, c.dropout, c.attention_dropout, c.ln_eps};
+        s.block.ffn_hidden_dropout = 0.0;  // BERT: no dropout inside the feed-forward
+        s.num_blocks = c.num_blocks;
+        s.final_norm = false;
+        s.mask_padding_keys = true;
+        s.zero_padded_positions = false;
+        return s;
+    }
+
+    /// BERT's initialisation: truncated N(0, init_std²) for weights and tables, zero linear biases.
+    void bert_init(const Rng& rng) {
+        const double sd = cfg_.init_std;
+        for (std::size_t k = 0; k < params_.size(); ++k) {
+            const auto& p = params_[k];
+            if (p.kind == blocks::ParamKind::bias) {
+                std::fill(p.value, p.value + p.numel(), T(0));
+                continue;
+            }
+            if (p.kind != blocks::ParamKind::weight && p.kind != blocks::ParamKind::embedding) continue;
+            const Rng r = rng.substream(k);
+            for (index_t i = 0, n = p.numel(); i < n; ++i) {
+                double z = r.normal(std::uint64_t(i));
+                for (std::uint64_t redraw = 1; std::fabs(z) > 2.0; ++redraw)
+                    z = r.substream(redraw).normal(std::uint64_t(i));
+                p.value[i] = static_cast<T>(sd * z);
+            }
+        }
+        auto& items = embedding_.params().items;
+        std::fill(items.data(), items.data() + cfg_.d_model, T(0));  // padding row
+    }
+
+    void check_ids(MatrixView<const row_id_t> ids, index_t max_id, std::string_view op) const {
+        RECBLOCKS_CHECK_SHAPE(ids.cols() == cfg_.max_len && ids.rows() >= 1 && ids.is_contiguous(), op, ": ids is ",
+                              ids.shape(), " but must be contiguous [B >= 1, max_len = ", cfg_.max_len, "]");
+        for (index_t i = 0, n = ids.numel(); i < n; ++i)
+            RECBLOCKS_CHECK_INDEX(ids.data()[i] >= 0 && ids.data()[i] <= max_id, op, ": ids[", i / ids.cols(), ", ",
+                                  i % ids.cols(), "] = ", ids.data()[i], " is outside [0, ", max_id, "]",
+                                  max_id == cfg_.num_items ? " (items; [mask] is added by the model)"
+                                                           : " (items and [mask] = N + 1)");
+    }
+
+    /// Rows 0..N of a table [N + 2, D]: the loss's classes (padding row 0 is never a target; [mask] is excluded).
+    MatrixView<const T> classes(const Matrix<T>& items) const {
+        return matrix_view<const T>(items.data(), cfg_.num_items + 1, cfg_.d_model);
+    }
+    static MatrixView<T> head_slice(Matrix<T>& m, index_t rows) { return matrix_view(m.data(), rows, m.extent(1)); }
+
+    /// Head scratch for `rows` rows; grows only.
+    void reserve_head(index_t rows) {
+        if (head_in_.extent(0) >= rows) return;
+        const index_t d = cfg_.d_model;
+        for (auto* m : {&head_in_, &head_pre_, &head_act_, &head_out_, &d_head_out_, &d_head_act_, &d_head_in_})
+            m->resize(Shape<2>{{rows, d}});
+        head_mean_.resize(Shape<1>{{rows}});
+        head_rstd_.resize(Shape<1>{{rows}});
+        targets_.resize(Shape<1>{{rows}});
+    }
+
+    /// head_out_[:rows] = LN(GELU(head_in_[:rows] Wᵀ + b)).
+    template <class Be>
+    void head_forward(const Be& be, index_t rows) {
+        auto pre = head_slice(head_pre_, rows), act = head_slice(head_act_, rows);
+        blocks::detail::broadcast_rows<T>(head_.dense_b.cview(), pre);
+        ops::gemm(be, Trans::no, Trans::yes, T(1), MatrixView<const T>(head_slice(head_in_, rows)), head_.dense_w.cview(),
+                  T(1), pre);
+        ops::activation_forward(be, Activation::gelu, MatrixView<const T>(pre), act);
+        ops::layer_norm_forward(be, MatrixView<const T>(act), head_.norm_w.cview(), head_.norm_b.cview(),
+                                static_cast<T>(cfg_.ln_eps), head_slice(head_out_, rows),
+                                vector_view(head_mean_.data(), rows), vector_view(head_rstd_.data(), rows));
+    }
+
+    /// From d_head_out_[:rows]: parameter gradients added, d_head_in_[:rows] written.
+    template <class Be>
+    void head_backward(const Be& be, index_t rows) {
+        auto dact = head_slice(d_head_act_, rows);
+        ops::layer_norm_backward(be, MatrixView<const T>(head_slice(head_act_, rows)), head_.norm_w.cview(),
+                                 vector_view<const T>(head_mean_.data(), rows), vector_view<const T>(head_rstd_.data(), rows),
+                                 MatrixView<const T>(head_slice(d_head_out_, rows)), dact, head_grads_.norm_w.view(),
+                                 head_grads_.norm_b.view());
+        ops::activation_backward(be, Activation::gelu, MatrixView<const T>(head_slice(head_pre_, rows)),
+                                 MatrixView<const T>(dact), dact);
+        ops::gemm(be, Trans::yes, Trans::no, T(1), MatrixView<const T>(dact),
+                  MatrixView<const T>(head_slice(head_in_, rows)), T(1), head_grads_.dense_w.view());
+        blocks::detail::add_column_sums(be, MatrixView<const T>(dact), head_grads_.dense_b.view(), sums_);
+        ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(dact), head_.dense_w.cview(), T(0),
+                  head_slice(d_head_in_, rows));
+    }
+
+    /// scores [rows, N + 1] from head_out_[:rows]: h · E[1..N]ᵀ + out_bias, column 0 = -inf.
+    template <class Be>
+    void logits(const Be& be, index_t rows, MatrixView<T> scores) {
+        const index_t n = cfg_.num_items, d = cfg_.d_model;
+        const auto items = matrix_view<const T>(embedding_.params().items.data() + d, n, d);
+        ops::gemm(be, Trans::no, Trans::yes, T(1), MatrixView<const T>(head_slice(head_out_, rows)), items, T(0),
+                  matrix_view(scores.data() + 1, rows, n, scores.ld()));
+        const T* bias = head_.out_bias.data();
+        for (index_t r = 0; r < rows; ++r) {
+            T* s = scores.row(r);
+            s[0] = -std::numeric_limits<T>::infinity();
+            for (index_t i = 1; i <= n; ++i) s[i] += bias[i];
+        }
+    }
+
+    Config cfg_;
+    blocks::SequenceEmbedding<T> embedding_;
+    blocks::LayerNorm<T> emb_norm_;
+    blocks::Dropout emb_dropout_;
+    Stack stack_;
+    Head head_, head_grads_;
+    blocks::ParamList<T> params_;
+    losses::SoftmaxCrossEntropy<T> loss_;
+    Tensor<T, 3> emb_, x_, hidden_, dhidden_, dx_, demb_;
+    Matrix<std::uint8_t> keep_;
+    Matrix<T> head_in_, head_pre_, head_act_, head_out_, d_head_out_, d_head_act_, d_head_in_;
+    Vector<T> head_mean_, head_rstd_, sums_;
+    Vector<row_id_t> targets_;
+    std::vector<index_t> rows_;
+    Matrix<row_id_t> shifted_;
+    std::uint64_t last_step_ = 0;
+    bool last_train_ = false;
+};
+
+}  // namespace models
+RECBLOCKS_NAMESPACE_END

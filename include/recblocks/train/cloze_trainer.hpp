@@ -1,0 +1,201 @@
+#pragma once
+// The training loop of a cloze (masked-item) model, BERT4Rec's recipe:
+// epochs of shuffled users with fresh masks (data::ClozeBatches), AdamW
+// (decoupled weight decay on weights and embeddings only, not on biases or
+// norms), linear warm-up then linear decay to 0 at total_steps, clipping by
+// the global gradient norm, and a NaN/Inf guard that stops before the
+// weights are touched.
+//
+//   lr(s) = lr · (s + 1) / warmup_steps                       s < warmup_steps
+//         = lr · (1 - (s - warmup) / (total_steps - warmup))  after (0 from total_steps on)
+//         = lr                                               after, when total_steps = 0
+//
+// Defaults are the paper's (PAPERS.md, BERT4Rec): lr 1e-4, betas (0.9,
+// 0.999), eps 1e-6, weight decay 0.01, 100 warm-up steps, clip 5, batch 256,
+// mask_prob 0.2. One difference from the authors' TF optimiser: Adam's bias
+// correction is applied (torch.optim.AdamW's update), which the TF
+// AdamWeightDecayOptimizer omits.
+//
+// A step is a pure function of (weights, optimiser state, seed, step): the
+// batch, its masks and its dropout masks are keyed by the global step, so
+// training resumed from a checkpoint (save_checkpoint / load_checkpoint)
+// continues bit-exactly (same options, thread count and kernels). Model
+// needs config().max_len, params(), train_step_ce().
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+
+#include "recblocks/core/tensor.hpp"
+#include "recblocks/data/cloze_batches.hpp"
+#include "recblocks/io/checkpoint.hpp"
+#include "recblocks/losses/bce_with_negatives.hpp"  // LossValue
+#include "recblocks/optim/adam.hpp"
+#include "recblocks/optim/gradients.hpp"
+#include "recblocks/optim/lr_schedule.hpp"
+#include "recblocks/train/next_item_trainer.hpp"  // EpochStats
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace train {
+
+struct ClozeTrainingOptions {
+    index_t batch_size = 256;
+    double lr = 1e-4;               ///< peak learning rate
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-6;
+    double weight_decay = 0.01;     ///< decoupled (AdamW), on weights and embeddings only
+    double clip_norm = 5.0;         ///< global gradient norm; 0 = no clipping
+    std::int64_t warmup_steps = 100;
+    std::int64_t total_steps = 0;   ///< linear decay to 0 at this step; 0 = constant after warm-up
+    double mask_prob = 0.2;         ///< ρ
+    double mask_last_prob = 0.0;    ///< rows that mask only their last item (authors' code: 1/11; data::ClozeBatches)
+    std::uint64_t seed = 42;        ///< batches and masks (the model has its own seed for init and dropout)
+};
+
+template <class T, class Model>
+class ClozeTrainer {
+public:
+    ClozeTrainer(Model& model, const std::vector<std::vector<row_id_t>>& train, index_t num_items,
+                 ClozeTrainingOptions opt)
+        : model_(model), opt_(validated(opt)),
+          batches_(train, num_items, model.config().max_len, opt.mask_prob, opt.seed, opt.mask_last_prob),
+          adam_(adam_config(opt), model.params()) {
+        schedule_.base = opt.lr;
+        schedule_.warmup_steps = opt.warmup_steps;
+        schedule_.total_steps = opt.total_steps;
+        schedule_.decay = opt.total_steps > 0 ? optim::LearningRateSchedule::Decay::linear
+                                              : optim::LearningRateSchedule::Decay::none;
+    }
+
+    [[nodiscard]] const ClozeTrainingOptions& options() const { return opt_; }
+    [[nodiscard]] const data::ClozeBatches& batches() const { return batches_; }
+    [[nodiscard]] std::int64_t step() const { return step_; }
+    [[nodiscard]] std::int64_t epoch() const { return step_ / steps_per_epoch(); }
+    [[nodiscard]] index_t steps_per_epoch() const { return batches_.batches_per_epoch(opt_.batch_size); }
+    [[nodiscard]] optim::Adam<T>& optimizer() { return adam_; }
+    /// The learning rate of update `step` (0-based).
+    [[nodiscard]] double lr_at(std::int64_t step) const { return schedule_.at(step); }
+    /// The learning rate and the gradient norm (before clipping) of the last update.
+    [[nodiscard]] double last_lr() const { return last_lr_; }
+    [[nodiscard]] double last_grad_norm() const { return last_norm_; }
+    /// Continue after `step` updates (the optimiser's state must be restored too:
+    /// load_checkpoint() does both).
+    void set_step(std::int64_t step) {
+        RECBLOCKS_CHECK_VALUE(step >= 0, "train::ClozeTrainer::set_step: step must be >= 0, got ", step);
+        step_ = step;
+    }
+
+    /// One optimiser update on the batch of the current global step; returns its loss.
+    template <class Be>
+    double train_step(const Be& be, ThreadPool& pool) {
+        const index_t per_epoch = steps_per_epoch();
+        const std::int64_t epoch = step_ / per_epoch, in_epoch = step_ % per_epoch;
+        if (order_epoch_ != epoch) {
+            order_ = batches_.epoch_order(static_cast<std::uint64_t>(epoch));
+            order_epoch_ = epoch;
+        }
+        const std::size_t b0 = static_cast<std::size_t>(in_epoch * opt_.batch_size);
+        const std::size_t nb = std::min(order_.size() - b0, static_cast<std::size_t>(opt_.batch_size));
+        const std::span<const index_t> users(order_.data() + b0, nb);
+        const index_t len = batches_.max_len();
+        if (ids_.extent(0) != static_cast<index_t>(nb)) {
+            ids_.resize(Shape<2>{{static_cast<index_t>(nb), len}});
+            labels_.resize(Shape<2>{{static_cast<index_t>(nb), len}});
+        }
+        batches_.fill(users, static_cast<std::uint64_t>(step_), ids_.view(), labels_.view());
+        losses::LossValue loss;
+        try {
+            loss = model_.train_step_ce(be, pool, ids_.cview(), labels_.cview(), static_cast<std::uint64_t>(step_));
+        } catch (const ValueError& e) {  // e.g. non-finite logits: say which step, the weights are untouched
+            const std::string what = e.what(), id = "[" + e.id() + "] ";
+            throw ValueError(recblocks::detail::concat("training step ", step_, ": ",
+                                                       what.rfind(id, 0) == 0 ? what.substr(id.size()) : what,
+                                                       "; stopping before it reaches the weights"));
+        }
+        RECBLOCKS_CHECK_VALUE(std::isfinite(loss.loss), "training step ", step_, ": the loss is ", loss.loss,
+                              "; stopping before it reaches the weights");
+        optim::check_finite_grads(model_.params(), step_);
+        last_norm_ = opt_.clip_norm > 0 ? optim::clip_grad_norm(model_.params(), opt_.clip_norm)
+                                        : optim::global_grad_norm(model_.params());
+        last_lr_ = schedule_.at(step_);
+        adam_.step(model_.params(), last_lr_);
+        ++step_;
+        last_batch_ = static_cast<index_t>(nb);
+        return loss.loss;
+    }
+
+    /// Runs the rest of the current epoch; `progress(done, total, mean_loss)` is
+    /// called after every step when given.
+    template <class Be, class Progress = std::nullptr_t>
+    EpochStats train_epoch(const Be& be, ThreadPool& pool, Progress&& progress = nullptr) {
+        const index_t per_epoch = steps_per_epoch();
+        const auto t0 = std::chrono::steady_clock::now();
+        EpochStats s;
+        double sum = 0;
+        index_t n = 0;
+        do {
+            sum += train_step(be, pool);
+            ++n;
+            s.sequences += last_batch_;
+            if constexpr (!std::is_same_v<std::decay_t<Progress>, std::nullptr_t>)
+                progress(step_ % per_epoch == 0 ? per_epoch : step_ % per_epoch, per_epoch, sum / double(n));
+        } while (step_ % per_epoch != 0);
+        s.epoch = step_ / per_epoch;
+        s.mean_loss = sum / double(n);
+        s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return s;
+    }
+
+    /// Writes weights, AdamW moments and the step (atomically; io::save_checkpoint),
+    /// plus the caller's metadata.
+    void save_checkpoint(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata = {}) {
+        io::save_checkpoint<T>(path, model_.params(), &adam_, step_, metadata);
+    }
+    /// Restores weights, moments and step from save_checkpoint()'s file; returns its info.
+    io::CheckpointInfo load_checkpoint(const std::filesystem::path& path) {
+        auto info = io::load_checkpoint<T>(path, model_.params(), &adam_);
+        set_step(info.step);
+        return info;
+    }
+
+private:
+    static ClozeTrainingOptions validated(const ClozeTrainingOptions& o) {
+        RECBLOCKS_CHECK_VALUE(o.batch_size >= 1 && o.lr > 0 && o.clip_norm >= 0 && o.warmup_steps >= 0 &&
+                                  o.total_steps >= 0,
+                              "train::ClozeTrainer: need batch_size >= 1, lr > 0, clip_norm >= 0, warmup_steps >= 0, "
+                              "total_steps >= 0; got ", o.batch_size, ", ", o.lr, ", ", o.clip_norm, ", ",
+                              o.warmup_steps, ", ", o.total_steps);
+        RECBLOCKS_CHECK_VALUE(o.total_steps == 0 || o.total_steps > o.warmup_steps, "train::ClozeTrainer: total_steps (",
+                              o.total_steps, ") must exceed warmup_steps (", o.warmup_steps,
+                              ") for the linear decay; lower warmup_steps or train longer (0 = no decay)");
+        return o;
+    }
+    static typename optim::Adam<T>::Config adam_config(const ClozeTrainingOptions& o) {
+        typename optim::Adam<T>::Config c;
+        c.lr = o.lr;
+        c.beta1 = o.beta1;
+        c.beta2 = o.beta2;
+        c.eps = o.eps;
+        c.weight_decay = o.weight_decay;
+        c.decoupled = true;
+        c.decay_kinds = {blocks::ParamKind::weight, blocks::ParamKind::embedding};
+        return c;
+    }
+
+    Model& model_;
+    ClozeTrainingOptions opt_;
+    data::ClozeBatches batches_;
+    optim::Adam<T> adam_;
+    optim::LearningRateSchedule schedule_;
+    std::int64_t step_ = 0, order_epoch_ = -1;
+    std::vector<index_t> order_;
+    Matrix<row_id_t> ids_, labels_;
+    index_t last_batch_ = 0;
+    double last_lr_ = 0, last_norm_ = 0;
+};
+
+}  // namespace train
+RECBLOCKS_NAMESPACE_END
