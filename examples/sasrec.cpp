@@ -5,8 +5,9 @@
 //          [--num_blocks 2] [--num_heads 1] [--dropout_rate 0.2] [--lr 0.001] [--batch_size 128]
 //          [--num_epochs 200] [--l2_emb 0] [--seed 42] [--threads 0] [--eval sampled|full]
 //          [--eval_every 20] [--norm query|pre|post] [--mask_padding_keys 0|1]
-//          [--save FILE] [--load FILE] [--max_seconds S]
+//          [--save FILE] [--load FILE] [--max_seconds S] [--load_pytorch FILE [--ffn conv1d|linear]]
 //   sasrec recommend --load FILE --dataset FILE [--format ...] --user ID [--k 10]
+//   sasrec recommend --load_pytorch FILE [--ffn conv1d|linear] --dataset FILE --user ID [--k 10] [model flags]
 //
 // Progress goes to stderr; every epoch prints one line to stdout; the last
 // line of stdout is one JSON object with the final test metrics and the
@@ -15,8 +16,21 @@
 // bit-exactly (same seed, thread count and flags). A NaN/Inf stops training
 // with an error and leaves the last checkpoint as it was.
 //
+// --load_pytorch FILE reads a PyTorch SASRec state_dict saved with
+// safetensors.torch.save_file (benchmarks/peers/sasrec_torch_train.py --save;
+// pmixer/SASRec.pytorch names) through io::load_pytorch_state. --ffn picks the
+// name map: conv1d (nn.Conv1d conv1/conv2, the default) or linear (nn.Linear
+// linear1/linear2). The model flags (--maxlen, --hidden_units, --num_blocks,
+// --num_heads, --norm, --positions, --mask_padding_keys) must describe the
+// PyTorch model: a size mismatch is a ShapeError naming the tensor, but
+// --norm, --num_heads and --mask_padding_keys cannot be checked. With
+// --num_epochs 0 the program only evaluates the PyTorch model; with more
+// epochs it fine-tunes it (fresh Adam state); `recommend` serves it. See
+// docs/interop.md.
+//
 // ctest-args: --dataset data/ml-latest-small/ratings.csv --format movielens-csv --maxlen 20 --hidden_units 16 --num_epochs 1 --eval full
 #include <recblocks/io/checkpoint.hpp>
+#include <recblocks/io/pytorch_import.hpp>
 #include <recblocks/recblocks.hpp>
 
 #include <chrono>
@@ -36,7 +50,7 @@ namespace {
 const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_units", "num_blocks", "num_heads",
                                       "dropout_rate", "lr", "batch_size", "num_epochs", "l2_emb", "seed", "threads",
                                       "eval", "eval_every", "norm", "mask_padding_keys", "save", "load", "user", "k",
-                                      "max_seconds", "positions"};
+                                      "max_seconds", "positions", "load_pytorch", "ffn"};
 
 void usage() {
     std::fprintf(stderr,
@@ -45,7 +59,9 @@ void usage() {
                  "              [--num_epochs E] [--l2_emb W] [--seed S] [--threads T] [--eval sampled|full]\n"
                  "              [--eval_every E] [--norm query|pre|post] [--mask_padding_keys 0|1]\n"
                  "              [--positions from_one|per_slot] [--save FILE] [--load FILE] [--max_seconds S]\n"
-                 "       sasrec recommend --load FILE --dataset FILE --user ID [--k 10]\n");
+                 "              [--load_pytorch FILE [--ffn conv1d|linear]]\n"
+                 "       sasrec recommend (--load FILE | --load_pytorch FILE [--ffn conv1d|linear]) --dataset FILE\n"
+                 "              --user ID [--k 10]\n");
 }
 
 rb::data::SequenceDataset read_dataset(const examples::Args& a) {
@@ -74,6 +90,21 @@ rb::models::SASRecConfig model_config(const examples::Args& a, index_t num_items
     return c;
 }
 
+/// --load_pytorch FILE: a PyTorch state_dict (safetensors) through pmixer's
+/// name map, edited for an nn.Linear feed-forward with --ffn linear.
+template <class Model>
+void load_pytorch(const examples::Args& a, Model& model) {
+    const std::string path = a.str("load_pytorch", ""), ffn = a.str("ffn", "conv1d");
+    if (ffn != "conv1d" && ffn != "linear") throw rb::ValueError("--ffn must be conv1d or linear, got '" + ffn + "'");
+    rb::io::NameMap map = rb::io::sasrec_pmixer_names();
+    if (ffn == "linear") map.insert(map.begin(), {"blocks.{i}.ffn.", "forward_layers.{i}."});
+    const auto unused = rb::io::load_pytorch_state(path, model.params(), map);
+    std::fprintf(stderr, "loaded PyTorch state_dict %s (ffn %s)", path.c_str(), ffn.c_str());
+    for (std::size_t i = 0; i < unused.size(); ++i)
+        std::fprintf(stderr, "%s%s", i ? ", " : "; tensors not used: ", unused[i].c_str());
+    std::fprintf(stderr, "\n");
+}
+
 std::string fmt(double v) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.6g", v);
@@ -93,8 +124,10 @@ int run(const examples::Args& a, const std::string& mode) {
     rb::models::SASRec<float, Norm> model(cfg, rb::Rng(seed));
 
     if (mode == "recommend") {
-        if (!a.has("load")) throw rb::ValueError("recommend needs --load FILE");
-        rb::io::load_checkpoint<float>(a.str("load", ""), model.params(), nullptr);
+        if (a.has("load") == a.has("load_pytorch"))
+            throw rb::ValueError("recommend needs one of --load FILE and --load_pytorch FILE");
+        if (a.has("load_pytorch")) load_pytorch(a, model);
+        else rb::io::load_checkpoint<float>(a.str("load", ""), model.params(), nullptr);
         const long long user = a.integer("user", -1);
         const index_t k = a.integer("k", 10);
         index_t u = -1;
@@ -127,6 +160,10 @@ int run(const examples::Args& a, const std::string& mode) {
     topt.lr = a.real("lr", 1e-3);
     topt.seed = seed;
     rb::train::NextItemTrainer<float, decltype(model)> trainer(model, split.train, n_items, cfg.max_len, topt);
+    if (a.has("load_pytorch")) {
+        if (a.has("load")) throw rb::ValueError("--load and --load_pytorch exclude each other");
+        load_pytorch(a, model);
+    }
     if (a.has("load")) {
         const auto ck = rb::io::load_checkpoint<float>(a.str("load", ""), model.params(), &trainer.optimizer());
         trainer.set_step(ck.step);
