@@ -409,6 +409,7 @@ def main() -> int:
     ap.add_argument("--init", choices=["recblocks", "pmixer", "torch"], default="recblocks")
     ap.add_argument("--attn", choices=["ref", "sdpa"], default="ref")
     ap.add_argument("--save", default="", help="write the final state_dict (safetensors)")
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda (the accuracy runs may use a GPU)")
     args = ap.parse_args()
 
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -438,13 +439,15 @@ def main() -> int:
         init_recblocks_(model)
     elif args.init == "pmixer":
         init_pmixer_(model)
+    device = torch.device(args.device)
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
 
     feats = (lambda s: sdpa_log2feats(model, s)) if args.attn == "sdpa" else model.log2feats
 
     def score_all(seq):
-        last = feats(seq)[:, -1, :]
-        return last @ model.item_emb.weight[1:].T
+        last = feats(seq.to(device))[:, -1, :]
+        return (last @ model.item_emb.weight[1:].T).cpu()
 
     protocols = ["sampled", "full"] if args.eval == "both" else [args.eval]
     per_epoch = sampler.batches_per_epoch(args.batch_size)
@@ -458,7 +461,7 @@ def main() -> int:
         loss_sum, n_steps, seqs = 0.0, 0, 0
         for b in range(per_epoch):
             users = order[b * args.batch_size : (b + 1) * args.batch_size]
-            ids, pos, neg = (torch.from_numpy(a) for a in sampler.fill(users, step))
+            ids, pos, neg = (torch.from_numpy(a).to(device) for a in sampler.fill(users, step))
             f = feats(ids)
             pos_logits = (f * model.item_emb(pos)).sum(dim=-1)
             neg_logits = (f * model.item_emb(neg)).sum(dim=-1)
