@@ -44,6 +44,9 @@ public:
     }
 };
 
+/// Up to this many rows of C, products are computed as matrix-vector products.
+constexpr index_t kGemvRows = 2;
+
 /// c = alpha * op(a) * op(b) + beta * c on row-major blocks (single thread),
 /// through Eigen's blocked GEMM core. Row-major C = op(A) op(B) is computed as
 /// the column-major product Cᵀ = op(B)ᵀ op(A)ᵀ, which reads the same memory.
@@ -63,6 +66,30 @@ void gemm_kernel(bool ta, bool tb, T alpha, const T* a, index_t a_rows, index_t 
     }
     if (k == 0 || alpha == T(0)) return;
     (void)b_cols;
+    if (m <= kGemvRows) {
+        // A few rows (serving one user, scoring a catalogue): matrix-vector
+        // products. Packing op(B) for a blocked GEMM would copy the whole item
+        // table on every call, which cost more than the product itself.
+        using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+        using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+        using ConstMat = Eigen::Map<const RowMajor, Eigen::Unaligned, Eigen::OuterStride<>>;
+        // c_i (as a column) = op(B)ᵀ a_i: B itself when tb (B is [n x k]), Bᵀ otherwise.
+        const ConstMat B(b, tb ? n : k, tb ? k : n, Eigen::OuterStride<>(ldb));
+        T* a_row = nullptr;
+        thread_local std::vector<T> strided;  // op(A) row gathered when A is transposed
+        if (ta && strided.size() < static_cast<std::size_t>(k)) strided.resize(static_cast<std::size_t>(k));
+        for (index_t i = 0; i < m; ++i) {
+            if (ta) {
+                for (index_t j = 0; j < k; ++j) strided[static_cast<std::size_t>(j)] = a[i + j * lda];
+                a_row = strided.data();
+            }
+            const Eigen::Map<const Vec> ai(ta ? a_row : a + i * lda, k);
+            Eigen::Map<Vec> ci(c + i * ldc, n);
+            if (tb) ci.noalias() += alpha * (B * ai);
+            else ci.noalias() += alpha * (B.transpose() * ai);
+        }
+        return;
+    }
     ReusedBlocking<T> blocking(n, m, k);
     using Eigen::ColMajor;
     using Eigen::RowMajor;
