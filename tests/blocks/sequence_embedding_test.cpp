@@ -34,6 +34,29 @@ TEST_CASE("dropout: same mask on any thread count, right keep rate, backward use
     REQUIRE_THROWS_AS(blocks::Dropout(1.0, Rng(1)), ValueError);
 }
 
+TEST_CASE("dropout: every size and any sub-range give the masks of Rng::u32, on every ISA", "[blocks][dropout]") {
+    ThreadPool one(1);
+    const blocks::Dropout drop(0.25, Rng(11));
+    Vector<double> x(Shape<1>{{300}}), y(x.shape());
+    std::fill(x.begin(), x.end(), 1.0);
+    for (index_t n : {1, 3, 4, 5, 63, 64, 65, 127, 200, 300}) {
+        drop.forward<double>(one, 2, vector_view<const double>(x.data(), n), vector_view(y.data(), n));
+        for (index_t i = 0; i < n; ++i) REQUIRE((y(i) != 0.0) == drop.kept(2, std::uint64_t(i)));
+    }
+    // backward_range on [b, e) of a buffer equals the whole-buffer backward there (lane masks).
+    Vector<double> whole(x.shape()), part(x.shape());
+    std::fill(whole.begin(), whole.end(), 2.0);
+    drop.backward<double>(one, 4, 9, whole.cview(), whole.view());
+    for (index_t b : {0, 1, 3, 7, 64, 130})
+        for (index_t e : {b + 1, b + 5, b + 64, b + 99, index_t{300}}) {
+            if (e > 300) continue;
+            std::fill(part.begin(), part.end(), 2.0);
+            drop.backward_range<double>(4, 9, b, e, part.data());
+            for (index_t i = b; i < e; ++i) REQUIRE(part(i) == whole(i));
+            if (b > 0) REQUIRE(part(b - 1) == 2.0);  // outside the range: untouched
+        }
+}
+
 TEST_CASE("sequence embedding: values, padding and gradients", "[blocks][embedding]") {
     for (auto layout : {blocks::PositionRows::per_slot, blocks::PositionRows::from_one}) {
         const index_t n = 9, d = 4, len = 5, bsz = 2;

@@ -9,6 +9,7 @@
 // function could end up as the one copy the whole program uses. The rounds
 // run on 16 counters at once in structure-of-arrays form, which the compiler
 // vectorises (32x32->64-bit multiplies) for the translation unit's ISA.
+#include <algorithm>
 #include <cstdint>
 
 #include "recblocks/core/types.hpp"
@@ -68,11 +69,13 @@ struct DropoutKernels {
     /// dst[i] = src[i] * scale if kept else 0, for i in [begin, end); dst may alias src.
     static void apply(const T* src, T* dst, index_t begin, index_t end, std::uint32_t key0, std::uint32_t key1,
                       std::uint64_t stream, std::uint32_t threshold, T scale) {
+        auto one = [&](index_t j, std::uint32_t w) { dst[j] = (w >> 8) >= threshold ? src[j] * scale : T(0); };
         index_t i = begin;
-        for (; i < end && (i & 63) != 0; ++i)
-            dst[i] = (word(static_cast<std::uint64_t>(i), key0, key1, stream) >> 8) >= threshold ? src[i] * scale : T(0);
+        // Up to 3 elements to reach a Philox block boundary.
+        for (; i < end && (i & 3) != 0; ++i) one(i, word(static_cast<std::uint64_t>(i), key0, key1, stream));
         const std::uint32_t s0 = static_cast<std::uint32_t>(stream), s1 = static_cast<std::uint32_t>(stream >> 32);
-        for (; i + 64 <= end; i += 64) {
+        // Groups of 64 elements (16 Philox blocks, vectorised); the last may be partial.
+        for (; i < end; i += 64) {
             const std::uint64_t g0 = static_cast<std::uint64_t>(i) >> 2;
             std::uint32_t c0[kBlocks], c1[kBlocks], c2[kBlocks], c3[kBlocks];
             for (int j = 0; j < kBlocks; ++j) {
@@ -89,10 +92,9 @@ struct DropoutKernels {
                 words[4 * j + 2] = c2[j];
                 words[4 * j + 3] = c3[j];
             }
-            for (int e = 0; e < 64; ++e) dst[i + e] = (words[e] >> 8) >= threshold ? src[i + e] * scale : T(0);
+            const index_t count = std::min<index_t>(64, end - i);
+            for (index_t e = 0; e < count; ++e) one(i + e, words[e]);
         }
-        for (; i < end; ++i)
-            dst[i] = (word(static_cast<std::uint64_t>(i), key0, key1, stream) >> 8) >= threshold ? src[i] * scale : T(0);
     }
 };
 
