@@ -49,6 +49,16 @@ public:
         return rng_.substream(step).uniform(i) >= static_cast<float>(p_);
     }
 
+    /// dst[i] = dropout(src[i]) for i in [begin, end) of buffers that
+    /// forward(step, lane) would process whole (same mask), single-threaded.
+    template <class T>
+    void forward_range(std::uint64_t step, std::uint64_t lane, index_t begin, index_t end, const T* src, T* dst) const {
+        const Rng r = rng_.substream(step).substream(lane);
+        const auto key = r.key();
+        mask_kernel<T>()(src, dst, begin, end, key[0], key[1], r.stream(), threshold(),
+                         static_cast<T>(1.0 / (1.0 - p_)));
+    }
+
     /// In place on elements [begin, end) of a buffer that backward(step, lane)
     /// would process whole: the same mask for those elements, single-threaded
     /// (for callers that already run in parallel and touch only part of a matrix).

@@ -337,9 +337,17 @@ private:
         if (!train_) return p;
         const index_t len = probs_.extent(2);
         T* dst = probs_dropped_.data() + (b * cfg_.heads + hd) * len * len;
-        if (make)
-            dropout_.forward<T>(ThreadPool::global(), step_, lane(b, hd), vector_view<const T>(p.data(), len * len),
-                                vector_view(dst, len * len));
+        if (make) {
+            // Only where the mask lets P be non-zero (see forward's chunks); zeros elsewhere.
+            for (index_t r0 = 0; r0 < len; r0 += kQueryChunk) {
+                const index_t r1 = std::min(len, r0 + kQueryChunk);
+                const index_t kend = policies::visible_key_end(mask_, r1, len);
+                for (index_t r = r0; r < r1; ++r) {
+                    dropout_.forward_range<T>(step_, lane(b, hd), r * len, r * len + kend, p.data(), dst);
+                    std::fill(dst + r * len + kend, dst + (r + 1) * len, T(0));
+                }
+            }
+        }
         return matrix_view<const T>(dst, len, len);
     }
 
