@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../support/compare.hpp"
+#include "../support/gradcheck.hpp"
 #include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/backend/reference/primitives.hpp"
 #include "recblocks/blocks/multi_head_self_attention.hpp"
@@ -184,4 +185,46 @@ TEST_CASE("mhsa: bad shapes and configs are named errors", "[blocks][attention][
     REQUIRE_THROWS_WITH(mha.forward(backend::Reference{}, x8.view(), y8.view(), keep.cview()),
                         Catch::Contains("key_keep is [2, 5] but expected [2, 4]"));
     REQUIRE_THROWS_AS(mha.backward(backend::Reference{}, bad.view(), bad.view()), ShapeError);
+}
+
+namespace {
+
+/// Sequences longer than the attention's query chunk (64 rows), so the
+/// chunked causal skipping runs with several chunks and a partial one.
+template <class Mask>
+void check_long_sequences(Mask mask, double dropout) {
+    const index_t bsz = 2, len = 150, d = 4;
+    blocks::MultiHeadSelfAttention<double, Mask> mha({d, 2, dropout}, mask, Rng(13));
+    for (auto* b : {&mha.params().in_proj_bias, &mha.params().out_proj_bias}) rbtest::fill_uniform(*b, 4, -0.1, 0.1);
+    Tensor<double, 3> x(Shape<3>{{bsz, len, d}}), w(x.shape()), dx(x.shape()), y(x.shape());
+    rbtest::fill_uniform(x, 7);
+    rbtest::fill_uniform(w, 8);
+    Matrix<std::uint8_t> keep(Shape<2>{{bsz, len}});
+    for (index_t t = 0; t < len; ++t) {
+        keep(0, t) = static_cast<std::uint8_t>(t >= 70);  // padding that spans a whole chunk
+        keep(1, t) = 1;
+    }
+    mha.set_step(3, dropout > 0);
+    if (dropout == 0) {
+        mha.forward(backend::Reference{}, x.view(), y.view(), keep.cview());
+        const auto want = naive_forward(mha, mask, x, &keep);
+        for (index_t i = 0; i < y.numel(); ++i) REQUIRE(std::fabs(y.data()[i] - want[std::size_t(i)]) < 1e-12);
+    }
+    mha.zero_grads();
+    mha.forward(backend::Reference{}, x.view(), y.view(), keep.cview());
+    mha.backward(backend::Reference{}, w.view(), dx.view());
+    auto l = [&] { return loss(mha, x, w, &keep); };
+    rbtest::check_fd("dx", x.data(), dx.data(), x.numel(), l, 1e-5, 7);
+    rbtest::check_fd("in_proj_weight", mha.params().in_proj_weight.data(), mha.grads().in_proj_weight.data(),
+                     mha.params().in_proj_weight.numel(), l, 1e-5, 3);
+}
+
+}  // namespace
+
+TEST_CASE("mhsa: long sequences (several query chunks) match the definition and finite differences",
+          "[blocks][attention]") {
+    check_long_sequences(policies::CausalMask{}, 0.0);
+    check_long_sequences(policies::CausalMask{}, 0.3);
+    check_long_sequences(policies::BlockCausalMask(5), 0.0);
+    check_long_sequences(policies::BidirectionalMask{}, 0.2);
 }
