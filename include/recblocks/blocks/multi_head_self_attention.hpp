@@ -319,7 +319,7 @@ public:
     }
 
 private:
-    static constexpr index_t kQueryChunk = 64;  // query rows per block of scores (causal skipping)
+    static constexpr index_t kQueryChunk = 32;  // query rows per block of scores (causal skipping)
 
     [[nodiscard]] bool is_self() const { return q_in_.data() == kv_in_.data(); }
     [[nodiscard]] MatrixView<const T> w_q() const { return matrix_view<const T>(params_.in_proj_weight.data(), cfg_.d_model, cfg_.d_model); }
