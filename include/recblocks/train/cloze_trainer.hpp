@@ -35,7 +35,7 @@
 #include "recblocks/optim/adam.hpp"
 #include "recblocks/optim/gradients.hpp"
 #include "recblocks/optim/lr_schedule.hpp"
-#include "recblocks/train/next_item_trainer.hpp"  // EpochStats
+#include "recblocks/train/epochs.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace train {
@@ -91,15 +91,8 @@ public:
     /// One optimiser update on the batch of the current global step; returns its loss.
     template <class Be>
     double train_step(const Be& be, ThreadPool& pool) {
-        const index_t per_epoch = steps_per_epoch();
-        const std::int64_t epoch = step_ / per_epoch, in_epoch = step_ % per_epoch;
-        if (order_epoch_ != epoch) {
-            order_ = batches_.epoch_order(static_cast<std::uint64_t>(epoch));
-            order_epoch_ = epoch;
-        }
-        const std::size_t b0 = static_cast<std::size_t>(in_epoch * opt_.batch_size);
-        const std::size_t nb = std::min(order_.size() - b0, static_cast<std::size_t>(opt_.batch_size));
-        const std::span<const index_t> users(order_.data() + b0, nb);
+        const std::span<const index_t> users = epoch_batches_.users(batches_, step_, opt_.batch_size);
+        const std::size_t nb = users.size();
         const index_t len = batches_.max_len();
         if (ids_.extent(0) != static_cast<index_t>(nb)) {
             ids_.resize(Shape<2>{{static_cast<index_t>(nb), len}});
@@ -131,23 +124,10 @@ public:
     /// called after every step when given.
     template <class Be, class Progress = std::nullptr_t>
     EpochStats train_epoch(const Be& be, ThreadPool& pool, Progress&& progress = nullptr) {
-        const index_t per_epoch = steps_per_epoch();
-        const auto t0 = std::chrono::steady_clock::now();
-        EpochStats s;
-        double sum = 0;
-        index_t n = 0;
-        do {
-            sum += train_step(be, pool);
-            ++n;
-            s.sequences += last_batch_;
-            if constexpr (!std::is_same_v<std::decay_t<Progress>, std::nullptr_t>)
-                progress(step_ % per_epoch == 0 ? per_epoch : step_ % per_epoch, per_epoch, sum / double(n));
-        } while (step_ % per_epoch != 0);
-        s.epoch = step_ / per_epoch;
-        s.mean_loss = sum / double(n);
-        s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        return s;
+        return run_epoch(*this, be, pool, std::forward<Progress>(progress));
     }
+    /// Sequences in the last step's batch.
+    [[nodiscard]] index_t last_batch_size() const { return last_batch_; }
 
     /// Writes weights, AdamW moments and the step (atomically; io::save_checkpoint),
     /// plus the caller's metadata.
@@ -190,8 +170,8 @@ private:
     data::ClozeBatches batches_;
     optim::Adam<T> adam_;
     optim::LearningRateSchedule schedule_;
-    std::int64_t step_ = 0, order_epoch_ = -1;
-    std::vector<index_t> order_;
+    std::int64_t step_ = 0;
+    EpochBatches epoch_batches_;
     Matrix<row_id_t> ids_, labels_;
     index_t last_batch_ = 0;
     double last_lr_ = 0, last_norm_ = 0;
