@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "common/args.hpp"
+#include "common/recommender_cli.hpp"
 
 namespace rb = recblocks;
 using rb::index_t;
@@ -62,16 +63,6 @@ void usage() {
                  "              [--load_pytorch FILE [--ffn conv1d|linear]]\n"
                  "       sasrec recommend (--load FILE | --load_pytorch FILE [--ffn conv1d|linear]) --dataset FILE\n"
                  "              --user ID [--k 10]\n");
-}
-
-rb::data::SequenceDataset read_dataset(const examples::Args& a) {
-    const std::string path = a.str("dataset", "");
-    if (path.empty()) throw rb::ValueError("--dataset FILE is required");
-    std::string format = a.str("format", "");
-    if (format.empty()) format = path.size() >= 4 && path.substr(path.size() - 4) == ".csv" ? "movielens-csv" : "user-item";
-    if (format == "user-item") return rb::data::read_user_item_file(path);
-    if (format == "movielens-csv") return rb::data::read_movielens_csv(path);
-    throw rb::ValueError("--format must be user-item or movielens-csv, got '" + format + "'");
 }
 
 rb::models::SASRecConfig model_config(const examples::Args& a, index_t num_items) {
@@ -105,21 +96,14 @@ void load_pytorch(const examples::Args& a, Model& model) {
     std::fprintf(stderr, "\n");
 }
 
-std::string fmt(double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.6g", v);
-    return buf;
-}
-
 template <class Norm>
 int run(const examples::Args& a, const std::string& mode) {
-    const auto dataset = read_dataset(a);
+    const auto dataset = examples::read_dataset(a);
     const auto split = rb::data::leave_one_out(dataset);
     const index_t n_items = dataset.num_items();
     const auto cfg = model_config(a, n_items);
     const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 42));
-    const int threads = static_cast<int>(a.integer("threads", 0));
-    rb::ThreadPool pool(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    rb::ThreadPool pool(examples::thread_count(a));
     const rb::backend::Cpu<rb::isa::Dispatch> be{&pool};
     rb::models::SASRec<float, Norm> model(cfg, rb::Rng(seed));
 
@@ -128,30 +112,7 @@ int run(const examples::Args& a, const std::string& mode) {
             throw rb::ValueError("recommend needs one of --load FILE and --load_pytorch FILE");
         if (a.has("load_pytorch")) load_pytorch(a, model);
         else rb::io::load_checkpoint<float>(a.str("load", ""), model.params(), nullptr);
-        const long long user = a.integer("user", -1);
-        const index_t k = a.integer("k", 10);
-        index_t u = -1;
-        for (std::size_t i = 0; i < dataset.user_ids.size(); ++i)
-            if (dataset.user_ids[i] == user) u = static_cast<index_t>(i);
-        if (u < 0) throw rb::IndexError("--user " + std::to_string(user) + " is not in " + a.str("dataset", ""));
-        const auto& hist = dataset.sequences[static_cast<std::size_t>(u)];
-        rb::Matrix<row_id_t> ids(rb::Shape<2>{{1, cfg.max_len}});
-        const std::span<const row_id_t> one[1] = {hist};
-        rb::data::left_padded_batch(one, ids.view());
-        rb::Matrix<float> scores(rb::Shape<2>{{1, n_items + 1}});
-        model.score_all(be, pool, ids.cview(), scores.view());
-        for (row_id_t it : hist) scores(0, it) = -std::numeric_limits<float>::infinity();
-        rb::Matrix<row_id_t> top(rb::Shape<2>{{1, k}});
-        rb::Matrix<float> top_s(top.shape());
-        rb::ops::top_k_rows(be, scores.cview(), k, top.view(), top_s.view());
-        std::string json = "{\"user\": " + std::to_string(user) + ", \"items\": [";
-        for (index_t i = 0; i < k; ++i) {
-            const auto item = dataset.item_ids[static_cast<std::size_t>(top(0, i))];
-            std::printf("%2lld  item %lld  score %.4f\n", static_cast<long long>(i + 1), static_cast<long long>(item),
-                        double(top_s(0, i)));
-            json += (i ? ", " : "") + std::to_string(item);
-        }
-        std::printf("%s]}\n", json.c_str());
+        examples::print_recommendations(a, dataset, model, be, pool, cfg.max_len);
         return 0;
     }
 
@@ -198,8 +159,8 @@ int run(const examples::Args& a, const std::string& mode) {
         train_sequences += stats.sequences;
         const double eta = stats.seconds * double(epochs - e - 1);
         if (tty) std::fprintf(stderr, "\r");
-        std::string line = "epoch " + std::to_string(stats.epoch) + "  loss " + fmt(stats.mean_loss) + "  " +
-                           fmt(stats.sequences_per_second()) + " seq/s  ETA " + fmt(eta) + " s";
+        std::string line = "epoch " + std::to_string(stats.epoch) + "  loss " + examples::fmt(stats.mean_loss) + "  " +
+                           examples::fmt(stats.sequences_per_second()) + " seq/s  ETA " + examples::fmt(eta) + " s";
         if (a.has("save")) {
             rb::io::save_checkpoint<float>(a.str("save", ""), model.params(), &trainer.optimizer(), trainer.step(),
                                            {{"model", "sasrec"}, {"seed", std::to_string(seed)},
@@ -213,7 +174,7 @@ int run(const examples::Args& a, const std::string& mode) {
             auto v = eopt;
             v.validation = true;
             const auto m = rb::eval::evaluate_next_item(model, be, pool, split, n_items, cfg.max_len, v);
-            line += "  valid NDCG@10 " + fmt(m.ndcg(10)) + " HR@10 " + fmt(m.hit_rate(10));
+            line += "  valid NDCG@10 " + examples::fmt(m.ndcg(10)) + " HR@10 " + examples::fmt(m.hit_rate(10));
         }
         std::printf("%s\n", line.c_str());
         std::fflush(stdout);
@@ -222,11 +183,8 @@ int run(const examples::Args& a, const std::string& mode) {
             break;
     }
     const auto m = rb::eval::evaluate_next_item(model, be, pool, split, n_items, cfg.max_len, eopt);
-    std::printf("{\"model\": \"sasrec\", \"protocol\": \"%s\", \"users\": %lld, \"HR@10\": %.6f, \"NDCG@10\": %.6f, "
-                "\"MRR@10\": %.6f, \"epochs\": %lld, \"train_sequences_per_second\": %.1f, \"threads\": %d}\n",
-                proto.c_str(), static_cast<long long>(m.count()), m.hit_rate(10), m.ndcg(10), m.mrr(10),
-                static_cast<long long>(trainer.epoch()), train_seconds > 0 ? double(train_sequences) / train_seconds : 0.0,
-                pool.size());
+    examples::print_final_json("sasrec", proto, m, trainer.epoch(),
+                               train_seconds > 0 ? double(train_sequences) / train_seconds : 0.0, pool.size());
     return 0;
 }
 

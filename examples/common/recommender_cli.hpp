@@ -1,0 +1,87 @@
+#pragma once
+// What the next-item command-line programs (sasrec, bert4rec) share: reading
+// the dataset flags, the thread pool from --threads, the `recommend` mode's
+// top-K output, the final JSON line, and number formatting.
+#include <recblocks/recblocks.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <limits>
+#include <span>
+#include <string>
+#include <thread>
+
+#include "args.hpp"
+
+namespace examples {
+
+namespace rb = recblocks;
+
+/// --dataset FILE with --format user-item|movielens-csv (default: by extension).
+inline rb::data::SequenceDataset read_dataset(const Args& a) {
+    const std::string path = a.str("dataset", "");
+    if (path.empty()) throw rb::ValueError("--dataset FILE is required");
+    std::string format = a.str("format", "");
+    if (format.empty()) format = path.size() >= 4 && path.substr(path.size() - 4) == ".csv" ? "movielens-csv" : "user-item";
+    if (format == "user-item") return rb::data::read_user_item_file(path);
+    if (format == "movielens-csv") return rb::data::read_movielens_csv(path);
+    throw rb::ValueError("--format must be user-item or movielens-csv, got '" + format + "'");
+}
+
+/// --threads T (0 or absent: every hardware thread).
+inline int thread_count(const Args& a) {
+    const int threads = static_cast<int>(a.integer("threads", 0));
+    return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+inline std::string fmt(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    return buf;
+}
+
+/// The `recommend` mode: the top --k items (default 10) the user of --user has
+/// not interacted with, one line each, then a JSON line. `model` has
+/// score_all(be, pool, ids [1, L], scores [1, N + 1]).
+template <class Model, class Be>
+int print_recommendations(const Args& a, const rb::data::SequenceDataset& dataset, Model& model, const Be& be,
+                          rb::ThreadPool& pool, rb::index_t max_len) {
+    const rb::index_t n_items = dataset.num_items();
+    const long long user = a.integer("user", -1);
+    const rb::index_t k = a.integer("k", 10);
+    if (k < 1 || k > n_items) throw rb::ValueError("--k must be in [1, " + std::to_string(n_items) + "]");
+    rb::index_t u = -1;
+    for (std::size_t i = 0; i < dataset.user_ids.size(); ++i)
+        if (dataset.user_ids[i] == user) u = static_cast<rb::index_t>(i);
+    if (u < 0) throw rb::IndexError("--user " + std::to_string(user) + " is not in " + a.str("dataset", ""));
+    const auto& hist = dataset.sequences[static_cast<std::size_t>(u)];
+    rb::Matrix<rb::row_id_t> ids(rb::Shape<2>{{1, max_len}});
+    const std::span<const rb::row_id_t> one[1] = {hist};
+    rb::data::left_padded_batch(one, ids.view());
+    rb::Matrix<float> scores(rb::Shape<2>{{1, n_items + 1}});
+    model.score_all(be, pool, ids.cview(), scores.view());
+    for (rb::row_id_t it : hist) scores(0, it) = -std::numeric_limits<float>::infinity();
+    rb::Matrix<rb::row_id_t> top(rb::Shape<2>{{1, k}});
+    rb::Matrix<float> top_s(top.shape());
+    rb::ops::top_k_rows(be, scores.cview(), k, top.view(), top_s.view());
+    std::string json = "{\"user\": " + std::to_string(user) + ", \"items\": [";
+    for (rb::index_t i = 0; i < k; ++i) {
+        const auto item = dataset.item_ids[static_cast<std::size_t>(top(0, i))];
+        std::printf("%2lld  item %lld  score %.4f\n", static_cast<long long>(i + 1), static_cast<long long>(item),
+                    double(top_s(0, i)));
+        json += (i ? ", " : "") + std::to_string(item);
+    }
+    std::printf("%s]}\n", json.c_str());
+    return 0;
+}
+
+/// The last line of a training run: one JSON object with the test metrics.
+inline void print_final_json(const char* model, const std::string& protocol, const rb::eval::MetricsAccumulator& m,
+                             std::int64_t epochs, double train_sequences_per_second, int threads) {
+    std::printf("{\"model\": \"%s\", \"protocol\": \"%s\", \"users\": %lld, \"HR@10\": %.6f, \"NDCG@10\": %.6f, "
+                "\"MRR@10\": %.6f, \"epochs\": %lld, \"train_sequences_per_second\": %.1f, \"threads\": %d}\n",
+                model, protocol.c_str(), static_cast<long long>(m.count()), m.hit_rate(10), m.ndcg(10), m.mrr(10),
+                static_cast<long long>(epochs), train_sequences_per_second, threads);
+}
+
+}  // namespace examples
