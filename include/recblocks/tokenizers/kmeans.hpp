@@ -83,20 +83,38 @@ inline void check_finite(const char* who, MatrixView<const float> x) {
     }
 }
 
-inline float squared_norm(const float* x, index_t d) {
-    float s = 0.0f;
-    for (index_t j = 0; j < d; ++j) s += x[j] * x[j];
-    return s;
-}
-
+/// Σ_j (x_j - y_j)² (y = nullptr: Σ_j x_j²), in f32 lanes of the compile-time SIMD width.
 inline float squared_distance(const float* x, const float* y, index_t d) {
+    using batch = xsimd::batch<float>;
+    constexpr index_t w = static_cast<index_t>(batch::size);
+    batch acc0(0.0f), acc1(0.0f);
+    index_t j = 0;
+    for (; j + 2 * w <= d; j += 2 * w) {
+        batch a = batch::load_unaligned(x + j), b = batch::load_unaligned(x + j + w);
+        if (y) {
+            a -= batch::load_unaligned(y + j);
+            b -= batch::load_unaligned(y + j + w);
+        }
+        acc0 = xsimd::fma(a, a, acc0);
+        acc1 = xsimd::fma(b, b, acc1);
+    }
+    for (; j + w <= d; j += w) {
+        batch a = batch::load_unaligned(x + j);
+        if (y) a -= batch::load_unaligned(y + j);
+        acc0 = xsimd::fma(a, a, acc0);
+    }
+    alignas(64) float lanes[w];
+    (acc0 + acc1).store_aligned(lanes);
     float s = 0.0f;
-    for (index_t j = 0; j < d; ++j) {
-        const float t = x[j] - y[j];
+    for (index_t l = 0; l < w; ++l) s += lanes[l];
+    for (; j < d; ++j) {
+        const float t = y ? x[j] - y[j] : x[j];
         s += t * t;
     }
     return s;
 }
+
+inline float squared_norm(const float* x, index_t d) { return squared_distance(x, nullptr, d); }
 
 /// dist[k] = norms[k] - 2 g[k] written over g, and returns the first k with the
 /// smallest value (the value in `best`).

@@ -83,22 +83,35 @@ void rq_beam_step(const Be& be, MatrixView<const float> cb, const float* cnorm, 
             sel_i[0] = j;
         } else {
             // The b_out smallest of b_in·K candidates, kept sorted (insertion; b_out is small).
+            // Scores are formed a SIMD batch at a time and a batch is skipped when none of its
+            // lanes beats the current b_out-th best.
+            using batch = xsimd::batch<float>;
+            constexpr index_t w = static_cast<index_t>(batch::size);
             index_t filled = 0;
+            auto offer = [&](float s, index_t cand) {
+                if (filled == b_out && !(s < sel_s[b_out - 1])) return;
+                index_t p = filled < b_out ? filled++ : b_out - 1;
+                while (p > 0 && s < sel_s[p - 1]) {
+                    sel_s[p] = sel_s[p - 1];
+                    sel_i[p] = sel_i[p - 1];
+                    --p;
+                }
+                sel_s[p] = s;
+                sel_i[p] = cand;
+            };
             for (index_t b = 0; b < b_in; ++b) {
                 const float base = dist_in[r * b_in + b];
-                const float* gr = g + (r * b_in + b) * k;
-                for (index_t j = 0; j < k; ++j) {
-                    const float s = base + cnorm[j] - 2.0f * gr[j];
-                    if (filled == b_out && !(s < sel_s[b_out - 1])) continue;
-                    index_t p = filled < b_out ? filled++ : b_out - 1;
-                    while (p > 0 && s < sel_s[p - 1]) {
-                        sel_s[p] = sel_s[p - 1];
-                        sel_i[p] = sel_i[p - 1];
-                        --p;
-                    }
-                    sel_s[p] = s;
-                    sel_i[p] = b * k + j;
+                float* gr = g + (r * b_in + b) * k;
+                index_t j = 0;
+                const batch vbase(base), two(2.0f);
+                for (; j + w <= k; j += w) {
+                    const batch sc = vbase + xsimd::fnma(two, batch::load_unaligned(gr + j), batch::load_unaligned(cnorm + j));
+                    const float thr = filled == b_out ? sel_s[b_out - 1] : std::numeric_limits<float>::infinity();
+                    if (!xsimd::any(sc < batch(thr))) continue;
+                    sc.store_unaligned(gr + j);
+                    for (index_t t = j; t < j + w; ++t) offer(gr[t], b * k + t);
                 }
+                for (; j < k; ++j) offer(base + (cnorm[j] - 2.0f * gr[j]), b * k + j);
             }
         }
         for (index_t o = 0; o < b_out; ++o) {
@@ -106,13 +119,8 @@ void rq_beam_step(const Be& be, MatrixView<const float> cb, const float* cnorm, 
             const float* src = res_in + (r * b_in + b) * d;
             const float* c = cb.row(j);
             float* dst = res_out + (r * b_out + o) * d;
-            float s = 0.0f;
-            for (index_t t = 0; t < d; ++t) {
-                const float v = src[t] - c[t];
-                dst[t] = v;
-                s += v * v;
-            }
-            dist_out[r * b_out + o] = s;
+            for (index_t t = 0; t < d; ++t) dst[t] = src[t] - c[t];
+            dist_out[r * b_out + o] = squared_norm(dst, d);
             const std::int32_t* ci = codes_in + (r * b_in + b) * cstride;
             std::int32_t* co = codes_out + (r * b_out + o) * cstride;
             std::copy_n(ci, m_in, co);
