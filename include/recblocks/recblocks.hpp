@@ -76,3 +76,8 @@
 #include "recblocks/data/cloze_batches.hpp"
 #include "recblocks/models/bert4rec.hpp"
 #include "recblocks/train/cloze_trainer.hpp"
+
+// Item tokenizers
+#include "recblocks/tokenizers/finite_scalar_quantizer.hpp"
+#include "recblocks/tokenizers/kmeans.hpp"
+#include "recblocks/tokenizers/residual_quantizer.hpp"
