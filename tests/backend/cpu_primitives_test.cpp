@@ -29,7 +29,8 @@ const index_t kRows[] = {1, 7, 300};
 
 TEMPLATE_TEST_CASE("cpu gemm matches reference for all transposes", "[backend][gemm]", float, double) {
     using T = TestType;
-    const index_t sizes[][3] = {{1, 1, 1}, {7, 9, 8}, {65, 63, 64}, {300, 50, 192}, {33, 129, 17}};
+    const index_t sizes[][3] = {{1, 1, 1},     {7, 9, 8},    {65, 63, 64}, {300, 50, 192},
+                                {33, 129, 17}, {1, 50, 1000}, {2, 65, 7},  {1, 7, 3}};  // 1-2 rows: row dot products
     for (const auto& s : sizes) {
         const index_t m = s[0], k = s[1], n = s[2];
         for (Trans ta : {Trans::no, Trans::yes})

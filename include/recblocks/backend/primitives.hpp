@@ -23,6 +23,10 @@
 //   top_k_rows      k largest per row, descending; ties -> lower index first;
 //                   returns the first row holding a NaN, or -1 (outputs then unspecified)
 //   sum, max_value, sum_rows   reductions (sum_rows: column sums over rows)
+//   prefix_attention   optional (Reference, CPU): fused attention of one
+//                   (sequence, head) whose rows see a prefix of the keys
+//                   (ops/prefix_attention.hpp); blocks fall back to gemm +
+//                   softmax_rows on backends without it
 #include <cstdint>
 
 #include "recblocks/backend/tags.hpp"

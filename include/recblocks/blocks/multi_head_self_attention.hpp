@@ -33,6 +33,7 @@
 #include "recblocks/core/rng.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/gemm.hpp"
+#include "recblocks/ops/prefix_attention.hpp"
 #include "recblocks/ops/reduce.hpp"
 #include "recblocks/ops/softmax.hpp"
 #include "recblocks/policies/attention_mask.hpp"
@@ -97,10 +98,13 @@ public:
     [[nodiscard]] TensorView<const T, 4> attention() const { return probs_.view(); }
 
     /// Selects the dropout masks of the next forward/backward (`step`) and
-    /// whether dropout is active (`train`); inactive by default.
-    void set_step(std::uint64_t step, bool train) {
+    /// whether dropout is active (`train`); inactive by default. With
+    /// `for_backward` false (serving) the next forwards keep nothing for
+    /// backward (no attention weights are stored; backward then throws).
+    void set_step(std::uint64_t step, bool train, bool for_backward = true) {
         step_ = step;
         train_ = train && cfg_.dropout > 0;
+        for_backward_ = for_backward || train_;
     }
 
     /// Self-attention: y [B, L, D] = attention(x [B, L, D]); key_keep [B, L]
@@ -145,36 +149,30 @@ public:
                       matrix_view(qkv.data() + d, rows, 2 * d, 3 * d));
         }
         const T scale = static_cast<T>(1.0 / std::sqrt(double(dh)));
-        for_each_sequence(be, bsz, [&](index_t b) {
-            const auto mask = build_mask(b, len, key_keep);
-            for (index_t hd = 0; hd < h; ++hd) {
-                auto p = prob_matrix(b, hd);
-                const auto q = head(qkv, b, 0, hd), k = head(qkv, b, 1, hd);
-                // Query rows in chunks; a chunk scores only the keys its mask can show
-                // (causal: those before its end) and leaves the rest of P zero.
-                for (index_t r0 = 0; r0 < len; r0 += kQueryChunk) {
-                    const index_t r1 = std::min(len, r0 + kQueryChunk);
-                    const index_t kend = policies::visible_key_end(mask_, r1, len);
-                    auto s = matrix_view(p.data() + r0 * len, r1 - r0, kend, len);
-                    ops::gemm(be, Trans::no, Trans::yes, scale, q.slice_rows(r0, r1), k.slice_rows(0, kend), T(0), s);
-                    ops::softmax_rows(be, MatrixView<const T>(s), s,
-                                      matrix_view(mask.data() + r0 * len, r1 - r0, kend, len));
-                    if (kend < len)
-                        for (index_t r = r0; r < r1; ++r) std::fill(p.row(r) + kend, p.row(r) + len, T(0));
+        if constexpr (fused_prefix<Be>()) {
+            // P for backward (zeros up to each chunk's key end, as below); the
+            // context straight from the kernel unless dropout must come between.
+            for_each_sequence(be, bsz, [&](index_t b) {
+                const auto keep = key_keep.data() ? vector_view(key_keep.row(b), len) : VectorView<const std::uint8_t>{};
+                for (index_t hd = 0; hd < h; ++hd) {
+                    auto ctx = matrix_view(ctx_.data() + b * len * d + hd * dh, len, dh, d);
+                    ops::prefix_attention(be, head(qkv, b, 0, hd), head(qkv, b, 1, hd), head(qkv, b, 2, hd),
+                                          key_end_.cview(), write_end_.cview(), keep, scale,
+                                          for_backward_ ? prob_matrix(b, hd) : MatrixView<T>{},
+                                          train_ ? MatrixView<T>{} : ctx);
+                    if (train_) weighted_values(be, b, hd, ctx);
                 }
-                const auto w = weights_used(b, hd, true);
-                auto ctx = matrix_view(ctx_.data() + b * len * d + hd * dh, len, dh, d);
-                for (index_t r0 = 0; r0 < len; r0 += kQueryChunk) {
-                    const index_t r1 = std::min(len, r0 + kQueryChunk);
-                    const index_t kend = policies::visible_key_end(mask_, r1, len);
-                    ops::gemm(be, Trans::no, Trans::no, T(1), matrix_view(w.data() + r0 * len, r1 - r0, kend, len),
-                              head(qkv, b, 2, hd).slice_rows(0, kend), T(0), ctx.slice_rows(r0, r1));
-                }
-            }
-        });
+            });
+        } else {
+            for_each_sequence(be, bsz, [&](index_t b) { unfused_attention(be, b, len, key_keep, scale); });
+        }
         auto y2 = matrix_view(y.data(), rows, d);
         detail::broadcast_rows(params_.out_proj_bias.cview(), y2);
         ops::gemm(be, Trans::no, Trans::yes, T(1), ctx_.view(), params_.out_proj_weight.view(), T(1), y2);
+        if (!for_backward_) {  // nothing kept: backward would read stale weights
+            q_in_ = {};
+            kv_in_ = {};
+        }
     }
 
     /// From dy [B, L, D] after a self-attention forward: writes dx and adds
@@ -297,7 +295,31 @@ public:
         detail::broadcast_rows(vector_view<const T>(params_.in_proj_bias.data(), d), last_q_.view());
         ops::gemm(be, Trans::no, Trans::yes, T(1), q_last, w_q(), T(1), last_q_.view());
         const T scale = static_cast<T>(1.0 / std::sqrt(double(dh)));
-        for_each_sequence(be, bsz, [&](index_t b) {
+        if constexpr (fused_prefix<Be>()) {
+            const auto last_end = vector_view<const index_t>(key_end_.data() + len - 1, 1);
+            for_each_sequence(be, bsz, [&](index_t b) {
+                const auto keep = key_keep.data() ? vector_view(key_keep.row(b), len) : VectorView<const std::uint8_t>{};
+                for (index_t hd = 0; hd < h; ++hd)
+                    ops::prefix_attention(be, matrix_view<const T>(last_q_.data() + b * d + hd * dh, 1, dh),
+                                          head(qkv_.cview(), b, 1, hd), head(qkv_.cview(), b, 2, hd), last_end, {},
+                                          keep, scale, MatrixView<T>{},
+                                          matrix_view(last_ctx_.data() + b * d + hd * dh, 1, dh));
+            });
+        } else {
+            for_each_sequence(be, bsz, [&](index_t b) { unfused_last(be, b, len, key_keep, scale); });
+        }
+        detail::broadcast_rows(params_.out_proj_bias.cview(), y_last);
+        ops::gemm(be, Trans::no, Trans::yes, T(1), last_ctx_.cview(), params_.out_proj_weight.view(), T(1), y_last);
+    }
+
+private:
+    static constexpr index_t kQueryChunk = 32;  // query rows per block of scores (causal skipping)
+
+    /// forward_last's attention of sequence b through GEMM + softmax_rows.
+    template <class Be>
+    void unfused_last(const Be& be, index_t b, index_t len, MatrixView<const std::uint8_t> key_keep, T scale) {
+        const index_t d = cfg_.d_model, h = cfg_.heads, dh = d / h;
+        {
             // One score row per head, in this sequence's slice of the probability buffer.
             auto p = matrix_view(probs_.data() + b * h * len * len, h, len);
             auto keep = matrix_view(mask_buf_.data() + b * len * len, 1, len);
@@ -313,13 +335,54 @@ public:
                 ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(row), vals, T(0),
                           matrix_view(last_ctx_.data() + b * d + hd * dh, 1, dh));
             }
-        });
-        detail::broadcast_rows(params_.out_proj_bias.cview(), y_last);
-        ops::gemm(be, Trans::no, Trans::yes, T(1), last_ctx_.cview(), params_.out_proj_weight.view(), T(1), y_last);
+        }
     }
 
-private:
-    static constexpr index_t kQueryChunk = 32;  // query rows per block of scores (causal skipping)
+    /// Scores, masked softmax and P V of sequence b through GEMM + softmax_rows
+    /// (masks that are not prefixes, backends without prefix_attention).
+    template <class Be>
+    void unfused_attention(const Be& be, index_t b, index_t len, MatrixView<const std::uint8_t> key_keep, T scale) {
+        const index_t d = cfg_.d_model, h = cfg_.heads, dh = d / h;
+        auto qkv = qkv_.view();
+        const auto mask = build_mask(b, len, key_keep);
+        for (index_t hd = 0; hd < h; ++hd) {
+            auto p = prob_matrix(b, hd);
+            const auto q = head(qkv, b, 0, hd), k = head(qkv, b, 1, hd);
+            // Query rows in chunks; a chunk scores only the keys its mask can show
+            // (causal: those before its end) and leaves the rest of P zero.
+            for (index_t r0 = 0; r0 < len; r0 += kQueryChunk) {
+                const index_t r1 = std::min(len, r0 + kQueryChunk);
+                const index_t kend = policies::visible_key_end(mask_, r1, len);
+                auto s = matrix_view(p.data() + r0 * len, r1 - r0, kend, len);
+                ops::gemm(be, Trans::no, Trans::yes, scale, q.slice_rows(r0, r1), k.slice_rows(0, kend), T(0), s);
+                ops::softmax_rows(be, MatrixView<const T>(s), s,
+                                  matrix_view(mask.data() + r0 * len, r1 - r0, kend, len));
+                if (kend < len)
+                    for (index_t r = r0; r < r1; ++r) std::fill(p.row(r) + kend, p.row(r) + len, T(0));
+            }
+            weighted_values(be, b, hd, matrix_view(ctx_.data() + b * len * d + hd * dh, len, dh, d));
+        }
+    }
+
+    /// ctx [L, dh] of head hd of sequence b = the weights that multiply V
+    /// (P, or Drop(P) when training) times V, chunk by chunk.
+    template <class Be>
+    void weighted_values(const Be& be, index_t b, index_t hd, MatrixView<T> ctx) {
+        const index_t len = probs_.extent(2);
+        const auto w = weights_used(b, hd, true);
+        for (index_t r0 = 0; r0 < len; r0 += kQueryChunk) {
+            const index_t r1 = std::min(len, r0 + kQueryChunk);
+            const index_t kend = policies::visible_key_end(mask_, r1, len);
+            ops::gemm(be, Trans::no, Trans::no, T(1), matrix_view(w.data() + r0 * len, r1 - r0, kend, len),
+                      head(qkv_.view(), b, 2, hd).slice_rows(0, kend), T(0), ctx.slice_rows(r0, r1));
+        }
+    }
+
+    /// Whether forward runs the fused prefix kernel (see attention_mask.hpp).
+    template <class Be>
+    static constexpr bool fused_prefix() {
+        return policies::PrefixMask<Mask> && ops::has_prefix_attention<Be, T>;
+    }
 
     [[nodiscard]] bool is_self() const { return q_in_.data() == kv_in_.data(); }
     [[nodiscard]] MatrixView<const T> w_q() const { return matrix_view<const T>(params_.in_proj_weight.data(), cfg_.d_model, cfg_.d_model); }
@@ -365,6 +428,15 @@ private:
             mask_buf_.resize(Shape<3>{{bsz, len, len}});
             dp_.resize(Shape<3>{{bsz, len, len}});
         }
+        if (key_end_.numel() != len) {
+            // Row r sees keys [0, key_end_[r]) (prefix masks); P is written up to its chunk's key end.
+            key_end_.resize(Shape<1>{{len}});
+            write_end_.resize(Shape<1>{{len}});
+            for (index_t r = 0; r < len; ++r) {
+                key_end_(r) = policies::visible_key_end(mask_, r + 1, len);
+                write_end_(r) = policies::visible_key_end(mask_, std::min(len, (r / kQueryChunk + 1) * kQueryChunk), len);
+            }
+        }
     }
 
     /// The [L, L] keep-mask of sequence b (its own slice: sequences run in parallel).
@@ -409,11 +481,13 @@ private:
     Dropout dropout_;
     std::uint64_t step_ = 0;
     bool train_ = false;
+    bool for_backward_ = true;
     TensorView<const T, 3> q_in_, kv_in_;
     Matrix<T> qkv_, dqkv_, ctx_, dctx_;
     Tensor<T, 3> dp_;
     Tensor<T, 4> probs_, probs_dropped_;
     Tensor<std::uint8_t, 3> mask_buf_;
+    Vector<index_t> key_end_, write_end_;  // per query row (fused prefix path)
     Matrix<T> last_q_, last_ctx_;  // forward_last
     Vector<T> col_sums_;
 };

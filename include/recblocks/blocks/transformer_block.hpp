@@ -138,14 +138,15 @@ public:
     template <class Be>
     void forward(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
                  MatrixView<const std::uint8_t> key_keep, std::uint64_t step, bool train) {
-        RECBLOCKS_CHECK_SHAPE(x.extent(2) == cfg_.d_model && y.shape() == x.shape() && x.is_contiguous() &&
-                                  y.is_contiguous() && x.data() != y.data(),
-                              "TransformerBlock::forward: x is ", x.shape(), " and y is ", y.shape(),
-                              " but both must be distinct, contiguous [B, L, ", cfg_.d_model, "]");
-        parts_.resize(x.extent(0), x.extent(1), cfg_.d_model);
-        parts_.attention.set_step(step, train);
-        shape_ = x.shape();
-        Norm::forward(parts_, be, pool, x, y, key_keep, step, train);
+        run_forward(be, pool, x, y, key_keep, step, train, true);
+    }
+
+    /// forward() for serving: no dropout, and nothing kept for backward (the
+    /// attention weights are never stored; backward() then throws).
+    template <class Be>
+    void forward_inference(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
+                           MatrixView<const std::uint8_t> key_keep) {
+        run_forward(be, pool, x, y, key_keep, 0, false, false);
     }
 
     /// Inference for the last position only: y_last [B, D] equals row L - 1 of
@@ -160,7 +161,7 @@ public:
                               "TransformerBlock::forward_last: x is ", x.shape(), " and y_last is ", y_last.shape(),
                               " but need contiguous [B, L, D] and [B, D] with D = ", cfg_.d_model);
         parts_.resize(x.extent(0), x.extent(1), cfg_.d_model);
-        parts_.attention.set_step(0, false);
+        parts_.attention.set_step(0, false, false);
         if constexpr (requires { Norm::forward_last(parts_, be, pool, x, y_last, key_keep); }) {
             Norm::forward_last(parts_, be, pool, x, y_last, key_keep);
         } else {
@@ -181,6 +182,19 @@ public:
     }
 
 private:
+    template <class Be>
+    void run_forward(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
+                     MatrixView<const std::uint8_t> key_keep, std::uint64_t step, bool train, bool for_backward) {
+        RECBLOCKS_CHECK_SHAPE(x.extent(2) == cfg_.d_model && y.shape() == x.shape() && x.is_contiguous() &&
+                                  y.is_contiguous() && x.data() != y.data(),
+                              "TransformerBlock::forward: x is ", x.shape(), " and y is ", y.shape(),
+                              " but both must be distinct, contiguous [B, L, ", cfg_.d_model, "]");
+        parts_.resize(x.extent(0), x.extent(1), cfg_.d_model);
+        parts_.attention.set_step(step, train, for_backward);
+        shape_ = for_backward ? x.shape() : Shape<3>{};
+        Norm::forward(parts_, be, pool, x, y, key_keep, step, train);
+    }
+
     Config cfg_;
     Parts parts_;
     Shape<3> shape_{};

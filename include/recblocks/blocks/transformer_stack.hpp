@@ -98,7 +98,7 @@ public:
         const auto key_keep = cfg_.mask_padding_keys ? keep : MatrixView<const std::uint8_t>{};
         for (index_t i = 0; i + 1 < n; ++i) {
             TensorView<const T, 3> in = i == 0 ? x : TensorView<const T, 3>(act(i - 1));
-            blocks_[static_cast<std::size_t>(i)].forward(be, pool, in, act(i), key_keep, 0, false);
+            blocks_[static_cast<std::size_t>(i)].forward_inference(be, pool, in, act(i), key_keep);
             if (cfg_.zero_padded_positions) zero_padded(act(i));
         }
         TensorView<const T, 3> in = n == 1 ? x : TensorView<const T, 3>(act(n - 2));

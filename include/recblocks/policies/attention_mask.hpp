@@ -14,6 +14,10 @@
 // Optionally `index_t key_end(index_t q_end) const`: no query below q_end sees a
 // key at or after key_end(q_end). The attention block then skips those scores
 // (for causal masks, about a third of the attention work).
+// A mask whose visible keys for query q are exactly [0, key_end(q + 1)) (every
+// key when it has no key_end) may declare `static constexpr bool prefix = true`
+// (the PrefixMask concept): attention then runs the fused prefix kernel
+// (ops/prefix_attention.hpp) and never builds an [L, L] mask. All three below do.
 #include <algorithm>
 #include <concepts>
 
@@ -29,15 +33,18 @@ concept AttentionMask = requires(const M m, index_t q, index_t k) {
 };
 
 struct CausalMask {
+    static constexpr bool prefix = true;
     [[nodiscard]] constexpr bool visible(index_t q, index_t k) const { return k <= q; }
     [[nodiscard]] constexpr index_t key_end(index_t q_end) const { return q_end; }
 };
 
 struct BidirectionalMask {
+    static constexpr bool prefix = true;
     [[nodiscard]] constexpr bool visible(index_t, index_t) const { return true; }
 };
 
 struct BlockCausalMask {
+    static constexpr bool prefix = true;
     index_t tokens_per_item = 1;
     constexpr explicit BlockCausalMask(index_t tokens) : tokens_per_item(tokens) {
         RECBLOCKS_CHECK_VALUE(tokens >= 1, "BlockCausalMask: tokens_per_item must be >= 1, got ", tokens);
@@ -58,6 +65,11 @@ constexpr index_t visible_key_end(const M& m, index_t q_end, index_t len) {
     else return len;
 }
 
+/// Visible keys of query q are exactly [0, visible_key_end(m, q + 1, len)).
+template <class M>
+concept PrefixMask = AttentionMask<M> && requires { requires M::prefix; };
+
+static_assert(PrefixMask<CausalMask> && PrefixMask<BidirectionalMask> && PrefixMask<BlockCausalMask>);
 static_assert(AttentionMask<CausalMask> && AttentionMask<BidirectionalMask> && AttentionMask<BlockCausalMask>);
 
 }  // namespace policies

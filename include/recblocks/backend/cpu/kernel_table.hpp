@@ -16,6 +16,7 @@
 #include "recblocks/backend/cpu/kernels/dropout.hpp"
 #include "recblocks/backend/cpu/kernels/embedding.hpp"
 #include "recblocks/backend/cpu/kernels/layer_norm.hpp"
+#include "recblocks/backend/cpu/kernels/prefix_attention.hpp"
 #include "recblocks/backend/cpu/kernels/softmax.hpp"
 #include "recblocks/backend/cpu/kernels/top_k.hpp"
 
@@ -28,6 +29,7 @@ struct CpuKernelTable {
     index_t simd_width;  // elements of T per register
     T (*dot)(const T*, const T*, index_t);
     void (*axpy)(index_t, T, const T*, T*);
+    void (*dot_rows)(const T*, index_t, index_t, index_t, const T*, T, T, T*);
     T (*sum)(const T*, index_t, index_t, index_t);
     T (*max_value)(const T*, index_t, index_t, index_t);
     void (*softmax_rows)(const T*, index_t, const std::uint8_t*, index_t, T*, index_t, index_t, index_t);
@@ -41,6 +43,8 @@ struct CpuKernelTable {
     void (*scatter_add_rows)(const T*, index_t, const row_id_t*, index_t, T*, index_t, index_t, row_id_t, row_id_t);
     bool (*top_k)(const T*, index_t, index_t, row_id_t, T*, row_id_t*);
     void (*dropout)(const T*, T*, index_t, index_t, std::uint32_t, std::uint32_t, std::uint64_t, std::uint32_t, T);
+    void (*prefix_attention)(const T*, index_t, const T*, index_t, const T*, index_t, index_t, index_t, index_t,
+                             const index_t*, const index_t*, const std::uint8_t*, T, T*, index_t, T*, index_t);
     /// Eigen's GEMM built for this ISA (runtime-dispatch tables only; nullptr
     /// means "use the GEMM of the calling translation unit").
     void (*gemm)(bool, bool, T, const T*, index_t, index_t, index_t, const T*, index_t, index_t, index_t, T, T*,
@@ -53,6 +57,7 @@ constexpr CpuKernelTable<T> make_kernel_table() {
             static_cast<index_t>(xsimd::batch<T, Arch>::size),
             &Blas1Kernels<Arch, T>::dot,
             &Blas1Kernels<Arch, T>::axpy,
+            &Blas1Kernels<Arch, T>::dot_rows,
             &Blas1Kernels<Arch, T>::sum,
             &Blas1Kernels<Arch, T>::max_value,
             &SoftmaxKernels<Arch, T>::softmax_rows,
@@ -65,6 +70,7 @@ constexpr CpuKernelTable<T> make_kernel_table() {
             &EmbeddingKernels<Arch, T>::scatter_add_rows,
             &TopKKernels<Arch, T>::top_k,
             &DropoutKernels<Arch, T>::apply,
+            &PrefixAttentionKernels<Arch, T>::forward,
             nullptr};
 }
 

@@ -157,6 +157,42 @@ struct Primitives<backend::Reference> {
     }
 
     template <class T>
+    static void prefix_attention(const B&, MatrixView<const T> q, MatrixView<const T> k, MatrixView<const T> v,
+                                 VectorView<const index_t> key_end, VectorView<const index_t> write_end,
+                                 VectorView<const std::uint8_t> keep, T scale, MatrixView<T> p, MatrixView<T> ctx) {
+        const index_t dh = q.cols();
+        std::vector<double> w(static_cast<std::size_t>(k.rows()));
+        for (index_t r = 0; r < q.rows(); ++r) {
+            const index_t n = key_end(r);
+            double mx = -std::numeric_limits<double>::infinity();
+            for (index_t j = 0; j < n; ++j) {
+                double acc = 0.0;
+                for (index_t c = 0; c < dh; ++c) acc += double(q(r, c)) * double(k(j, c));
+                const bool kept = !keep.data() || keep(j);
+                w[static_cast<std::size_t>(j)] = kept ? double(static_cast<T>(acc * double(scale)))
+                                                      : -std::numeric_limits<double>::infinity();
+                mx = std::max(mx, w[static_cast<std::size_t>(j)]);
+            }
+            double sum = 0.0;
+            for (index_t j = 0; j < n; ++j) {
+                auto& e = w[static_cast<std::size_t>(j)];
+                e = mx == -std::numeric_limits<double>::infinity() ? 0.0 : std::exp(e - mx);
+                sum += e;
+            }
+            for (index_t j = 0; j < n; ++j) w[static_cast<std::size_t>(j)] = sum > 0.0 ? w[static_cast<std::size_t>(j)] / sum : 0.0;
+            if (p.data())
+                for (index_t j = 0; j < write_end(r); ++j)
+                    p(r, j) = j < n ? static_cast<T>(w[static_cast<std::size_t>(j)]) : T(0);
+            if (ctx.data())
+                for (index_t c = 0; c < dh; ++c) {
+                    double acc = 0.0;
+                    for (index_t j = 0; j < n; ++j) acc += w[static_cast<std::size_t>(j)] * double(v(j, c));
+                    ctx(r, c) = static_cast<T>(acc);
+                }
+        }
+    }
+
+    template <class T>
     static void gather_rows(const B&, MatrixView<const T> table, VectorView<const row_id_t> ids, MatrixView<T> out) {
         for (index_t i = 0; i < ids.size(); ++i)
             for (index_t c = 0; c < table.cols(); ++c) out(i, c) = table(ids(i), c);
