@@ -48,11 +48,13 @@
 // Caveat: the unconstrained search keys prefixes by their mixed-radix value, so
 // the product of the codebook sizes must be below 2^62 (ValueError otherwise).
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "recblocks/core/check.hpp"
@@ -119,11 +121,14 @@ public:
     /// How many times a buffer had to grow; constant once warm.
     [[nodiscard]] std::size_t growth_count() const { return growths_; }
 
+    /// A proposed prefix: `order` packs the score (high 32 bits, an
+    /// order-preserving image of the float) and the tie-break (low 32 bits,
+    /// 2^32 - 1 - the prefix's lexicographic rank), so one integer comparison
+    /// ranks candidates: larger is better.
     struct Candidate {
-        float score;
-        std::int32_t parent;  // row of the current step
-        std::uint64_t key;    // node id (constrained) or mixed-radix prefix (unconstrained): the tie-break
-        std::int32_t code;
+        std::uint64_t order;
+        std::int32_t parent;  // row of the current step it extends
+        std::int32_t code;    // the code it appends
     };
 
 private:
@@ -138,10 +143,12 @@ private:
     // Double-buffered rows of the current / next step.
     std::vector<std::int32_t> query_[2], parent_[2], prefix_[2];
     std::vector<float> score_[2];
-    std::vector<std::uint64_t> key_[2];
+    std::vector<std::uint64_t> key_[2];  // node id (constrained) or mixed-radix prefix value (unconstrained)
+    std::vector<std::uint32_t> rank_;    // unconstrained: lexicographic rank of a row among its query's rows
+    std::vector<std::pair<std::uint64_t, index_t>> rank_scratch_;
     std::vector<float> logits_;
-    std::vector<Candidate> heap_;     // per query: its selection heap
-    std::vector<Candidate> expand_;   // per query: the per-prefix expansion heap
+    std::vector<Candidate> heap_;     // per query: its selection buffer (2 x beam)
+    std::vector<Candidate> expand_;   // per query: the per-prefix expansion buffer (2 x expansions)
     std::vector<index_t> selected_;   // per query: candidates kept
     std::vector<index_t> beams_, expansions_;  // the plan of the current call
     int last_ = 0;                    // which buffer holds the final rows
@@ -151,32 +158,63 @@ private:
 
 namespace detail {
 
-/// a before b: higher score, then smaller key.
-inline bool better(const BeamSearchWorkspace::Candidate& a, const BeamSearchWorkspace::Candidate& b) {
-    return a.score > b.score || (a.score == b.score && a.key < b.key);
+/// An unsigned integer ordered as the float is (-0 counts as +0; not for NaN).
+inline std::uint32_t orderable(float f) {
+    const auto b = std::bit_cast<std::uint32_t>(f + 0.0f);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+inline float from_orderable(std::uint32_t u) {
+    return std::bit_cast<float>((u & 0x80000000u) ? (u & 0x7FFFFFFFu) : ~u);
+}
+/// Packs a score and a 32-bit lexicographic tie value (smaller first).
+inline std::uint64_t pack_order(float score, std::uint32_t tie) {
+    return (std::uint64_t{orderable(score)} << 32) | (0xFFFFFFFFu - tie);
+}
+inline float score_of(const BeamSearchWorkspace::Candidate& c) {
+    return from_orderable(static_cast<std::uint32_t>(c.order >> 32));
+}
+inline std::uint32_t tie_of(const BeamSearchWorkspace::Candidate& c) {
+    return 0xFFFFFFFFu - static_cast<std::uint32_t>(c.order);
 }
 
-/// Bounded selection: keeps the best `cap` candidates in heap[0, size) (worst on top).
-struct BoundedHeap {
-    BeamSearchWorkspace::Candidate* data;
+/// a before b: higher score, then the lexicographically smaller prefix.
+struct Better {
+    bool operator()(const BeamSearchWorkspace::Candidate& a, const BeamSearchWorkspace::Candidate& b) const {
+        return a.order > b.order;
+    }
+};
+inline constexpr Better better{};
+
+/// Bounded selection of the best `cap` candidates: candidates not worse than
+/// the threshold are appended to a buffer of 2 * cap; when it fills, the best
+/// cap are partitioned to the front and the threshold rises to the worst of
+/// them. A candidate scoring below the threshold is worse than cap kept ones,
+/// so it is dropped with one comparison (most are, once the buffer first fills).
+struct TopSelector {
+    BeamSearchWorkspace::Candidate* data;  // room for 2 * cap
     index_t cap;
     index_t size = 0;
-
-    /// Cheap rejection test before building a candidate.
-    [[nodiscard]] bool rejects(float score) const { return size == cap && score < data[0].score; }
+    float threshold = -std::numeric_limits<float>::infinity();
 
     void offer(const BeamSearchWorkspace::Candidate& c) {
-        if (size < cap) {
-            data[size++] = c;
-            std::push_heap(data, data + size, better);
-        } else if (better(c, data[0])) {
-            std::pop_heap(data, data + size, better);
-            data[size - 1] = c;
-            std::push_heap(data, data + size, better);
-        }
+        data[size++] = c;
+        if (size == 2 * cap) shrink();
     }
-    /// Sorts the kept candidates best first.
-    void finish() { std::sort_heap(data, data + size, better); }
+    /// Keeps the best cap, sorted best first.
+    void finish() {
+        if (size > cap) {
+            std::nth_element(data, data + cap - 1, data + size, better);
+            size = cap;
+        }
+        std::sort(data, data + size, better);
+    }
+
+private:
+    void shrink() {
+        std::nth_element(data, data + cap - 1, data + size, better);
+        size = cap;
+        threshold = score_of(data[cap - 1]);  // nth_element: nothing after it is better
+    }
 };
 
 /// The implementation shared by both searches (a struct so it can reach the
@@ -220,6 +258,14 @@ struct SearchImpl {
         std::vector<index_t>& beams = ws.beams_;
         std::vector<index_t>& expansions = ws.expansions_;
         plan(op, opt, levels, k, beams, expansions);
+        if constexpr (!Constrained) {
+            // Tie values rank * K_t + code must fit 32 bits.
+            for (index_t t = 1; t < levels; ++t)
+                RECBLOCKS_CHECK_VALUE(beams[static_cast<std::size_t>(t - 1)] * index_t{sizes[static_cast<std::size_t>(t)]} <=
+                                          (index_t{1} << 32),
+                                      op, ": beam ", beams[static_cast<std::size_t>(t - 1)], " x codebook size ",
+                                      sizes[static_cast<std::size_t>(t)], " of level ", t, " exceeds 2^32");
+        }
         index_t max_beam = 1, max_expand = 1, max_k = 1;
         for (index_t t = 0; t < levels; ++t) {
             max_beam = std::max(max_beam, beams[static_cast<std::size_t>(t)]);
@@ -235,9 +281,13 @@ struct SearchImpl {
             ws.grow(ws.key_[b], max_rows);
         }
         ws.grow(ws.logits_, max_rows * static_cast<std::size_t>(max_k));
-        ws.grow(ws.heap_, max_rows);
-        ws.grow(ws.expand_, static_cast<std::size_t>(queries * max_expand));
+        ws.grow(ws.heap_, 2 * max_rows);
+        ws.grow(ws.expand_, static_cast<std::size_t>(2 * queries * max_expand));
         ws.grow(ws.selected_, static_cast<std::size_t>(queries));
+        if constexpr (!Constrained) {
+            ws.grow(ws.rank_, max_rows);
+            ws.grow(ws.rank_scratch_, static_cast<std::size_t>(max_beam));
+        }
 
         // Step 0: one row per query, the empty prefix (trie root, key 0).
         int cur = 0;
@@ -246,6 +296,7 @@ struct SearchImpl {
             ws.query_[0][static_cast<std::size_t>(q)] = static_cast<std::int32_t>(q);
             ws.score_[0][static_cast<std::size_t>(q)] = 0.0f;
             ws.key_[0][static_cast<std::size_t>(q)] = tokenizers::CodeTrie::kRoot;
+            if constexpr (!Constrained) ws.rank_[static_cast<std::size_t>(q)] = 0;
         }
         for (index_t t = 0; t < levels; ++t) {
             const auto ti = static_cast<std::size_t>(t);
@@ -264,46 +315,60 @@ struct SearchImpl {
             // Rows of each query are contiguous: find each query's range.
             const std::int32_t* qrow = ws.query_[cur].data();
             auto select = [&](index_t q, index_t row_begin, index_t row_end) {
-                detail::BoundedHeap heap{ws.heap_.data() + q * beam, beam};
-                Candidate* eh = ws.expand_.data() + q * max_expand;
+                detail::TopSelector heap{ws.heap_.data() + 2 * q * beam, beam};
+                Candidate* eh = ws.expand_.data() + 2 * q * max_expand;
                 for (index_t r = row_begin; r < row_end; ++r) {
                     const float s = ws.score_[cur][static_cast<std::size_t>(r)];
                     const std::uint64_t key = ws.key_[cur][static_cast<std::size_t>(r)];
                     const float* lp = out.row(r);
+                    // Tie value of child j: its node id (ids follow lexicographic
+                    // order), or rank(row) * K_t + j.
                     std::span<const std::int32_t> allowed;
-                    std::uint64_t first_key;
+                    std::uint32_t first_tie;
                     index_t n;
                     if constexpr (Constrained) {
                         const auto node = static_cast<tokenizers::CodeTrie::node_t>(key);
                         allowed = trie->allowed_next(node);
-                        first_key = static_cast<std::uint64_t>(trie->first_child(node));
+                        first_tie = static_cast<std::uint32_t>(trie->first_child(node));
                         n = static_cast<index_t>(allowed.size());
                     } else {
-                        first_key = key * static_cast<std::uint64_t>(kt);
+                        (void)key;
+                        first_tie = ws.rank_[static_cast<std::size_t>(r)] * static_cast<std::uint32_t>(kt);
                         n = kt;
                     }
                     auto code_at = [&](index_t j) -> std::int32_t {
                         if constexpr (Constrained) return allowed[static_cast<std::size_t>(j)];
                         else return static_cast<std::int32_t>(j);
                     };
-                    auto propose = [&](detail::BoundedHeap& h) {
+                    auto propose = [&](detail::TopSelector& h) {
+                        // A NaN score fails `>=`, so it never enters the selection;
+                        // the flag (no branch) reports it after the row.
+                        bool nan = false;
                         for (index_t j = 0; j < n; ++j) {
                             const std::int32_t c = code_at(j);
                             const float v = lp[c];
-                            if (std::isnan(v)) [[unlikely]]
-                                throw ValueError(recblocks::detail::concat(op, ": the model's log-prob of code ", c,
-                                                                           " at level ", t, ", row ", r, " is NaN"));
+                            nan |= std::isnan(v);
                             const float sc = s + v;
-                            if (h.rejects(sc)) continue;
-                            h.offer(Candidate{sc, static_cast<std::int32_t>(r), first_key + static_cast<std::uint64_t>(j), c});
+                            if (sc >= h.threshold) [[unlikely]]
+                                h.offer(Candidate{pack_order(sc, first_tie + static_cast<std::uint32_t>(j)),
+                                                  static_cast<std::int32_t>(r), c});
+                        }
+                        if (nan) [[unlikely]] {
+                            index_t j = 0;
+                            while (!std::isnan(lp[code_at(j)])) ++j;
+                            throw ValueError(recblocks::detail::concat(op, ": the model's log-prob of code ",
+                                                                       code_at(j), " at level ", t, ", row ", r,
+                                                                       " is NaN"));
                         }
                     };
                     if (expand == 0 || expand >= n) {
                         propose(heap);
                     } else {
-                        detail::BoundedHeap local{eh, expand};
+                        detail::TopSelector local{eh, expand};
                         propose(local);
-                        for (index_t j = 0; j < local.size; ++j) heap.offer(eh[j]);
+                        local.finish();
+                        for (index_t j = 0; j < local.size; ++j)
+                            if (score_of(eh[j]) >= heap.threshold) heap.offer(eh[j]);
                     }
                 }
                 heap.finish();
@@ -330,18 +395,36 @@ struct SearchImpl {
             const int nxt = 1 - cur;
             index_t w = 0;
             for (index_t q = 0; q < queries; ++q) {
-                const Candidate* h = ws.heap_.data() + q * beam;
+                const Candidate* h = ws.heap_.data() + 2 * q * beam;
                 for (index_t j = 0; j < ws.selected_[static_cast<std::size_t>(q)]; ++j, ++w) {
                     const Candidate& c = h[j];
                     const auto wi = static_cast<std::size_t>(w);
                     ws.query_[nxt][wi] = static_cast<std::int32_t>(q);
                     ws.parent_[nxt][wi] = c.parent;
-                    ws.score_[nxt][wi] = c.score;
-                    ws.key_[nxt][wi] = c.key;
+                    ws.score_[nxt][wi] = score_of(c);
+                    if constexpr (Constrained) ws.key_[nxt][wi] = tie_of(c);  // the child's node id
+                    else
+                        ws.key_[nxt][wi] = ws.key_[cur][static_cast<std::size_t>(c.parent)] * static_cast<std::uint64_t>(kt) +
+                                           static_cast<std::uint64_t>(c.code);
                     std::int32_t* dst = ws.prefix_[nxt].data() + w * (t + 1);
                     const std::int32_t* src = ws.prefix_[cur].data() + c.parent * t;
                     std::copy_n(src, t, dst);
                     dst[t] = c.code;
+                }
+            }
+            if constexpr (!Constrained) {
+                // Lexicographic rank of each row among its query's rows (the next tie values).
+                auto& tmp = ws.rank_scratch_;
+                for (index_t b = 0; b < w;) {
+                    index_t e = b;
+                    while (e < w && ws.query_[nxt][static_cast<std::size_t>(e)] == ws.query_[nxt][static_cast<std::size_t>(b)]) ++e;
+                    for (index_t r = b; r < e; ++r)
+                        tmp[static_cast<std::size_t>(r - b)] = {ws.key_[nxt][static_cast<std::size_t>(r)], r};
+                    std::sort(tmp.begin(), tmp.begin() + (e - b));
+                    for (index_t i = 0; i < e - b; ++i)
+                        ws.rank_[static_cast<std::size_t>(tmp[static_cast<std::size_t>(i)].second)] =
+                            static_cast<std::uint32_t>(i);
+                    b = e;
                 }
             }
             rows = w;
