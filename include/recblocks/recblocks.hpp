@@ -77,6 +77,11 @@
 #include "recblocks/models/bert4rec.hpp"
 #include "recblocks/train/cloze_trainer.hpp"
 
+// Semantic IDs, the catalogue trie and beam search over codes
+#include "recblocks/tokenizers/semantic_ids.hpp"
+#include "recblocks/tokenizers/code_trie.hpp"
+#include "recblocks/decoding/constrained_beam_search.hpp"
+
 // Item tokenizers
 #include "recblocks/tokenizers/finite_scalar_quantizer.hpp"
 #include "recblocks/tokenizers/kmeans.hpp"

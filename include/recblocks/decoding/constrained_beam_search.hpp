@@ -186,19 +186,21 @@ struct Better {
 inline constexpr Better better{};
 
 /// Bounded selection of the best `cap` candidates: candidates not worse than
-/// the threshold are appended to a buffer of 2 * cap; when it fills, the best
+/// the threshold are appended to a buffer of kBufferFactor * cap; when it fills, the best
 /// cap are partitioned to the front and the threshold rises to the worst of
 /// them. A candidate scoring below the threshold is worse than cap kept ones,
 /// so it is dropped with one comparison (most are, once the buffer first fills).
 struct TopSelector {
-    BeamSearchWorkspace::Candidate* data;  // room for 2 * cap
+    static constexpr index_t kBufferFactor = 4;
+    BeamSearchWorkspace::Candidate* data;  // room for kBufferFactor * cap
     index_t cap;
     index_t size = 0;
     float threshold = -std::numeric_limits<float>::infinity();
 
     void offer(const BeamSearchWorkspace::Candidate& c) {
         data[size++] = c;
-        if (size == 2 * cap) shrink();
+        if (size == kBufferFactor * cap) [[unlikely]]
+            shrink();
     }
     /// Keeps the best cap, sorted best first.
     void finish() {
@@ -281,8 +283,8 @@ struct SearchImpl {
             ws.grow(ws.key_[b], max_rows);
         }
         ws.grow(ws.logits_, max_rows * static_cast<std::size_t>(max_k));
-        ws.grow(ws.heap_, 2 * max_rows);
-        ws.grow(ws.expand_, static_cast<std::size_t>(2 * queries * max_expand));
+        ws.grow(ws.heap_, detail::TopSelector::kBufferFactor * max_rows);
+        ws.grow(ws.expand_, static_cast<std::size_t>(detail::TopSelector::kBufferFactor * queries * max_expand));
         ws.grow(ws.selected_, static_cast<std::size_t>(queries));
         if constexpr (!Constrained) {
             ws.grow(ws.rank_, max_rows);
@@ -315,8 +317,8 @@ struct SearchImpl {
             // Rows of each query are contiguous: find each query's range.
             const std::int32_t* qrow = ws.query_[cur].data();
             auto select = [&](index_t q, index_t row_begin, index_t row_end) {
-                detail::TopSelector heap{ws.heap_.data() + 2 * q * beam, beam};
-                Candidate* eh = ws.expand_.data() + 2 * q * max_expand;
+                detail::TopSelector heap{ws.heap_.data() + detail::TopSelector::kBufferFactor * q * beam, beam};
+                Candidate* eh = ws.expand_.data() + detail::TopSelector::kBufferFactor * q * max_expand;
                 for (index_t r = row_begin; r < row_end; ++r) {
                     const float s = ws.score_[cur][static_cast<std::size_t>(r)];
                     const std::uint64_t key = ws.key_[cur][static_cast<std::size_t>(r)];
@@ -371,6 +373,7 @@ struct SearchImpl {
                             if (score_of(eh[j]) >= heap.threshold) heap.offer(eh[j]);
                     }
                 }
+                // Best first: the next level's threshold then rises fastest.
                 heap.finish();
                 ws.selected_[static_cast<std::size_t>(q)] = heap.size;
             };
@@ -395,7 +398,7 @@ struct SearchImpl {
             const int nxt = 1 - cur;
             index_t w = 0;
             for (index_t q = 0; q < queries; ++q) {
-                const Candidate* h = ws.heap_.data() + 2 * q * beam;
+                const Candidate* h = ws.heap_.data() + detail::TopSelector::kBufferFactor * q * beam;
                 for (index_t j = 0; j < ws.selected_[static_cast<std::size_t>(q)]; ++j, ++w) {
                     const Candidate& c = h[j];
                     const auto wi = static_cast<std::size_t>(w);
