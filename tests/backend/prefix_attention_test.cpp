@@ -167,3 +167,88 @@ TEST_CASE("prefix_attention rejects bad arguments with shape errors", "[backend]
                                             ctx.view()),
                       ShapeError);
 }
+
+TEMPLATE_TEST_CASE("cpu prefix_attention_backward matches the reference and the unfused definition",
+                   "[backend][attention]", float, double) {
+    using T = TestType;
+    const Case cases[] = {{1, 1, 1, 0, false},  {7, 7, 7, 0, false},    {9, 9, 8, 1, false},   {65, 65, 50, 0, true},
+                          {64, 64, 64, 2, false}, {200, 200, 50, 0, true}, {70, 70, 65, 1, false}, {6, 11, 5, 2, false}};
+    for (const Case& c : cases) {
+        for (const bool dropout : {false, true}) {
+            const index_t rows = c.rows, keys = c.keys, dh = c.dh;
+            Matrix<T> q(Shape<2>{{rows, dh}}), kv(Shape<2>{{keys, 2 * dh}}), dctx(Shape<2>{{rows, dh}});
+            fill_uniform(q, 21, T(-2), T(2));
+            fill_uniform(kv, 22, T(-2), T(2));
+            fill_uniform(dctx, 23);
+            const auto k = matrix_view<const T>(kv.data(), keys, dh, 2 * dh);
+            const auto v = matrix_view<const T>(kv.data() + dh, keys, dh, 2 * dh);
+            const auto end = key_ends(c);
+            const auto keep = keep_of(c);
+            const auto endv = vector_view<const index_t>(end.data(), rows);
+            const auto keepv =
+                c.padded ? vector_view<const std::uint8_t>(keep.data(), keys) : VectorView<const std::uint8_t>{};
+            const T scale = T(1) / std::sqrt(T(dh)), drop_scale = T(1.25);
+            Matrix<T> p(Shape<2>{{rows, keys}}), ctx(Shape<2>{{rows, dh}}), w(Shape<2>{{rows, keys}});
+            ops::prefix_attention(ref, q.cview(), k, v, endv, endv, keepv, scale, p.view(), ctx.view());
+            // A dropout mask: every third element dropped, the rest scaled.
+            for (index_t r = 0; r < rows; ++r)
+                for (index_t j = 0; j < keys; ++j) w(r, j) = (r + 2 * j) % 3 == 0 ? T(0) : p(r, j) * drop_scale;
+            const auto wv = dropout ? w.cview() : MatrixView<const T>{};
+
+            Matrix<T> dq_ref(Shape<2>{{rows, dh}}), dk_ref(Shape<2>{{keys, dh}}), dv_ref(Shape<2>{{keys, dh}});
+            ops::prefix_attention_backward(ref, q.cview(), k, v, dctx.cview(), p.cview(), wv, endv, drop_scale, scale,
+                                           dq_ref.view(), dk_ref.view(), dv_ref.view());
+
+            // The definition: dP' = dctx Vᵀ, dP = mask(dP'), dS = softmax'(P, dP) * scale, dQ = dS K,
+            // dK = dSᵀ Q, dV = Wᵀ dctx (W = Drop(P) or P).
+            Matrix<T> dp(Shape<2>{{rows, keys}}), dq_def(Shape<2>{{rows, dh}}), dk_def(Shape<2>{{keys, dh}}),
+                dv_def(Shape<2>{{keys, dh}});
+            ops::gemm(ref, Trans::no, Trans::yes, T(1), dctx.cview(), v, T(0), dp.view());
+            for (index_t r = 0; r < rows; ++r)
+                for (index_t j = 0; j < keys; ++j) {
+                    if (j >= end[static_cast<std::size_t>(r)]) p(r, j) = T(0);  // beyond write_end: unspecified
+                    if (dropout) dp(r, j) = w(r, j) != T(0) ? dp(r, j) * drop_scale : T(0);
+                }
+            ops::softmax_rows_backward(ref, p.cview(), dp.cview(), dp.view());
+            ops::gemm(ref, Trans::no, Trans::no, scale, dp.cview(), k, T(0), dq_def.view());
+            ops::gemm(ref, Trans::yes, Trans::no, scale, dp.cview(), q.cview(), T(0), dk_def.view());
+            ops::gemm(ref, Trans::yes, Trans::no, T(1), dropout ? w.cview() : p.cview(), dctx.cview(), T(0),
+                      dv_def.view());
+            INFO("rows=" << rows << " keys=" << keys << " dh=" << dh << " kind=" << c.kind << " padded=" << c.padded
+                         << " dropout=" << dropout);
+            const rbtest::Tolerance tol =
+                std::is_same_v<T, float> ? rbtest::Tolerance{5e-5, 5e-5} : rbtest::Tolerance{1e-11, 1e-11};
+            RBTEST_REQUIRE_CLOSE(dq_ref.cview(), dq_def.cview(), tol);
+            RBTEST_REQUIRE_CLOSE(dk_ref.cview(), dk_def.cview(), tol);
+            RBTEST_REQUIRE_CLOSE(dv_ref.cview(), dv_def.cview(), tol);
+
+            rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+                INFO(name);
+                Matrix<T> dq(Shape<2>{{rows, dh}}), dk(Shape<2>{{keys, dh}}), dv(Shape<2>{{keys, dh}});
+                std::fill(dk.begin(), dk.end(), std::numeric_limits<T>::quiet_NaN());  // overwritten, not accumulated
+                std::fill(dv.begin(), dv.end(), std::numeric_limits<T>::quiet_NaN());
+                ops::prefix_attention_backward(be, q.cview(), k, v, dctx.cview(), p.cview(), wv, endv, drop_scale,
+                                               scale, dq.view(), dk.view(), dv.view());
+                RBTEST_REQUIRE_CLOSE(dq.cview(), dq_ref.cview(), tol);
+                RBTEST_REQUIRE_CLOSE(dk.cview(), dk_ref.cview(), tol);
+                RBTEST_REQUIRE_CLOSE(dv.cview(), dv_ref.cview(), tol);
+            });
+        }
+    }
+}
+
+TEST_CASE("prefix_attention_backward rejects a decreasing key_end and wrong output shapes",
+          "[backend][attention][errors]") {
+    using T = float;
+    Matrix<T> q(Shape<2>{{3, 4}}), k(Shape<2>{{3, 4}}), p(Shape<2>{{3, 3}}), g(Shape<2>{{3, 4}}), bad(Shape<2>{{2, 4}});
+    const std::vector<index_t> decreasing{2, 1, 3}, good{1, 2, 3};
+    REQUIRE_THROWS_AS(ops::prefix_attention_backward(ref, q.cview(), k.cview(), k.cview(), q.cview(), p.cview(),
+                                                     MatrixView<const T>{},
+                                                     vector_view<const index_t>(decreasing.data(), 3), T(1), T(1),
+                                                     g.view(), g.view(), g.view()),
+                      ShapeError);
+    REQUIRE_THROWS_AS(ops::prefix_attention_backward(ref, q.cview(), k.cview(), k.cview(), q.cview(), p.cview(),
+                                                     MatrixView<const T>{}, vector_view<const index_t>(good.data(), 3),
+                                                     T(1), T(1), g.view(), bad.view(), g.view()),
+                      ShapeError);
+}

@@ -219,6 +219,12 @@ public:
                 const auto dctx = matrix_view<const T>(dctx_.data() + b * len * d + hd * dh, len, dh, d);
                 const auto q = head(qkv, b, 0, hd), k = head(qkv, b, 1, hd), v = head(qkv, b, 2, hd);
                 auto dq = head(dqkv, b, 0, hd), dk = head(dqkv, b, 1, hd), dv = head(dqkv, b, 2, hd);
+                if constexpr (fused_prefix_backward<Be>()) {
+                    ops::prefix_attention_backward(be, q, k, v, dctx, p, train_ ? w : MatrixView<const T>{},
+                                                   key_end_.cview(), static_cast<T>(1.0 / (1.0 - dropout_.p())), scale,
+                                                   dq, dk, dv);
+                    continue;
+                }
                 auto dp = matrix_view(dp_.data() + b * len * len, len, len);
                 // Chunks of query rows over the keys they can see, as in forward: P is zero
                 // beyond, so are dS there. dK and dV sum over chunks (zeroed first).
@@ -381,6 +387,10 @@ private:
     template <class Be>
     static constexpr bool fused_prefix() {
         return policies::PrefixMask<Mask> && ops::has_prefix_attention<Be, T>;
+    }
+    template <class Be>
+    static constexpr bool fused_prefix_backward() {
+        return fused_prefix<Be>() && ops::has_prefix_attention_backward<Be, T>;
     }
 
     [[nodiscard]] bool is_self() const { return q_in_.data() == kv_in_.data(); }

@@ -45,6 +45,9 @@ struct CpuKernelTable {
     void (*dropout)(const T*, T*, index_t, index_t, std::uint32_t, std::uint32_t, std::uint64_t, std::uint32_t, T);
     void (*prefix_attention)(const T*, index_t, const T*, index_t, const T*, index_t, index_t, index_t, index_t,
                              const index_t*, const index_t*, const std::uint8_t*, T, T*, index_t, T*, index_t);
+    void (*prefix_attention_backward)(const T*, index_t, const T*, index_t, const T*, index_t, const T*, index_t,
+                                      const T*, index_t, const T*, index_t, index_t, index_t, index_t, const index_t*,
+                                      T, T, T*, index_t, T*, index_t, T*, index_t);
     /// Eigen's GEMM built for this ISA (runtime-dispatch tables only; nullptr
     /// means "use the GEMM of the calling translation unit").
     void (*gemm)(bool, bool, T, const T*, index_t, index_t, index_t, const T*, index_t, index_t, index_t, T, T*,
@@ -71,6 +74,7 @@ constexpr CpuKernelTable<T> make_kernel_table() {
             &TopKKernels<Arch, T>::top_k,
             &DropoutKernels<Arch, T>::apply,
             &PrefixAttentionKernels<Arch, T>::forward,
+            &PrefixAttentionKernels<Arch, T>::backward,
             nullptr};
 }
 

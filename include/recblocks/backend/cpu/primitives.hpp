@@ -311,6 +311,17 @@ struct Primitives<backend::Cpu<Isa>> {
     }
 
     template <class T>
+    static void prefix_attention_backward(const B&, MatrixView<const T> q, MatrixView<const T> k,
+                                          MatrixView<const T> v, MatrixView<const T> dctx, MatrixView<const T> p,
+                                          MatrixView<const T> w, VectorView<const index_t> key_end, T drop_scale,
+                                          T scale, MatrixView<T> dq, MatrixView<T> dk, MatrixView<T> dv) {
+        kernels<T>().prefix_attention_backward(q.data(), q.ld(), k.data(), k.ld(), v.data(), v.ld(), dctx.data(),
+                                               dctx.ld(), p.data(), p.ld(), w.data(), w.data() ? w.ld() : 0, q.rows(),
+                                               k.rows(), q.cols(), key_end.data(), drop_scale, scale, dq.data(),
+                                               dq.ld(), dk.data(), dk.ld(), dv.data(), dv.ld());
+    }
+
+    template <class T>
     static void gather_rows(const B& be, MatrixView<const T> table, VectorView<const row_id_t> ids, MatrixView<T> out) {
         const auto& kt = kernels<T>();
         parallel_for(be.threads(), 0, ids.size(), cpu::rows_per_chunk(table.cols()), [&](index_t i0, index_t i1) {

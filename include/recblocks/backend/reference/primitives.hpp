@@ -193,6 +193,46 @@ struct Primitives<backend::Reference> {
     }
 
     template <class T>
+    static void prefix_attention_backward(const B&, MatrixView<const T> q, MatrixView<const T> k,
+                                          MatrixView<const T> v, MatrixView<const T> dctx, MatrixView<const T> p,
+                                          MatrixView<const T> w, VectorView<const index_t> key_end, T drop_scale,
+                                          T scale, MatrixView<T> dq, MatrixView<T> dk, MatrixView<T> dv) {
+        const index_t rows = q.rows(), keys = k.rows(), dh = q.cols();
+        std::vector<double> dk_acc(static_cast<std::size_t>(keys * dh), 0.0), dv_acc(dk_acc.size(), 0.0);
+        std::vector<double> ds(static_cast<std::size_t>(keys));
+        for (index_t r = 0; r < rows; ++r) {
+            const index_t n = key_end(r);
+            double sum = 0.0;
+            for (index_t j = 0; j < n; ++j) {
+                double g = 0.0;  // dP' = dctx_r . v_j
+                for (index_t c = 0; c < dh; ++c) g += double(dctx(r, c)) * double(v(j, c));
+                if (w.data()) g = w(r, j) != T(0) ? g * double(drop_scale) : 0.0;
+                ds[static_cast<std::size_t>(j)] = g;
+                sum += g * double(p(r, j));
+            }
+            for (index_t j = 0; j < n; ++j) {
+                const double d = double(p(r, j)) * (ds[static_cast<std::size_t>(j)] - sum) * double(scale);
+                const double wt = w.data() ? double(w(r, j)) : double(p(r, j));
+                for (index_t c = 0; c < dh; ++c) {
+                    dk_acc[static_cast<std::size_t>(j * dh + c)] += d * double(q(r, c));
+                    dv_acc[static_cast<std::size_t>(j * dh + c)] += wt * double(dctx(r, c));
+                }
+                ds[static_cast<std::size_t>(j)] = d;
+            }
+            for (index_t c = 0; c < dh; ++c) {
+                double acc = 0.0;
+                for (index_t j = 0; j < n; ++j) acc += ds[static_cast<std::size_t>(j)] * double(k(j, c));
+                dq(r, c) = static_cast<T>(acc);
+            }
+        }
+        for (index_t j = 0; j < keys; ++j)
+            for (index_t c = 0; c < dh; ++c) {
+                dk(j, c) = static_cast<T>(dk_acc[static_cast<std::size_t>(j * dh + c)]);
+                dv(j, c) = static_cast<T>(dv_acc[static_cast<std::size_t>(j * dh + c)]);
+            }
+    }
+
+    template <class T>
     static void gather_rows(const B&, MatrixView<const T> table, VectorView<const row_id_t> ids, MatrixView<T> out) {
         for (index_t i = 0; i < ids.size(); ++i)
             for (index_t c = 0; c < table.cols(); ++c) out(i, c) = table(ids(i), c);
