@@ -403,6 +403,15 @@ TEST_CASE("beam search: bad arguments raise the library's errors", "[beam_search
     REQUIRE_THROWS_AS(decoding::beam_search(model, std::span<const std::int32_t>{}, 2, 5, codes.view(), scores.view(), ws),
                       ValueError);
     REQUIRE_THROWS_AS(decoding::count_invalid_ids(cat.trie, wrong.cview()), ShapeError);
+    // Tie-break ranks (beam x K_t) must fit 32 bits.
+    const std::vector<std::int32_t> wide{8192, 8192};
+    ToyModel wide_model{wide};
+    Tensor<std::int32_t, 3> wide_codes(Shape<3>{{1, 1, 2}});
+    Matrix<float> wide_scores(Shape<2>{{1, 1}});
+    BeamSearchOptions huge;
+    huge.beam_width = index_t{1} << 20;
+    REQUIRE_THROWS_WITH(decoding::beam_search(wide_model, wide, 1, 1, wide_codes.view(), wide_scores.view(), ws, huge),
+                        Contains("exceeds 2^32"));
     // Zero queries: nothing to do.
     Matrix<row_id_t> none(Shape<2>{{0, 5}});
     Matrix<float> none_s(Shape<2>{{0, 5}});

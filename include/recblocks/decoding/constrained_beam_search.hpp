@@ -45,8 +45,15 @@
 //
 // Errors: ValueError for k < 1, k larger than the catalogue (or code space), bad
 // beam options, a NaN log-prob; ShapeError for outputs of the wrong shape.
-// Caveat: the unconstrained search keys prefixes by their mixed-radix value, so
-// the product of the codebook sizes must be below 2^62 (ValueError otherwise).
+// Selection: per query, candidates at or above a running threshold go to a
+// buffer of 4 x beam; when it fills, nth_element keeps the best beam and the
+// threshold rises, so most candidates cost one load, one add and one compare.
+// Score and tie-break are packed into one 64-bit integer (score's order-
+// preserving bits, then the prefix's lexicographic rank), one comparison each.
+//
+// Caveats: the unconstrained search keys prefixes by their mixed-radix value, so
+// the product of the codebook sizes must be below 2^62, and ranks its tie-breaks
+// as beam x K_t, which must stay within 2^32 (ValueError otherwise).
 #include <algorithm>
 #include <bit>
 #include <cmath>
