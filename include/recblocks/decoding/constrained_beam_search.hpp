@@ -45,6 +45,7 @@
 //
 // Errors: ValueError for k < 1, k larger than the catalogue (or code space), bad
 // beam options, a NaN log-prob; ShapeError for outputs of the wrong shape.
+//
 // Selection: per query, candidates at or above a running threshold go to a
 // buffer of 4 x beam; when it fills, nth_element keeps the best beam and the
 // threshold rises, so most candidates cost one load, one add and one compare.
