@@ -164,3 +164,19 @@ TEST_CASE("RQ rejects bad input with named errors", "[tokenizers][rq][errors]") 
     REQUIRE_THROWS_AS(rq.encode(be, x.cview(), codes.view()), ValueError);
     REQUIRE_THROWS_AS(rq.train(be, x.cview()), ValueError);
 }
+
+TEST_CASE("RQ encode takes its scratch from a per-thread workspace that stops growing", "[tokenizers][rq]") {
+    ThreadPool pool(1);
+    const Be be{&pool};
+    const Matrix<float> x = gaussian(900, 8, 4);
+    ResidualQuantizer rq(small_config(3, 16, 1));
+    rq.train(be, x.cview());
+    Matrix<std::int32_t> codes(Shape<2>{{900, 3}});
+    auto& ws = tokenizers::detail::thread_workspace<tokenizers::detail::RqEncodeTag>();
+    for (index_t beam : {1, 4}) {
+        rq.encode(be, x.cview(), codes.view(), beam);  // warm-up
+        const auto grown = ws.growth_count();
+        for (int i = 0; i < 3; ++i) rq.encode(be, x.cview(), codes.view(), beam);
+        REQUIRE(ws.growth_count() == grown);
+    }
+}
