@@ -86,3 +86,7 @@
 #include "recblocks/tokenizers/finite_scalar_quantizer.hpp"
 #include "recblocks/tokenizers/kmeans.hpp"
 #include "recblocks/tokenizers/residual_quantizer.hpp"
+
+// Generative retrieval: item text features and the generative retriever
+#include "recblocks/data/item_text_features.hpp"
+#include "recblocks/models/generative_retriever.hpp"
