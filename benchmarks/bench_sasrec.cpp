@@ -102,7 +102,8 @@ void InferenceShapes(benchmark::internal::Benchmark* bm) {
 
 void TrainShapes(benchmark::internal::Benchmark* bm) {
     bm->ArgNames({"B", "N", "threads"});
-    for (int threads : {1, 2}) bm->Args({128, 3416, threads});
+    for (int n : {3416, 9724})
+        for (int threads : {1, 2}) bm->Args({128, n, threads});
     bm->UseRealTime();
 }
 
