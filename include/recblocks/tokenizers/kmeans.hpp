@@ -198,6 +198,8 @@ public:
         const index_t n = x.rows(), d = x.cols(), k = cfg_.k;
         RECBLOCKS_CHECK_VALUE(n >= 1 && d >= 1, "KMeans::train: x is ", x.shape(), "; need at least one row and column");
         RECBLOCKS_CHECK_VALUE(k <= n, "KMeans::train: k = ", k, " centroids but only ", n, " rows in x");
+        RECBLOCKS_CHECK_VALUE(n <= index_t{0xFFFFFFFF}, "KMeans::train: ", n,
+                              " rows; at most 2^32 - 1 (subsample the data first)");
         detail::check_finite("KMeans::train", x);
         report_ = KMeansReport{};
 
