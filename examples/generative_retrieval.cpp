@@ -231,7 +231,7 @@ int main(int argc, char** argv) try {
     s.epochs = a.integer("epochs", quick ? 1 : 20);
     s.beam = a.integer("beam", 20);
     s.seed = static_cast<std::uint64_t>(a.integer("seed", 42));
-    s.lr = a.real("lr", 2e-3);
+    s.lr = a.real("lr", 5e-3);
     const index_t sasrec_epochs = a.integer("sasrec_epochs", quick ? 1 : 60);
     const index_t rq_k = a.integer("rq_k", 64);
     const index_t fsq_steps = a.integer("fsq_steps", quick ? 20 : 1500);
