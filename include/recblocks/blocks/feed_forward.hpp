@@ -144,8 +144,20 @@ public:
         ops::gemm(be, Trans::yes, Trans::no, T(1), MatrixView<const T>(dy), hidden_.view(), T(1), grads_.w2.view());
         detail::add_column_sums(be, dy, grads_.b2.view(), sums_);
         ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(dy), params_.w2.view(), T(0), dhidden_.view());
-        if (train_hidden_) drop_hidden_.backward<T>(pool, 2 * step_, flat(dhidden_), flat_mut(dhidden_));
-        ops::activation_backward(be, cfg_.activation, pre_.view(), dhidden_.view(), dhidden_.view());
+        if (train_hidden_ && cfg_.activation == Activation::relu) {
+            // ReLU then dropout: the gradient passes exactly where the stored
+            // hidden = Drop(ReLU(pre)) is non-zero (kept and pre > 0), scaled as
+            // Dropout's backward scales it: one pass, no Philox rounds, same bits.
+            const T scale = static_cast<T>(1.0 / (1.0 - drop_hidden_.p()));
+            const T* h = hidden_.data();
+            T* g = dhidden_.data();
+            parallel_for(pool, 0, dhidden_.numel(), 1 << 14, [&](index_t i0, index_t i1) {
+                for (index_t i = i0; i < i1; ++i) g[i] = h[i] != T(0) ? g[i] * scale : T(0);
+            });
+        } else {
+            if (train_hidden_) drop_hidden_.backward<T>(pool, 2 * step_, flat(dhidden_), flat_mut(dhidden_));
+            ops::activation_backward(be, cfg_.activation, pre_.view(), dhidden_.view(), dhidden_.view());
+        }
         ops::gemm(be, Trans::yes, Trans::no, T(1), dhidden_.view(), x_, T(1), grads_.w1.view());
         detail::add_column_sums(be, dhidden_.view(), grads_.b1.view(), sums_);
         ops::gemm(be, Trans::no, Trans::no, T(1), dhidden_.view(), params_.w1.view(), T(cfg_.residual ? 1 : 0), dx);
