@@ -349,7 +349,7 @@ public:
     using Model = GenerativeRetriever<T, Norm>;
     GenerativeTrainer(Model& model, const std::vector<std::vector<row_id_t>>& train, GenerativeTrainingOptions opt)
         : model_(model), opt_(opt), batches_(train, model.num_items(), model.config().max_len, opt.seed),
-          adam_(adam_config(opt), model.params()) {
+          adam_(optim::adam_config_from<T>(opt), model.params()) {
         RECBLOCKS_CHECK_VALUE(opt.batch_size >= 1 && opt.lr > 0 && opt.clip_norm >= 0,
                               "models::GenerativeTrainer: need batch_size >= 1, lr > 0, clip_norm >= 0; got ",
                               opt.batch_size, ", ", opt.lr, ", ", opt.clip_norm);
@@ -381,14 +381,6 @@ public:
     }
 
 private:
-    static typename optim::Adam<T>::Config adam_config(const GenerativeTrainingOptions& o) {
-        typename optim::Adam<T>::Config c;
-        c.lr = o.lr;
-        c.beta1 = o.beta1;
-        c.beta2 = o.beta2;
-        c.weight_decay = o.weight_decay;
-        return c;
-    }
     Model& model_;
     GenerativeTrainingOptions opt_;
     data::NextItemBatches batches_;  // its negatives are drawn and ignored

@@ -99,5 +99,17 @@ private:
     std::int64_t t_ = 0;
 };
 
+/// Adam's configuration from a trainer's options: their lr, beta1, beta2 and
+/// weight_decay; every other field keeps its default.
+template <class T, class Options>
+typename Adam<T>::Config adam_config_from(const Options& o) {
+    typename Adam<T>::Config c;
+    c.lr = o.lr;
+    c.beta1 = o.beta1;
+    c.beta2 = o.beta2;
+    c.weight_decay = o.weight_decay;
+    return c;
+}
+
 }  // namespace optim
 RECBLOCKS_NAMESPACE_END

@@ -36,7 +36,7 @@ public:
     NextItemTrainer(Model& model, const std::vector<std::vector<row_id_t>>& train, index_t num_items, index_t max_len,
                     NextItemTrainingOptions opt)
         : model_(model), opt_(opt), batches_(train, num_items, max_len, opt.seed),
-          adam_(adam_config(opt), model.params()) {
+          adam_(optim::adam_config_from<T>(opt), model.params()) {
         RECBLOCKS_CHECK_VALUE(opt.batch_size >= 1 && opt.lr > 0 && opt.clip_norm >= 0,
                               "train::NextItemTrainer: need batch_size >= 1, lr > 0, clip_norm >= 0; got ",
                               opt.batch_size, ", ", opt.lr, ", ", opt.clip_norm);
@@ -85,14 +85,6 @@ public:
     [[nodiscard]] index_t last_batch_size() const { return last_batch_; }
 
 private:
-    static typename optim::Adam<T>::Config adam_config(const NextItemTrainingOptions& o) {
-        typename optim::Adam<T>::Config c;
-        c.lr = o.lr;
-        c.beta1 = o.beta1;
-        c.beta2 = o.beta2;
-        c.weight_decay = o.weight_decay;
-        return c;
-    }
 
     Model& model_;
     NextItemTrainingOptions opt_;
