@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/temp_dir.hpp"
 #include "recblocks/core/dtype.hpp"
 #include "recblocks/core/error.hpp"
 #include "recblocks/core/tensor.hpp"
@@ -33,33 +34,10 @@ using Catch::Matchers::Contains;
 
 namespace fs = std::filesystem;
 
+using rbtest::TempDir;
+
 namespace {
 
-/// A fresh directory under the system temp dir, removed with its contents at scope exit.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static std::atomic<int> counter{0};
-        path = fs::temp_directory_path() /
-               ("recblocks_safetensors_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    /// Names of the entries in the directory, sorted.
-    [[nodiscard]] std::vector<std::string> entries() const {
-        std::vector<std::string> names;
-        for (const auto& e : fs::directory_iterator(path)) names.push_back(e.path().filename().string());
-        std::sort(names.begin(), names.end());
-        return names;
-    }
-};
 
 std::vector<std::byte> read_bytes(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_dir.hpp"
 #include "recblocks/core/error.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/io/safetensors.hpp"
@@ -30,24 +31,9 @@ using tokenizers::SemanticIds;
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
 
-namespace {
+using rbtest::TempDir;
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static std::atomic<int> counter{0};
-        path = fs::temp_directory_path() /
-               ("recblocks_semantic_ids_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-};
+namespace {
 
 Matrix<std::int32_t> make_codes(const std::vector<std::vector<std::int32_t>>& rows) {
     Matrix<std::int32_t> m(Shape<2>{{static_cast<index_t>(rows.size()), static_cast<index_t>(rows[0].size())}});
