@@ -10,6 +10,7 @@
 //   BM_Cuda_LayerNormForward/rows/D, BM_Cuda_LayerNormBackward/rows/D
 //   BM_Cuda_GatherRows/table_rows/D/n_ids, BM_Cuda_ScatterAddRows/table_rows/D/n_ids
 //   BM_Cuda_TopK/rows/N/k              top_k_rows
+//   BM_Cuda_Mips/B/N/D/k               exact MIPS: gemm (queries x items^T) + top_k_rows
 //   BM_Cuda_Sum/n                      sum of a [1, n] matrix
 //
 // Timing: every iteration records a CUDA event before and after the op on the
@@ -423,6 +424,32 @@ BENCHMARK(BM_Cuda_TopK)
     ->ArgNames({"rows", "N", "k", "b2b"})
     ->ArgsProduct({{1}, {1000000}, {10}, {0, 1}})   // one user against a 1e6-item catalogue
     ->ArgsProduct({{128}, {100000}, {10}, {0, 1}})  // a batch of 128 users against 1e5 items
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+
+/// Exact maximum-inner-product retrieval as a user composes it from the ops:
+/// scores [B, N] = queries [B, D] · items [N, D]^T (cuBLAS), then top_k_rows.
+/// bytes = the item table once (the minimal traffic; the [B, N] scores are
+/// written and read back on top of it, which is what a fused kernel would save).
+void BM_Cuda_Mips(benchmark::State& state) {
+    if (skip_without_gpu(state)) return;
+    const int calls = calls_per_iteration(state, 4);
+    const index_t b = state.range(0), n = state.range(1), d = state.range(2), k = state.range(3);
+    auto queries = device_uniform(b * d, 21), items = device_uniform(n * d, 22);
+    rb::DeviceBuffer<float> scores(b * n), values(b * k);
+    rb::DeviceBuffer<rb::row_id_t> ids(b * k);
+    const double s = timed_loop(state, kBe.stream, calls, [&] {
+        rb::ops::gemm<Cuda, float>(kBe, rb::Trans::no, rb::Trans::yes, 1.0f, std::as_const(queries).matrix(b, d),
+                                   std::as_const(items).matrix(n, d), 0.0f, scores.matrix(b, n));
+        rb::ops::top_k_rows<Cuda, float>(kBe, std::as_const(scores).matrix(b, n), k, ids.matrix(b, k),
+                                         values.matrix(b, k));
+    });
+    set_counters(state, calls, s, 4.0 * double(n) * double(d), 2.0 * double(b) * double(n) * double(d), double(b));
+}
+BENCHMARK(BM_Cuda_Mips)
+    ->ArgNames({"B", "N", "D", "k", "b2b"})
+    ->ArgsProduct({{1}, {1000000, 10000000}, {64}, {10}, {0, 1}})  // one query, 1e6 / 1e7 items (issue 4's shape)
+    ->ArgsProduct({{256}, {1000000}, {64}, {10}, {0, 1}})          // a batch of 256 queries
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 

@@ -175,6 +175,12 @@ def main() -> int:
         s = uniform(r, n_items)
         record("topk k=10", f"[{r}x{n_items}]", lambda: torch.topk(s, 10, dim=1), 4.0 * r * n_items)
         del s
+    # exact maximum-inner-product search: torch.topk(queries @ items^T) (bytes = the item table once)
+    for bq, n_items in ((1, 1_000_000), (1, 10_000_000), (256, 1_000_000)):
+        qs, items = uniform(bq, 64), uniform(n_items, 64)
+        record("mips k=10", f"[{bq}x64]x[{n_items}x64]^T", lambda: torch.topk(qs @ items.t(), 10, dim=1),
+               4.0 * n_items * 64, 2.0 * bq * n_items * 64)
+        del qs, items
     n = 10_000_000
     v = uniform(1, n)
     record("sum", f"[1x{n}]", lambda: torch.sum(v), 4.0 * n)
