@@ -13,7 +13,9 @@
 // widened on gather) and S otherwise; gradients are always Math, kept in
 // grads() for float/double storage (a bf16 table is for serving: train in f32,
 // then convert with to_bf16()).
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string_view>
 #include <type_traits>
 
