@@ -9,7 +9,7 @@
 //       BM_Limits_ReadBandwidth/threads:1 (the bar: >= 70 % at d_a = 64).
 //       items = 20,000: a catalogue that stays cache-resident.
 //       The table is 64-byte aligned, as a Matrix is (a malloc'ed table, 16 bytes
-//       off, made every 64-byte row at d_a = 16 straddle two cache lines: 3x slower).
+//       off, made every 64-byte row at d_a = 16 straddle two cache lines: 2.4x slower here).
 //       huge = 1: the table asks for transparent huge pages (madvise), as a
 //       serving process would for a large table: fewer TLB misses per gathered row.
 //       Bytes counted = the bytes actually read: 10,000 rows x d_a x 4 B + the
