@@ -15,6 +15,7 @@
 #include "recblocks/backend/cpu/kernels/blas1.hpp"
 #include "recblocks/backend/cpu/kernels/dropout.hpp"
 #include "recblocks/backend/cpu/kernels/embedding.hpp"
+#include "recblocks/backend/cpu/kernels/gathered_dot.hpp"
 #include "recblocks/backend/cpu/kernels/layer_norm.hpp"
 #include "recblocks/backend/cpu/kernels/prefix_attention.hpp"
 #include "recblocks/backend/cpu/kernels/softmax.hpp"
@@ -48,6 +49,7 @@ struct CpuKernelTable {
     void (*prefix_attention_backward)(const T*, index_t, const T*, index_t, const T*, index_t, const T*, index_t,
                                       const T*, index_t, const T*, index_t, index_t, index_t, index_t, const index_t*,
                                       T, T, T*, index_t, T*, index_t, T*, index_t);
+    void (*gathered_dot)(const T*, index_t, const row_id_t*, index_t, const T*, index_t, T, T*);
     /// Eigen's GEMM built for this ISA (runtime-dispatch tables only; nullptr
     /// means "use the GEMM of the calling translation unit").
     void (*gemm)(bool, bool, T, const T*, index_t, index_t, index_t, const T*, index_t, index_t, index_t, T, T*,
@@ -75,6 +77,7 @@ constexpr CpuKernelTable<T> make_kernel_table() {
             &DropoutKernels<Arch, T>::apply,
             &PrefixAttentionKernels<Arch, T>::forward,
             &PrefixAttentionKernels<Arch, T>::backward,
+            &GatheredDotKernels<Arch, T>::gathered_dot,
             nullptr};
 }
 
