@@ -112,7 +112,7 @@ TEST_CASE("ExactIndex: exact top-k with ties, every storage and backend", "[retr
             check_exact<std::int8_t>(be, name, odd, 6, 40, ex);
             check_exact<bf16>(be, name, odd, 4, 100, ex);
         }
-        check_exact<float>(be, name, small, 70, 7, false);  // two query tiles, three item tiles
+        check_exact<float>(be, name, small, 70, 7, false);  // GEMM path over five item tiles
     });
 }
 

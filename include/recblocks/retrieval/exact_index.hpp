@@ -104,8 +104,8 @@ public:
     /// Stored element: f32, bf16 bits, or int8 codes.
     using Element = std::conditional_t<std::is_same_v<T, bf16>, std::uint16_t, T>;
     static constexpr index_t kBlockRows = 256;   // one-query scoring block (1 KiB of scores)
-    static constexpr index_t kItemTile = 512;    // batch: items per GEMM tile
-    static constexpr index_t kQueryTile = 64;    // batch: queries per GEMM tile
+    static constexpr index_t kItemTile = 256;    // batch: items per GEMM tile
+    static constexpr index_t kQueryTile = 256;   // batch: queries per GEMM tile
     static constexpr index_t kMinRowsPerThread = 32768;
 
     ExactIndex() = default;

@@ -34,6 +34,7 @@ struct RetrievalKernels {
     using S = Simd<Arch, float>;
     using batch = typename S::batch;
     static constexpr index_t W = S::width;
+    static constexpr index_t kPrefetchBlocks = 4;
 #if defined(__x86_64__)
     static constexpr bool kAvx512 = std::is_base_of_v<xsimd::avx512f, Arch>;
     static constexpr bool kAvx2 = std::is_base_of_v<xsimd::avx2, Arch>;
@@ -137,9 +138,44 @@ struct RetrievalKernels {
         return _mm512_permutexvar_ps(order, f);
     }
 
+    /// Rows of at most 64 elements: the query stays in NC registers and the
+    /// rows are read one after the other, so the loads walk memory in order
+    /// (row-interleaved loads ran f32 at a third of the read bandwidth).
+    template <class L, int NC, class RowAt>
+    static void score16_short(RowAt row, index_t rows, index_t d, const float* x, const float* scales, float* y) {
+        const index_t t = d - 16 * (NC - 1);  // 1..16 elements in the last register
+        __m512 xv[NC];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC - 1; ++c) xv[c] = _mm512_loadu_ps(x + 16 * c);
+        xv[NC - 1] = S::load_tail(x + 16 * (NC - 1), t, 0.0f);
+        if (t == 16) xv[NC - 1] = _mm512_loadu_ps(x + 16 * (NC - 1));
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; ++r) {
+            const typename L::E* p = row(r < rows ? r : rows - 1);
+            __m512 a = _mm512_setzero_ps();
+#pragma GCC unroll 4
+            for (int c = 0; c < NC - 1; ++c) a = _mm512_fmadd_ps(L::load(p + 16 * c), xv[c], a);
+            a = _mm512_fmadd_ps(t == 16 ? L::load(p + 16 * (NC - 1)) : L::load_tail(p + 16 * (NC - 1), t), xv[NC - 1],
+                                a);
+            acc[r] = a;
+        }
+        __m512 s = fold16(acc);
+        const __mmask16 m = static_cast<__mmask16>((1u << rows) - 1u);
+        if (scales) s = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, scales));
+        _mm512_mask_storeu_ps(y, m, s);
+    }
+
     /// Scores of rows row(0..rows) (rows <= 16) -> y[0..rows).
     template <class L, class RowAt>
     static void score16(RowAt row, index_t rows, index_t d, const float* x, const float* scales, float* y) {
+        switch ((d + 15) / 16) {
+            case 1: return score16_short<L, 1>(row, rows, d, x, scales, y);
+            case 2: return score16_short<L, 2>(row, rows, d, x, scales, y);
+            case 3: return score16_short<L, 3>(row, rows, d, x, scales, y);
+            case 4: return score16_short<L, 4>(row, rows, d, x, scales, y);
+            default: break;
+        }
         __m512 acc[16];
 #pragma GCC unroll 16
         for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
@@ -169,8 +205,15 @@ struct RetrievalKernels {
                       float* y) {
 #if defined(__x86_64__)
         if constexpr (kAvx512) {
+            // Software prefetch kPrefetchBlocks blocks ahead: a 16-row f32 block
+            // of D = 64 is one 4 KiB page, where the hardware prefetcher stops.
+            const index_t block_bytes = 16 * ldb * index_t(sizeof(typename L::E));
             for (index_t j = 0; j < n; j += 16) {
                 const typename L::E* base = b + j * ldb;
+                if (j + 16 * (kPrefetchBlocks + 1) <= n) {
+                    const char* ahead = reinterpret_cast<const char*>(base) + kPrefetchBlocks * block_bytes;
+                    for (index_t off = 0; off < block_bytes; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
+                }
                 score16<L>([&](index_t r) { return base + r * ldb; }, std::min<index_t>(16, n - j), d, x,
                            scales ? scales + j : nullptr, y + j);
             }
