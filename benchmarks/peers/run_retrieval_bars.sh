@@ -23,10 +23,15 @@ oblas=/tmp/oblas/root/usr/lib/x86_64-linux-gnu/openblas-pthread
 min_time=0.5
 repeats=5
 [ "$quick" = "--quick" ] && { min_time=0.1; repeats=2; }
-filter='BM_Limits_ReadBandwidth|BM_Retrieval_(Query|Batch|I8Rerank|Funnel/(d1:16|d1:64)|FunnelCatalogue|MaxSim)'
-echo "recblocks..."
-"$bench" --benchmark_filter="$filter" --benchmark_min_time="$min_time" \
-    --benchmark_out="$out/recblocks.json" --benchmark_out_format=json > "$out/recblocks.txt" 2>&1
+# Exact search, int8, bf16 and MaxSim on uniform data; the funnel rows on the trained embeddings.
+echo "recblocks (uniform data)..."
+env -u RECBLOCKS_RETRIEVAL_EMBEDDINGS "$bench" \
+    --benchmark_filter='BM_Limits_ReadBandwidth|BM_Retrieval_(Query|Batch|I8Rerank|MaxSim)' \
+    --benchmark_min_time="$min_time" --benchmark_out="$out/recblocks.json" --benchmark_out_format=json \
+    > "$out/recblocks.txt" 2>&1
+echo "recblocks (funnel; RECBLOCKS_RETRIEVAL_EMBEDDINGS=${RECBLOCKS_RETRIEVAL_EMBEDDINGS:-unset: uniform data})..."
+"$bench" --benchmark_filter='BM_Retrieval_(Funnel/(d1:16|d1:64)|FunnelCatalogue)' --benchmark_min_time="$min_time" \
+    --benchmark_out="$out/recblocks_funnel.json" --benchmark_out_format=json > "$out/recblocks_funnel.txt" 2>&1 || true
 for t in 1 2; do
     echo "FAISS, $t thread(s)..."
     if [ -d "$oblas" ]; then
@@ -42,6 +47,8 @@ uptime >> "$out/machine.txt"
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 b = {x["name"]: x for x in json.load(open(out / "recblocks.json"))["benchmarks"]}
+if (out / "recblocks_funnel.json").exists():
+    b.update({x["name"]: x for x in json.load(open(out / "recblocks_funnel.json"))["benchmarks"]})
 def get(name, key="items_per_second"):
     return b[name][key] if name in b else float("nan")
 faiss = {}
@@ -67,6 +74,12 @@ for t in (1, 2):
         bar = ">= 3 at recall >= 0.99" if dt == 2 else "-"
         print(f"| {label} one query vs f32 (recall@10 {b.get(n, {}).get('recall@10', float('nan')):.3f}) | {t} | "
               f"{get(n):.1f} | {get(q):.1f} | {get(n)/get(q):.2f} | {bar} |")
+    for sl in (20, 50):
+        n = f"BM_Retrieval_I8Rerank/threads:{t}/shortlist:{sl}/real_time"
+        print(f"| int8 shortlist {sl} + f32 re-rank vs f32 (recall@10 {b.get(n, {}).get('recall@10', float('nan')):.3f}) | "
+              f"{t} | {get(n):.1f} | {get(q):.1f} | {get(n)/get(q):.2f} | >= 3 at recall >= 0.99 |")
+    n = f"BM_Retrieval_MaxSim/threads:{t}/real_time"
+    print(f"| MaxSim items/s (16 query vectors, 10k items x 16 vectors, D 64) | {t} | {get(n):.0f} | - | - | - |")
 exact = get("BM_Retrieval_Funnel/d1:64/shortlist:10/threads:1/real_time")
 for name, x in sorted(b.items()):
     if name.startswith("BM_Retrieval_Funnel/") and "d1:64" not in name and "threads:1" in name:
@@ -74,7 +87,7 @@ for name, x in sorted(b.items()):
               f"{x.get('recall@10', float('nan')):.3f}) | 1 | {x['items_per_second']:.1f} | {exact:.1f} | "
               f"{x['items_per_second']/exact:.2f} | d1=16: >= 3 at recall >= 0.95 |")
 for name, x in sorted(b.items()):
-    if name.startswith("BM_Retrieval_FunnelCatalogue/") and "error_occurred" not in x:
+    if name.startswith("BM_Retrieval_FunnelCatalogue/") and not x.get("error_occurred"):
         print(f"| catalogue {name.split('/')[1]} {name.split('/')[2]} (recall@10 {x.get('recall@10', float('nan')):.3f}) | 1 | "
               f"{x['items_per_second']:.0f} | - | - | - |")
 PY
