@@ -1,0 +1,336 @@
+#pragma once
+// Retrieval kernels (float queries): score item rows stored as f32, bf16 bits
+// or int8 codes with a per-row scale against one query, and offer a block of
+// scores to a running top-k heap.
+//
+// Scoring: on AVX-512, 16 rows at a time, each into its own register, then a
+// shuffle tree folds the 16 registers into one register of 16 row sums (2
+// instructions per row instead of a full horizontal sum per row). Every row
+// goes through the same tree, so a row's score has the same bits wherever it
+// sits in a block (a short last block repeats its last row). Other ISAs sum
+// one row at a time. bf16 and int8 widen to f32 in registers: the table is
+// read once, at 2 or 1 bytes per element.
+//
+// Selection: the caller keeps a size-k min-heap (TopKKernels' order: larger
+// score first, equal scores by smaller id); a SIMD compare against the root
+// skips most batches, so the scan costs one compare per score.
+//
+// Separate from CpuKernelTable: a table of its own (RetrievalKernelTable)
+// keeps the float/double kernel table, which every translation unit
+// includes, untouched.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "recblocks/backend/cpu/kernels/simd.hpp"
+#include "recblocks/backend/cpu/kernels/top_k.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+namespace cpu {
+
+template <class Arch>
+struct RetrievalKernels {
+    using S = Simd<Arch, float>;
+    using batch = typename S::batch;
+    static constexpr index_t W = S::width;
+    static constexpr index_t kPrefetchBlocks = 4;
+#if defined(__x86_64__)
+    static constexpr bool kAvx512 = std::is_base_of_v<xsimd::avx512f, Arch>;
+    static constexpr bool kAvx2 = std::is_base_of_v<xsimd::avx2, Arch>;
+#else
+    static constexpr bool kAvx512 = false;
+    static constexpr bool kAvx2 = false;
+#endif
+
+    // Loaders: a full register of W elements, or the first t < W (zeros after).
+    struct F32 {
+        using E = float;
+        static batch load(const float* p) { return S::load(p); }
+        static batch load_tail(const float* p, index_t t) { return S::load_tail(p, t, 0.0f); }
+    };
+    template <class E>
+    static batch widen_buffered(const E* p, index_t t) {
+        alignas(64) float buf[W];
+        for (index_t i = 0; i < W; ++i) {
+            if (i >= t) buf[i] = 0.0f;
+            else if constexpr (std::is_same_v<E, std::uint16_t>) {
+                const std::uint32_t bits = std::uint32_t(p[i]) << 16;
+                std::memcpy(&buf[i], &bits, 4);
+            } else buf[i] = float(p[i]);
+        }
+        return batch::load_aligned(buf);
+    }
+    struct BF16 {  // bf16 bits: the upper half of an f32
+        using E = std::uint16_t;
+        static batch load(const E* p) {
+#if defined(__x86_64__)
+            if constexpr (kAvx512)
+                return batch(_mm512_castsi512_ps(
+                    _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16)));
+            else if constexpr (kAvx2)
+                return batch(_mm256_castsi256_ps(
+                    _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16)));
+            else
+#endif
+                return widen_buffered(p, W);
+        }
+        static batch load_tail(const E* p, index_t t) {
+#if defined(__x86_64__)
+            if constexpr (kAvx512)
+                return batch(_mm512_castsi512_ps(_mm512_slli_epi32(
+                    _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << t) - 1u), p)), 16)));
+            else
+#endif
+                return widen_buffered(p, t);
+        }
+    };
+    struct I8 {
+        using E = std::int8_t;
+        static batch load(const E* p) {
+#if defined(__x86_64__)
+            if constexpr (kAvx512)
+                return batch(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))));
+            else if constexpr (kAvx2)
+                return batch(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))));
+            else
+#endif
+                return widen_buffered(p, W);
+        }
+        static batch load_tail(const E* p, index_t t) {
+#if defined(__x86_64__)
+            if constexpr (kAvx512)
+                return batch(_mm512_cvtepi32_ps(
+                    _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << t) - 1u), p))));
+            else
+#endif
+                return widen_buffered(p, t);
+        }
+    };
+
+    /// Dot product of one row with x (non-AVX-512 path; fixed order).
+    template <class L>
+    static float row_dot(const typename L::E* r, index_t d, const float* x) {
+        batch acc(0.0f);
+        index_t i = 0;
+        for (; i + W <= d; i += W) acc = xsimd::fma(L::load(r + i), S::load(x + i), acc);
+        if (i < d) acc = xsimd::fma(L::load_tail(r + i, d - i), S::load_tail(x + i, d - i, 0.0f), acc);
+        return S::hsum(acc);
+    }
+
+#if defined(__x86_64__)
+    /// 16 registers -> one register whose lane r is the sum of a[r]'s lanes.
+    static __m512 fold16(__m512* a) {
+        __m512 b[8], c[4], e[2];
+        for (int i = 0; i < 8; ++i)  // lane halves: row 2i | row 2i+1
+            b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                                 _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
+        for (int j = 0; j < 4; ++j)  // 128-bit lane q: row 4j+q
+            c[j] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * j], b[2 * j + 1], 0x88),
+                                 _mm512_shuffle_f32x4(b[2 * j], b[2 * j + 1], 0xDD));
+        for (int m = 0; m < 2; ++m)  // lane q holds [row 8m+q, row 8m+4+q] twice
+            e[m] = _mm512_add_ps(_mm512_unpacklo_ps(c[2 * m], c[2 * m + 1]), _mm512_unpackhi_ps(c[2 * m], c[2 * m + 1]));
+        const __m512 f = _mm512_add_ps(
+            _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(e[0]), _mm512_castps_pd(e[1]))),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(e[0]), _mm512_castps_pd(e[1]))));
+        // Lane 4q + t holds row 4t + q.
+        const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        return _mm512_permutexvar_ps(order, f);
+    }
+
+    /// Rows of at most 64 elements: the query stays in NC registers and the
+    /// rows are read one after the other, so the loads walk memory in order
+    /// (row-interleaved loads ran f32 at a third of the read bandwidth).
+    template <class L, int NC, class RowAt>
+    static void score16_short(RowAt row, index_t rows, index_t d, const float* x, const float* scales, float* y) {
+        const index_t t = d - 16 * (NC - 1);  // 1..16 elements in the last register
+        __m512 xv[NC];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC - 1; ++c) xv[c] = _mm512_loadu_ps(x + 16 * c);
+        xv[NC - 1] = S::load_tail(x + 16 * (NC - 1), t, 0.0f);
+        if (t == 16) xv[NC - 1] = _mm512_loadu_ps(x + 16 * (NC - 1));
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; ++r) {
+            const typename L::E* p = row(r < rows ? r : rows - 1);
+            __m512 a = _mm512_setzero_ps();
+#pragma GCC unroll 4
+            for (int c = 0; c < NC - 1; ++c) a = _mm512_fmadd_ps(L::load(p + 16 * c), xv[c], a);
+            a = _mm512_fmadd_ps(t == 16 ? L::load(p + 16 * (NC - 1)) : L::load_tail(p + 16 * (NC - 1), t), xv[NC - 1],
+                                a);
+            acc[r] = a;
+        }
+        __m512 s = fold16(acc);
+        const __mmask16 m = static_cast<__mmask16>((1u << rows) - 1u);
+        if (scales) s = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, scales));
+        _mm512_mask_storeu_ps(y, m, s);
+    }
+
+    /// Scores of rows row(0..rows) (rows <= 16) -> y[0..rows).
+    template <class L, class RowAt>
+    static void score16(RowAt row, index_t rows, index_t d, const float* x, const float* scales, float* y) {
+        switch ((d + 15) / 16) {
+            case 1: return score16_short<L, 1>(row, rows, d, x, scales, y);
+            case 2: return score16_short<L, 2>(row, rows, d, x, scales, y);
+            case 3: return score16_short<L, 3>(row, rows, d, x, scales, y);
+            case 4: return score16_short<L, 4>(row, rows, d, x, scales, y);
+            default: break;
+        }
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
+        index_t i = 0;
+        for (; i + 16 <= d; i += 16) {
+            const __m512 xv = _mm512_loadu_ps(x + i);
+#pragma GCC unroll 16
+            for (int r = 0; r < 16; ++r) acc[r] = _mm512_fmadd_ps(L::load(row(r < rows ? r : rows - 1) + i), xv, acc[r]);
+        }
+        if (i < d) {
+            const index_t t = d - i;
+            const __m512 xv = S::load_tail(x + i, t, 0.0f);
+#pragma GCC unroll 16
+            for (int r = 0; r < 16; ++r)
+                acc[r] = _mm512_fmadd_ps(L::load_tail(row(r < rows ? r : rows - 1) + i, t), xv, acc[r]);
+        }
+        __m512 s = fold16(acc);
+        const __mmask16 m = static_cast<__mmask16>((1u << rows) - 1u);
+        if (scales) s = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, scales));
+        _mm512_mask_storeu_ps(y, m, s);
+    }
+#endif
+
+    /// y[j] = scale[j] * <row j, x> for rows b + j * ldb, j < n (scales may be null).
+    template <class L>
+    static void score(const typename L::E* b, index_t ldb, index_t n, index_t d, const float* x, const float* scales,
+                      float* y) {
+#if defined(__x86_64__)
+        if constexpr (kAvx512) {
+            // Software prefetch kPrefetchBlocks blocks ahead: a 16-row f32 block
+            // of D = 64 is one 4 KiB page, where the hardware prefetcher stops.
+            const index_t block_bytes = 16 * ldb * index_t(sizeof(typename L::E));
+            for (index_t j = 0; j < n; j += 16) {
+                const typename L::E* base = b + j * ldb;
+                if (j + 16 * (kPrefetchBlocks + 1) <= n) {
+                    const char* ahead = reinterpret_cast<const char*>(base) + kPrefetchBlocks * block_bytes;
+                    for (index_t off = 0; off < block_bytes; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
+                }
+                score16<L>([&](index_t r) { return base + r * ldb; }, std::min<index_t>(16, n - j), d, x,
+                           scales ? scales + j : nullptr, y + j);
+            }
+            return;
+        }
+#endif
+        for (index_t j = 0; j < n; ++j) y[j] = (scales ? scales[j] : 1.0f) * row_dot<L>(b + j * ldb, d, x);
+    }
+
+    /// Like score, for the rows ids[0..n) (a shortlist to re-rank).
+    template <class L>
+    static void score_ids(const typename L::E* b, index_t ldb, const row_id_t* ids, index_t n, index_t d,
+                          const float* x, const float* scales, float* y) {
+#if defined(__x86_64__)
+        if constexpr (kAvx512) {
+            alignas(64) float sc[16];
+            for (index_t j = 0; j < n; j += 16) {
+                const row_id_t* id = ids + j;
+                const index_t rows = std::min<index_t>(16, n - j);
+                if (scales)
+                    for (index_t r = 0; r < rows; ++r) sc[r] = scales[id[r]];
+                score16<L>([&](index_t r) { return b + index_t(id[r]) * ldb; }, rows, d, x, scales ? sc : nullptr,
+                           y + j);
+            }
+            return;
+        }
+#endif
+        for (index_t j = 0; j < n; ++j)
+            y[j] = (scales ? scales[ids[j]] : 1.0f) * row_dot<L>(b + index_t(ids[j]) * ldb, d, x);
+    }
+
+    static void score_f32(const float* b, index_t ldb, index_t n, index_t d, const float* x, const float*,
+                          float* y) {
+        score<F32>(b, ldb, n, d, x, nullptr, y);
+    }
+    static void score_bf16(const std::uint16_t* b, index_t ldb, index_t n, index_t d, const float* x, const float*,
+                           float* y) {
+        score<BF16>(b, ldb, n, d, x, nullptr, y);
+    }
+    static void score_i8(const std::int8_t* b, index_t ldb, index_t n, index_t d, const float* x,
+                         const float* scales, float* y) {
+        score<I8>(b, ldb, n, d, x, scales, y);
+    }
+    static void score_ids_f32(const float* b, index_t ldb, const row_id_t* ids, index_t n, index_t d, const float* x,
+                              const float*, float* y) {
+        score_ids<F32>(b, ldb, ids, n, d, x, nullptr, y);
+    }
+    static void score_ids_bf16(const std::uint16_t* b, index_t ldb, const row_id_t* ids, index_t n, index_t d,
+                               const float* x, const float*, float* y) {
+        score_ids<BF16>(b, ldb, ids, n, d, x, nullptr, y);
+    }
+    static void score_ids_i8(const std::int8_t* b, index_t ldb, const row_id_t* ids, index_t n, index_t d,
+                             const float* x, const float* scales, float* y) {
+        score_ids<I8>(b, ldb, ids, n, d, x, scales, y);
+    }
+
+    /// Offers scores s[0..n) (ids first, first + 1, ...; ascending across
+    /// calls) to the min-heap (hv, hid) of `size` <= k entries; ids in the
+    /// sorted list ex[0..n_ex) are skipped. Returns the new size.
+    static index_t offer(const float* s, index_t n, row_id_t first, index_t k, float* hv, row_id_t* hid, index_t size,
+                         const row_id_t* ex, index_t n_ex) {
+        using H = TopKKernels<Arch, float>;
+        auto push = [&](index_t j) {
+            const row_id_t id = first + static_cast<row_id_t>(j);
+            const float v = s[j];
+            if (size == k && !(v > hv[0])) return;  // ids ascend: an equal score is worse
+            if (n_ex && std::binary_search(ex, ex + n_ex, id)) return;
+            if (size < k) {
+                hv[size] = v;
+                hid[size] = id;
+                H::sift_up(hv, hid, size);
+                ++size;
+            } else {
+                hv[0] = v;
+                hid[0] = id;
+                H::sift_down(hv, hid, size, 0);
+            }
+        };
+        index_t j = 0;
+        for (; j < n && size < k; ++j) push(j);
+        for (; j + 4 * W <= n; j += 4 * W) {
+            const batch thr(hv[0]);
+            const batch a = S::load(s + j), b = S::load(s + j + W), c = S::load(s + j + 2 * W),
+                        e = S::load(s + j + 3 * W);
+            if (xsimd::any((a > thr) || (b > thr) || (c > thr) || (e > thr)))
+                for (index_t t = j; t < j + 4 * W; ++t) push(t);
+        }
+        for (; j < n; ++j) push(j);
+        return size;
+    }
+};
+
+/// The retrieval kernels of one ISA as function pointers.
+struct RetrievalKernelTable {
+    const char* arch_name;
+    void (*score_f32)(const float*, index_t, index_t, index_t, const float*, const float*, float*);
+    void (*score_bf16)(const std::uint16_t*, index_t, index_t, index_t, const float*, const float*, float*);
+    void (*score_i8)(const std::int8_t*, index_t, index_t, index_t, const float*, const float*, float*);
+    void (*score_ids_f32)(const float*, index_t, const row_id_t*, index_t, index_t, const float*, const float*,
+                          float*);
+    void (*score_ids_bf16)(const std::uint16_t*, index_t, const row_id_t*, index_t, index_t, const float*,
+                           const float*, float*);
+    void (*score_ids_i8)(const std::int8_t*, index_t, const row_id_t*, index_t, index_t, const float*, const float*,
+                         float*);
+    index_t (*offer)(const float*, index_t, row_id_t, index_t, float*, row_id_t*, index_t, const row_id_t*, index_t);
+};
+
+template <class Arch>
+constexpr RetrievalKernelTable make_retrieval_kernel_table() {
+    using K = RetrievalKernels<Arch>;
+    return {Arch::name(),     &K::score_f32,      &K::score_bf16,   &K::score_i8, &K::score_ids_f32,
+            &K::score_ids_bf16, &K::score_ids_i8, &K::offer};
+}
+
+/// Defined per runtime-dispatch level by RECBLOCKS_DEFINE_CPU_KERNEL_TABLES.
+template <int Level>
+const RetrievalKernelTable& isa_retrieval_kernel_table();
+
+}  // namespace cpu
+RECBLOCKS_NAMESPACE_END

@@ -1,0 +1,186 @@
+// ExactIndex<f32 / bf16 / int8> against a full sort in double, on every CPU
+// backend (each ISA level, 1 and 3 threads). Small-integer data makes every
+// score exact in float whatever the summation order, so ids and scores must
+// match the reference bit for bit, ties included.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "backend/backends.hpp"
+#include "recblocks/core/rng.hpp"
+#include "recblocks/retrieval/exact_index.hpp"
+
+using namespace recblocks;
+
+namespace {
+
+struct Data {
+    index_t n, d;
+    std::vector<float> items;  // [n, d]
+};
+
+/// Small integers in [-3, 3] (many ties); column 0 is 127 so that the int8
+/// scale of every row is exactly 1 and the codes equal the values.
+Data integer_items(index_t n, index_t d, std::uint64_t seed) {
+    Data t{n, d, std::vector<float>(std::size_t(n * d))};
+    const Rng rng(seed);
+    for (index_t r = 0; r < n; ++r)
+        for (index_t c = 0; c < d; ++c)
+            t.items[std::size_t(r * d + c)] = c == 0 ? 127.0f : float(int(rng.uniform(std::uint64_t(r * d + c)) * 7.0f) - 3);
+    return t;
+}
+
+std::vector<float> integer_queries(index_t b, index_t d, std::uint64_t seed) {
+    std::vector<float> q(std::size_t(b * d));
+    const Rng rng(seed);
+    std::uint64_t i = 0;
+    for (auto& v : q) v = float(int(rng.uniform(i++) * 9.0f) - 4);
+    return q;
+}
+
+/// Reference: every score in double, full sort (score desc, id asc), excluded ids skipped.
+void reference_top_k(const Data& t, const float* q, index_t k, const std::vector<row_id_t>& ex,
+                     std::vector<row_id_t>& ids, std::vector<double>& scores) {
+    std::vector<std::pair<double, row_id_t>> all;
+    for (index_t r = 0; r < t.n; ++r) {
+        if (std::binary_search(ex.begin(), ex.end(), row_id_t(r))) continue;
+        double s = 0;
+        for (index_t c = 0; c < t.d; ++c) s += double(t.items[std::size_t(r * t.d + c)]) * q[c];
+        all.push_back({s, row_id_t(r)});
+    }
+    std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    ids.clear();
+    scores.clear();
+    for (index_t i = 0; i < k; ++i) {
+        ids.push_back(all[std::size_t(i)].second);
+        scores.push_back(all[std::size_t(i)].first);
+    }
+}
+
+template <class T, class B>
+void check_exact(const B& be, const std::string& name, const Data& t, index_t nq, index_t k, bool with_exclusion) {
+    INFO(name << " n=" << t.n << " d=" << t.d << " nq=" << nq << " k=" << k << " exclusion=" << with_exclusion);
+    const retrieval::ExactIndex<T> index(matrix_view(static_cast<const float*>(t.items.data()), t.n, t.d));
+    const auto q = integer_queries(nq, t.d, 7 + nq);
+    // Exclusion lists: query b excludes every (b + 3)-th id.
+    std::vector<index_t> offsets{0};
+    std::vector<row_id_t> ex_ids;
+    std::vector<std::vector<row_id_t>> ex(static_cast<std::size_t>(nq));
+    for (index_t b = 0; b < nq; ++b) {
+        if (with_exclusion)
+            for (index_t r = b % 5; r < t.n; r += b + 3) ex[std::size_t(b)].push_back(row_id_t(r));
+        ex_ids.insert(ex_ids.end(), ex[std::size_t(b)].begin(), ex[std::size_t(b)].end());
+        offsets.push_back(index_t(ex_ids.size()));
+    }
+    std::vector<row_id_t> ids(std::size_t(nq * k));
+    std::vector<float> scores(std::size_t(nq * k));
+    index.search_batch(be, matrix_view(q.data(), nq, t.d), k, matrix_view(ids.data(), nq, k),
+                       matrix_view(scores.data(), nq, k),
+                       with_exclusion ? retrieval::ExcludedIds{offsets, ex_ids} : retrieval::ExcludedIds{});
+    std::vector<row_id_t> one_ids(static_cast<std::size_t>(k)), ref_ids;
+    std::vector<float> one_scores(static_cast<std::size_t>(k));
+    std::vector<double> ref_scores;
+    for (index_t b = 0; b < nq; ++b) {
+        reference_top_k(t, q.data() + b * t.d, k, ex[std::size_t(b)], ref_ids, ref_scores);
+        index.search(be, vector_view(q.data() + b * t.d, t.d), k, vector_view(one_ids.data(), k),
+                     vector_view(one_scores.data(), k), ex[std::size_t(b)]);
+        for (index_t i = 0; i < k; ++i) {
+            INFO("query " << b << " rank " << i);
+            REQUIRE(one_ids[std::size_t(i)] == ref_ids[std::size_t(i)]);
+            REQUIRE(double(one_scores[std::size_t(i)]) == ref_scores[std::size_t(i)]);
+            REQUIRE(ids[std::size_t(b * k + i)] == ref_ids[std::size_t(i)]);
+            REQUIRE(double(scores[std::size_t(b * k + i)]) == ref_scores[std::size_t(i)]);
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("ExactIndex: exact top-k with ties, every storage and backend", "[retrieval]") {
+    const Data small = integer_items(1037, 64, 1);
+    const Data odd = integer_items(300, 7, 2);
+    rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+        for (bool ex : {false, true}) {
+            check_exact<float>(be, name, small, 5, 10, ex);
+            check_exact<bf16>(be, name, small, 5, 10, ex);
+            check_exact<std::int8_t>(be, name, small, 5, 10, ex);
+            check_exact<float>(be, name, odd, 3, 1, ex);
+            check_exact<std::int8_t>(be, name, odd, 6, 40, ex);
+            check_exact<bf16>(be, name, odd, 4, 100, ex);
+        }
+        check_exact<float>(be, name, small, 70, 7, false);  // GEMM path over five item tiles
+    });
+}
+
+TEST_CASE("ExactIndex: thread split of a large table gives the reference", "[retrieval]") {
+    const Data big = integer_items(70001, 5, 3);  // 2 parts on 3 threads; d = 5 is all tail
+    using rbtest::pool1;
+    using rbtest::pool3;
+    check_exact<float>(backend::Cpu<isa::Dispatch>{&pool3()}, "dispatch 3 threads", big, 2, 12, true);
+    check_exact<std::int8_t>(backend::Cpu<isa::Dispatch>{&pool3()}, "dispatch 3 threads", big, 1, 5, false);
+    check_exact<bf16>(backend::Cpu<isa::Dispatch>{&pool1()}, "dispatch 1 thread", big, 1, 5, false);
+}
+
+TEST_CASE("ExactIndex: random float tables match the double reference within rounding", "[retrieval]") {
+    const index_t n = 2000, d = 64, k = 10;
+    const Rng rng(11);
+    std::uint64_t i = 0;
+    Data t{n, d, std::vector<float>(std::size_t(n * d))};
+    for (auto& v : t.items) v = float(rng.normal(i++));
+    std::vector<float> q(static_cast<std::size_t>(d));
+    for (auto& v : q) v = float(rng.normal(i++));
+    std::vector<row_id_t> ref_ids;
+    std::vector<double> ref_scores;
+    reference_top_k(t, q.data(), k, {}, ref_ids, ref_scores);
+    const retrieval::ExactIndex<float> index(matrix_view(static_cast<const float*>(t.items.data()), n, d));
+    rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+        INFO(name);
+        std::vector<row_id_t> ids(k);
+        std::vector<float> scores(k);
+        index.search(be, vector_view(q.data(), d), k, vector_view(ids.data(), k), vector_view(scores.data(), k));
+        for (index_t i = 0; i < k; ++i) {
+            REQUIRE(std::abs(double(scores[std::size_t(i)]) - ref_scores[std::size_t(i)]) < 1e-4);
+            REQUIRE(ids[std::size_t(i)] == ref_ids[std::size_t(i)]);  // no near-ties at this seed
+        }
+    });
+}
+
+TEST_CASE("ExactIndex: bad input raises clear errors", "[retrieval]") {
+    const Data t = integer_items(50, 8, 4);
+    const retrieval::ExactIndex<float> index(matrix_view(static_cast<const float*>(t.items.data()), t.n, t.d));
+    const backend::Cpu<isa::Dispatch> be{&rbtest::pool1()};
+    std::vector<float> q(8, 1.0f), scores(60);
+    std::vector<row_id_t> ids(60);
+    auto search = [&](index_t k, std::span<const row_id_t> ex = {}) {
+        index.search(be, vector_view(static_cast<const float*>(q.data()), 8), k, vector_view(ids.data(), k),
+                     vector_view(scores.data(), k), ex);
+    };
+    REQUIRE_NOTHROW(search(50));
+    REQUIRE_THROWS_WITH(search(51), Catch::Contains("k = 51") && Catch::Contains("need 1 <= k <= N"));
+    REQUIRE_THROWS_AS(search(0), ValueError);
+    const std::vector<row_id_t> unsorted{3, 2}, out_of_range{4, 50}, two{1, 2};
+    REQUIRE_THROWS_WITH(search(5, unsorted), Catch::Contains("sorted ascending"));
+    REQUIRE_THROWS_AS(search(5, out_of_range), IndexError);
+    REQUIRE_THROWS_WITH(search(49, two), Catch::Contains("only 48 items remain"));
+    q[3] = std::numeric_limits<float>::quiet_NaN();
+    REQUIRE_THROWS_WITH(search(5), Catch::Contains("query 0 has nan at dimension 3"));
+    q[3] = 1.0f;
+    REQUIRE_THROWS_AS(index.search(be, vector_view(static_cast<const float*>(q.data()), 7), 5,
+                                   vector_view(ids.data(), 5), vector_view(scores.data(), 5)),
+                      ShapeError);
+    REQUIRE_THROWS_AS(index.search_batch(be, matrix_view(static_cast<const float*>(q.data()), 1, 8), 5,
+                                         matrix_view(ids.data(), 1, 4), matrix_view(scores.data(), 1, 5)),
+                      ShapeError);
+    std::vector<float> bad = t.items;
+    bad[17] = std::numeric_limits<float>::infinity();
+    REQUIRE_THROWS_WITH(retrieval::ExactIndex<bf16>(matrix_view(static_cast<const float*>(bad.data()), 50, 8)),
+                        Catch::Contains("items[2, 1] is inf"));
+    const retrieval::ExactIndex<float> empty;
+    REQUIRE_THROWS_WITH(empty.search(be, vector_view(static_cast<const float*>(q.data()), 8), 1,
+                                     vector_view(ids.data(), 1), vector_view(scores.data(), 1)),
+                        Catch::Contains("empty"));
+}

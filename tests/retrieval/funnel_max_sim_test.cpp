@@ -1,0 +1,165 @@
+// FunnelIndex (prefix shortlist + full-width re-rank) and MaxSim (forward,
+// top-k, backward) against double references and finite differences, on
+// every CPU backend.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "backend/backends.hpp"
+#include "recblocks/core/rng.hpp"
+#include "recblocks/retrieval/funnel_index.hpp"
+#include "recblocks/retrieval/max_sim.hpp"
+
+using namespace recblocks;
+
+namespace {
+
+std::vector<float> normals(std::size_t n, std::uint64_t seed) {
+    const Rng rng(seed);
+    std::vector<float> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = float(rng.normal(i));
+    return v;
+}
+
+/// Top-k of rows [0, n) by double score over columns [0, width), among `among` (all if empty).
+std::vector<row_id_t> reference_top(const std::vector<float>& items, index_t d, index_t width, const float* q,
+                                    index_t k, std::vector<row_id_t> among) {
+    if (among.empty())
+        for (index_t r = 0; r < index_t(items.size()) / d; ++r) among.push_back(row_id_t(r));
+    std::vector<std::pair<double, row_id_t>> all;
+    for (row_id_t r : among) {
+        double s = 0;
+        for (index_t c = 0; c < width; ++c) s += double(items[std::size_t(r * d + c)]) * q[c];
+        all.push_back({s, r});
+    }
+    std::sort(all.begin(), all.end(),
+              [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    std::vector<row_id_t> ids;
+    for (index_t i = 0; i < k; ++i) ids.push_back(all[std::size_t(i)].second);
+    return ids;
+}
+
+}  // namespace
+
+TEST_CASE("FunnelIndex: prefix shortlist then full-width re-rank", "[retrieval]") {
+    const index_t n = 900, d = 24, d1 = 6, k = 5, shortlist = 40;
+    const auto items = normals(std::size_t(n * d), 21);
+    const auto q = normals(std::size_t(d), 22);
+    const retrieval::FunnelIndex funnel(matrix_view(items.data(), n, d), d1);
+    const auto short_ref = reference_top(items, d, d1, q.data(), shortlist, {});
+    const auto ref = reference_top(items, d, d, q.data(), k, short_ref);
+    const auto exact_ref = reference_top(items, d, d, q.data(), k, {});
+    rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+        INFO(name);
+        std::vector<row_id_t> ids(static_cast<std::size_t>(k));
+        std::vector<float> scores(static_cast<std::size_t>(k));
+        funnel.search(be, vector_view(q.data(), d), k, shortlist, vector_view(ids.data(), k),
+                      vector_view(scores.data(), k));
+        REQUIRE(ids == ref);
+        // The whole catalogue as shortlist is exact search.
+        funnel.search(be, vector_view(q.data(), d), k, n, vector_view(ids.data(), k), vector_view(scores.data(), k));
+        REQUIRE(ids == exact_ref);
+        // Excluded ids never come back.
+        const std::vector<row_id_t> ex{exact_ref[0], exact_ref[2]};
+        std::vector<row_id_t> sorted_ex = ex;
+        std::sort(sorted_ex.begin(), sorted_ex.end());
+        funnel.search(be, vector_view(q.data(), d), k, n - 2, vector_view(ids.data(), k),
+                      vector_view(scores.data(), k), sorted_ex);
+        for (row_id_t id : ids) REQUIRE(std::find(ex.begin(), ex.end(), id) == ex.end());
+        REQUIRE(ids[0] == exact_ref[1]);
+    });
+    const backend::Cpu<isa::Dispatch> be{&rbtest::pool1()};
+    std::vector<row_id_t> ids(8);
+    std::vector<float> scores(8);
+    REQUIRE_THROWS_WITH(funnel.search(be, vector_view(q.data(), d), 8, 4, vector_view(ids.data(), 8),
+                                      vector_view(scores.data(), 8)),
+                        Catch::Contains("need 1 <= k <= shortlist"));
+    REQUIRE_THROWS_AS(retrieval::FunnelIndex(matrix_view(items.data(), n, d), d + 1), ValueError);
+}
+
+TEST_CASE("MaxSim: scores, argmax, top-k and gradients", "[retrieval]") {
+    const index_t q = 3, d = 16, n = 150;
+    std::vector<index_t> offsets{0};
+    for (index_t i = 0; i < n; ++i) offsets.push_back(offsets.back() + 1 + (i * 7) % 6);
+    const index_t total = offsets.back();
+    const auto vectors = normals(std::size_t(total * d), 31);
+    const auto query = normals(std::size_t(q * d), 32);
+    const auto qv = matrix_view(query.data(), q, d);
+    const auto vv = matrix_view(vectors.data(), total, d);
+    // Reference in double.
+    std::vector<double> ref(static_cast<std::size_t>(n));
+    std::vector<index_t> ref_arg(static_cast<std::size_t>(n * q));
+    for (index_t i = 0; i < n; ++i)
+        for (index_t r = 0; r < q; ++r) {
+            double best = -1e300;
+            for (index_t j = offsets[std::size_t(i)]; j < offsets[std::size_t(i + 1)]; ++j) {
+                double s = 0;
+                for (index_t c = 0; c < d; ++c) s += double(query[std::size_t(r * d + c)]) * vectors[std::size_t(j * d + c)];
+                if (s > best) {
+                    best = s;
+                    ref_arg[std::size_t(i * q + r)] = j;
+                }
+            }
+            ref[std::size_t(i)] += best;
+        }
+    rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+        INFO(name);
+        std::vector<float> scores(static_cast<std::size_t>(n));
+        std::vector<index_t> arg(static_cast<std::size_t>(n * q));
+        retrieval::max_sim_scores(be, qv, vv, offsets, vector_view(scores.data(), n), matrix_view(arg.data(), n, q));
+        for (index_t i = 0; i < n; ++i) REQUIRE(std::abs(scores[std::size_t(i)] - ref[std::size_t(i)]) < 1e-4);
+        REQUIRE(arg == ref_arg);
+        std::vector<row_id_t> ids(5);
+        std::vector<float> top(5);
+        retrieval::max_sim_top_k(be, qv, vv, offsets, 5, vector_view(ids.data(), 5), vector_view(top.data(), 5));
+        std::vector<index_t> order(static_cast<std::size_t>(n));
+        for (index_t i = 0; i < n; ++i) order[std::size_t(i)] = i;
+        std::sort(order.begin(), order.end(), [&](index_t a, index_t b) { return ref[std::size_t(a)] > ref[std::size_t(b)]; });
+        for (index_t i = 0; i < 5; ++i) REQUIRE(ids[std::size_t(i)] == order[std::size_t(i)]);
+    });
+    // Backward against central finite differences of L = sum_i g_i score_i.
+    const backend::Cpu<isa::Dispatch> be{&rbtest::pool1()};
+    const auto g = normals(std::size_t(n), 33);
+    std::vector<float> scores(static_cast<std::size_t>(n)), dq(static_cast<std::size_t>(q * d)),
+        dv(static_cast<std::size_t>(total * d));
+    std::vector<index_t> arg(static_cast<std::size_t>(n * q));
+    retrieval::max_sim_scores(be, qv, vv, offsets, vector_view(scores.data(), n), matrix_view(arg.data(), n, q));
+    retrieval::max_sim_backward(qv, vv, offsets, matrix_view(static_cast<const index_t*>(arg.data()), n, q),
+                                vector_view(g.data(), n), matrix_view(dq.data(), q, d), matrix_view(dv.data(), total, d));
+    auto loss = [&](const std::vector<float>& qq, const std::vector<float>& vvec) {
+        std::vector<float> s(static_cast<std::size_t>(n));
+        retrieval::max_sim_scores(be, matrix_view(qq.data(), q, d), matrix_view(vvec.data(), total, d), offsets,
+                                  vector_view(s.data(), n));
+        double l = 0;
+        for (index_t i = 0; i < n; ++i) l += double(g[std::size_t(i)]) * s[std::size_t(i)];
+        return l;
+    };
+    const float eps = 1e-2f;
+    for (std::size_t e : {std::size_t(0), std::size_t(17), std::size_t(q * d - 1)}) {
+        auto qp = query, qm = query;
+        qp[e] += eps;
+        qm[e] -= eps;
+        REQUIRE(std::abs((loss(qp, vectors) - loss(qm, vectors)) / (2 * eps) - dq[e]) < 2e-2);
+    }
+    for (index_t j : {index_t(0), index_t(5), total - 1}) {
+        const std::size_t e = std::size_t(j * d + 3);
+        auto vp = vectors, vm = vectors;
+        vp[e] += eps;
+        vm[e] -= eps;
+        REQUIRE(std::abs((loss(query, vp) - loss(query, vm)) / (2 * eps) - dv[e]) < 2e-2);
+    }
+    // Errors.
+    std::vector<index_t> bad_offsets{0, 2, 2, total};
+    std::vector<float> s3(3);
+    REQUIRE_THROWS_WITH(retrieval::max_sim_scores(be, qv, vv, bad_offsets, vector_view(s3.data(), 3)),
+                        Catch::Contains("item 1 has offsets 2 .. 2"));
+    std::vector<index_t> short_offsets{0, 2};
+    REQUIRE_THROWS_AS(retrieval::max_sim_scores(be, qv, vv, short_offsets, vector_view(s3.data(), 1)), ShapeError);
+    auto nan_query = query;
+    nan_query[4] = std::nanf("");
+    REQUIRE_THROWS_WITH(retrieval::max_sim_scores(be, matrix_view(nan_query.data(), q, d), vv, offsets,
+                                                  vector_view(scores.data(), n)),
+                        Catch::Contains("query[0, 4] is nan"));
+}
