@@ -1,12 +1,19 @@
 #pragma once
 // AlignedBuffer: an owning, 64-byte aligned array of trivially copyable
 // elements. 64 bytes is one cache line and one AVX-512 register.
+// Buffers of 4 MiB and more are aligned to 2 MiB and, on Linux, asked to be
+// backed by transparent huge pages (madvise, before the first touch): a
+// streamed table then takes one page fault and one TLB entry per 2 MiB instead
+// of per 4 KiB (measured: DARE's gathered search 2.5x -> 3.0x; docs/dare.md).
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <type_traits>
 #include <utility>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "recblocks/core/check.hpp"
 #include "recblocks/core/shape.hpp"
@@ -14,6 +21,7 @@
 RECBLOCKS_NAMESPACE_BEGIN
 
 inline constexpr std::size_t kAlignment = 64;
+inline constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
 
 template <class T>
 class AlignedBuffer {
@@ -47,9 +55,14 @@ public:
         size_ = 0;
         if (n == 0) return;
         // aligned_alloc wants a size that is a multiple of the alignment.
-        const std::size_t padded = (bytes(n) + kAlignment - 1) / kAlignment * kAlignment;
-        data_ = static_cast<T*>(std::aligned_alloc(kAlignment, padded));
+        const bool huge = bytes(n) >= 2 * kHugePageBytes;
+        const std::size_t align = huge ? kHugePageBytes : kAlignment;
+        const std::size_t padded = (bytes(n) + align - 1) / align * align;
+        data_ = static_cast<T*>(std::aligned_alloc(align, padded));
         if (!data_) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+        if (huge) (void)madvise(static_cast<void*>(data_), padded, MADV_HUGEPAGE);  // a hint: failure is harmless
+#endif
         std::memset(static_cast<void*>(data_), 0, padded);
         size_ = n;
     }

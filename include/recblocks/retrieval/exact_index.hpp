@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "recblocks/backend/cpu/primitives.hpp"
+#include "recblocks/core/aligned_buffer.hpp"
 #include "recblocks/core/dtype.hpp"
 #include "recblocks/core/quantize_i8.hpp"
 #include "recblocks/ops/validate.hpp"
@@ -120,19 +121,19 @@ public:
                               items.rows(), " items exceed the id range");
         n_ = items.rows();
         d_ = items.cols();
-        data_.resize(static_cast<std::size_t>(n_ * d_));
+        data_.resize(n_ * d_);
         for (index_t r = 0; r < n_; ++r)
             for (index_t c = 0; c < d_; ++c)
                 RECBLOCKS_CHECK_VALUE(std::isfinite(items(r, c)), op, ": items[", r, ", ", c, "] is ", items(r, c),
                                       "; items must be finite");
         if constexpr (std::is_same_v<T, std::int8_t>) {
-            scales_.resize(static_cast<std::size_t>(n_));
+            scales_.resize(n_);
             quantize_rows_i8(items, matrix_view(data_.data(), n_, d_), vector_view(scales_.data(), n_));
         } else {
             for (index_t r = 0; r < n_; ++r)
                 for (index_t c = 0; c < d_; ++c) {
-                    if constexpr (std::is_same_v<T, float>) data_[std::size_t(r * d_ + c)] = items(r, c);
-                    else data_[std::size_t(r * d_ + c)] = bf16(items(r, c)).bits;
+                    if constexpr (std::is_same_v<T, float>) data_[r * d_ + c] = items(r, c);
+                    else data_[r * d_ + c] = bf16(items(r, c)).bits;
                 }
         }
     }
@@ -141,14 +142,14 @@ public:
     [[nodiscard]] index_t dim() const { return d_; }
     [[nodiscard]] const Element* data() const { return data_.data(); }
     /// int8 only: the per-row scales.
-    [[nodiscard]] const float* scales() const { return scales_.empty() ? nullptr : scales_.data(); }
+    [[nodiscard]] const float* scales() const { return scales_.size() == 0 ? nullptr : scales_.data(); }
 
     /// Item `r` widened back to f32 (what the kernels score against).
     [[nodiscard]] float value(index_t r, index_t c) const {
-        const Element e = data_[std::size_t(r * d_ + c)];
+        const Element e = data_[r * d_ + c];
         if constexpr (std::is_same_v<T, float>) return e;
         else if constexpr (std::is_same_v<T, bf16>) return static_cast<float>(bf16::from_bits(e));
-        else return float(e) * scales_[std::size_t(r)];
+        else return float(e) * scales_[r];
     }
 
     /// The k best items for one query [D]; ids / scores [k], best first.
@@ -315,8 +316,8 @@ private:
     }
 
     index_t n_ = 0, d_ = 0;
-    std::vector<Element> data_;
-    std::vector<float> scales_;
+    AlignedBuffer<Element> data_;  // 64-byte rows start on cache lines; huge pages for big tables
+    AlignedBuffer<float> scales_;
 };
 
 }  // namespace retrieval
