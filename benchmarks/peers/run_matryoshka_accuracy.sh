@@ -9,7 +9,8 @@
 # PARALLEL runs at once (default 1: one at a time, as on the shared 2-core
 # machine, where it should run under `flock /tmp/recblocks-bench.lock`); each
 # run uses --threads 1. Needs the sasrec example (SASREC, default
-# build-dev/examples/sasrec or build-dev/sasrec). The last line of each
+# build-dev/examples/sasrec or build-dev/sasrec). LOCK=FILE runs each training
+# under `flock FILE` (one run at a time among everyone sharing the lock). The last line of each
 # <name>.txt is the run's JSON; the MRL run of every seed also writes its item
 # table and user vectors (--save_embeddings) to mrl_seed<S>_embeddings.safetensors.
 set -euo pipefail
@@ -37,7 +38,9 @@ for s in $seeds; do
         echo "$sasrec ${common[*]} --seed $s --hidden_units $d --matryoshka $d > $out/plain_d${d}_seed$s.txt 2> $out/plain_d${d}_seed$s.err" >> "$jobs_file"
     done
 done
-xargs -P "$parallel" -I{} sh -c '{}' < "$jobs_file"
+lock_prefix=""
+[ -n "${LOCK:-}" ] && lock_prefix="flock $LOCK "
+sed "s|^|$lock_prefix|" "$jobs_file" | xargs -P "$parallel" -I{} sh -c '{}'
 uptime >> "$out/machine.txt"
 for f in "$out"/*.txt; do case "$f" in *commands.txt|*machine.txt) ;; *) tail -n 1 "$f" > "${f%.txt}.json";; esac; done
 echo "done: $out"
