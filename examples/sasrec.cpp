@@ -34,6 +34,8 @@
 // final JSON line "widths": {"m": {"sampled": {...}, "full": {...}}} with
 // HR/NDCG/MRR@10 at every width under both protocols. A single width equal to
 // --hidden_units is the plain model, so the same key reports a baseline.
+// --eval_widths W1,...,D evaluates at those prefix widths instead (e.g. a
+// plain model, --matryoshka D, truncated to smaller widths).
 // --save_embeddings FILE writes the trained item table "items" [N + 1, D] and
 // the user vectors "users" [U, D] (the final hidden state of each evaluated
 // user's test input), "user_ids" [U] and "test_items" [U] as safetensors, for
@@ -64,7 +66,7 @@ const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_uni
                                       "dropout_rate", "lr", "batch_size", "num_epochs", "l2_emb", "seed", "threads",
                                       "eval", "eval_every", "norm", "mask_padding_keys", "save", "load", "user", "k",
                                       "max_seconds", "positions", "load_pytorch", "ffn", "matryoshka",
-                                      "matryoshka_weights", "save_embeddings"};
+                                      "matryoshka_weights", "save_embeddings", "eval_widths"};
 
 void usage() {
     std::fprintf(stderr,
@@ -74,7 +76,8 @@ void usage() {
                  "              [--eval_every E] [--norm query|pre|post] [--mask_padding_keys 0|1]\n"
                  "              [--positions from_one|per_slot] [--save FILE] [--load FILE] [--max_seconds S]\n"
                  "              [--load_pytorch FILE [--ffn conv1d|linear]]\n"
-                 "              [--matryoshka W1,...,D [--matryoshka_weights C1,...]] [--save_embeddings FILE]\n"
+                 "              [--matryoshka W1,...,D [--matryoshka_weights C1,...] [--eval_widths W1,...,D]]\n"
+                 "              [--save_embeddings FILE]\n"
                  "       sasrec recommend (--load FILE | --load_pytorch FILE [--ffn conv1d|linear]) --dataset FILE\n"
                  "              --user ID [--k 10]\n");
 }
@@ -112,8 +115,8 @@ rb::models::SASRecConfig model_config(const examples::Args& a, index_t num_items
                 i = j + 1;
             }
         }
-    } else if (a.has("matryoshka_weights")) {
-        throw rb::ValueError("--matryoshka_weights needs --matryoshka");
+    } else if (a.has("matryoshka_weights") || a.has("eval_widths")) {
+        throw rb::ValueError("--matryoshka_weights and --eval_widths need --matryoshka");
     }
     return c;
 }
@@ -123,11 +126,11 @@ rb::models::SASRecConfig model_config(const examples::Args& a, index_t num_items
 template <class Model, class Be>
 void print_matryoshka_json(Model& model, const Be& be, rb::ThreadPool& pool, const rb::data::LeaveOneOut& split,
                            index_t n_items, const rb::models::SASRecConfig& cfg, rb::eval::NextItemEvalOptions eopt,
-                           const std::string& proto, std::int64_t epochs, double seq_per_s, int threads) {
+                           const std::string& proto, std::int64_t epochs, double seq_per_s, int threads,
+                           const std::vector<index_t>& widths) {
     auto at_widths = [&](rb::eval::Protocol p) {
         eopt.protocol = p;
-        return rb::eval::evaluate_next_item_at_widths(model, be, pool, split, n_items, cfg.max_len,
-                                                      cfg.matryoshka_widths, eopt);
+        return rb::eval::evaluate_next_item_at_widths(model, be, pool, split, n_items, cfg.max_len, widths, eopt);
     };
     const auto sampled = at_widths(rb::eval::Protocol::sampled), full = at_widths(rb::eval::Protocol::full);
     auto metrics = [](const char* name, const rb::eval::MetricsAccumulator& m) {
@@ -138,7 +141,7 @@ void print_matryoshka_json(Model& model, const Be& be, rb::ThreadPool& pool, con
     };
     std::string per_width;
     for (std::size_t i = 0; i < sampled.size(); ++i)
-        per_width += (i ? ", \"" : "\"") + std::to_string(cfg.matryoshka_widths[i]) + "\": {" +
+        per_width += (i ? ", \"" : "\"") + std::to_string(widths[i]) + "\": {" +
                      metrics("sampled", sampled[i]) + ", " + metrics("full", full[i]) + "}";
     const auto& m = proto == "sampled" ? sampled.back() : full.back();
     std::printf("{\"model\": \"sasrec\", \"protocol\": \"%s\", \"users\": %lld, \"HR@10\": %.6f, \"NDCG@10\": %.6f, "
@@ -288,8 +291,11 @@ int run(const examples::Args& a, const std::string& mode) {
     }
     if (a.has("save_embeddings")) save_embeddings(a.str("save_embeddings", ""), model, be, pool, split, cfg.max_len, cfg.d_model);
     if (!cfg.matryoshka_widths.empty()) {
+        const auto widths = a.has("eval_widths")
+                                ? rb::blocks::MatryoshkaWidths::parse(a.str("eval_widths", ""), cfg.d_model).widths()
+                                : cfg.matryoshka_widths;
         print_matryoshka_json(model, be, pool, split, n_items, cfg, eopt, proto, trainer.epoch(),
-                              train_seconds > 0 ? double(train_sequences) / train_seconds : 0.0, pool.size());
+                              train_seconds > 0 ? double(train_sequences) / train_seconds : 0.0, pool.size(), widths);
         return 0;
     }
     const auto m = rb::eval::evaluate_next_item(model, be, pool, split, n_items, cfg.max_len, eopt);
