@@ -11,24 +11,23 @@
 //
 // Training: train_step_bce() runs forward, the BCE loss with one sampled
 // negative per position, and backward; gradients are in params()' grads
-// (zeroed first), ready for an optimiser.
+// (zeroed first), ready for an optimiser. Inference: encode_last() and
+// score_all() (no dropout) reuse the model's scratch: after the first call of
+// a batch shape they allocate nothing.
 //
 // Matryoshka (MRL-E, Kusupati et al. 2022): with Config::matryoshka_widths
 // (e.g. 8,16,32,64 ending at D) the BCE loss is summed over the widths, the
 // score at width m being F_t[:m] · E[i, :m] on the same tied table
 // (losses::MatryoshkaBceWithNegatives::shared); score_all_at_width() ranks
-// with any prefix width. An empty list is the plain single-width model. Inference: encode_last() and
-// score_all() (no dropout) reuse the model's scratch: after the first call of
-// a batch shape they allocate nothing.
+// with any prefix width. An empty list is the plain single-width model.
 #include <limits>
-#include <string>
-
-#include "recblocks/blocks/sequence_embedding.hpp"
-#include "recblocks/blocks/transformer_stack.hpp"
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "recblocks/blocks/matryoshka_widths.hpp"
+#include "recblocks/blocks/sequence_embedding.hpp"
+#include "recblocks/blocks/transformer_stack.hpp"
 #include "recblocks/losses/bce_with_negatives.hpp"
 #include "recblocks/losses/matryoshka_loss.hpp"
 #include "recblocks/ops/gemm.hpp"
