@@ -18,6 +18,9 @@
 // Like the single-width losses: row 0 of a table is padding, target / pos 0
 // ignores a row, every term is divided by the number of counted rows,
 // d_hidden is overwritten (zero on ignored rows), table gradients accumulate.
+// The softmax runs on the backend's row kernel (ops::softmax_rows), so the
+// reported CE of a row saturates at -log(smallest normal T) (87.3 in f32)
+// where the target's probability underflows; the gradients do not.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -27,6 +30,7 @@
 #include "recblocks/blocks/matryoshka_widths.hpp"
 #include "recblocks/losses/bce_with_negatives.hpp"
 #include "recblocks/ops/gemm.hpp"
+#include "recblocks/ops/softmax.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace losses {
@@ -280,22 +284,21 @@ private:
                 }
                 ops::gemm(be, Trans::no, Trans::yes, T(1), hcols(a, b), items(0, a, b), T(1), z);
             }
-            // Softmax per width; logits become c_j (p - onehot) / count.
+            // Softmax per width (the dispatched row kernel); logits become c_j (p - onehot) / count.
             for (index_t j = 0; j < k; ++j) {
                 auto z = logits_[static_cast<std::size_t>(j)].view().slice_rows(0, rc);
-                const double scale = widths.weight(j) * inv;
+                ops::softmax_rows(be, MatrixView<const T>(z), z);
+                const T scale = static_cast<T>(widths.weight(j) * inv);
                 for (index_t i = 0; i < rc; ++i) {
                     T* zr = z.row(i);
                     const index_t t = targets(rows_[c0 + i]) - 1;
-                    double mx = -std::numeric_limits<double>::infinity();
-                    for (index_t q = 0; q < n; ++q) mx = std::max(mx, double(zr[q]));
-                    double sum = 0;
-                    for (index_t q = 0; q < n; ++q) sum += std::exp(double(zr[q]) - mx);
-                    RECBLOCKS_CHECK_VALUE(std::isfinite(sum) && std::isfinite(mx), op, ": non-finite logits in row ",
-                                          rows_[c0 + i], " at width ", widths.width(j));
-                    per_width_[static_cast<std::size_t>(j)] += std::log(sum) + mx - double(zr[t]);
-                    for (index_t q = 0; q < n; ++q) zr[q] = static_cast<T>(std::exp(double(zr[q]) - mx) / sum * scale);
-                    zr[t] -= static_cast<T>(scale);
+                    const double pt = double(zr[t]);
+                    RECBLOCKS_CHECK_VALUE(std::isfinite(pt), op, ": non-finite logits in row ", rows_[c0 + i],
+                                          " at width ", widths.width(j));
+                    // -log p_t; saturates where p_t underflows (a logit gap beyond ~87 in f32)
+                    per_width_[static_cast<std::size_t>(j)] -= std::log(std::max(pt, double(std::numeric_limits<T>::min())));
+                    for (index_t q = 0; q < n; ++q) zr[q] *= scale;
+                    zr[t] -= scale;
                 }
             }
             auto dh = dh_.view().slice_rows(0, rc);
