@@ -6,6 +6,7 @@
 //          [--num_epochs 200] [--l2_emb 0] [--seed 42] [--threads 0] [--eval sampled|full]
 //          [--eval_every 20] [--norm query|pre|post] [--mask_padding_keys 0|1]
 //          [--save FILE] [--load FILE] [--max_seconds S] [--load_pytorch FILE [--ffn conv1d|linear]]
+//          [--matryoshka 8,16,32,64 [--matryoshka_weights 1,1,1,1]] [--save_embeddings FILE]
 //   sasrec recommend --load FILE --dataset FILE [--format ...] --user ID [--k 10]
 //   sasrec recommend --load_pytorch FILE [--ffn conv1d|linear] --dataset FILE --user ID [--k 10] [model flags]
 //
@@ -28,8 +29,21 @@
 // epochs it fine-tunes it (fresh Adam state); `recommend` serves it. See
 // docs/interop.md.
 //
+// --matryoshka W1,W2,...,D trains with the MRL-E loss (the BCE summed over the
+// nested widths of the tied item table, docs/matryoshka.md) and adds to the
+// final JSON line "widths": {"m": {"sampled": {...}, "full": {...}}} with
+// HR/NDCG/MRR@10 at every width under both protocols. A single width equal to
+// --hidden_units is the plain model, so the same key reports a baseline.
+// --eval_widths W1,...,D evaluates at those prefix widths instead (e.g. a
+// plain model, --matryoshka D, truncated to smaller widths).
+// --save_embeddings FILE writes the trained item table "items" [N + 1, D] and
+// the user vectors "users" [U, D] (the final hidden state of each evaluated
+// user's test input), "user_ids" [U] and "test_items" [U] as safetensors, for
+// the retrieval benchmarks.
+//
 // ctest-args: --dataset data/ml-latest-small/ratings.csv --format movielens-csv --maxlen 20 --hidden_units 16 --num_epochs 1 --eval full
 #include <recblocks/io/checkpoint.hpp>
+#include <recblocks/eval/matryoshka_evaluation.hpp>
 #include <recblocks/io/pytorch_import.hpp>
 #include <recblocks/recblocks.hpp>
 
@@ -51,7 +65,8 @@ namespace {
 const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_units", "num_blocks", "num_heads",
                                       "dropout_rate", "lr", "batch_size", "num_epochs", "l2_emb", "seed", "threads",
                                       "eval", "eval_every", "norm", "mask_padding_keys", "save", "load", "user", "k",
-                                      "max_seconds", "positions", "load_pytorch", "ffn"};
+                                      "max_seconds", "positions", "load_pytorch", "ffn", "matryoshka",
+                                      "matryoshka_weights", "save_embeddings", "eval_widths"};
 
 void usage() {
     std::fprintf(stderr,
@@ -61,6 +76,8 @@ void usage() {
                  "              [--eval_every E] [--norm query|pre|post] [--mask_padding_keys 0|1]\n"
                  "              [--positions from_one|per_slot] [--save FILE] [--load FILE] [--max_seconds S]\n"
                  "              [--load_pytorch FILE [--ffn conv1d|linear]]\n"
+                 "              [--matryoshka W1,...,D [--matryoshka_weights C1,...] [--eval_widths W1,...,D]]\n"
+                 "              [--save_embeddings FILE]\n"
                  "       sasrec recommend (--load FILE | --load_pytorch FILE [--ffn conv1d|linear]) --dataset FILE\n"
                  "              --user ID [--k 10]\n");
 }
@@ -78,7 +95,97 @@ rb::models::SASRecConfig model_config(const examples::Args& a, index_t num_items
     const std::string pos = a.str("positions", "from_one");
     if (pos != "from_one" && pos != "per_slot") throw rb::ValueError("--positions must be from_one or per_slot");
     c.positions = pos == "from_one" ? rb::blocks::PositionRows::from_one : rb::blocks::PositionRows::per_slot;
+    if (a.has("matryoshka")) {
+        c.matryoshka_widths = rb::blocks::MatryoshkaWidths::parse(a.str("matryoshka", ""), c.d_model).widths();
+        if (a.has("matryoshka_weights")) {
+            const std::string w = a.str("matryoshka_weights", "");
+            std::size_t i = 0;
+            while (i <= w.size()) {
+                std::size_t j = w.find(',', i);
+                if (j == std::string::npos) j = w.size();
+                std::size_t used = 0;
+                double v = 0;
+                try {
+                    v = std::stod(w.substr(i, j - i), &used);
+                } catch (const std::exception&) {
+                    used = 0;
+                }
+                if (used == 0 || used != j - i) throw rb::ValueError("--matryoshka_weights: '" + w.substr(i, j - i) + "' is not a number");
+                c.matryoshka_weights.push_back(v);
+                i = j + 1;
+            }
+        }
+    } else if (a.has("matryoshka_weights") || a.has("eval_widths")) {
+        throw rb::ValueError("--matryoshka_weights and --eval_widths need --matryoshka");
+    }
     return c;
+}
+
+/// The final JSON line of a --matryoshka run: the usual keys (full width,
+/// the --eval protocol) plus every width under both protocols.
+template <class Model, class Be>
+void print_matryoshka_json(Model& model, const Be& be, rb::ThreadPool& pool, const rb::data::LeaveOneOut& split,
+                           index_t n_items, const rb::models::SASRecConfig& cfg, rb::eval::NextItemEvalOptions eopt,
+                           const std::string& proto, std::int64_t epochs, double seq_per_s, int threads,
+                           const std::vector<index_t>& widths) {
+    auto at_widths = [&](rb::eval::Protocol p) {
+        eopt.protocol = p;
+        return rb::eval::evaluate_next_item_at_widths(model, be, pool, split, n_items, cfg.max_len, widths, eopt);
+    };
+    const auto sampled = at_widths(rb::eval::Protocol::sampled), full = at_widths(rb::eval::Protocol::full);
+    auto metrics = [](const char* name, const rb::eval::MetricsAccumulator& m) {
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "\"%s\": {\"HR@10\": %.6f, \"NDCG@10\": %.6f, \"MRR@10\": %.6f}", name,
+                      m.hit_rate(10), m.ndcg(10), m.mrr(10));
+        return std::string(buf);
+    };
+    std::string per_width;
+    for (std::size_t i = 0; i < sampled.size(); ++i)
+        per_width += (i ? ", \"" : "\"") + std::to_string(widths[i]) + "\": {" +
+                     metrics("sampled", sampled[i]) + ", " + metrics("full", full[i]) + "}";
+    const auto& m = proto == "sampled" ? sampled.back() : full.back();
+    std::printf("{\"model\": \"sasrec\", \"protocol\": \"%s\", \"users\": %lld, \"HR@10\": %.6f, \"NDCG@10\": %.6f, "
+                "\"MRR@10\": %.6f, \"epochs\": %lld, \"train_sequences_per_second\": %.1f, \"threads\": %d, "
+                "\"d_model\": %lld, \"widths\": {%s}}\n",
+                proto.c_str(), static_cast<long long>(m.count()), m.hit_rate(10), m.ndcg(10), m.mrr(10),
+                static_cast<long long>(epochs), seq_per_s, threads, static_cast<long long>(cfg.d_model),
+                per_width.c_str());
+}
+
+/// --save_embeddings FILE: items, the evaluated users' test-time vectors, their ids and test items.
+template <class Model, class Be>
+void save_embeddings(const std::string& path, Model& model, const Be& be, rb::ThreadPool& pool,
+                     const rb::data::LeaveOneOut& split, index_t max_len, index_t d) {
+    const std::vector<index_t> users = split.evaluated_users();
+    const auto nu = static_cast<index_t>(users.size());
+    rb::Matrix<float> uvec(rb::Shape<2>{{nu, d}});
+    rb::Vector<std::int64_t> uid(rb::Shape<1>{{nu}}), target(rb::Shape<1>{{nu}});
+    const index_t batch = 256;
+    rb::Matrix<row_id_t> ids;
+    for (index_t b0 = 0; b0 < nu; b0 += batch) {
+        const index_t nb = std::min(batch, nu - b0);
+        std::vector<std::vector<row_id_t>> in(static_cast<std::size_t>(nb));
+        for (index_t i = 0; i < nb; ++i) {
+            const auto u = static_cast<std::size_t>(users[static_cast<std::size_t>(b0 + i)]);
+            in[static_cast<std::size_t>(i)] = split.train[u];
+            in[static_cast<std::size_t>(i)].push_back(split.valid[u]);
+            uid(b0 + i) = static_cast<std::int64_t>(u);
+            target(b0 + i) = split.test[u];
+        }
+        std::vector<std::span<const row_id_t>> spans(in.begin(), in.end());
+        if (ids.extent(0) != nb) ids.resize(rb::Shape<2>{{nb, max_len}});
+        rb::data::left_padded_batch(spans, ids.view());
+        model.encode_last(be, pool, ids.cview(), uvec.view().slice_rows(b0, b0 + nb));
+    }
+    rb::io::SafetensorsWriter w;
+    w.add("items", model.item_table());
+    w.add("users", uvec.cview());
+    w.add("user_ids", uid.cview());
+    w.add("test_items", target.cview());
+    w.write(path);
+    std::fprintf(stderr, "wrote %s: items [%lld, %lld], users [%lld, %lld]\n", path.c_str(),
+                 static_cast<long long>(model.item_table().rows()), static_cast<long long>(d),
+                 static_cast<long long>(nu), static_cast<long long>(d));
 }
 
 /// --load_pytorch FILE: a PyTorch state_dict (safetensors) through pmixer's
@@ -181,6 +288,15 @@ int run(const examples::Args& a, const std::string& mode) {
         if (max_seconds > 0 &&
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > max_seconds)
             break;
+    }
+    if (a.has("save_embeddings")) save_embeddings(a.str("save_embeddings", ""), model, be, pool, split, cfg.max_len, cfg.d_model);
+    if (!cfg.matryoshka_widths.empty()) {
+        const auto widths = a.has("eval_widths")
+                                ? rb::blocks::MatryoshkaWidths::parse(a.str("eval_widths", ""), cfg.d_model).widths()
+                                : cfg.matryoshka_widths;
+        print_matryoshka_json(model, be, pool, split, n_items, cfg, eopt, proto, trainer.epoch(),
+                              train_seconds > 0 ? double(train_sequences) / train_seconds : 0.0, pool.size(), widths);
+        return 0;
     }
     const auto m = rb::eval::evaluate_next_item(model, be, pool, split, n_items, cfg.max_len, eopt);
     examples::print_final_json("sasrec", proto, m, trainer.epoch(),

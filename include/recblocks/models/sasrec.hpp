@@ -14,12 +14,22 @@
 // (zeroed first), ready for an optimiser. Inference: encode_last() and
 // score_all() (no dropout) reuse the model's scratch: after the first call of
 // a batch shape they allocate nothing.
+//
+// Matryoshka (MRL-E, Kusupati et al. 2022): with Config::matryoshka_widths
+// (e.g. 8,16,32,64 ending at D) the BCE loss is summed over the widths, the
+// score at width m being F_t[:m] · E[i, :m] on the same tied table
+// (losses::MatryoshkaBceWithNegatives::shared); score_all_at_width() ranks
+// with any prefix width. An empty list is the plain single-width model.
 #include <limits>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "recblocks/blocks/matryoshka_widths.hpp"
 #include "recblocks/blocks/sequence_embedding.hpp"
 #include "recblocks/blocks/transformer_stack.hpp"
 #include "recblocks/losses/bce_with_negatives.hpp"
+#include "recblocks/losses/matryoshka_loss.hpp"
 #include "recblocks/ops/gemm.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -36,6 +46,8 @@ struct SASRecConfig {
     blocks::PositionRows positions = blocks::PositionRows::from_one;  ///< pmixer's layout (per_slot: authors' TF)
     bool mask_padding_keys = false;  ///< authors' TF code: true; pmixer's port: false
     double l2_emb = 0.0;             ///< adds l2_emb/2 · ||E||² to the loss (authors' TF regulariser)
+    std::vector<index_t> matryoshka_widths;  ///< nested widths ending at D for the MRL-E loss; empty = off
+    std::vector<double> matryoshka_weights;  ///< c_i per width; empty = all 1
 };
 
 template <class T, class Norm = policies::QueryNorm>
@@ -49,6 +61,10 @@ public:
           embedding_({cfg.num_items, cfg.d_model, cfg.max_len, true, cfg.positions, cfg.dropout}, rng.substream(0)),
           stack_(stack_config(cfg), rng.substream(1)) {
         RECBLOCKS_CHECK_VALUE(cfg.l2_emb >= 0, "SASRec: l2_emb must be >= 0, got ", cfg.l2_emb);
+        if (!cfg.matryoshka_widths.empty())
+            widths_.emplace(cfg.matryoshka_widths, cfg.d_model, cfg.matryoshka_weights);
+        else
+            RECBLOCKS_CHECK_VALUE(cfg.matryoshka_weights.empty(), "SASRec: matryoshka_weights given without matryoshka_widths");
         embedding_.append_params("", params_);
         stack_.append_params("", params_);
     }
@@ -61,6 +77,10 @@ public:
     [[nodiscard]] blocks::SequenceEmbedding<T>& embedding() { return embedding_; }
     [[nodiscard]] Stack& stack() { return stack_; }
     [[nodiscard]] MatrixView<const T> item_table() const { return embedding_.params().items.cview(); }
+    /// The Matryoshka widths, when training with them.
+    [[nodiscard]] const std::optional<blocks::MatryoshkaWidths>& matryoshka_widths() const { return widths_; }
+    /// The last train_step_bce()'s mean loss at each Matryoshka width (empty without widths).
+    [[nodiscard]] const std::vector<double>& last_width_losses() const { return width_losses_; }
 
     /// One training step's forward and backward with the BCE loss: ids, pos, neg
     /// [B, L] (pos = the next item of each slot, 0 where padded; one negative
@@ -77,9 +97,18 @@ public:
         const index_t rows = ids.rows() * ids.cols(), d = cfg_.d_model;
         auto& items = embedding_.params().items;
         auto dh = matrix_view(dhidden_.data(), rows, d);
-        auto loss = losses::bce_with_negatives<T>(matrix_view<const T>(hidden_.data(), rows, d), items.cview(),
-                                                  vector_view(pos.data(), rows), matrix_view(neg.data(), rows, 1), dh,
-                                                  embedding_.grads().items.view());
+        losses::LossValue loss;
+        if (widths_) {
+            auto l = mrl_loss_.shared(*widths_, matrix_view<const T>(hidden_.data(), rows, d), items.cview(),
+                                      vector_view(pos.data(), rows), matrix_view(neg.data(), rows, 1), dh,
+                                      embedding_.grads().items.view());
+            loss = {l.loss, l.count};
+            width_losses_.assign(l.per_width.begin(), l.per_width.end());
+        } else {
+            loss = losses::bce_with_negatives<T>(matrix_view<const T>(hidden_.data(), rows, d), items.cview(),
+                                                 vector_view(pos.data(), rows), matrix_view(neg.data(), rows, 1), dh,
+                                                 embedding_.grads().items.view());
+        }
         if (cfg_.l2_emb > 0) {
             double sq = 0;
             T* g = embedding_.grads().items.data();
@@ -125,12 +154,24 @@ public:
     /// scores [B, N + 1]: column i = F_last · E[i]; column 0 (padding) = -inf.
     template <class Be>
     void score_all(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores) {
+        score_all_at_width(be, pool, ids, scores, cfg_.d_model);
+    }
+
+    /// scores [B, N + 1] at width m in [1, D]: column i = F_last[:m] · E[i, :m]
+    /// (prefix views, no copy); column 0 = -inf. m = D is score_all().
+    template <class Be>
+    void score_all_at_width(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores,
+                            index_t m) {
+        RECBLOCKS_CHECK_VALUE(m >= 1 && m <= cfg_.d_model, "SASRec::score_all_at_width: width ", m,
+                              " is outside [1, ", cfg_.d_model, "]");
         RECBLOCKS_CHECK_SHAPE(scores.rows() == ids.rows() && scores.cols() == cfg_.num_items + 1,
                               "SASRec::score_all: scores is ", scores.shape(), " but need [", ids.rows(), ", ",
                               cfg_.num_items + 1, "]");
         if (last_.extent(0) != ids.rows()) last_.resize(Shape<2>{{ids.rows(), cfg_.d_model}});
         encode_last(be, pool, ids, last_.view());
-        ops::gemm(be, Trans::no, Trans::yes, T(1), last_.cview(), item_table(), T(0), scores);
+        const auto table = item_table();
+        ops::gemm(be, Trans::no, Trans::yes, T(1), matrix_view<const T>(last_.data(), ids.rows(), m, cfg_.d_model),
+                  matrix_view<const T>(table.data(), table.rows(), m, table.ld()), T(0), scores);
         for (index_t b = 0; b < scores.rows(); ++b) scores(b, 0) = -std::numeric_limits<T>::infinity();
     }
 
@@ -164,6 +205,9 @@ private:
     Tensor<T, 3> x_, hidden_, dhidden_, dx_;
     Matrix<std::uint8_t> keep_;
     Matrix<T> last_;
+    std::optional<blocks::MatryoshkaWidths> widths_;
+    losses::MatryoshkaBceWithNegatives<T> mrl_loss_;
+    std::vector<double> width_losses_;
 };
 
 }  // namespace models
