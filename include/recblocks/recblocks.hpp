@@ -90,3 +90,21 @@
 // Generative retrieval: item text features and the generative retriever
 #include "recblocks/data/item_text_features.hpp"
 #include "recblocks/models/generative_retriever.hpp"
+
+// Matryoshka embeddings: nested widths, prefix views, MRL / MRL-E losses, fMRLRec nested linear
+#include "recblocks/blocks/matryoshka_embedding.hpp"
+#include "recblocks/blocks/matryoshka_linear.hpp"
+#include "recblocks/blocks/matryoshka_widths.hpp"
+#include "recblocks/eval/matryoshka_evaluation.hpp"
+#include "recblocks/losses/matryoshka_loss.hpp"
+
+// Retrieval: exact MIPS top-k (f32 / bf16 / int8), funnel retrieval, MaxSim late interaction
+#include "recblocks/retrieval/exact_index.hpp"
+#include "recblocks/retrieval/funnel_index.hpp"
+#include "recblocks/retrieval/max_sim.hpp"
+
+// DARE: decoupled embeddings, two-stage long-sequence target attention, AUC / GAUC
+#include "recblocks/blocks/decoupled_embedding.hpp"
+#include "recblocks/data/long_history_ctr.hpp"
+#include "recblocks/eval/auc.hpp"
+#include "recblocks/models/dare.hpp"
