@@ -7,13 +7,13 @@
 #
 #   benchmarks/peers/run_dare_bars.sh OUT_DIR [--quick]
 #
-# Needs build-bench/recblocks_bench (or BENCH=path) and the venv of benchmarks/peers/README.md
+# Needs build-bench/recblocks_bench (or RECBLOCKS_BENCH=path, as the other run_*_bars.sh) and the venv of benchmarks/peers/README.md
 # (or PY=path). Run it on an otherwise idle machine.
 set -euo pipefail
 out="${1:?usage: run_dare_bars.sh OUT_DIR [--quick]}"
 quick="${2:-}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-bench="${BENCH:-$root/build-bench/recblocks_bench}"
+bench="${RECBLOCKS_BENCH:-${BENCH:-$root/build-bench/recblocks_bench}}"
 py="${PY:-$root/benchmarks/peers/.venv/bin/python}"
 [ -x "$bench" ] || { echo "missing $bench: build the recblocks_bench target in build-bench/ (or set BENCH)" >&2; exit 1; }
 [ -x "$py" ] || { echo "missing $py: see benchmarks/peers/README.md (or set PY)" >&2; exit 1; }
