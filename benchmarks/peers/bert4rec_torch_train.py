@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -52,7 +51,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sasrec_torch_train import Rng, evaluate, leave_one_out, left_pad, read_movielens_csv  # noqa: E402
+from sasrec_torch_train import Rng, epoch_order, evaluate, leave_one_out, read_movielens_csv  # noqa: E402
 
 
 class ClozeBatches:
@@ -71,15 +70,7 @@ class ClozeBatches:
         return (len(self.eligible) + batch - 1) // batch
 
     def epoch_order(self, epoch: int):
-        order = list(self.eligible)
-        n = len(order)
-        if n > 1:
-            rng = Rng(self.seed, 1_000_000 + epoch)
-            i = np.arange(n, 1, -1, dtype=np.uint64)
-            js = rng.below(i, i).astype(np.int64)
-            for i_, j in zip(range(n, 1, -1), js):
-                order[i_ - 1], order[j] = order[j], order[i_ - 1]
-        return order
+        return epoch_order(self.eligible, self.seed, epoch)
 
     @staticmethod
     def _uniform(rng: Rng, i):

@@ -193,6 +193,20 @@ def left_pad(seq, maxlen):
 # --------------------------------------------------------------------------------------
 # Sampler: data::NextItemBatches
 # --------------------------------------------------------------------------------------
+def epoch_order(eligible, seed: int, epoch: int):
+    """The users of an epoch (data::NextItemBatches / data::ClozeBatches::epoch_order): a
+    Fisher-Yates shuffle of `eligible` driven by Rng(seed, 1_000_000 + epoch)."""
+    order = list(eligible)
+    n = len(order)
+    if n > 1:
+        rng = Rng(seed, 1_000_000 + epoch)
+        i = np.arange(n, 1, -1, dtype=np.uint64)  # i = n .. 2
+        js = rng.below(i, i).astype(np.int64)
+        for i_, j in zip(range(n, 1, -1), js):
+            order[i_ - 1], order[j] = order[j], order[i_ - 1]
+    return order
+
+
 class NextItemBatches:
     def __init__(self, train, num_items: int, maxlen: int, seed: int):
         self.train, self.num_items, self.maxlen, self.seed = train, num_items, maxlen, seed
@@ -209,15 +223,7 @@ class NextItemBatches:
         return (len(self.eligible) + batch - 1) // batch
 
     def epoch_order(self, epoch: int):
-        order = list(self.eligible)
-        n = len(order)
-        if n > 1:
-            rng = Rng(self.seed, 1_000_000 + epoch)
-            i = np.arange(n, 1, -1, dtype=np.uint64)  # i = n .. 2
-            js = rng.below(i, i).astype(np.int64)
-            for i_, j in zip(range(n, 1, -1), js):
-                order[i_ - 1], order[j] = order[j], order[i_ - 1]
-        return order
+        return epoch_order(self.eligible, self.seed, epoch)
 
     def _negatives(self, u: int, rng: Rng, count: int):
         """`count` draws of rng.below(draw++, N) + 1, rejecting the user's training items."""
