@@ -255,6 +255,8 @@ void BM_Retrieval_Funnel(benchmark::State& state) {
 BENCHMARK(BM_Retrieval_Funnel)
     ->ArgNames({"d1", "shortlist", "threads"})
     ->ArgsProduct({{8, 16, 32}, {100, 400}, {1}})
+    ->Args({16, 1000, 1})
+    ->Args({16, 4000, 1})
     ->Args({64, 10, 1})  // full width, shortlist = k: exact search through the same code path
     ->Args({16, 100, 2})
     ->UseRealTime()
