@@ -6,6 +6,7 @@
 
 #include "../support/compare.hpp"
 #include "../support/gradcheck.hpp"
+#include "../support/tiny_sasrec_batch.hpp"
 #include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/backend/reference/primitives.hpp"
 #include "recblocks/models/sasrec.hpp"
@@ -26,20 +27,7 @@ models::SASRecConfig tiny_config() {
     return c;
 }
 
-struct TinyBatch {
-    Matrix<row_id_t> ids{Shape<2>{{2, 6}}}, pos{Shape<2>{{2, 6}}}, neg{Shape<2>{{2, 6}}};
-    TinyBatch() {
-        const row_id_t s[2][6] = {{0, 0, 3, 5, 7, 2}, {4, 1, 9, 9, 12, 6}};
-        const row_id_t p[2][6] = {{0, 0, 5, 7, 2, 8}, {1, 9, 9, 12, 6, 3}};
-        const row_id_t n[2][6] = {{0, 0, 1, 11, 4, 6}, {2, 5, 8, 10, 11, 7}};
-        for (index_t b = 0; b < 2; ++b)
-            for (index_t t = 0; t < 6; ++t) {
-                ids(b, t) = s[b][t];
-                pos(b, t) = p[b][t];
-                neg(b, t) = n[b][t];
-            }
-    }
-};
+using TinyBatch = rbtest::TinySasrecBatch;
 
 template <class Norm>
 void gradcheck_sasrec(bool mask_keys, blocks::PositionRows rows) {
