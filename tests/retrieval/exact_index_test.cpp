@@ -116,6 +116,17 @@ TEST_CASE("ExactIndex: exact top-k with ties, every storage and backend", "[retr
     });
 }
 
+TEST_CASE("ExactIndex: large k (the collector compacts many times) keeps ties exact", "[retrieval]") {
+    const Data mid = integer_items(5003, 24, 5);  // a partial last panel; scores tie by the hundred
+    rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+        for (bool ex : {false, true}) {
+            check_exact<float>(be, name, mid, 2, 300, ex);
+            check_exact<bf16>(be, name, mid, 1, 700, ex);
+            check_exact<std::int8_t>(be, name, mid, 1, 1, ex);
+        }
+    });
+}
+
 TEST_CASE("ExactIndex: thread split of a large table gives the reference", "[retrieval]") {
     const Data big = integer_items(70001, 5, 3);  // 2 parts on 3 threads; d = 5 is all tail
     using rbtest::pool1;

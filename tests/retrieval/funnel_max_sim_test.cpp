@@ -79,6 +79,68 @@ TEST_CASE("FunnelIndex: prefix shortlist then full-width re-rank", "[retrieval]"
     REQUIRE_THROWS_AS(retrieval::FunnelIndex(matrix_view(items.data(), n, d), d + 1), ValueError);
 }
 
+TEST_CASE("FunnelIndex: the shortlist is the exact prefix top-k (ties, exclusion, retries)", "[retrieval]") {
+    // Small integers: every score is exact in float and prefix scores tie by
+    // the hundred, so the shortlist must break ties by id exactly.
+    const index_t n = 5003, d = 16, d1 = 4, k = 5;
+    std::vector<float> items(static_cast<std::size_t>(n * d)), q(static_cast<std::size_t>(d));
+    const Rng rng(31);
+    for (std::size_t i = 0; i < items.size(); ++i) items[i] = float(int(rng.uniform(i) * 7.0f) - 3);
+    for (std::size_t i = 0; i < q.size(); ++i) q[i] = float(int(rng.uniform(items.size() + i) * 9.0f) - 4);
+    const retrieval::FunnelIndex funnel(matrix_view(items.data(), n, d), d1);
+    // Excluding the 600 best prefix items leaves the sampled threshold far too
+    // high: the selection must retry with lower ones.
+    auto prefix_best = reference_top(items, d, d1, q.data(), 600, {});
+    std::sort(prefix_best.begin(), prefix_best.end());
+    rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+        for (const index_t shortlist : {index_t(5), index_t(37), index_t(500), n - 600}) {
+            for (bool with_ex : {false, true}) {
+                INFO(name << " shortlist " << shortlist << " exclusion " << with_ex);
+                if (!with_ex && shortlist == n - 600) continue;
+                std::vector<row_id_t> among;
+                if (with_ex) {
+                    for (row_id_t r = 0; r < row_id_t(n); ++r)
+                        if (!std::binary_search(prefix_best.begin(), prefix_best.end(), r)) among.push_back(r);
+                }
+                const auto short_ref = reference_top(items, d, d1, q.data(), shortlist, among);
+                const auto ref = reference_top(items, d, d, q.data(), k, short_ref);
+                std::vector<row_id_t> ids(static_cast<std::size_t>(k));
+                std::vector<float> scores(static_cast<std::size_t>(k));
+                funnel.search(be, vector_view(q.data(), d), k, shortlist, vector_view(ids.data(), k),
+                              vector_view(scores.data(), k),
+                              with_ex ? std::span<const row_id_t>(prefix_best) : std::span<const row_id_t>{});
+                REQUIRE(ids == ref);
+            }
+        }
+    });
+}
+
+TEST_CASE("rerank_top_k: a shortlist re-scored from an ExactIndex<float>", "[retrieval]") {
+    const index_t n = 700, d = 20, k = 4;
+    const auto items = normals(std::size_t(n * d), 41);
+    const auto q = normals(std::size_t(d), 42);
+    const retrieval::ExactIndex<float> full(matrix_view(items.data(), n, d));
+    std::vector<row_id_t> candidates;
+    for (row_id_t r = 3; r < row_id_t(n); r += 7) candidates.push_back(r);
+    const auto ref = reference_top(items, d, d, q.data(), k, candidates);
+    rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+        INFO(name);
+        std::vector<row_id_t> ids(static_cast<std::size_t>(k));
+        std::vector<float> scores(static_cast<std::size_t>(k));
+        retrieval::rerank_top_k(be, full, q.data(), candidates, k, ids.data(), scores.data());
+        REQUIRE(ids == ref);
+        for (index_t i = 0; i < k; ++i) {
+            double s = 0;
+            for (index_t c = 0; c < d; ++c) s += double(items[std::size_t(ids[std::size_t(i)] * d + c)]) * q[std::size_t(c)];
+            REQUIRE(std::abs(double(scores[std::size_t(i)]) - s) < 1e-4);
+        }
+    });
+    const backend::Cpu<isa::Dispatch> be{&rbtest::pool1()};
+    std::vector<row_id_t> ids(2), bad{1, n};
+    std::vector<float> scores(2);
+    REQUIRE_THROWS_AS(retrieval::rerank_top_k(be, full, q.data(), bad, 2, ids.data(), scores.data()), IndexError);
+}
+
 TEST_CASE("MaxSim: scores, argmax, top-k and gradients", "[retrieval]") {
     const index_t q = 3, d = 16, n = 150;
     std::vector<index_t> offsets{0};

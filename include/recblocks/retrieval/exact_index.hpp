@@ -11,11 +11,17 @@
 // the thread count: work is cut at fixed row boundaries and the top-k of a
 // strict total order is unique, whatever the split.
 //
+// The table is stored in column panels of 64 rows ([D][64] each; see
+// backend/cpu/kernels/retrieval.hpp): a scan needs no horizontal sums, which
+// is what lets one query read the table at the machine's read bandwidth.
 // One query streams the table once: blocks of 256 rows are scored into an L1
-// buffer and offered to a running heap behind a SIMD threshold test (no [N]
-// score array). The threads split the rows and merge their heaps. A batch
-// (>= 4 queries) runs GEMM tiles, 64 queries x 512 items, each item tile
-// (widened to f32 for bf16 / int8) staying in L2 while all queries pass.
+// buffer and offered to a TopKCollector behind a SIMD threshold test (no [N]
+// score array). The threads split the rows; one selection merges them. A batch
+// (>= 4 queries) runs GEMM tiles of 256 queries x 256 items, a panel being a
+// [D, 64] row-major matrix (widened to f32 for bf16 / int8), each item tile
+// staying in L2 while all queries pass. score_ids (a re-rank) gathers a row's
+// elements from its panel, 64 apart: fine for tens of rows; FunnelIndex keeps
+// row-major rows for its shortlist.
 // The batch path's scores can differ from the one-query path's in the last
 // bits (different summation order); each path is deterministic.
 //
@@ -33,6 +39,7 @@
 #include "recblocks/core/quantize_i8.hpp"
 #include "recblocks/ops/validate.hpp"
 #include "recblocks/retrieval/kernels.hpp"
+#include "recblocks/retrieval/selection.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace retrieval {
@@ -59,6 +66,19 @@ inline void check_exclusion(std::string_view op, std::span<const row_id_t> ex, i
     }
     RECBLOCKS_CHECK_VALUE(k <= n - index_t(ex.size()), op, ": k = ", k, " but only ", n - index_t(ex.size()),
                           " items remain after excluding ", ex.size(), " of query ", query);
+}
+
+/// Items [N, D] an index can copy: dense rows, N >= 1, D >= 1, ids in range, finite.
+inline void check_items(std::string_view op, MatrixView<const float> items) {
+    ops::detail::check_layout(op, "items", items);
+    RECBLOCKS_CHECK_SHAPE(items.rows() >= 1 && items.cols() >= 1, op, ": items is ", items.shape(),
+                          "; need at least one row and one column");
+    RECBLOCKS_CHECK_VALUE(items.rows() <= index_t{std::numeric_limits<row_id_t>::max()}, op, ": ", items.rows(),
+                          " items exceed the id range");
+    for (index_t r = 0; r < items.rows(); ++r)
+        for (index_t c = 0; c < items.cols(); ++c)
+            RECBLOCKS_CHECK_VALUE(std::isfinite(items(r, c)), op, ": items[", r, ", ", c, "] is ", items(r, c),
+                                  "; items must be finite");
 }
 
 inline void check_finite_query(std::string_view op, const float* q, index_t d, index_t query) {
@@ -92,6 +112,7 @@ inline void merge_heaps(const float* v, const row_id_t* id, const index_t* sizes
 
 struct HeapTag {};
 struct TileTag {};
+struct CollectTag {};
 
 }  // namespace detail
 
@@ -104,8 +125,9 @@ class ExactIndex {
 public:
     /// Stored element: f32, bf16 bits, or int8 codes.
     using Element = std::conditional_t<std::is_same_v<T, bf16>, std::uint16_t, T>;
-    static constexpr index_t kBlockRows = 256;   // one-query scoring block (1 KiB of scores)
-    static constexpr index_t kItemTile = 256;    // batch: items per GEMM tile
+    static constexpr index_t kPanelRows = cpu::kRetrievalPanelRows;  // rows per column panel
+    static constexpr index_t kBlockRows = 256;   // one-query scoring block (1 KiB of scores; 4 panels)
+    static constexpr index_t kItemTile = 256;    // batch: items per GEMM tile (4 panels)
     static constexpr index_t kQueryTile = 256;   // batch: queries per GEMM tile
     static constexpr index_t kMinRowsPerThread = 32768;
 
@@ -113,40 +135,34 @@ public:
 
     /// Copies `items` [N, D] (bf16: rounded to nearest even; int8: quantized per row).
     explicit ExactIndex(MatrixView<const float> items) {
-        constexpr std::string_view op = "retrieval::ExactIndex";
-        ops::detail::check_layout(op, "items", items);
-        RECBLOCKS_CHECK_SHAPE(items.rows() >= 1 && items.cols() >= 1, op, ": items is ", items.shape(),
-                              "; need at least one row and one column");
-        RECBLOCKS_CHECK_VALUE(items.rows() <= index_t{std::numeric_limits<row_id_t>::max()}, op, ": ",
-                              items.rows(), " items exceed the id range");
+        detail::check_items("retrieval::ExactIndex", items);
         n_ = items.rows();
         d_ = items.cols();
-        data_.resize(n_ * d_);
-        for (index_t r = 0; r < n_; ++r)
-            for (index_t c = 0; c < d_; ++c)
-                RECBLOCKS_CHECK_VALUE(std::isfinite(items(r, c)), op, ": items[", r, ", ", c, "] is ", items(r, c),
-                                      "; items must be finite");
+        const index_t padded = (n_ + kPanelRows - 1) / kPanelRows * kPanelRows;
+        data_.resize(padded * d_);  // zeroed: the padding rows of the last panel score 0
         if constexpr (std::is_same_v<T, std::int8_t>) {
-            scales_.resize(n_);
-            quantize_rows_i8(items, matrix_view(data_.data(), n_, d_), vector_view(scales_.data(), n_));
+            std::vector<std::int8_t> codes(std::size_t(n_ * d_));
+            scales_.resize(padded);
+            quantize_rows_i8(items, matrix_view(codes.data(), n_, d_), vector_view(scales_.data(), n_));
+            for (index_t r = 0; r < n_; ++r)
+                for (index_t c = 0; c < d_; ++c) data_[at(r, c)] = codes[std::size_t(r * d_ + c)];
         } else {
             for (index_t r = 0; r < n_; ++r)
                 for (index_t c = 0; c < d_; ++c) {
-                    if constexpr (std::is_same_v<T, float>) data_[r * d_ + c] = items(r, c);
-                    else data_[r * d_ + c] = bf16(items(r, c)).bits;
+                    if constexpr (std::is_same_v<T, float>) data_[at(r, c)] = items(r, c);
+                    else data_[at(r, c)] = bf16(items(r, c)).bits;
                 }
         }
     }
 
     [[nodiscard]] index_t size() const { return n_; }
     [[nodiscard]] index_t dim() const { return d_; }
-    [[nodiscard]] const Element* data() const { return data_.data(); }
     /// int8 only: the per-row scales.
     [[nodiscard]] const float* scales() const { return scales_.size() == 0 ? nullptr : scales_.data(); }
 
     /// Item `r` widened back to f32 (what the kernels score against).
     [[nodiscard]] float value(index_t r, index_t c) const {
-        const Element e = data_[r * d_ + c];
+        const Element e = data_[at(r, c)];
         if constexpr (std::is_same_v<T, float>) return e;
         else if constexpr (std::is_same_v<T, bf16>) return static_cast<float>(bf16::from_bits(e));
         else return float(e) * scales_[r];
@@ -163,6 +179,20 @@ public:
         detail::check_finite_query(op, query.data(), d_, 0);
         detail::check_exclusion(op, exclude, n_, k, 0);
         search_one(be, query.data(), k, ids.data(), scores.data(), exclude);
+    }
+
+    /// The same k items as search, in no particular order and without scores:
+    /// a shortlist to re-rank (skips the final sort).
+    template <class Isa>
+    void search_unordered(const backend::Cpu<Isa>& be, VectorView<const float> query, index_t k,
+                          VectorView<row_id_t> ids, std::span<const row_id_t> exclude = {}) const {
+        constexpr std::string_view op = "retrieval::ExactIndex::search_unordered";
+        check_ready(op);
+        RECBLOCKS_CHECK_SHAPE(query.size() == d_, op, ": query has ", query.size(), " entries but items have ", d_);
+        check_k(op, k, ids.size(), k);
+        detail::check_finite_query(op, query.data(), d_, 0);
+        detail::check_exclusion(op, exclude, n_, k, 0);
+        search_one(be, query.data(), k, ids.data(), nullptr, exclude, false);
     }
 
     /// The k best items for each query of `queries` [B, D]; ids / scores [B, k].
@@ -225,19 +255,24 @@ public:
             std::fill_n(sizes, nq, index_t(0));
             for (index_t t = tiles * p / parts; t < tiles * (p + 1) / parts; ++t) {
                 const index_t r0 = t * kItemTile, nt = std::min(n_, r0 + kItemTile) - r0;
-                MatrixView<const float> items;
+                // The tile's panels as f32: a panel is a [D, 64] row-major matrix.
+                const float* panels;
                 if constexpr (std::is_same_v<T, float>) {
-                    items = matrix_view(data_.data() + r0 * d_, nt, d_, d_);
+                    panels = data_.data() + r0 * d_;
                 } else {
                     for (index_t r = 0; r < nt; ++r)
-                        for (index_t c = 0; c < d_; ++c) wide[r * d_ + c] = value(r0 + r, c);
-                    items = matrix_view(static_cast<const float*>(wide), nt, d_, d_);
+                        for (index_t c = 0; c < d_; ++c) wide[at(r, c)] = value(r0 + r, c);
+                    panels = wide;
                 }
                 for (index_t q0 = 0; q0 < nq; q0 += kQueryTile) {
                     const index_t nqt = std::min(nq, q0 + kQueryTile) - q0;
-                    Primitives<backend::Cpu<Isa>>::template gemm_single<float>(
-                        Trans::no, Trans::yes, 1.0f, queries.slice_rows(q0, q0 + nqt), items, 0.0f,
-                        matrix_view(tile_scores, nqt, nt, nt));
+                    for (index_t j = 0; j < nt; j += kPanelRows) {
+                        const index_t cols = std::min(kPanelRows, nt - j);
+                        Primitives<backend::Cpu<Isa>>::template gemm_single<float>(
+                            Trans::no, Trans::no, 1.0f, queries.slice_rows(q0, q0 + nqt),
+                            matrix_view(panels + j * d_, d_, cols, kPanelRows), 0.0f,
+                            matrix_view(tile_scores + j, nqt, cols, nt));
+                    }
                     for (index_t q = 0; q < nqt; ++q) {
                         const index_t b = q0 + q;
                         const auto ex = excluded(b);
@@ -262,10 +297,10 @@ public:
     void score_ids(const backend::Cpu<Isa>& be, const float* query, const row_id_t* ids, index_t n,
                    float* out) const {
         const auto& kt = detail::retrieval_kernels(be);
-        if constexpr (std::is_same_v<T, float>) kt.score_ids_f32(data_.data(), d_, ids, n, d_, query, nullptr, out);
+        if constexpr (std::is_same_v<T, float>) kt.score_ids_panels_f32(data_.data(), d_, ids, n, query, nullptr, out);
         else if constexpr (std::is_same_v<T, bf16>)
-            kt.score_ids_bf16(data_.data(), d_, ids, n, d_, query, nullptr, out);
-        else kt.score_ids_i8(data_.data(), d_, ids, n, d_, query, scales_.data(), out);
+            kt.score_ids_panels_bf16(data_.data(), d_, ids, n, query, nullptr, out);
+        else kt.score_ids_panels_i8(data_.data(), d_, ids, n, query, scales_.data(), out);
     }
 
 private:
@@ -279,44 +314,67 @@ private:
                               " entries but k = ", k);
     }
 
-    template <class Isa>
-    void score_block(const cpu::RetrievalKernelTable& kt, index_t r0, index_t nr, const float* q, float* out) const {
-        const Element* rows = data_.data() + r0 * d_;
-        if constexpr (std::is_same_v<T, float>) kt.score_f32(rows, d_, nr, d_, q, nullptr, out);
-        else if constexpr (std::is_same_v<T, bf16>) kt.score_bf16(rows, d_, nr, d_, q, nullptr, out);
-        else kt.score_i8(rows, d_, nr, d_, q, scales_.data() + r0, out);
+    /// Where element (r, c) lives: panel r / 64, column c, lane r % 64.
+    [[nodiscard]] index_t at(index_t r, index_t c) const {
+        return (r / kPanelRows) * kPanelRows * d_ + c * kPanelRows + r % kPanelRows;
     }
 
+    /// Scores of rows r0 .. r0 + nr (r0 on a panel boundary).
+    void score_block(const cpu::RetrievalKernelTable& kt, index_t r0, index_t nr, const float* q, float* out) const {
+        const Element* panels = data_.data() + r0 * d_;
+        if constexpr (std::is_same_v<T, float>) kt.score_panels_f32(panels, nr, d_, q, nullptr, out);
+        else if constexpr (std::is_same_v<T, bf16>) kt.score_panels_bf16(panels, nr, d_, q, nullptr, out);
+        else kt.score_panels_i8(panels, nr, d_, q, scales_.data() + r0, out);
+    }
+
+    /// The k best for one query into ids / scores (best first when `sorted`;
+    /// scores may be null).
     template <class Isa>
     void search_one(const backend::Cpu<Isa>& be, const float* q, index_t k, row_id_t* ids, float* scores,
-                    std::span<const row_id_t> ex) const {
+                    std::span<const row_id_t> ex, bool sorted = true) const {
         const auto& kt = detail::retrieval_kernels(be);
         const index_t blocks = (n_ + kBlockRows - 1) / kBlockRows;
         // Split only tables big enough to pay for waking a thread.
         const index_t parts = std::clamp<index_t>(n_ / kMinRowsPerThread, 1, be.threads().size());
-        auto& hv = cpu::thread_scratch<float, detail::HeapTag>(std::size_t(parts * k));
-        auto& hid = cpu::thread_scratch<row_id_t, detail::HeapTag>(std::size_t(parts * k));
-        auto& hsize = cpu::thread_scratch<index_t, detail::HeapTag>(std::size_t(parts));
+        const index_t cap = detail::TopKCollector::capacity(k, kBlockRows);
+        auto& v = cpu::thread_scratch<float, detail::CollectTag>(std::size_t(parts * cap));
+        auto& id = cpu::thread_scratch<row_id_t, detail::CollectTag>(std::size_t(parts * cap));
+        auto& keys = cpu::thread_scratch<std::uint64_t, detail::CollectTag>(std::size_t(parts * cap));
+        auto& sizes = cpu::thread_scratch<index_t, detail::CollectTag>(std::size_t(parts));
         auto body = [&](index_t p) {
             alignas(64) float buf[kBlockRows];
-            float* v = hv.data() + p * k;
-            row_id_t* id = hid.data() + p * k;
-            index_t size = 0;
+            detail::TopKCollector top(k, kBlockRows, v.data() + p * cap, id.data() + p * cap,
+                                      keys.data() + p * cap);
             for (index_t blk = blocks * p / parts; blk < blocks * (p + 1) / parts; ++blk) {
                 const index_t r0 = blk * kBlockRows, nr = std::min(n_, r0 + kBlockRows) - r0;
-                score_block<Isa>(kt, r0, nr, q, buf);
-                size = kt.offer(buf, nr, static_cast<row_id_t>(r0), k, v, id, size, ex.data(), index_t(ex.size()));
+                score_block(kt, r0, nr, q, buf);
+                top.offer(kt, buf, nr, static_cast<row_id_t>(r0), ex);
             }
-            hsize[std::size_t(p)] = size;
+            sizes[std::size_t(p)] = top.append_keys(keys.data() + p * cap);
         };
         if (parts == 1) body(0);
         else be.threads().run(parts, body);
-        detail::merge_heaps(hv.data(), hid.data(), hsize.data(), parts, k, k, ids, scores,
-                            "retrieval::ExactIndex::search");
+        // Gather the parts' keys, then one selection over all of them.
+        index_t total = 0;
+        for (index_t p = 0; p < parts; ++p) {
+            std::copy_n(keys.data() + p * cap, sizes[std::size_t(p)], keys.data() + total);
+            total += sizes[std::size_t(p)];
+        }
+        RECBLOCKS_CHECK_VALUE(total >= k, "retrieval::ExactIndex::search: internal error, ", total,
+                              " candidates for k = ", k);
+        detail::select_best_keys(keys.data(), total, k, sorted);
+        for (index_t i = 0; i < k; ++i) {
+            const float s = detail::key_score(keys[std::size_t(i)]);
+            ids[i] = detail::key_id(keys[std::size_t(i)]);
+            RECBLOCKS_CHECK_VALUE(!std::isnan(s), "retrieval::ExactIndex::search: the score of item ", ids[i],
+                                  " is NaN (the query times the table overflows)");
+            if (scores) scores[i] = s;
+        }
     }
 
     index_t n_ = 0, d_ = 0;
-    AlignedBuffer<Element> data_;  // 64-byte rows start on cache lines; huge pages for big tables
+    AlignedBuffer<Element> data_;  // [panels][D][64] (at()); huge pages for big tables
+
     AlignedBuffer<float> scales_;
 };
 
