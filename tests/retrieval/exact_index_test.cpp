@@ -1,4 +1,5 @@
-// ExactIndex<f32 / bf16 / int8> against a full sort in double, on every CPU
+// ExactIndex<f32 / bf16 / int8> (search, search_unordered, search_batch)
+// against a full sort in double, on every CPU
 // backend (each ISA level, 1 and 3 threads). Small-integer data makes every
 // score exact in float whatever the summation order, so ids and scores must
 // match the reference bit for bit, ties included.
@@ -88,6 +89,14 @@ void check_exact(const B& be, const std::string& name, const Data& t, index_t nq
         reference_top_k(t, q.data() + b * t.d, k, ex[std::size_t(b)], ref_ids, ref_scores);
         index.search(be, vector_view(q.data() + b * t.d, t.d), k, vector_view(one_ids.data(), k),
                      vector_view(one_scores.data(), k), ex[std::size_t(b)]);
+        // search_unordered: the same k items, in any order.
+        std::vector<row_id_t> set_ids(static_cast<std::size_t>(k));
+        index.search_unordered(be, vector_view(q.data() + b * t.d, t.d), k, vector_view(set_ids.data(), k),
+                               ex[std::size_t(b)]);
+        std::sort(set_ids.begin(), set_ids.end());
+        std::vector<row_id_t> sorted_ref = ref_ids;
+        std::sort(sorted_ref.begin(), sorted_ref.end());
+        REQUIRE(set_ids == sorted_ref);
         for (index_t i = 0; i < k; ++i) {
             INFO("query " << b << " rank " << i);
             REQUIRE(one_ids[std::size_t(i)] == ref_ids[std::size_t(i)]);

@@ -182,7 +182,9 @@ public:
     }
 
     /// The same k items as search, in no particular order and without scores:
-    /// a shortlist to re-rank (skips the final sort).
+    /// a shortlist to re-rank. Cost flat in k (no heap, no sort): a threshold
+    /// from a sample of panels lets one fused pass keep ~2k candidates, and
+    /// bisection picks the k best of them (selection.hpp).
     template <class Isa>
     void search_unordered(const backend::Cpu<Isa>& be, VectorView<const float> query, index_t k,
                           VectorView<row_id_t> ids, std::span<const row_id_t> exclude = {}) const {
@@ -192,7 +194,7 @@ public:
         check_k(op, k, ids.size(), k);
         detail::check_finite_query(op, query.data(), d_, 0);
         detail::check_exclusion(op, exclude, n_, k, 0);
-        search_one(be, query.data(), k, ids.data(), nullptr, exclude, false);
+        search_shortlist(be, query.data(), k, exclude, ids.data());
     }
 
     /// The k best items for each query of `queries` [B, D]; ids / scores [B, k].
@@ -261,7 +263,9 @@ public:
                     panels = data_.data() + r0 * d_;
                 } else {
                     for (index_t r = 0; r < nt; ++r)
-                        for (index_t c = 0; c < d_; ++c) wide[at(r, c)] = value(r0 + r, c);
+                        for (index_t c = 0; c < d_; ++c)  // f32 panels: rows in order
+                            wide[(r / kPanelRows) * kPanelRows * d_ + c * kPanelRows + r % kPanelRows] =
+                                value(r0 + r, c);
                     panels = wide;
                 }
                 for (index_t q0 = 0; q0 < nq; q0 += kQueryTile) {
@@ -297,10 +301,7 @@ public:
     void score_ids(const backend::Cpu<Isa>& be, const float* query, const row_id_t* ids, index_t n,
                    float* out) const {
         const auto& kt = detail::retrieval_kernels(be);
-        if constexpr (std::is_same_v<T, float>) kt.score_ids_panels_f32(data_.data(), d_, ids, n, query, nullptr, out);
-        else if constexpr (std::is_same_v<T, bf16>)
-            kt.score_ids_panels_bf16(data_.data(), d_, ids, n, query, nullptr, out);
-        else kt.score_ids_panels_i8(data_.data(), d_, ids, n, query, scales_.data(), out);
+        kt.template score_ids_panels<Element>()(data_.data(), d_, ids, n, query, scales(), out);
     }
 
 private:
@@ -314,24 +315,89 @@ private:
                               " entries but k = ", k);
     }
 
-    /// Where element (r, c) lives: panel r / 64, column c, lane r % 64.
+    /// Where element (r, c) lives: panel r / 64, column c, lane of r % 64.
     [[nodiscard]] index_t at(index_t r, index_t c) const {
-        return (r / kPanelRows) * kPanelRows * d_ + c * kPanelRows + r % kPanelRows;
+        return (r / kPanelRows) * kPanelRows * d_ + c * kPanelRows + cpu::panel_lane<Element>(r % kPanelRows);
+    }
+    [[nodiscard]] const float* scales_at(index_t r0) const {
+        return scales_.size() == 0 ? nullptr : scales_.data() + r0;
+    }
+
+    static constexpr index_t kSamplePanels = 8;
+
+    /// ids[0..k) = the k best for one query, unordered (search_unordered).
+    template <class Isa>
+    void search_shortlist(const backend::Cpu<Isa>& be, const float* q, index_t k, std::span<const row_id_t> ex,
+                          row_id_t* out) const {
+        const auto& kt = detail::retrieval_kernels(be);
+        const auto above = kt.template score_panels_above<Element>();
+        const index_t panels = (n_ + kPanelRows - 1) / kPanelRows;
+        const index_t parts = std::clamp<index_t>(n_ / kMinRowsPerThread, 1, be.threads().size());
+        const auto room = std::size_t(n_ + 16 * parts);
+        auto& cand_v = cpu::thread_scratch<float, detail::CollectTag>(room);
+        auto& cand_id = cpu::thread_scratch<row_id_t, detail::CollectTag>(room);
+        auto& keys = cpu::thread_scratch<std::uint32_t, detail::CollectTag>(room);
+        auto& part_count = cpu::thread_scratch<index_t, detail::CollectTag>(std::size_t(parts));
+        // The sample: kSamplePanels whole panels, evenly spaced.
+        alignas(64) float sample[kSamplePanels * kPanelRows];
+        index_t m = 0;
+        const index_t sampled = std::min(panels, kSamplePanels);
+        for (index_t i = 0; i < sampled; ++i) {
+            const index_t r0 = (panels * i / sampled) * kPanelRows, rows = std::min(kPanelRows, n_ - r0);
+            score_block(kt, r0, rows, q, sample + m);
+            m += rows;
+        }
+        for (index_t i = 0; i < m; ++i)  // NaN would make the threshold meaningless
+            RECBLOCKS_CHECK_VALUE(!std::isnan(sample[i]), "retrieval::ExactIndex::search_unordered: a score is NaN ",
+                                  "(the query times the table overflows)");
+        index_t count = 0;
+        for (index_t widen = 1;; widen *= 4) {
+            float thr = 0.0f;
+            const bool keep_all = !detail::sampled_threshold(kt, sample, m, n_, k, widen, keys.data(), thr);
+            // Part p writes from its first row + 16 p: its survivors fit, and
+            // the 16 spare entries it may scribble on belong to nobody else.
+            auto body = [&](index_t p) {
+                const index_t r0 = panels * p / parts * kPanelRows;
+                const index_t r1 = std::min(n_, panels * (p + 1) / parts * kPanelRows);
+                float* v = cand_v.data() + r0 + 16 * p;
+                row_id_t* id = cand_id.data() + r0 + 16 * p;
+                index_t c = 0;
+                if (r1 > r0 && keep_all) {
+                    score_block(kt, r0, r1 - r0, q, v);
+                    for (index_t j = 0; j < r1 - r0; ++j) id[j] = static_cast<row_id_t>(r0 + j);
+                    c = r1 - r0;
+                } else if (r1 > r0) {
+                    c = above(data_.data() + r0 * d_, r1 - r0, d_, q, scales_at(r0), thr, static_cast<row_id_t>(r0),
+                              v, id);
+                }
+                part_count[std::size_t(p)] = c;
+            };
+            if (parts == 1) body(0);
+            else be.threads().run(parts, body);
+            count = 0;  // close the gaps between the parts, in id order
+            for (index_t p = 0; p < parts; ++p) {
+                const index_t from = panels * p / parts * kPanelRows + 16 * p, c = part_count[std::size_t(p)];
+                if (from != count) {  // from > count: a move to the left
+                    std::copy(cand_v.data() + from, cand_v.data() + from + c, cand_v.data() + count);
+                    std::copy(cand_id.data() + from, cand_id.data() + from + c, cand_id.data() + count);
+                }
+                count += c;
+            }
+            count = detail::drop_excluded(cand_v.data(), cand_id.data(), count, ex);
+            if (count >= k || keep_all) break;
+        }
+        detail::best_k_of(kt, cand_v.data(), cand_id.data(), count, k, out, keys.data());
     }
 
     /// Scores of rows r0 .. r0 + nr (r0 on a panel boundary).
     void score_block(const cpu::RetrievalKernelTable& kt, index_t r0, index_t nr, const float* q, float* out) const {
-        const Element* panels = data_.data() + r0 * d_;
-        if constexpr (std::is_same_v<T, float>) kt.score_panels_f32(panels, nr, d_, q, nullptr, out);
-        else if constexpr (std::is_same_v<T, bf16>) kt.score_panels_bf16(panels, nr, d_, q, nullptr, out);
-        else kt.score_panels_i8(panels, nr, d_, q, scales_.data() + r0, out);
+        kt.template score_panels<Element>()(data_.data() + r0 * d_, nr, d_, q, scales_at(r0), out);
     }
 
-    /// The k best for one query into ids / scores (best first when `sorted`;
-    /// scores may be null).
+    /// The k best for one query into ids / scores, best first.
     template <class Isa>
     void search_one(const backend::Cpu<Isa>& be, const float* q, index_t k, row_id_t* ids, float* scores,
-                    std::span<const row_id_t> ex, bool sorted = true) const {
+                    std::span<const row_id_t> ex) const {
         const auto& kt = detail::retrieval_kernels(be);
         const index_t blocks = (n_ + kBlockRows - 1) / kBlockRows;
         // Split only tables big enough to pay for waking a thread.
@@ -362,13 +428,12 @@ private:
         }
         RECBLOCKS_CHECK_VALUE(total >= k, "retrieval::ExactIndex::search: internal error, ", total,
                               " candidates for k = ", k);
-        detail::select_best_keys(keys.data(), total, k, sorted);
+        detail::select_best_keys(keys.data(), total, k, true);
         for (index_t i = 0; i < k; ++i) {
-            const float s = detail::key_score(keys[std::size_t(i)]);
+            scores[i] = detail::key_score(keys[std::size_t(i)]);
             ids[i] = detail::key_id(keys[std::size_t(i)]);
-            RECBLOCKS_CHECK_VALUE(!std::isnan(s), "retrieval::ExactIndex::search: the score of item ", ids[i],
+            RECBLOCKS_CHECK_VALUE(!std::isnan(scores[i]), "retrieval::ExactIndex::search: the score of item ", ids[i],
                                   " is NaN (the query times the table overflows)");
-            if (scores) scores[i] = s;
         }
     }
 

@@ -124,19 +124,6 @@ private:
     bool full_ = false;
 };
 
-/// The k-th largest of keys[0..n) (1 <= k <= n): bisection on the value, each
-/// step one SIMD count, so no data moves and no branch depends on the data.
-inline std::uint32_t kth_largest(const cpu::RetrievalKernelTable& kt, const std::uint32_t* keys, index_t n,
-                                 index_t k) {
-    std::uint32_t lo = 0, hi = 0xffffffffu;  // invariant: count(>= lo) >= k
-    while (lo < hi) {
-        const std::uint32_t mid = lo + (hi - lo) / 2 + 1;
-        if (kt.count_at_least(keys, n, mid) >= k) lo = mid;
-        else hi = mid - 1;
-    }
-    return lo;
-}
-
 /// A threshold above which about 2k of n scores should lie, read off a
 /// sample of m of them (taken evenly across the ids) at rank 2k m / n + 4,
 /// times `widen` (the caller widens 4x per retry when too few survived).
@@ -146,7 +133,7 @@ inline bool sampled_threshold(const cpu::RetrievalKernelTable& kt, const float* 
     const index_t rank = (2 * k * m / n + 4) * widen;
     if (rank > m) return false;
     for (index_t i = 0; i < m; ++i) keys[i] = order_bits(sample[i]);
-    threshold = from_order_bits(kth_largest(kt, keys, m, rank));
+    threshold = from_order_bits(kt.kth_largest(keys, m, rank, rank / 4));  // roughly that rank is enough
     return true;
 }
 
@@ -170,7 +157,7 @@ inline void best_k_of(const cpu::RetrievalKernelTable& kt, const float* cand_v, 
                       index_t count, index_t k, row_id_t* ids, std::uint32_t* keys) {
     RECBLOCKS_CHECK_VALUE(count >= k, "retrieval: internal error, ", count, " candidates for k = ", k);
     for (index_t j = 0; j < count; ++j) keys[j] = order_bits(cand_v[j]);
-    const std::uint32_t t = kth_largest(kt, keys, count, k);
+    const std::uint32_t t = kt.kth_largest(keys, count, k, 0);
     index_t above = 0;
     for (index_t j = 0; j < count; ++j) above += keys[j] > t;
     index_t out = 0, ties = k - above;

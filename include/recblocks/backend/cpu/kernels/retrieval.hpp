@@ -35,8 +35,16 @@
 RECBLOCKS_NAMESPACE_BEGIN
 namespace cpu {
 
-/// Rows per panel of a column-panelled table (score_panels_f32).
+/// Rows per panel of a column-panelled table ([d][64] per panel).
 inline constexpr index_t kRetrievalPanelRows = 64;
+
+/// Where row j (< 64) of a panel sits within a column: in order, except bf16,
+/// whose 32-bit word w holds row w (low half) and row w + 32 (high half).
+template <class E>
+constexpr index_t panel_lane(index_t j) {
+    if constexpr (std::is_same_v<E, std::uint16_t>) return 2 * (j % 32) + j / 32;
+    else return j;
+}
 
 template <class Arch>
 struct RetrievalKernels {
@@ -238,15 +246,33 @@ struct RetrievalKernels {
     /// by column ([d][64]). One broadcast query element meets 64 rows in
     /// 64 / W registers, so there is no horizontal sum at all; each row sums
     /// its columns in order, so its score does not depend on where it sits.
+    /// bf16 panels pair rows (panel_lane): one load and a shift or a mask
+    /// widen two registers of rows (a zero-extend + shift per register cost
+    /// as much as the FMA).
     template <class L>
     static void panel_scores(const typename L::E* panel, index_t d, const float* x, batch* acc) {
         constexpr index_t P = kRetrievalPanelRows, R = P / W;
 #pragma GCC unroll 16
         for (index_t r = 0; r < R; ++r) acc[r] = batch(0.0f);
-        for (index_t c = 0; c < d; ++c) {
-            const batch xc(x[c]);
+        if constexpr (std::is_same_v<L, BF16>) {
+            using U = xsimd::batch<std::uint32_t, Arch>;
+            const U high(0xffff0000u);
+            const auto* words = reinterpret_cast<const std::uint32_t*>(panel);
+            for (index_t c = 0; c < d; ++c) {
+                const batch xc(x[c]);
+#pragma GCC unroll 8
+                for (index_t r = 0; r < R / 2; ++r) {
+                    const U u = U::load_unaligned(words + c * (P / 2) + r * W);
+                    acc[r] = xsimd::fma(xsimd::bitwise_cast<batch>(u << 16), xc, acc[r]);
+                    acc[r + R / 2] = xsimd::fma(xsimd::bitwise_cast<batch>(u & high), xc, acc[r + R / 2]);
+                }
+            }
+        } else {
+            for (index_t c = 0; c < d; ++c) {
+                const batch xc(x[c]);
 #pragma GCC unroll 16
-            for (index_t r = 0; r < R; ++r) acc[r] = xsimd::fma(L::load(panel + c * P + r * W), xc, acc[r]);
+                for (index_t r = 0; r < R; ++r) acc[r] = xsimd::fma(L::load(panel + c * P + r * W), xc, acc[r]);
+            }
         }
     }
 
@@ -270,72 +296,25 @@ struct RetrievalKernels {
         }
     }
 
-    /// score_panels for the rows ids[0..n) (a shortlist to re-rank). A row's
-    /// elements sit 64 apart; each is summed in the same order and with the
-    /// same (fused or not) multiply-add as in score_panels, in lane 0 of a
-    /// register, so a row scores the same bits both ways.
-    template <class L>
-    static void score_ids_panels(const typename L::E* panels, index_t d, const row_id_t* ids, index_t n,
-                                 const float* x, const float* scales, float* y) {
-        constexpr index_t P = kRetrievalPanelRows;
-        using E = typename L::E;
-        for (index_t j = 0; j < n; ++j) {
-            const index_t id = ids[j];
-            const E* p = panels + (id / P) * P * d + id % P;
-            batch acc(0.0f);
-            for (index_t c = 0; c < d; ++c) {
-                float v;
-                if constexpr (std::is_same_v<E, std::uint16_t>) {
-                    const std::uint32_t bits = std::uint32_t(p[c * P]) << 16;
-                    std::memcpy(&v, &bits, 4);
-                } else {
-                    v = float(p[c * P]);
-                }
-                acc = xsimd::fma(batch(v), batch(x[c]), acc);
-            }
-            if (scales) acc = acc * batch(scales[id]);
-            alignas(64) float lanes[W];
-            acc.store_aligned(lanes);
-            y[j] = lanes[0];
-        }
-    }
-
-    static void score_panels_f32(const float* p, index_t n, index_t d, const float* x, const float*, float* y) {
-        score_panels<F32>(p, n, d, x, nullptr, y);
-    }
-    static void score_panels_bf16(const std::uint16_t* p, index_t n, index_t d, const float* x, const float*,
-                                  float* y) {
-        score_panels<BF16>(p, n, d, x, nullptr, y);
-    }
-    static void score_panels_i8(const std::int8_t* p, index_t n, index_t d, const float* x, const float* scales,
-                                float* y) {
-        score_panels<I8>(p, n, d, x, scales, y);
-    }
-    static void score_ids_panels_f32(const float* p, index_t d, const row_id_t* ids, index_t n, const float* x,
-                                     const float*, float* y) {
-        score_ids_panels<F32>(p, d, ids, n, x, nullptr, y);
-    }
-    static void score_ids_panels_bf16(const std::uint16_t* p, index_t d, const row_id_t* ids, index_t n,
-                                      const float* x, const float*, float* y) {
-        score_ids_panels<BF16>(p, d, ids, n, x, nullptr, y);
-    }
-    static void score_ids_panels_i8(const std::int8_t* p, index_t d, const row_id_t* ids, index_t n, const float* x,
-                                    const float* scales, float* y) {
-        score_ids_panels<I8>(p, d, ids, n, x, scales, y);
-    }
-
-    /// Like score_panels_f32 followed by collect_above(y, n, threshold, first,
+    /// Like score_panels followed by collect_above(y, n, threshold, first,
     /// ...), without writing y: only the rows scoring above the threshold
     /// leave registers. The outputs need 16 spare entries (see collect_above).
-    static index_t score_panels_above_f32(const float* panels, index_t n, index_t d, const float* x,
-                                          float threshold, row_id_t first, float* out_v, row_id_t* out_id) {
+    template <class L>
+    static index_t score_panels_above(const typename L::E* panels, index_t n, index_t d, const float* x,
+                                      const float* scales, float threshold, row_id_t first, float* out_v,
+                                      row_id_t* out_id) {
         constexpr index_t P = kRetrievalPanelRows, R = P / W;
         index_t count = 0;
         for (index_t p0 = 0; p0 < n; p0 += P) {
             batch acc[R];
-            panel_scores<F32>(panels + p0 * d, d, x, acc);
+            panel_scores<L>(panels + p0 * d, d, x, acc);
+            if (scales)
+#pragma GCC unroll 16
+                for (index_t r = 0; r < R; ++r) acc[r] = acc[r] * S::load(scales + p0 + r * W);
 #if defined(__x86_64__)
             if constexpr (kAvx512) {
+                // No branch on the masks: survivors sit at random places, and
+                // a mispredicted branch costs more than storing nothing.
                 const __m512 thr = _mm512_set1_ps(threshold);
                 const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 #pragma GCC unroll 4
@@ -360,6 +339,54 @@ struct RetrievalKernels {
                 }
         }
         return count;
+    }
+
+    /// score_panels for the rows ids[0..n) (a shortlist to re-rank). A row's
+    /// elements sit a column apart; each is summed in the same order and with
+    /// the same (fused or not) multiply-add as in score_panels, in lane 0 of
+    /// a register, so a row scores the same bits both ways.
+    template <class L>
+    static void score_ids_panels(const typename L::E* panels, index_t d, const row_id_t* ids, index_t n,
+                                 const float* x, const float* scales, float* y) {
+        constexpr index_t P = kRetrievalPanelRows;
+        using E = typename L::E;
+        for (index_t j = 0; j < n; ++j) {
+            const index_t id = ids[j];
+            const E* p = panels + (id / P) * P * d + panel_lane<E>(id % P);
+            batch acc(0.0f);
+            for (index_t c = 0; c < d; ++c) {
+                float v;
+                if constexpr (std::is_same_v<E, std::uint16_t>) {
+                    const std::uint32_t bits = std::uint32_t(p[c * P]) << 16;
+                    std::memcpy(&v, &bits, 4);
+                } else {
+                    v = float(p[c * P]);
+                }
+                acc = xsimd::fma(batch(v), batch(x[c]), acc);
+            }
+            if (scales) acc = acc * batch(scales[id]);
+            alignas(64) float lanes[W];
+            acc.store_aligned(lanes);
+            y[j] = lanes[0];
+        }
+    }
+
+    // Per element type, for the table.
+    template <class L>
+    static void score_panels_t(const typename L::E* p, index_t n, index_t d, const float* x, const float* scales,
+                               float* y) {
+        score_panels<L>(p, n, d, x, scales, y);
+    }
+    template <class L>
+    static index_t score_panels_above_t(const typename L::E* p, index_t n, index_t d, const float* x,
+                                        const float* scales, float threshold, row_id_t first, float* out_v,
+                                        row_id_t* out_id) {
+        return score_panels_above<L>(p, n, d, x, scales, threshold, first, out_v, out_id);
+    }
+    template <class L>
+    static void score_ids_panels_t(const typename L::E* p, index_t d, const row_id_t* ids, index_t n,
+                                   const float* x, const float* scales, float* y) {
+        score_ids_panels<L>(p, d, ids, n, x, scales, y);
     }
 
     /// Appends the scores of s[0..n) above `threshold` and their ids (first + j)
@@ -410,6 +437,42 @@ struct RetrievalKernels {
         return count;
     }
 
+    /// A key t with count(keys >= t) >= k and count(keys > t) <= k + slack
+    /// (slack 0: the k-th largest key, 1 <= k <= n). Bisection on the value
+    /// between the smallest and the largest key, each step one SIMD count:
+    /// no data moves and no branch depends on the data. It stops early once
+    /// between k and k + slack keys are >= the midpoint.
+    static std::uint32_t kth_largest(const std::uint32_t* keys, index_t n, index_t k, index_t slack) {
+        using U = xsimd::batch<std::uint32_t, Arch>;
+        constexpr index_t UW = index_t(U::size);
+        U vmin(0xffffffffu), vmax(0u);
+        index_t j = 0;
+        for (; j + UW <= n; j += UW) {
+            const U u = U::load_unaligned(keys + j);
+            vmin = xsimd::min(vmin, u);
+            vmax = xsimd::max(vmax, u);
+        }
+        alignas(64) std::uint32_t lmin[UW], lmax[UW];
+        vmin.store_aligned(lmin);
+        vmax.store_aligned(lmax);
+        std::uint32_t lo = *std::min_element(lmin, lmin + UW), hi = *std::max_element(lmax, lmax + UW);
+        for (; j < n; ++j) {
+            lo = std::min(lo, keys[j]);
+            hi = std::max(hi, keys[j]);
+        }
+        while (lo < hi) {  // invariant: count(>= lo) >= k, the k-th largest <= hi
+            const std::uint32_t mid = lo + (hi - lo) / 2 + 1;
+            const index_t c = count_at_least(keys, n, mid);
+            if (c < k) {
+                hi = mid - 1;
+            } else {
+                lo = mid;
+                if (c <= k + slack) break;
+            }
+        }
+        return lo;
+    }
+
     /// Offers scores s[0..n) (ids first, first + 1, ...; ascending across
     /// calls) to the min-heap (hv, hid) of `size` <= k entries; ids in the
     /// sorted list ex[0..n_ex) are skipped. Returns the new size.
@@ -448,39 +511,71 @@ struct RetrievalKernels {
 
 /// The retrieval kernels of one ISA as function pointers.
 struct RetrievalKernelTable {
+    template <class E>
+    using ScorePanels = void (*)(const E*, index_t, index_t, const float*, const float*, float*);
+    template <class E>
+    using ScorePanelsAbove = index_t (*)(const E*, index_t, index_t, const float*, const float*, float, row_id_t,
+                                         float*, row_id_t*);
+    template <class E>
+    using ScoreIdsPanels = void (*)(const E*, index_t, const row_id_t*, index_t, const float*, const float*, float*);
+
     const char* arch_name;
-    void (*score_panels_f32)(const float*, index_t, index_t, const float*, const float*, float*);
-    void (*score_panels_bf16)(const std::uint16_t*, index_t, index_t, const float*, const float*, float*);
-    void (*score_panels_i8)(const std::int8_t*, index_t, index_t, const float*, const float*, float*);
-    index_t (*score_panels_above_f32)(const float*, index_t, index_t, const float*, float, row_id_t, float*,
-                                      row_id_t*);
-    void (*score_ids_panels_f32)(const float*, index_t, const row_id_t*, index_t, const float*, const float*, float*);
-    void (*score_ids_panels_bf16)(const std::uint16_t*, index_t, const row_id_t*, index_t, const float*, const float*,
-                                  float*);
-    void (*score_ids_panels_i8)(const std::int8_t*, index_t, const row_id_t*, index_t, const float*, const float*,
-                                float*);
+    ScorePanels<float> score_panels_f32;
+    ScorePanels<std::uint16_t> score_panels_bf16;
+    ScorePanels<std::int8_t> score_panels_i8;
+    ScorePanelsAbove<float> score_panels_above_f32;
+    ScorePanelsAbove<std::uint16_t> score_panels_above_bf16;
+    ScorePanelsAbove<std::int8_t> score_panels_above_i8;
+    ScoreIdsPanels<float> score_ids_panels_f32;
+    ScoreIdsPanels<std::uint16_t> score_ids_panels_bf16;
+    ScoreIdsPanels<std::int8_t> score_ids_panels_i8;
     void (*score_ids_f32)(const float*, index_t, const row_id_t*, index_t, index_t, const float*, const float*,
                           float*);
     index_t (*offer)(const float*, index_t, row_id_t, index_t, float*, row_id_t*, index_t, const row_id_t*, index_t);
     index_t (*collect_above)(const float*, index_t, float, row_id_t, float*, row_id_t*);
-    index_t (*count_at_least)(const std::uint32_t*, index_t, std::uint32_t);
+    std::uint32_t (*kth_largest)(const std::uint32_t*, index_t, index_t, index_t);
+
+    /// The panel kernels for element type E (float, bf16 bits, int8).
+    template <class E>
+    [[nodiscard]] ScorePanels<E> score_panels() const {
+        if constexpr (std::is_same_v<E, float>) return score_panels_f32;
+        else if constexpr (std::is_same_v<E, std::uint16_t>) return score_panels_bf16;
+        else return score_panels_i8;
+    }
+    template <class E>
+    [[nodiscard]] ScorePanelsAbove<E> score_panels_above() const {
+        if constexpr (std::is_same_v<E, float>) return score_panels_above_f32;
+        else if constexpr (std::is_same_v<E, std::uint16_t>) return score_panels_above_bf16;
+        else return score_panels_above_i8;
+    }
+    template <class E>
+    [[nodiscard]] ScoreIdsPanels<E> score_ids_panels() const {
+        if constexpr (std::is_same_v<E, float>) return score_ids_panels_f32;
+        else if constexpr (std::is_same_v<E, std::uint16_t>) return score_ids_panels_bf16;
+        else return score_ids_panels_i8;
+    }
 };
 
 template <class Arch>
 constexpr RetrievalKernelTable make_retrieval_kernel_table() {
     using K = RetrievalKernels<Arch>;
+    using F32 = typename K::F32;
+    using BF16 = typename K::BF16;
+    using I8 = typename K::I8;
     return {Arch::name(),
-            &K::score_panels_f32,
-            &K::score_panels_bf16,
-            &K::score_panels_i8,
-            &K::score_panels_above_f32,
-            &K::score_ids_panels_f32,
-            &K::score_ids_panels_bf16,
-            &K::score_ids_panels_i8,
+            &K::template score_panels_t<F32>,
+            &K::template score_panels_t<BF16>,
+            &K::template score_panels_t<I8>,
+            &K::template score_panels_above_t<F32>,
+            &K::template score_panels_above_t<BF16>,
+            &K::template score_panels_above_t<I8>,
+            &K::template score_ids_panels_t<F32>,
+            &K::template score_ids_panels_t<BF16>,
+            &K::template score_ids_panels_t<I8>,
             &K::score_ids_f32,
             &K::offer,
             &K::collect_above,
-            &K::count_at_least};
+            &K::kth_largest};
 }
 
 /// Defined per runtime-dispatch level by RECBLOCKS_DEFINE_CPU_KERNEL_TABLES.
