@@ -10,7 +10,10 @@
 // 16-register shuffle fold; 105 against 28 GB/s for a 9,728 x 16 table in L2.
 // Every row sums its columns in order, so its score has the same bits
 // wherever it sits. bf16 and int8 widen to f32 in registers: the table is read
-// once, at 2 or 1 bytes per element.
+// once, at 2 or 1 bytes per element (bf16 pairs rows in 32-bit words, so a
+// shift or a mask widens a register; int8 is a sign-extend and a convert,
+// which makes the int8 scan compute-bound at ~28 GB/s even from L1: a
+// shift-and-exponent-trick variant measured no faster on Zen 4).
 //
 // Row-major rows are still scored for a re-rank (score_ids_f32: shortlisted
 // rows gathered whole, 16 at a time, folded by a shuffle tree).
@@ -59,47 +62,21 @@ struct RetrievalKernels {
     static constexpr bool kAvx2 = false;
 #endif
 
-    // Loaders: a full register of W elements, or the first t < W (zeros after).
+    // Element types and their loaders (a full register of W elements; F32 also
+    // the first t < W, zeros after, for the row-major re-rank).
     struct F32 {
         using E = float;
         static batch load(const float* p) { return S::load(p); }
         static batch load_tail(const float* p, index_t t) { return S::load_tail(p, t, 0.0f); }
     };
     template <class E>
-    static batch widen_buffered(const E* p, index_t t) {
+    static batch widen_buffered(const E* p) {
         alignas(64) float buf[W];
-        for (index_t i = 0; i < W; ++i) {
-            if (i >= t) buf[i] = 0.0f;
-            else if constexpr (std::is_same_v<E, std::uint16_t>) {
-                const std::uint32_t bits = std::uint32_t(p[i]) << 16;
-                std::memcpy(&buf[i], &bits, 4);
-            } else buf[i] = float(p[i]);
-        }
+        for (index_t i = 0; i < W; ++i) buf[i] = float(p[i]);
         return batch::load_aligned(buf);
     }
-    struct BF16 {  // bf16 bits: the upper half of an f32
+    struct BF16 {  // bf16 bits (the upper half of an f32); panels pair rows, see panel_scores
         using E = std::uint16_t;
-        static batch load(const E* p) {
-#if defined(__x86_64__)
-            if constexpr (kAvx512)
-                return batch(_mm512_castsi512_ps(
-                    _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16)));
-            else if constexpr (kAvx2)
-                return batch(_mm256_castsi256_ps(
-                    _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16)));
-            else
-#endif
-                return widen_buffered(p, W);
-        }
-        static batch load_tail(const E* p, index_t t) {
-#if defined(__x86_64__)
-            if constexpr (kAvx512)
-                return batch(_mm512_castsi512_ps(_mm512_slli_epi32(
-                    _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << t) - 1u), p)), 16)));
-            else
-#endif
-                return widen_buffered(p, t);
-        }
     };
     struct I8 {
         using E = std::int8_t;
@@ -111,16 +88,7 @@ struct RetrievalKernels {
                 return batch(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))));
             else
 #endif
-                return widen_buffered(p, W);
-        }
-        static batch load_tail(const E* p, index_t t) {
-#if defined(__x86_64__)
-            if constexpr (kAvx512)
-                return batch(_mm512_cvtepi32_ps(
-                    _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << t) - 1u), p))));
-            else
-#endif
-                return widen_buffered(p, t);
+                return widen_buffered(p);
         }
     };
 
