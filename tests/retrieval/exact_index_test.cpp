@@ -169,6 +169,33 @@ TEST_CASE("ExactIndex: random float tables match the double reference within rou
     });
 }
 
+TEST_CASE("ExactIndex<int8>: scores follow the dequantized table; score_ids gives the scan's bits", "[retrieval]") {
+    // D = 301: odd (a zero pad column) and over 128 column pairs (two int32 chunks).
+    const index_t n = 300, d = 301, k = 20;
+    const Rng rng(13);
+    std::uint64_t i = 0;
+    std::vector<float> items(static_cast<std::size_t>(n * d)), q(static_cast<std::size_t>(d));
+    for (auto& v : items) v = float(rng.normal(i++));
+    for (auto& v : q) v = float(rng.normal(i++)) * 3.0f;
+    const retrieval::ExactIndex<std::int8_t> index(matrix_view(static_cast<const float*>(items.data()), n, d));
+    rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+        INFO(name);
+        std::vector<row_id_t> ids(k);
+        std::vector<float> scores(k), again(k);
+        index.search(be, vector_view(q.data(), d), k, vector_view(ids.data(), k), vector_view(scores.data(), k));
+        for (index_t j = 0; j < k; ++j) {
+            double exact = 0, size = 0;  // the dequantized table times the float query
+            for (index_t c = 0; c < d; ++c) {
+                exact += double(index.value(ids[std::size_t(j)], c)) * q[std::size_t(c)];
+                size += std::abs(double(index.value(ids[std::size_t(j)], c)) * q[std::size_t(c)]);
+            }
+            REQUIRE(std::abs(double(scores[std::size_t(j)]) - exact) <= 1e-4 * size);  // int16 query rounding
+        }
+        index.score_ids(be, q.data(), ids.data(), k, again.data());
+        REQUIRE(again == scores);
+    });
+}
+
 TEST_CASE("ExactIndex: bad input raises clear errors", "[retrieval]") {
     const Data t = integer_items(50, 8, 4);
     const retrieval::ExactIndex<float> index(matrix_view(static_cast<const float*>(t.items.data()), t.n, t.d));

@@ -14,9 +14,11 @@
 // The table is stored in column panels of 64 rows ([D][64] each; see
 // backend/cpu/kernels/retrieval.hpp): a scan needs no horizontal sums, which
 // is what lets one query read the table at the machine's read bandwidth.
-// One query streams the table once: blocks of 256 rows are scored into an L1
-// buffer and offered to a TopKCollector behind a SIMD threshold test (no [N]
-// score array). The threads split the rows; one selection merges them. A batch
+// One query streams the table once: 4,096 rows at a time are scored into an
+// L1 buffer and offered, 256 at a time, to a TopKCollector behind a SIMD
+// threshold test (no [N] score array). int8 tables score with the query
+// rounded to int16 at a power-of-two scale (exact integer sums; see the
+// kernels): their scores follow the dequantized table to ~1e-5 relative. The threads split the rows; one selection merges them. A batch
 // (>= 4 queries) runs GEMM tiles of 256 queries x 256 items, a panel being a
 // [D, 64] row-major matrix (widened to f32 for bf16 / int8), each item tile
 // staying in L2 while all queries pass. score_ids (a re-rank) gathers a row's
@@ -126,7 +128,8 @@ public:
     /// Stored element: f32, bf16 bits, or int8 codes.
     using Element = std::conditional_t<std::is_same_v<T, bf16>, std::uint16_t, T>;
     static constexpr index_t kPanelRows = cpu::kRetrievalPanelRows;  // rows per column panel
-    static constexpr index_t kBlockRows = 256;   // one-query scoring block (1 KiB of scores; 4 panels)
+    static constexpr index_t kScoreRows = 4096;  // one-query scoring call (16 KiB of scores: L1)
+    static constexpr index_t kBlockRows = 256;   // one-query: rows per collector offer
     static constexpr index_t kItemTile = 256;    // batch: items per GEMM tile (4 panels)
     static constexpr index_t kQueryTile = 256;   // batch: queries per GEMM tile
     static constexpr index_t kMinRowsPerThread = 32768;
@@ -136,10 +139,13 @@ public:
     /// Copies `items` [N, D] (bf16: rounded to nearest even; int8: quantized per row).
     explicit ExactIndex(MatrixView<const float> items) {
         detail::check_items("retrieval::ExactIndex", items);
+        if constexpr (std::is_same_v<T, std::int8_t>)
+            RECBLOCKS_CHECK_SHAPE(items.cols() <= cpu::kI8MaxDim, "retrieval::ExactIndex<int8>: items have ",
+                                  items.cols(), " columns; int8 tables support at most ", cpu::kI8MaxDim);
         n_ = items.rows();
         d_ = items.cols();
         const index_t padded = (n_ + kPanelRows - 1) / kPanelRows * kPanelRows;
-        data_.resize(padded * d_);  // zeroed: the padding rows of the last panel score 0
+        data_.resize(padded * cpu::panel_cols<Element>(d_));  // zeroed: the padding rows of the last panel score 0
         if constexpr (std::is_same_v<T, std::int8_t>) {
             std::vector<std::int8_t> codes(std::size_t(n_ * d_));
             scales_.resize(padded);
@@ -317,7 +323,11 @@ private:
 
     /// Where element (r, c) lives: panel r / 64, column c, lane of r % 64.
     [[nodiscard]] index_t at(index_t r, index_t c) const {
-        return (r / kPanelRows) * kPanelRows * d_ + c * kPanelRows + cpu::panel_lane<Element>(r % kPanelRows);
+        return cpu::panel_offset<Element>(r, c, d_);
+    }
+    /// The panels from row r0 on (r0 on a panel boundary).
+    [[nodiscard]] const Element* panel_block(index_t r0) const {
+        return data_.data() + r0 * cpu::panel_cols<Element>(d_);
     }
     [[nodiscard]] const float* scales_at(index_t r0) const {
         return scales_.size() == 0 ? nullptr : scales_.data() + r0;
@@ -367,8 +377,7 @@ private:
                     for (index_t j = 0; j < r1 - r0; ++j) id[j] = static_cast<row_id_t>(r0 + j);
                     c = r1 - r0;
                 } else if (r1 > r0) {
-                    c = above(data_.data() + r0 * d_, r1 - r0, d_, q, scales_at(r0), thr, static_cast<row_id_t>(r0),
-                              v, id);
+                    c = above(panel_block(r0), r1 - r0, d_, q, scales_at(r0), thr, static_cast<row_id_t>(r0), v, id);
                 }
                 part_count[std::size_t(p)] = c;
             };
@@ -391,7 +400,7 @@ private:
 
     /// Scores of rows r0 .. r0 + nr (r0 on a panel boundary).
     void score_block(const cpu::RetrievalKernelTable& kt, index_t r0, index_t nr, const float* q, float* out) const {
-        kt.template score_panels<Element>()(data_.data() + r0 * d_, nr, d_, q, scales_at(r0), out);
+        kt.template score_panels<Element>()(panel_block(r0), nr, d_, q, scales_at(r0), out);
     }
 
     /// The k best for one query into ids / scores, best first.
@@ -399,7 +408,7 @@ private:
     void search_one(const backend::Cpu<Isa>& be, const float* q, index_t k, row_id_t* ids, float* scores,
                     std::span<const row_id_t> ex) const {
         const auto& kt = detail::retrieval_kernels(be);
-        const index_t blocks = (n_ + kBlockRows - 1) / kBlockRows;
+        const index_t blocks = (n_ + kScoreRows - 1) / kScoreRows;
         // Split only tables big enough to pay for waking a thread.
         const index_t parts = std::clamp<index_t>(n_ / kMinRowsPerThread, 1, be.threads().size());
         const index_t cap = detail::TopKCollector::capacity(k, kBlockRows);
@@ -408,13 +417,14 @@ private:
         auto& keys = cpu::thread_scratch<std::uint64_t, detail::CollectTag>(std::size_t(parts * cap));
         auto& sizes = cpu::thread_scratch<index_t, detail::CollectTag>(std::size_t(parts));
         auto body = [&](index_t p) {
-            alignas(64) float buf[kBlockRows];
+            alignas(64) float buf[kScoreRows];
             detail::TopKCollector top(k, kBlockRows, v.data() + p * cap, id.data() + p * cap,
                                       keys.data() + p * cap);
             for (index_t blk = blocks * p / parts; blk < blocks * (p + 1) / parts; ++blk) {
-                const index_t r0 = blk * kBlockRows, nr = std::min(n_, r0 + kBlockRows) - r0;
-                score_block(kt, r0, nr, q, buf);
-                top.offer(kt, buf, nr, static_cast<row_id_t>(r0), ex);
+                const index_t r0 = blk * kScoreRows, nr = std::min(n_, r0 + kScoreRows) - r0;
+                score_block(kt, r0, nr, q, buf);  // one call per 4,096 rows: the int8 query is rounded once
+                for (index_t o = 0; o < nr; o += kBlockRows)
+                    top.offer(kt, buf + o, std::min(kBlockRows, nr - o), static_cast<row_id_t>(r0 + o), ex);
             }
             sizes[std::size_t(p)] = top.append_keys(keys.data() + p * cap);
         };

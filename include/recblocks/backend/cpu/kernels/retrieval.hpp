@@ -28,6 +28,7 @@
 // keeps the float/double kernel table, which every translation unit
 // includes, untouched.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -40,13 +41,28 @@ namespace cpu {
 
 /// Rows per panel of a column-panelled table ([d][64] per panel).
 inline constexpr index_t kRetrievalPanelRows = 64;
+/// Largest D of an int8 panel table (the query's int16 copy lives on the stack).
+inline constexpr index_t kI8MaxDim = 4096;
 
-/// Where row j (< 64) of a panel sits within a column: in order, except bf16,
-/// whose 32-bit word w holds row w (low half) and row w + 32 (high half).
+/// Columns a panel stores per row: d, or d rounded up to even for int8
+/// (columns go in pairs there).
 template <class E>
-constexpr index_t panel_lane(index_t j) {
-    if constexpr (std::is_same_v<E, std::uint16_t>) return 2 * (j % 32) + j / 32;
-    else return j;
+constexpr index_t panel_cols(index_t d) {
+    return std::is_same_v<E, std::int8_t> ? d + (d & 1) : d;
+}
+
+/// Offset of element (r, c) in a panelled table of d columns. f32: each
+/// column's 64 rows in order. bf16: 32-bit word w of a column holds rows w
+/// and w + 32 (so a shift or a mask widens a register). int8: columns in
+/// pairs, 16-bit word j of a pair holds row j's two codes (one multiply-add
+/// of int16 pairs takes both).
+template <class E>
+constexpr index_t panel_offset(index_t r, index_t c, index_t d) {
+    constexpr index_t P = kRetrievalPanelRows;
+    const index_t base = (r / P) * P * panel_cols<E>(d), j = r % P;
+    if constexpr (std::is_same_v<E, std::uint16_t>) return base + c * P + 2 * (j % 32) + j / 32;
+    else if constexpr (std::is_same_v<E, std::int8_t>) return base + (c / 2) * 2 * P + 2 * j + c % 2;
+    else return base + c * P + j;
 }
 
 template <class Arch>
@@ -62,34 +78,23 @@ struct RetrievalKernels {
     static constexpr bool kAvx2 = false;
 #endif
 
-    // Element types and their loaders (a full register of W elements; F32 also
-    // the first t < W, zeros after, for the row-major re-rank).
+    // Element types. F32 also loads (a full register, or the first t < W
+    // elements with zeros after: the row-major re-rank).
     struct F32 {
         using E = float;
         static batch load(const float* p) { return S::load(p); }
         static batch load_tail(const float* p, index_t t) { return S::load_tail(p, t, 0.0f); }
     };
-    template <class E>
-    static batch widen_buffered(const E* p) {
-        alignas(64) float buf[W];
-        for (index_t i = 0; i < W; ++i) buf[i] = float(p[i]);
-        return batch::load_aligned(buf);
-    }
     struct BF16 {  // bf16 bits (the upper half of an f32); panels pair rows, see panel_scores
         using E = std::uint16_t;
     };
-    struct I8 {
+    struct I8 {  // int8 codes; panels pair columns, see panel_scores_i8
         using E = std::int8_t;
-        static batch load(const E* p) {
-#if defined(__x86_64__)
-            if constexpr (kAvx512)
-                return batch(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))));
-            else if constexpr (kAvx2)
-                return batch(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))));
-            else
-#endif
-                return widen_buffered(p);
-        }
+    };
+    /// An int8 panel scan's query: int16 pairs and their scale (prepare_i8).
+    struct I8Query {
+        float qscale;
+        alignas(64) std::uint32_t pair[kI8MaxDim / 2];
     };
 
     /// Dot product of one row with x (non-AVX-512 path; fixed order).
@@ -214,11 +219,12 @@ struct RetrievalKernels {
     /// by column ([d][64]). One broadcast query element meets 64 rows in
     /// 64 / W registers, so there is no horizontal sum at all; each row sums
     /// its columns in order, so its score does not depend on where it sits.
-    /// bf16 panels pair rows (panel_lane): one load and a shift or a mask
+    /// bf16 panels pair rows (panel_offset): one load and a shift or a mask
     /// widen two registers of rows (a zero-extend + shift per register cost
     /// as much as the FMA).
     template <class L>
-    static void panel_scores(const typename L::E* panel, index_t d, const float* x, batch* acc) {
+    static void panel_scores(const typename L::E* panel, index_t d, const float* x, batch* acc,
+                             const I8Query* q8 = nullptr) {
         constexpr index_t P = kRetrievalPanelRows, R = P / W;
 #pragma GCC unroll 16
         for (index_t r = 0; r < R; ++r) acc[r] = batch(0.0f);
@@ -235,6 +241,11 @@ struct RetrievalKernels {
                     acc[r + R / 2] = xsimd::fma(xsimd::bitwise_cast<batch>(u & high), xc, acc[r + R / 2]);
                 }
             }
+        } else if constexpr (std::is_same_v<L, I8>) {
+            alignas(64) float s[P];
+            panel_scores_i8(panel, d, *q8, s);
+#pragma GCC unroll 16
+            for (index_t r = 0; r < R; ++r) acc[r] = batch::load_aligned(s + r * W);
         } else {
             for (index_t c = 0; c < d; ++c) {
                 const batch xc(x[c]);
@@ -244,15 +255,126 @@ struct RetrievalKernels {
         }
     }
 
+    // int8 scoring: the query is rounded to int16 at a power-of-two scale
+    // (qscale), so a row's score is an exact integer sum of int8 x int16
+    // products (pairs of columns per multiply-add: vpmaddwd), in any order,
+    // times qscale and the row's scale. Sums run in int32 over at most
+    // kI8PairsPerChunk column pairs (2 * 128 * 32767 * 128 < 2^31), then
+    // add up in float, chunk by chunk. Widening int8 to f32 instead
+    // (sign-extend + convert + FMA per 16 codes) made the scan compute-bound
+    // at ~28 GB/s even from L1.
+    static constexpr index_t kI8PairsPerChunk = 128;
+
+    /// The query as int16 pairs (column 2i low, 2i + 1 high) and its scale,
+    /// prepared once per call: a per-panel rounding cost more than the panel.
+    static void prepare_i8(const float* x, index_t d, I8Query& q) {
+        float m = 0.0f;
+        for (index_t c = 0; c < d; ++c) m = std::max(m, std::abs(x[c]));
+        int e = 0;
+        std::frexp(m, &e);  // m < 2^e
+        q.qscale = m > 0.0f ? std::ldexp(1.0f, e - 15) : 1.0f;
+        const float inv = 1.0f / q.qscale;  // a power of two: exact
+        auto code = [&](index_t c) -> std::uint32_t {
+            if (c >= d) return 0u;
+            return std::uint16_t(std::int16_t(std::clamp(std::nearbyint(x[c] * inv), -32767.0f, 32767.0f)));
+        };
+        for (index_t i = 0; i < (d + 1) / 2; ++i) q.pair[i] = code(2 * i) | (code(2 * i + 1) << 16);
+    }
+
+    /// s[0..64) = the scores of one int8 panel (before the row scales).
+    static void panel_scores_i8(const std::int8_t* panel, index_t d, const I8Query& q, float* s) {
+        constexpr index_t P = kRetrievalPanelRows;
+        const std::uint32_t* xpair = q.pair;
+        const float qscale = q.qscale;
+        const index_t pairs = (d + 1) / 2;
+        alignas(64) float total[P] = {};
+        for (index_t c0 = 0; c0 < pairs; c0 += kI8PairsPerChunk) {
+            const index_t c1 = std::min(pairs, c0 + kI8PairsPerChunk);
+            alignas(64) std::int32_t isum[P];
+#if defined(__x86_64__)
+            if constexpr (kAvx512) {
+                __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                                _mm512_setzero_si512()};
+                for (index_t c = c0; c < c1; ++c) {
+                    const __m512i xb = _mm512_set1_epi32(static_cast<int>(xpair[c]));
+                    const std::int8_t* col = panel + c * 2 * P;
+#pragma GCC unroll 4
+                    for (int r = 0; r < 4; ++r)
+                        a[r] = _mm512_add_epi32(a[r], _mm512_madd_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256(
+                                                                            reinterpret_cast<const __m256i*>(col + 32 * r))),
+                                                                        xb));
+                }
+                for (int r = 0; r < 4; ++r) _mm512_store_si512(reinterpret_cast<__m512i*>(isum + 16 * r), a[r]);
+            } else if constexpr (kAvx2) {
+                __m256i a[8];
+                for (int r = 0; r < 8; ++r) a[r] = _mm256_setzero_si256();
+                for (index_t c = c0; c < c1; ++c) {
+                    const __m256i xb = _mm256_set1_epi32(static_cast<int>(xpair[c]));
+                    const std::int8_t* col = panel + c * 2 * P;
+#pragma GCC unroll 8
+                    for (int r = 0; r < 8; ++r)
+                        a[r] = _mm256_add_epi32(a[r], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(
+                                                                            reinterpret_cast<const __m128i*>(col + 16 * r))),
+                                                                        xb));
+                }
+                for (int r = 0; r < 8; ++r) _mm256_store_si256(reinterpret_cast<__m256i*>(isum + 8 * r), a[r]);
+            } else
+#endif
+            {
+                for (index_t j = 0; j < P; ++j) isum[j] = 0;
+                for (index_t c = c0; c < c1; ++c) {
+                    const std::int8_t* col = panel + c * 2 * P;
+                    const std::int32_t lo = std::int16_t(xpair[c] & 0xffffu), hi = std::int16_t(xpair[c] >> 16);
+                    for (index_t j = 0; j < P; ++j) isum[j] += col[2 * j] * lo + col[2 * j + 1] * hi;
+                }
+            }
+            for (index_t j = 0; j < P; ++j) total[j] += float(isum[j]);
+        }
+        for (index_t j = 0; j < P; ++j) s[j] = total[j] * qscale;
+    }
+
+    /// The query as a panel kernel of L consumes it: prepared once per call.
+    template <class L>
+    struct QueryFor {
+        struct None {};
+        QueryFor(const float* x, index_t d) {
+            if constexpr (std::is_same_v<L, I8>) prepare_i8(x, d, q);
+        }
+        [[nodiscard]] const I8Query* get() const {
+            if constexpr (std::is_same_v<L, I8>) return &q;
+            else return nullptr;
+        }
+        std::conditional_t<std::is_same_v<L, I8>, I8Query, None> q;
+    };
+
+    /// One row's int8 score (before its scale), the same bits as panel_scores_i8.
+    static float row_score_i8(const std::int8_t* panels, index_t d, index_t id, const I8Query& q) {
+        const std::uint32_t* xpair = q.pair;
+        const float qscale = q.qscale;
+        const std::int8_t* p = panels + panel_offset<std::int8_t>(id, 0, d);
+        const index_t pairs = (d + 1) / 2;
+        float total = 0.0f;
+        for (index_t c0 = 0; c0 < pairs; c0 += kI8PairsPerChunk) {
+            std::int32_t isum = 0;
+            for (index_t c = c0; c < std::min(pairs, c0 + kI8PairsPerChunk); ++c) {
+                const std::int32_t lo = std::int16_t(xpair[c] & 0xffffu), hi = std::int16_t(xpair[c] >> 16);
+                isum += p[c * 2 * kRetrievalPanelRows] * lo + p[c * 2 * kRetrievalPanelRows + 1] * hi;
+            }
+            total += float(isum);
+        }
+        return total * qscale;
+    }
+
     /// y[0..n) = scale[j] * scores of rows 0..n of a panelled table (the last
     /// panel zero-padded; scales, if any, padded to whole panels).
     template <class L>
     static void score_panels(const typename L::E* panels, index_t n, index_t d, const float* x, const float* scales,
                              float* y) {
         constexpr index_t P = kRetrievalPanelRows, R = P / W;
+        const QueryFor<L> q8(x, d);
         for (index_t p0 = 0; p0 < n; p0 += P) {
             batch acc[R];
-            panel_scores<L>(panels + p0 * d, d, x, acc);
+            panel_scores<L>(panels + p0 * panel_cols<typename L::E>(d), d, x, acc, q8.get());
             if (scales)
 #pragma GCC unroll 16
                 for (index_t r = 0; r < R; ++r) acc[r] = acc[r] * S::load(scales + p0 + r * W);
@@ -272,10 +394,11 @@ struct RetrievalKernels {
                                       const float* scales, float threshold, row_id_t first, float* out_v,
                                       row_id_t* out_id) {
         constexpr index_t P = kRetrievalPanelRows, R = P / W;
+        const QueryFor<L> q8(x, d);
         index_t count = 0;
         for (index_t p0 = 0; p0 < n; p0 += P) {
             batch acc[R];
-            panel_scores<L>(panels + p0 * d, d, x, acc);
+            panel_scores<L>(panels + p0 * panel_cols<typename L::E>(d), d, x, acc, q8.get());
             if (scales)
 #pragma GCC unroll 16
                 for (index_t r = 0; r < R; ++r) acc[r] = acc[r] * S::load(scales + p0 + r * W);
@@ -318,9 +441,14 @@ struct RetrievalKernels {
                                  const float* x, const float* scales, float* y) {
         constexpr index_t P = kRetrievalPanelRows;
         using E = typename L::E;
+        const QueryFor<L> q8(x, d);
         for (index_t j = 0; j < n; ++j) {
             const index_t id = ids[j];
-            const E* p = panels + (id / P) * P * d + panel_lane<E>(id % P);
+            if constexpr (std::is_same_v<L, I8>) {
+                y[j] = row_score_i8(panels, d, id, q8.q) * (scales ? scales[id] : 1.0f);
+                continue;
+            }
+            const E* p = panels + panel_offset<E>(id, 0, d);
             batch acc(0.0f);
             for (index_t c = 0; c < d; ++c) {
                 float v;
