@@ -9,11 +9,12 @@
 // sequential-sum bandwidth) against 20.5 GB/s for row-major rows with a
 // 16-register shuffle fold; 105 against 28 GB/s for a 9,728 x 16 table in L2.
 // Every row sums its columns in order, so its score has the same bits
-// wherever it sits. bf16 and int8 widen to f32 in registers: the table is read
-// once, at 2 or 1 bytes per element (bf16 pairs rows in 32-bit words, so a
-// shift or a mask widens a register; int8 is a sign-extend and a convert,
-// which makes the int8 scan compute-bound at ~28 GB/s even from L1: a
-// shift-and-exponent-trick variant measured no faster on Zen 4).
+// wherever it sits. The table is read once, at 4, 2 or 1 bytes per element:
+// bf16 pairs rows in 32-bit words (a shift or a mask widens a register to
+// f32); int8 pairs columns and multiplies them by an int16 copy of the query
+// with one integer multiply-add (panel_scores_i8): widening int8 to f32 made
+// that scan compute-bound at ~28 GB/s even from L1 (an exponent-bits trick
+// instead of the convert measured no faster on Zen 4).
 //
 // Row-major rows are still scored for a re-rank (score_ids_f32: shortlisted
 // rows gathered whole, 16 at a time, folded by a shuffle tree).
