@@ -226,6 +226,9 @@ TEST_CASE("ExactIndex: bad input raises clear errors", "[retrieval]") {
     bad[17] = std::numeric_limits<float>::infinity();
     REQUIRE_THROWS_WITH(retrieval::ExactIndex<bf16>(matrix_view(static_cast<const float*>(bad.data()), 50, 8)),
                         Catch::Contains("items[2, 1] is inf"));
+    const std::vector<float> wide(4097, 1.0f);
+    REQUIRE_THROWS_WITH(retrieval::ExactIndex<std::int8_t>(matrix_view(wide.data(), 1, 4097)),
+                        Catch::Contains("at most 4096"));
     const retrieval::ExactIndex<float> empty;
     REQUIRE_THROWS_WITH(empty.search(be, vector_view(static_cast<const float*>(q.data()), 8), 1,
                                      vector_view(ids.data(), 1), vector_view(scores.data(), 1)),
