@@ -6,7 +6,7 @@
 //
 // No mode: the sweep of distance x hint, line order, rows per iteration, row
 // size, sorted windows and 2 threads; --rows-in-flight: 4/16/32 rows per
-// iteration x distance; --blocks: prefetches issued in blocks of P rows;
+// iteration x distance; --rows64: the same and blocks for 64 B rows; --blocks: prefetches issued in blocks of P rows;
 // --summary: the per-row scheme vs blocks, 64 and 256 B rows, 1 and 2 threads.
 //
 // Sums rows picked uniformly at random (by id) from a 256 MiB table on 2 MiB
@@ -296,6 +296,28 @@ int main(int argc, char** argv) {
             v.threads = 2;
             go(v);
         }
+        std::printf("\nsequential read again: %.2f GB/s (sink %g)\n", seq_gbs(), double(g_sink));
+        return 0;
+    }
+    if (argc > 1 && std::strcmp(argv[argc - 1], "--rows64") == 0) {
+        std::printf("\n# 64 B rows (one line): rows per iteration x distance, then blocks of P rows\n");
+        for (int u : {4, 16, 32})
+            for (std::size_t d : {16, 32, 64}) {
+                Variant v;
+                v.rb = 64;
+                v.u = u;
+                v.dist = d;
+                go(v);
+            }
+        for (std::size_t p : {16, 32, 64, 128})
+            for (int h : {kT1, kT2}) {
+                Variant v;
+                v.rb = 64;
+                v.block = p;
+                v.dist = p;
+                v.hint = h;
+                go(v);
+            }
         std::printf("\nsequential read again: %.2f GB/s (sink %g)\n", seq_gbs(), double(g_sink));
         return 0;
     }
