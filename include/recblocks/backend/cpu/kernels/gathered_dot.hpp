@@ -13,8 +13,8 @@
 // the kBlock rows [b, b + kBlock) are summed (four at a time, four sums in
 // flight), every line of the next block's rows is prefetched into L2
 // (prefetcht1) back to back. Measured on Zen 4 (AMD EPYC, 2-core KVM guest),
-// random 256 B rows of a 256 MiB table on huge pages: 20-23 GB/s, 66-75 % of a
-// sequential one-thread read, against 13-14 GB/s (~45 %) for one row
+// random 256 B rows of a 256 MiB table on huge pages: 18-23 GB/s, 66-75 % of a
+// sequential one-thread read, against 10-14.6 GB/s (38-46 %) for one row
 // prefetched 32 ids ahead per row summed, whatever the distance (8..128) or
 // hint (t2 the same, nta and t0 ~9 GB/s). Also tried and slower: a row's lines
 // prefetched out of order or only its first line (8-10 GB/s); 64-row blocks
