@@ -3,6 +3,9 @@
 //   BM_Limits_Triad            STREAM triad a = b + s*c, 3 x 64 MiB floats (DRAM), 12 B/elem
 //   BM_Limits_TriadL3          the same over 3 x 2 MiB floats (6 MiB, L3-resident)
 //   BM_Limits_ReadBandwidth    sum over a 256 MiB float array (DRAM), 4 B/elem
+//   BM_Limits_GatherBandwidth  sum of 2^20 random rows of the same array (huge pages), row_bytes 64 or 256,
+//                              prefetch: 0 = one row 32 ids ahead per row summed, 128 = blocks of 128 rows
+//                              (the scheme of kernels/gathered_dot.hpp); bytes = useful row bytes only
 //   BM_Limits_EigenSgemm       Eigen's own float product, 1024^3, one thread
 //   BM_Limits_EigenSgemm_Recsys  Eigen's own product [25600x64]x[64x192], one thread
 //   BM_Limits_PoolRun          fork/join overhead of one ThreadPool::run
@@ -13,8 +16,11 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "recblocks/backend/cpu/cpu_features.hpp"
 #include "recblocks/backend/cpu/primitives.hpp"
@@ -130,6 +136,68 @@ void BM_Limits_ReadBandwidth(benchmark::State& state) {
         benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_Limits_ReadBandwidth)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// One thread sums rows picked uniformly at random from a 256 MiB table: the
+// per-core ceiling of a gather (DARE's search, embedding lookups). Rows are
+// row_bytes long and 64-byte aligned; every line of a row is prefetched into
+// L2 (prefetcht1). `block` = 0: one row 32 ids ahead for every row summed;
+// `block` > 0: before `block` rows are summed, the next `block` rows are
+// prefetched back to back (1.4-1.6x faster on Zen 4 at 256 B rows; docs/dare.md,
+// benchmarks/peers/gather_ceiling.cpp for the other variants tried).
+template <int RowBytes>
+__attribute__((noinline)) float gather_sum(const char* table, const std::uint32_t* ids, std::size_t n,
+                                           std::size_t block) {
+    constexpr int kLines = RowBytes / 64;
+    auto prefetch = [&](std::size_t j) {
+        const char* p = table + std::size_t(ids[j]) * RowBytes;
+        for (int l = 0; l < kLines; ++l) __builtin_prefetch(p + 64 * l, 0, 2);
+    };
+    v16f a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    const std::size_t step = block ? block : 4;
+    for (std::size_t b = 0; b < n; b += step) {
+        if (block)
+            for (std::size_t j = b + block; j < b + 2 * block; ++j) prefetch(j);  // ids are padded
+        for (std::size_t j = b; j < b + step; j += 4) {
+            if (!block)
+                for (std::size_t r = 0; r < 4; ++r) prefetch(j + 32 + r);
+            const v16f* r0 = reinterpret_cast<const v16f*>(table + std::size_t(ids[j]) * RowBytes);
+            const v16f* r1 = reinterpret_cast<const v16f*>(table + std::size_t(ids[j + 1]) * RowBytes);
+            const v16f* r2 = reinterpret_cast<const v16f*>(table + std::size_t(ids[j + 2]) * RowBytes);
+            const v16f* r3 = reinterpret_cast<const v16f*>(table + std::size_t(ids[j + 3]) * RowBytes);
+            for (int l = 0; l < kLines; ++l) {
+                a0 += r0[l];
+                a1 += r1[l];
+                a2 += r2[l];
+                a3 += r3[l];
+            }
+        }
+    }
+    const v16f s = (a0 + a1) + (a2 + a3);
+    float r = 0;
+    for (int j = 0; j < 16; ++j) r += s[j];
+    return r;
+}
+
+void BM_Limits_GatherBandwidth(benchmark::State& state) {
+    const std::size_t row_bytes = static_cast<std::size_t>(state.range(0)), block = static_cast<std::size_t>(state.range(1));
+    const std::size_t table_bytes = std::size_t{256} << 20, n = std::size_t{1} << 20, pad = 512;
+    FloatArray table(table_bytes / sizeof(float));
+    std::vector<std::uint32_t> ids(n + pad);
+    std::mt19937 gen(5);
+    std::uniform_int_distribution<std::uint32_t> pick(0, static_cast<std::uint32_t>(table_bytes / row_bytes - 1));
+    for (auto& i : ids) i = pick(gen);
+    const char* t = reinterpret_cast<const char*>(table.data());
+    for (auto _ : state) {
+        const float r = row_bytes == 64 ? gather_sum<64>(t, ids.data(), n, block) : gather_sum<256>(t, ids.data(), n, block);
+        benchmark::DoNotOptimize(r);
+    }
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n * row_bytes));
+}
+BENCHMARK(BM_Limits_GatherBandwidth)
+    ->ArgNames({"row_bytes", "block"})
+    ->ArgsProduct({{64, 256}, {0, 128}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // Fork/join latency of one ThreadPool::run in which every thread must take
 // part: each of the `threads` chunks waits until all have started (a barrier),

@@ -103,6 +103,37 @@ TEST_CASE("dare_search: gathered dot products of random rows match a double refe
     });
 }
 
+TEST_CASE("gathered_dot: every history length around the 4-row and prefetch-block edges, padded rows", "[dare]") {
+    // The kernel sums four rows at a time and prefetches blocks of 128 rows:
+    // lengths 0..9 and around 128/256 reach every remainder; ldt > k reads a
+    // window of wider rows, k = 5/16/64 the SIMD tails and full widths.
+    const index_t items = 200;
+    const Rng r(11);
+    for (const index_t k : {5, 16, 64}) {
+        const index_t ldt = k + 3;
+        std::vector<float> table(static_cast<std::size_t>(items * ldt)), x(static_cast<std::size_t>(k));
+        for (std::size_t i = 0; i < table.size(); ++i) table[i] = float(r.normal(std::uint64_t(i)));
+        for (index_t c = 0; c < k; ++c) x[std::size_t(c)] = float(r.normal(1u << 30 | std::uint64_t(c)));
+        std::vector<row_id_t> ids(300);
+        for (std::size_t j = 0; j < ids.size(); ++j) ids[j] = static_cast<row_id_t>(r.below(1u << 20 | j, items));
+        rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+            const auto& kt = Primitives<std::decay_t<decltype(be)>>::template kernels<float>();
+            for (const index_t n : {0, 1, 2, 3, 4, 5, 7, 9, 127, 128, 129, 131, 255, 256, 257, 300}) {
+                std::vector<float> y(static_cast<std::size_t>(n) + 1, -7.0f);
+                kt.gathered_dot(table.data(), ldt, ids.data(), n, x.data(), k, 0.25f, y.data());
+                for (index_t j = 0; j < n; ++j) {
+                    double s = 0;
+                    for (index_t c = 0; c < k; ++c)
+                        s += double(x[std::size_t(c)]) * table[std::size_t(ids[std::size_t(j)] * ldt + c)];
+                    INFO(name << " k " << k << " n " << n << " row " << j);
+                    REQUIRE(y[std::size_t(j)] == Approx(0.25 * s).margin(1e-5));
+                }
+                REQUIRE(y[std::size_t(n)] == -7.0f);  // nothing written past n
+            }
+        });
+    }
+}
+
 TEST_CASE("DecoupledEmbedding: independent widths, gather/scatter, bf16 storage, id errors", "[dare]") {
     using E = blocks::DecoupledEmbedding<float>;
     E emb(E::Config{10, 3, 5, 0.1}, Rng(1));
