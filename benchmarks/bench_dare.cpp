@@ -14,6 +14,9 @@
 //       serving process would for a large table: fewer TLB misses per gathered row.
 //       Bytes counted = the bytes actually read: 10,000 rows x d_a x 4 B + the
 //       10,000 ids (4 B each); the 40 KB of scores stay in L1/L2.
+//   BM_Dare_SearchThreads/d_a/threads  the same on `threads` targets at once, one per
+//       thread (DareModel::forward splits a batch so); compare with
+//       BM_Limits_ReadBandwidth/threads:N.
 //   BM_Dare_AggregateMlp/d_r     stage 2 + MLP (200-80) forward and backward, batch 256,
 //       histories of exactly k = 32 (so the search is trivial).
 //   BM_Dare_TrainStep/d_a        forward + backward + Adam, batch 256, histories of
@@ -81,6 +84,43 @@ BENCHMARK(BM_Dare_Search)
     ->ArgNames({"d_a", "items", "huge"})
     ->ArgsProduct({{16, 32, 64}, {1000000}, {0, 1}})
     ->ArgsProduct({{16, 32, 64}, {20000}, {0}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// The search stage on the whole machine: each iteration searches `threads`
+// targets at once, one per thread (as DareModel::forward splits a batch),
+// 1e6-row table on huge pages. Compare with BM_Limits_ReadBandwidth/threads:N.
+void BM_Dare_SearchThreads(benchmark::State& state) {
+    const rb::index_t d = state.range(0), threads = state.range(1), items = 1000000;
+    auto& pool = bench_pool(static_cast<int>(threads));
+    const Be be{&pool};
+    const BenchTable bt(static_cast<std::size_t>(items * d), true);
+    const float* table = bt.data;
+    std::vector<rb::row_id_t> hist(static_cast<std::size_t>(kHistories * kHistory));
+    std::mt19937 gen(5);
+    std::uniform_int_distribution<rb::row_id_t> pick(0, static_cast<rb::row_id_t>(items - 1));
+    for (auto& h : hist) h = pick(gen);
+    std::vector<float> scores(static_cast<std::size_t>(threads * kHistory)), top(static_cast<std::size_t>(threads * kTopK));
+    std::vector<rb::row_id_t> pos(static_cast<std::size_t>(threads * kTopK));
+    const float scale = 1.0f / std::sqrt(float(d));
+    rb::index_t i = 0;
+    for (auto _ : state) {
+        pool.run(threads, [&](rb::index_t t) {
+            const rb::index_t h = (i + t) % kHistories;
+            const std::span<const rb::row_id_t> hs(hist.data() + h * kHistory, static_cast<std::size_t>(kHistory));
+            rb::models::dare_search(be, table, d, hs, table + static_cast<rb::index_t>(hs[0]) * d, kTopK, scale,
+                                    scores.data() + t * kHistory, top.data() + t * kTopK, pos.data() + t * kTopK);
+        });
+        benchmark::DoNotOptimize(pos.data());
+        i += threads;
+    }
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * threads * kHistory * (d * 4 + 4));
+    state.counters["targets_per_second"] =
+        benchmark::Counter(double(threads), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Dare_SearchThreads)
+    ->ArgNames({"d_a", "threads"})
+    ->ArgsProduct({{16, 64}, {1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

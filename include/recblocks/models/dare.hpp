@@ -142,12 +142,19 @@ public:
         const T* att = attention_table().data();
         const T* repr = emb_.table(Table::representation).data();
         const T scale = T(1) / std::sqrt(T(da));
-        for (index_t i = 0; i < B; ++i) {
+        // Samples are independent: the pool's threads take fixed ranges of
+        // them, each with its own score scratch (a sample's results do not
+        // depend on the split). The search is a gather bound by one core's
+        // memory parallelism, so a second core nearly doubles it.
+        const index_t parts = std::min<index_t>(be.threads().size(), B);
+        if (scores_.size() < std::size_t(parts * cfg_.max_history))
+            scores_.resize(std::size_t(parts * cfg_.max_history));
+        auto sample = [&](index_t i, T* scores) {
             const auto hist = history_of(batch, i);
             const row_id_t t = batch.targets[std::size_t(i)];
             T* logit = sel_logit_.data() + i * k;
             row_id_t* pos = sel_pos_.data() + i * k;
-            dare_search(be, att, da, hist, att + t * da, k, scale, scores_.data(), logit, pos);
+            dare_search(be, att, da, hist, att + t * da, k, scale, scores, logit, pos);
             // Stage 2: softmax over the kept logits (the first is the largest), weighted sum of E_repr rows.
             T* w = weight_.data() + i * k;
             T sum = 0;
@@ -165,7 +172,11 @@ public:
                 x[c] = et[c];
                 x[2 * dr + c] = et[c] * u[c];
             }
-        }
+        };
+        be.threads().run(parts, [&](index_t p) {
+            T* scores = scores_.data() + p * cfg_.max_history;
+            for (index_t i = B * p / parts; i < B * (p + 1) / parts; ++i) sample(i, scores);
+        });
         // MLP: z_l = a_{l-1} W_lᵀ + b_l; ReLU on every layer but the last.
         MatrixView<const T> a = input_.view();
         for (std::size_t l = 0; l < layers_.size(); ++l) {
