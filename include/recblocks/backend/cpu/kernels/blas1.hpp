@@ -30,6 +30,32 @@ struct Blas1Kernels {
         return S::hsum((a0 + a1) + (a2 + a3));
     }
 
+    /// d[r] = b_r . x for four rows of length k (anywhere in memory): four sums
+    /// in flight while the loads stream.
+    static void dot4(const T* b0, const T* b1, const T* b2, const T* b3, const T* x, index_t k, T* d) {
+        batch a0(T(0)), a1(T(0)), a2(T(0)), a3(T(0));
+        index_t i = 0;
+        for (; i + W <= k; i += W) {
+            const batch xv = S::load(x + i);
+            a0 = xsimd::fma(S::load(b0 + i), xv, a0);
+            a1 = xsimd::fma(S::load(b1 + i), xv, a1);
+            a2 = xsimd::fma(S::load(b2 + i), xv, a2);
+            a3 = xsimd::fma(S::load(b3 + i), xv, a3);
+        }
+        if (i < k) {
+            const index_t t = k - i;
+            const batch xv = S::load_tail(x + i, t, T(0));
+            a0 = xsimd::fma(S::load_tail(b0 + i, t, T(0)), xv, a0);
+            a1 = xsimd::fma(S::load_tail(b1 + i, t, T(0)), xv, a1);
+            a2 = xsimd::fma(S::load_tail(b2 + i, t, T(0)), xv, a2);
+            a3 = xsimd::fma(S::load_tail(b3 + i, t, T(0)), xv, a3);
+        }
+        d[0] = S::hsum(a0);
+        d[1] = S::hsum(a1);
+        d[2] = S::hsum(a2);
+        d[3] = S::hsum(a3);
+    }
+
     /// y[j] = alpha * (b_j . x) + beta * y[j] for the n rows b_j of a row-major
     /// [n, k] matrix (ld ldb); beta == 0 does not read y. Matrix-vector
     /// products with short rows (scoring a catalogue of D = 50 embeddings):
@@ -38,27 +64,8 @@ struct Blas1Kernels {
         index_t j = 0;
         for (; j + 4 <= n; j += 4) {
             const T* b0 = b + j * ldb;
-            const T* b1 = b0 + ldb;
-            const T* b2 = b1 + ldb;
-            const T* b3 = b2 + ldb;
-            batch a0(T(0)), a1(T(0)), a2(T(0)), a3(T(0));
-            index_t i = 0;
-            for (; i + W <= k; i += W) {
-                const batch xv = S::load(x + i);
-                a0 = xsimd::fma(S::load(b0 + i), xv, a0);
-                a1 = xsimd::fma(S::load(b1 + i), xv, a1);
-                a2 = xsimd::fma(S::load(b2 + i), xv, a2);
-                a3 = xsimd::fma(S::load(b3 + i), xv, a3);
-            }
-            if (i < k) {
-                const index_t t = k - i;
-                const batch xv = S::load_tail(x + i, t, T(0));
-                a0 = xsimd::fma(S::load_tail(b0 + i, t, T(0)), xv, a0);
-                a1 = xsimd::fma(S::load_tail(b1 + i, t, T(0)), xv, a1);
-                a2 = xsimd::fma(S::load_tail(b2 + i, t, T(0)), xv, a2);
-                a3 = xsimd::fma(S::load_tail(b3 + i, t, T(0)), xv, a3);
-            }
-            const T d[4] = {S::hsum(a0), S::hsum(a1), S::hsum(a2), S::hsum(a3)};
+            T d[4];
+            dot4(b0, b0 + ldb, b0 + 2 * ldb, b0 + 3 * ldb, x, k, d);
             for (index_t r = 0; r < 4; ++r) y[j + r] = beta == T(0) ? alpha * d[r] : alpha * d[r] + beta * y[j + r];
         }
         for (; j < n; ++j) {

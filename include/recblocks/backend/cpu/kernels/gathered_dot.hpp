@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "recblocks/backend/cpu/kernels/blas1.hpp"
 #include "recblocks/backend/cpu/kernels/simd.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -50,27 +51,9 @@ struct GatheredDotKernels {
     }
 
     static void dot4(const T* b0, const T* b1, const T* b2, const T* b3, const T* x, index_t k, T alpha, T* y) {
-        batch a0(T(0)), a1(T(0)), a2(T(0)), a3(T(0));
-        index_t i = 0;
-        for (; i + W <= k; i += W) {
-            const batch xv = S::load(x + i);
-            a0 = xsimd::fma(S::load(b0 + i), xv, a0);
-            a1 = xsimd::fma(S::load(b1 + i), xv, a1);
-            a2 = xsimd::fma(S::load(b2 + i), xv, a2);
-            a3 = xsimd::fma(S::load(b3 + i), xv, a3);
-        }
-        if (i < k) {
-            const index_t t = k - i;
-            const batch xv = S::load_tail(x + i, t, T(0));
-            a0 = xsimd::fma(S::load_tail(b0 + i, t, T(0)), xv, a0);
-            a1 = xsimd::fma(S::load_tail(b1 + i, t, T(0)), xv, a1);
-            a2 = xsimd::fma(S::load_tail(b2 + i, t, T(0)), xv, a2);
-            a3 = xsimd::fma(S::load_tail(b3 + i, t, T(0)), xv, a3);
-        }
-        y[0] = alpha * S::hsum(a0);
-        y[1] = alpha * S::hsum(a1);
-        y[2] = alpha * S::hsum(a2);
-        y[3] = alpha * S::hsum(a3);
+        T d[4];
+        Blas1Kernels<Arch, T>::dot4(b0, b1, b2, b3, x, k, d);
+        for (index_t r = 0; r < 4; ++r) y[r] = alpha * d[r];
     }
 
     static T dot1(const T* b, const T* x, index_t k) {
