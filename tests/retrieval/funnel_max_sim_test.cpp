@@ -76,6 +76,9 @@ TEST_CASE("FunnelIndex: prefix shortlist then full-width re-rank", "[retrieval]"
     REQUIRE_THROWS_WITH(funnel.search(be, vector_view(q.data(), d), 8, 4, vector_view(ids.data(), 8),
                                       vector_view(scores.data(), 8)),
                         Catch::Contains("need 1 <= k <= shortlist"));
+    REQUIRE_THROWS_WITH(funnel.search(be, vector_view(q.data(), d), 5, n + 1, vector_view(ids.data(), 5),
+                                      vector_view(scores.data(), 5)),
+                        Catch::Contains("shortlist = 901 but the index has 900 items"));
     REQUIRE_THROWS_AS(retrieval::FunnelIndex(matrix_view(items.data(), n, d), d + 1), ValueError);
 }
 

@@ -92,6 +92,8 @@ public:
                               dim());
         RECBLOCKS_CHECK_VALUE(k >= 1 && k <= shortlist, op, ": k = ", k, " but shortlist = ", shortlist,
                               "; need 1 <= k <= shortlist");
+        RECBLOCKS_CHECK_VALUE(shortlist <= size(), op, ": shortlist = ", shortlist, " but the index has ", size(),
+                              " items");
         RECBLOCKS_CHECK_SHAPE(ids.size() == k && scores.size() == k, op, ": ids has ", ids.size(), " and scores ",
                               scores.size(), " entries but k = ", k);
         detail::check_finite_query(op, query.data(), dim(), 0);
