@@ -438,13 +438,7 @@ private:
         }
         RECBLOCKS_CHECK_VALUE(total >= k, "retrieval::ExactIndex::search: internal error, ", total,
                               " candidates for k = ", k);
-        detail::select_best_keys(keys.data(), total, k, true);
-        for (index_t i = 0; i < k; ++i) {
-            scores[i] = detail::key_score(keys[std::size_t(i)]);
-            ids[i] = detail::key_id(keys[std::size_t(i)]);
-            RECBLOCKS_CHECK_VALUE(!std::isnan(scores[i]), "retrieval::ExactIndex::search: the score of item ", ids[i],
-                                  " is NaN (the query times the table overflows)");
-        }
+        detail::write_best_k("retrieval::ExactIndex::search", keys.data(), total, k, ids, scores);
     }
 
     index_t n_ = 0, d_ = 0;

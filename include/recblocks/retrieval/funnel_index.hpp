@@ -38,13 +38,7 @@ inline void best_k_sorted(std::string_view op, const float* s, std::span<const r
     const auto n = candidates.size();
     auto& keys = cpu::thread_scratch<std::uint64_t, RerankTag>(n);
     for (std::size_t i = 0; i < n; ++i) keys[i] = rank_key(s[i], candidates[i]);
-    std::partial_sort(keys.begin(), keys.begin() + k, keys.begin() + std::ptrdiff_t(n), std::greater<>());
-    for (index_t i = 0; i < k; ++i) {
-        ids[i] = key_id(keys[std::size_t(i)]);
-        scores[i] = key_score(keys[std::size_t(i)]);
-        RECBLOCKS_CHECK_VALUE(!std::isnan(scores[i]), op, ": the score of item ", ids[i],
-                              " is NaN (the query times the table overflows)");
-    }
+    write_best_k(op, keys.data(), index_t(n), k, ids, scores);
 }
 }  // namespace detail
 

@@ -23,6 +23,7 @@
 #include <functional>
 #include <limits>
 #include <span>
+#include <string_view>
 
 #include "recblocks/backend/cpu/kernels/retrieval.hpp"
 #include "recblocks/core/check.hpp"
@@ -50,6 +51,20 @@ inline row_id_t key_id(std::uint64_t key) { return static_cast<row_id_t>(~static
 inline void select_best_keys(std::uint64_t* keys, index_t n, index_t k, bool sorted) {
     if (k < n) std::nth_element(keys, keys + k - 1, keys + n, std::greater<>());
     if (sorted) std::sort(keys, keys + std::min(k, n), std::greater<>());
+}
+
+/// ids / scores [k] = the best k of keys[0..n), best first (reorders keys).
+/// A NaN score among them (the query times the table overflowed) is an error
+/// naming `op`.
+inline void write_best_k(std::string_view op, std::uint64_t* keys, index_t n, index_t k, row_id_t* ids,
+                         float* scores) {
+    select_best_keys(keys, n, k, true);
+    for (index_t i = 0; i < k; ++i) {
+        ids[i] = key_id(keys[i]);
+        scores[i] = key_score(keys[i]);
+        RECBLOCKS_CHECK_VALUE(!std::isnan(scores[i]), op, ": the score of item ", ids[i],
+                              " is NaN (the query times the table overflows)");
+    }
 }
 
 class TopKCollector {
