@@ -38,15 +38,16 @@ rb::ThreadPool& bench_pool(int threads) {
 
 namespace {
 
-// Record the kernel ISA runtime dispatch picked, next to the library's context.
+// Record the kernel ISA runtime dispatch picked (kernels and GEMM), and the ISA
+// the benchmark's own code (the glue between kernels) was compiled for.
 const bool kContext = [] {
     benchmark::AddCustomContext("recblocks_isa", std::string(rb::isa_name(rb::active_isa())));
 #if defined(__AVX512F__)
-    benchmark::AddCustomContext("compiled_for", "AVX-512 (-march=native), Eigen GEMM uses zmm");
+    benchmark::AddCustomContext("compiled_for", "AVX-512 (-march=native) for the code between the dispatched kernels");
 #elif defined(__AVX2__)
-    benchmark::AddCustomContext("compiled_for", "AVX2");
+    benchmark::AddCustomContext("compiled_for", "AVX2 for the code between the dispatched kernels");
 #else
-    benchmark::AddCustomContext("compiled_for", "baseline x86-64 (SSE2): Eigen GEMM is SSE2 only");
+    benchmark::AddCustomContext("compiled_for", "baseline x86-64 (SSE2) for the code between the dispatched kernels");
 #endif
     return true;
 }();

@@ -2,12 +2,15 @@
 #
 #   recblocks_enable_runtime_dispatch(<target>)
 #
-# Generates three translation units in the binary directory,
-#   recblocks_dispatch_sse2.cpp, recblocks_dispatch_avx2.cpp, recblocks_dispatch_avx512.cpp,
+# Adds the three kernel units
+#   recblocks_dispatch_sse2.cpp, recblocks_dispatch_avx2.cpp, recblocks_dispatch_avx512.cpp
+# (src/dispatch/ in the source tree, dispatch/ beside this file when installed),
 # each of which expands RECBLOCKS_DEFINE_CPU_KERNEL_TABLES(<isa>) (the xsimd
 # kernels and Eigen's GEMM, Eigen's namespace renamed per ISA) from
-# recblocks/backend/cpu/dispatch_instantiate.hpp, adds them to <target>'s
-# sources and compiles each one (and only that one) with its ISA's flags. The
+# recblocks/backend/cpu/dispatch_instantiate.hpp, to <target>'s sources and
+# compiles each one (and only that one) with its ISA's flags. Without these
+# units a program that uses backend::Cpu<isa::Dispatch> does not compile (a
+# static_assert names what to add); docs/backends.md shows the same by hand. The
 # library then picks the best table the CPU supports at run time
 # (backend::Cpu<isa::Dispatch>); RECBLOCKS_FORCE_ISA=sse2|avx2|avx512 lowers it.
 #
@@ -19,7 +22,7 @@
 #     TUs define non-inline functions.
 #   * The target's own flags are untouched: never add -march to it for the
 #     sake of dispatch.
-#   * The generated files are appended after the target's own sources and in
+#   * The unit files are appended after the target's own sources and in
 #     the order sse2, avx2, avx512, so where an inline function (of the standard
 #     library, Eigen, ...) is emitted by several TUs, the linker keeps the copy
 #     compiled for the lowest ISA (GNU ld and lld keep the first definition).
@@ -60,13 +63,16 @@ function(recblocks_enable_runtime_dispatch target)
         endif()
     endif()
 
-    get_target_property(_bindir ${target} BINARY_DIR)
-    set(_dir "${_bindir}/recblocks_dispatch/${target}")
+    # The unit sources sit beside this file when installed, in src/dispatch in the source tree.
+    set(_dir "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/dispatch")
+    if(NOT EXISTS "${_dir}/recblocks_dispatch_sse2.cpp")
+        get_filename_component(_dir "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/../src/dispatch" ABSOLUTE)
+    endif()
     foreach(_isa IN ITEMS sse2 avx2 avx512)
         set(_file "${_dir}/recblocks_dispatch_${_isa}.cpp")
-        # file(CONFIGURE) rewrites only when the content changes: no rebuild on reconfigure.
-        file(CONFIGURE OUTPUT "${_file}" @ONLY
-             CONTENT "#define RECBLOCKS_DISPATCH_EIGEN_NAMESPACE recblocks_eigen_${_isa}\n#include \"recblocks/backend/cpu/dispatch_instantiate.hpp\"\nRECBLOCKS_DEFINE_CPU_KERNEL_TABLES(${_isa})\n")
+        if(NOT EXISTS "${_file}")
+            message(FATAL_ERROR "recblocks_enable_runtime_dispatch: ${_file} is missing (a broken install?)")
+        endif()
         target_sources(${target} PRIVATE "${_file}")
         set_source_files_properties("${_file}" TARGET_DIRECTORY ${target}
                                     PROPERTIES COMPILE_OPTIONS "${_flags_${_isa}}"

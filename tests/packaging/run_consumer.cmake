@@ -29,12 +29,14 @@ endfunction()
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 
-set(consumer_args -DRECBLOCKS_CONSUMER_DISPATCH=${DISPATCH})
+set(consumer_args -DRECBLOCKS_CONSUMER_DISPATCH=${DISPATCH} "-DRECBLOCKS_README=${SOURCE_DIR}/README.md")
 if(MODE STREQUAL "install")
     set(prefix "${WORK_DIR}/prefix")
     run_step("install" "${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${prefix}" --config "${CONFIG}")
     foreach(f lib/cmake/recblocks/recblocksConfig.cmake lib/cmake/recblocks/recblocksConfigVersion.cmake
               lib/cmake/recblocks/recblocksTargets.cmake lib/cmake/recblocks/recblocksDispatch.cmake
+              lib/cmake/recblocks/dispatch/recblocks_dispatch_sse2.cpp
+              lib/cmake/recblocks/dispatch/recblocks_dispatch_avx512.cpp
               include/recblocks/recblocks.hpp include/recblocks/version.hpp)
         if(NOT EXISTS "${prefix}/${f}")
             message(FATAL_ERROR "[packaging_install] ${f} was not installed")
