@@ -28,6 +28,7 @@
 // ops
 #include "recblocks/ops/activation.hpp"
 #include "recblocks/ops/blas1.hpp"
+#include "recblocks/ops/elementwise.hpp"
 #include "recblocks/ops/embedding.hpp"
 #include "recblocks/ops/gemm.hpp"
 #include "recblocks/ops/layer_norm.hpp"

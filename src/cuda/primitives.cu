@@ -68,6 +68,33 @@ __global__ void __launch_bounds__(kBlock) axpy_kernel(index_t n, T alpha, const 
         y[i] = fma(alpha, x[i], y[i]);
 }
 
+// adam_update_kernel: one fused Adam step per element, the Reference's
+// arithmetic in T (ops/adam_update.hpp).
+template <class T>
+__global__ void __launch_bounds__(kBlock) adam_update_kernel(index_t n, AdamUpdate<T> u, T* w, const T* g, T* m,
+                                                             T* v) {
+    for (index_t j = blockIdx.x * index_t{kBlock} + threadIdx.x; j < n; j += index_t{gridDim.x} * kBlock) {
+        T gj = g[j];
+        if (u.l2 != T(0)) gj += u.l2 * w[j];  // torch adds nothing without weight decay
+        T wj = w[j] * u.shrink;
+        const T mj = u.beta1 * m[j] + (T(1) - u.beta1) * gj;
+        const T vj = u.beta2 * v[j] + (T(1) - u.beta2) * gj * gj;
+        m[j] = mj;
+        v[j] = vj;
+        w[j] = wj - u.step_size * mj / (sqrt(vj) * u.inv_bc2_sqrt + u.eps);
+    }
+}
+
+// add_kernel: out = a + b over rows x cols with leading dimensions; out may be
+// a or b itself (each element is read and written by the same thread).
+template <class T>
+__global__ void __launch_bounds__(kBlock) add_kernel(const T* a, index_t lda, const T* b, index_t ldb, T* out,
+                                                     index_t ldo, index_t rows, index_t cols) {
+    for (index_t r = blockIdx.y; r < rows; r += gridDim.y)
+        for (index_t c = blockIdx.x * index_t{kBlock} + threadIdx.x; c < cols; c += index_t{gridDim.x} * kBlock)
+            out[r * ldo + c] = a[r * lda + c] + b[r * ldb + c];
+}
+
 // activation_forward_kernel: y = act(x) over rows x cols. In T.
 //   ReLU: x > 0 ? x : 0 (NaN -> 0, as the Reference backend).
 //   GELU: x * Phi(x) = 0.5 x erfc(-x / sqrt 2) (erfc keeps accuracy for x << 0,
@@ -1212,6 +1239,35 @@ void P::axpy(const B& be, T alpha, VectorView<const T> x, VectorView<T> y) {
 }
 
 template <class T>
+void P::adam_update(const B& be, const AdamUpdate<T>& u, VectorView<T> w, VectorView<const T> g, VectorView<T> m,
+                    VectorView<T> v) {
+    const index_t n = w.size();
+    if (n == 0) return;
+    const auto blocks = static_cast<unsigned>(min_index(ceil_div(n, kBlock), 4096));
+    adam_update_kernel<<<blocks, kBlock, 0, be.stream>>>(n, u, w.data(), g.data(), m.data(), v.data());
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void P::add(const B& be, MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> out) {
+    const index_t rows = out.rows(), cols = out.cols();
+    if (rows == 0 || cols == 0) return;
+    const dim3 grid(static_cast<unsigned>(min_index(ceil_div(cols, kBlock), 64)),
+                    static_cast<unsigned>(min_index(rows, 65535)));
+    add_kernel<<<grid, kBlock, 0, be.stream>>>(a.data(), a.ld(), b.data(), b.ld(), out.data(), out.ld(), rows, cols);
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void P::copy(const B& be, MatrixView<const T> src, MatrixView<T> dst) {
+    if (dst.empty()) return;
+    RECBLOCKS_CUDA_CHECK(cudaMemcpy2DAsync(dst.data(), static_cast<std::size_t>(dst.ld()) * sizeof(T), src.data(),
+                                           static_cast<std::size_t>(src.ld()) * sizeof(T),
+                                           static_cast<std::size_t>(dst.cols()) * sizeof(T),
+                                           static_cast<std::size_t>(dst.rows()), cudaMemcpyDeviceToDevice, be.stream));
+}
+
+template <class T>
 void P::softmax_rows(const B& be, MatrixView<const T> x, MatrixView<const std::uint8_t> mask, MatrixView<T> y) {
     if (x.rows() == 0 || x.cols() == 0) return;
     const std::uint8_t* m = mask.data();
@@ -1447,6 +1503,10 @@ void P::sum_rows(const B& be, MatrixView<const T> x, VectorView<T> out) {
                                      TensorView<const T, 3>, T, TensorView<T, 3>);                                  \
     template T P::dot<T>(const backend::Cuda&, VectorView<const T>, VectorView<const T>);                          \
     template void P::axpy<T>(const backend::Cuda&, T, VectorView<const T>, VectorView<T>);                         \
+    template void P::adam_update<T>(const backend::Cuda&, const AdamUpdate<T>&, VectorView<T>, VectorView<const T>, \
+                                    VectorView<T>, VectorView<T>);                                                  \
+    template void P::add<T>(const backend::Cuda&, MatrixView<const T>, MatrixView<const T>, MatrixView<T>);        \
+    template void P::copy<T>(const backend::Cuda&, MatrixView<const T>, MatrixView<T>);                            \
     template void P::softmax_rows<T>(const backend::Cuda&, MatrixView<const T>, MatrixView<const std::uint8_t>,    \
                                      MatrixView<T>);                                                                \
     template void P::softmax_rows_backward<T>(const backend::Cuda&, MatrixView<const T>, MatrixView<const T>,      \

@@ -10,6 +10,7 @@
 #include "backends.hpp"
 #include "recblocks/ops/activation.hpp"
 #include "recblocks/ops/blas1.hpp"
+#include "recblocks/ops/elementwise.hpp"
 #include "recblocks/ops/embedding.hpp"
 #include "recblocks/ops/gemm.hpp"
 #include "recblocks/ops/layer_norm.hpp"
@@ -111,6 +112,63 @@ TEMPLATE_TEST_CASE("cpu dot and axpy match reference", "[backend][blas1]", float
             RBTEST_REQUIRE_CLOSE(got_axpy.cview(), want_axpy.cview(), default_tolerance<T>());
         });
     }
+}
+
+TEMPLATE_TEST_CASE("cpu add and copy match reference, strided, in place and apart", "[backend][elementwise]", float,
+                   double) {
+    using T = TestType;
+    for (index_t rows : kRows)
+        for (index_t cols : kCols) {
+            // Views are the left `cols` columns of [rows, cols + 3] matrices: strided rows.
+            const Shape<2> wide{{rows, cols + 3}};
+            Matrix<T> a(wide), b(wide);
+            fill_uniform(a, 11);
+            fill_uniform(b, 12);
+            const auto left = [&](Matrix<T>& m) { return matrix_view(m.data(), rows, cols, cols + 3); };
+            Matrix<T> want(wide), want_copy(wide);
+            ops::add(ref, left(a), left(b), left(want));
+            ops::copy(ref, MatrixView<const T>(left(a)), left(want_copy));
+            for (index_t r = 0; r < rows; ++r)
+                for (index_t c = 0; c < cols; ++c) {
+                    REQUIRE(want(r, c) == a(r, c) + b(r, c));  // one rounding, as the type's own +
+                    REQUIRE(want_copy(r, c) == a(r, c));
+                }
+            // Exact, element by element over the strided views (rbtest::compare wants contiguous data).
+            const auto same = [&](Matrix<T>& got, Matrix<T>& want_m) {
+                for (index_t r = 0; r < rows; ++r)
+                    for (index_t c = 0; c < cols; ++c)
+                        if (got(r, c) != want_m(r, c)) return false;
+                return true;
+            };
+            rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+                INFO(name << " rows=" << rows << " cols=" << cols);
+                Matrix<T> got(wide);
+                got(0, cols) = T(7);  // a column outside the views stays untouched
+                ops::add(be, left(a), left(b), left(got));
+                REQUIRE(same(got, want));
+                REQUIRE(got(0, cols) == T(7));
+                Matrix<T> acc = a;  // out is a: acc += b
+                ops::add(be, left(acc), left(b), left(acc));
+                REQUIRE(same(acc, want));
+                Matrix<T> acc_b = b;  // out is b: acc_b = a + acc_b
+                ops::add(be, left(a), left(acc_b), left(acc_b));
+                REQUIRE(same(acc_b, want));
+                Matrix<T> copied(wide);
+                ops::copy(be, MatrixView<const T>(left(a)), left(copied));
+                REQUIRE(same(copied, want_copy));
+            });
+        }
+}
+
+TEST_CASE("add and copy refuse partial overlaps and shape mismatches", "[backend][elementwise]") {
+    Matrix<float> m(Shape<2>{{4, 8}});
+    const auto top = m.view().slice_rows(0, 3), shifted = m.view().slice_rows(1, 4);
+    const backend::Cpu<isa::Auto> cpu{&rbtest::pool1()};
+    REQUIRE_THROWS_WITH(ops::add(cpu, top, top, shifted), Catch::Contains("out partly overlaps a"));
+    REQUIRE_THROWS_WITH(ops::copy(ref, MatrixView<const float>(top), shifted), Catch::Contains("src and dst overlap"));
+    Matrix<float> small(Shape<2>{{3, 7}});
+    REQUIRE_THROWS_AS(ops::add(ref, top, top, small.view()), ShapeError);
+    REQUIRE_THROWS_WITH(ops::copy(cpu, MatrixView<const float>(top), small.view()), Catch::Contains("[3, 7]"));
 }
 
 TEMPLATE_TEST_CASE("cpu softmax_rows matches reference, masked and unmasked", "[backend][softmax]", float, double) {

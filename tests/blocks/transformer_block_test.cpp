@@ -16,6 +16,22 @@ namespace {
 
 constexpr index_t kB = 2, kL = 5, kD = 8;
 
+// The shipped norm placements meet the concept; a policy without backward
+// does not, so TransformerBlock rejects it at compile time.
+using RefParts = blocks::TransformerBlockParts<double, policies::CausalMask>;
+static_assert(policies::NormPlacement<policies::QueryNorm, RefParts, backend::Reference>);
+static_assert(policies::NormPlacement<policies::PreNorm, RefParts, backend::Reference>);
+static_assert(policies::NormPlacement<policies::PostNorm, RefParts, backend::Reference>);
+static_assert(policies::NormPlacement<policies::PreNorm, RefParts, backend::Cpu<isa::Auto>>);
+struct ForwardOnlyNorm {
+    static constexpr bool ffn_residual = false;
+    enum Buffer : int { buffer_count };
+    template <class Parts, class Be, class T = typename Parts::value_type>
+    static void forward(Parts&, const Be&, ThreadPool&, TensorView<const T, 3>, TensorView<T, 3>,
+                        MatrixView<const std::uint8_t>, std::uint64_t, bool) {}
+};
+static_assert(!policies::NormPlacement<ForwardOnlyNorm, RefParts, backend::Reference>);
+
 Matrix<std::uint8_t> left_padding() {
     Matrix<std::uint8_t> keep(Shape<2>{{kB, kL}});
     for (index_t b = 0; b < kB; ++b)

@@ -16,11 +16,14 @@
 #include <vector>
 
 #include "recblocks/backend/cuda/primitives.hpp"
+#include "recblocks/backend/memory.hpp"
 #include "recblocks/backend/reference/primitives.hpp"
 #include "recblocks/core/rng.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/activation.hpp"
+#include "recblocks/ops/adam_update.hpp"
 #include "recblocks/ops/blas1.hpp"
+#include "recblocks/ops/elementwise.hpp"
 #include "recblocks/ops/embedding.hpp"
 #include "recblocks/ops/gemm.hpp"
 #include "recblocks/ops/layer_norm.hpp"
@@ -230,6 +233,70 @@ TEMPLATE_TEST_CASE("cuda dot and axpy match the reference", "[cuda][blas1]", flo
         ops::axpy<backend::Cuda, T>(kCuda, T(-0.375), gx, vector_view(dy.buf.data(), n));
         require_close(dy.download(), y, tol<T>());
     }
+}
+
+// ---- element-wise glue -------------------------------------------------------
+
+TEMPLATE_TEST_CASE("cuda add and copy match the reference on padded rows, in place and apart", "[cuda][elementwise]",
+                   float, double) {
+    using T = TestType;
+    for (index_t rows : kSizes)
+        for (index_t cols : kSizes) {
+            INFO("rows = " << rows << " cols = " << cols);
+            HostMat<T> a(rows, cols, 1), b(rows, cols, 2), out(rows, cols, 3), dst(rows, cols, 1);
+            fill(a, 31);
+            fill(b, 32);
+            const DevMat<T> da(a), db(b);
+            DevMat<T> dout(out), ddst(dst), dacc(a);
+            ops::add<backend::Reference, T>(kRef, a.cview(), b.cview(), out.view());
+            ops::add<backend::Cuda, T>(kCuda, da.cview(), db.cview(), dout.view());
+            require_close(dout.download(), out, kExact);
+            ops::add<backend::Cuda, T>(kCuda, dacc.cview(), db.cview(), dacc.view());  // in place: a += b
+            require_close_values(dacc.download(), out, kExact);
+            ops::copy<backend::Reference, T>(kRef, a.cview(), dst.view());
+            ops::copy<backend::Cuda, T>(kCuda, da.cview(), ddst.view());
+            require_close(ddst.download(), dst, kExact);
+        }
+}
+
+TEMPLATE_TEST_CASE("cuda fused adam_update matches the reference", "[cuda][optim]", float, double) {
+    using T = TestType;
+    for (index_t n : {index_t{1}, index_t{33}, index_t{1000}, index_t{100003}}) {
+        INFO("n = " << n);
+        HostMat<T> w(1, n), g(1, n), m(1, n), v(1, n);
+        fill(w, 41);
+        fill(g, 42);
+        fill(m, 43, -0.01, 0.01);
+        fill(v, 44, 0.0, 1e-4);
+        const DevMat<T> dg(g);
+        DevMat<T> dw(w), dm(m), dv(v);
+        AdamUpdate<T> u{T(0.003), T(0.9), T(0.98), T(1e-8), T(1.25)};
+        u.l2 = T(0.1);
+        const auto vec = [n](auto& mat) { return vector_view(mat.buf.data(), n); };
+        ops::adam_update<backend::Reference, T>(kRef, u, vec(w), vector_view<const T>(g.buf.data(), n), vec(m), vec(v));
+        ops::adam_update<backend::Cuda, T>(kCuda, u, vec(dw), vector_view<const T>(dg.buf.data(), n), vec(dm), vec(dv));
+        require_close(dw.download(), w, tol<T>());
+        require_close(dm.download(), m, tol<T>());
+        require_close(dv.download(), v, tol<T>());
+    }
+}
+
+TEST_CASE("cuda tensors live in pooled device memory and copy to and from the host", "[cuda][memory]") {
+    Matrix<float> host(Shape<2>{{33, 65}});
+    for (index_t i = 0; i < host.numel(); ++i) host.data()[i] = 0.25f * static_cast<float>(i % 97) - 7.0f;
+    auto device = to(kCuda, host);
+    static_assert(std::is_same_v<decltype(device), Tensor<float, 2, CudaMemory>>);
+    cudaPointerAttributes attributes{};
+    REQUIRE(cudaPointerGetAttributes(&attributes, device.data()) == cudaSuccess);
+    REQUIRE(attributes.type == cudaMemoryTypeDevice);
+    auto twice = make_tensor<float>(kCuda, host.shape());
+    ops::add<backend::Cuda, float>(kCuda, device.cview(), device.cview(), twice.view());
+    const Matrix<float> back = to_host(twice);
+    for (index_t i = 0; i < host.numel(); ++i) REQUIRE(back.data()[i] == 2.0f * host.data()[i]);
+    Tensor<float, 2, CudaMemory> copy = device;  // device-to-device, deep
+    REQUIRE(copy.data() != device.data());
+    const Matrix<float> copied = to_host(copy);
+    REQUIRE(std::memcmp(copied.data(), host.data(), sizeof(float) * static_cast<std::size_t>(host.numel())) == 0);
 }
 
 // ---- softmax -----------------------------------------------------------------

@@ -2,8 +2,10 @@
 // update; weight-decay kinds; gradient clipping; NaN detection; schedules.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 
+#include "../backend/backends.hpp"
 #include "recblocks/optim/adam.hpp"
 #include "recblocks/optim/gradients.hpp"
 #include "recblocks/optim/lr_schedule.hpp"
@@ -59,6 +61,55 @@ TEST_CASE("Adam and AdamW follow torch.optim's update", "[optim]") {
     }
     TwoTensors t;
     REQUIRE_THROWS_AS(optim::Adam<double>({-1.0}, t.list), ValueError);
+}
+
+TEMPLATE_TEST_CASE("fused adam_update: every CPU backend gives the Reference's bits", "[optim][backend]", float,
+                   double) {
+    using T = TestType;
+    for (index_t n : {1, 7, 8, 9, 63, 64, 65, 1000, 70001}) {
+        Vector<T> w(Shape<1>{{n}}), g(w.shape()), m(w.shape()), v(w.shape());
+        for (index_t i = 0; i < n; ++i) {
+            w(i) = static_cast<T>(std::sin(0.1 * double(i)));
+            g(i) = static_cast<T>(std::cos(0.37 * double(i)) * (i % 5 == 0 ? 0.0 : 1.0));  // some zero gradients
+            m(i) = static_cast<T>(0.01 * std::sin(double(i)));
+            v(i) = static_cast<T>(1e-4 * (1 + std::cos(double(i))));
+        }
+        for (const bool decoupled : {false, true}) {
+            AdamUpdate<T> u{T(0.003), T(0.9), T(0.98), T(1e-8), T(1.25)};
+            u.l2 = decoupled ? T(0) : T(0.1);
+            u.shrink = decoupled ? T(1 - 0.003 * 0.1) : T(1);
+            Vector<T> want_w = w, want_m = m, want_v = v;
+            ops::adam_update(backend::Reference{}, u, want_w.view(), g.cview(), want_m.view(), want_v.view());
+            rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+                INFO(name << " n=" << n << " decoupled=" << decoupled);
+                Vector<T> got_w = w, got_m = m, got_v = v;
+                ops::adam_update(be, u, got_w.view(), g.cview(), got_m.view(), got_v.view());
+                REQUIRE(std::equal(got_w.begin(), got_w.end(), want_w.begin()));
+                REQUIRE(std::equal(got_m.begin(), got_m.end(), want_m.begin()));
+                REQUIRE(std::equal(got_v.begin(), got_v.end(), want_v.begin()));
+            });
+        }
+    }
+    Vector<float> w(Shape<1>{{4}}), short_g(Shape<1>{{3}});
+    REQUIRE_THROWS_WITH(ops::adam_update(backend::Reference{}, AdamUpdate<float>{}, w.view(), short_g.cview(), w.view(),
+                                         w.view()),
+                        Catch::Contains("ops::adam_update: g has 3 entries but w's length is 4"));
+}
+
+TEST_CASE("Adam stepped on a CPU backend matches the host step", "[optim][backend]") {
+    TwoTensors a, b;
+    optim::Adam<double>::Config cfg;
+    cfg.weight_decay = 0.05;
+    optim::Adam<double> on_host(cfg, a.list), on_cpu(cfg, b.list, memory_of(backend::Cpu<isa::Auto>{}));
+    ThreadPool pool(2);
+    for (int s = 1; s <= 3; ++s) {
+        a.set_grads(s);
+        b.set_grads(s);
+        on_host.step(a.list, 0.01);
+        on_cpu.step(backend::Cpu<isa::Dispatch>{&pool}, b.list, 0.01);
+    }
+    for (index_t i = 0; i < 3; ++i) REQUIRE(a.w(i) == b.w(i));
+    for (index_t i = 0; i < 2; ++i) REQUIRE(a.b(i) == b.b(i));
 }
 
 TEST_CASE("gradient clipping, finiteness, schedules", "[optim]") {

@@ -5,6 +5,9 @@
 // backend is one new specialization plus one entry in the tests' backend list
 // (docs/backends.md).
 //
+// Memory: a backend's views point into its memory space (backend/memory.hpp:
+// host for Reference and Cpu, device for Cuda); TensorOn<T, Rank, B> allocates there.
+//
 // Contract shared by every backend (ops/ has checked it before the call):
 //   * views are row-major with contiguous rows; 2-D views may have ld > cols;
 //   * shapes agree as documented in ops/; ids are in range;
@@ -13,6 +16,8 @@
 //   gemm            C = alpha * op(A) * op(B) + beta * C      (beta == 0: C is not read)
 //   gemm_batched    the same for each of the leading-dimension batch entries
 //   dot, axpy       x·y;  y += alpha * x
+//   add, copy       out = a + b (out may be a or b itself);  dst = src  (strided rows)
+//   adam_update     one fused Adam/AdamW step of a tensor and its moments, in T
 //   softmax_rows    y = softmax(x) per row over entries whose mask byte != 0
 //                   (all if no mask); a row with nothing kept becomes all zeros
 //   softmax_rows_backward   dx = y * (dy - sum(dy * y))  per row
@@ -29,8 +34,14 @@
 //                   softmax_rows on backends without it
 #include <cstdint>
 
+#include "recblocks/backend/memory.hpp"
 #include "recblocks/backend/tags.hpp"
 #include "recblocks/core/tensor_view.hpp"
+
+RECBLOCKS_NAMESPACE_BEGIN
+template <class T>
+struct AdamUpdate;  // ops/adam_update.hpp
+RECBLOCKS_NAMESPACE_END
 
 RECBLOCKS_NAMESPACE_BEGIN
 
@@ -47,9 +58,10 @@ template <class Backend>
 struct Primitives;  // specialised per backend
 
 /// Whether a backend's tensors live in host memory, where ops/ can inspect
-/// data (id ranges) before the call. Device backends validate data in their
-/// kernels instead and throw the same error types afterwards.
+/// data (id ranges) before the call: what its memory space says
+/// (backend/memory.hpp). Device backends validate data in their kernels
+/// instead and throw the same error types afterwards.
 template <class Backend>
-inline constexpr bool host_memory_v = true;
+inline constexpr bool host_memory_v = memory_space_t<Backend>::host_accessible;
 
 RECBLOCKS_NAMESPACE_END

@@ -47,22 +47,22 @@ struct TransformerBlockParts {
           norm_attention({c.d_model, c.ln_eps}), norm_ffn({c.d_model, c.ln_eps}),
           residual_dropout(c.dropout, rng.substream(2)) {}
 
-    /// Sizes the scratch for [B, L, D] (no allocation when unchanged).
-    void resize(index_t bsz, index_t len, index_t d) {
+    /// Sizes `buffers` scratch matrices of [B * L, D] (no allocation when unchanged).
+    void resize(index_t bsz, index_t len, index_t d, index_t buffers) {
         bsz_ = bsz;
         len_ = len;
-        if (scratch_.extent(1) == bsz * len && scratch_.extent(2) == d) return;
-        scratch_.resize(Shape<3>{{7, bsz * len, d}});
+        const Shape<3> shape{{buffers, bsz * len, d}};
+        if (scratch_.shape() != shape) scratch_.resize(shape);
     }
 
-    // Row-major [R, D] buffers (R = B * L): activations a, b, c, e; gradients g1..g3.
-    MatrixView<T> a() { return buf(0); }
-    MatrixView<T> b() { return buf(1); }
-    MatrixView<T> c() { return buf(2); }
-    MatrixView<T> e() { return buf(3); }
-    MatrixView<T> g1() { return buf(4); }
-    MatrixView<T> g2() { return buf(5); }
-    MatrixView<T> g3() { return buf(6); }
+    /// Scratch matrix `role` [B * L, D]; the norm placement policy names the roles
+    /// (policies/norm_placement.hpp: e.g. QueryNorm::h, PostNorm::attention_sum).
+    MatrixView<T> buffer(int role) {
+        RECBLOCKS_DEBUG_ASSERT(role >= 0 && role < scratch_.extent(0));
+        return matrix_view(scratch_.data() + role * scratch_.extent(1) * scratch_.extent(2), scratch_.extent(1),
+                           scratch_.extent(2));
+    }
+    MatrixView<const T> cbuffer(int role) { return buffer(role); }
 
     template <class U>
     static MatrixView<U> flat(TensorView<U, 3> t) {
@@ -78,8 +78,8 @@ struct TransformerBlockParts {
     MatrixView<U> last_rows(TensorView<U, 3> t) const {
         return matrix_view(t.data() + (t.extent(1) - 1) * t.extent(2), t.extent(0), t.extent(2), t.extent(1) * t.extent(2));
     }
-    /// The first B rows of a scratch buffer, as [B, D] (inference on the last positions).
-    MatrixView<T> head_rows(MatrixView<T> m) const { return m.slice_rows(0, bsz_); }
+    /// The first B rows of scratch matrix `role`, as [B, D] (inference on the last positions).
+    MatrixView<T> head_rows(int role) { return buffer(role).slice_rows(0, bsz_); }
     /// Layer norm for inference (statistics not kept, block state untouched).
     template <class Be>
     static void norm_inference(const Be& be, const LayerNorm<T>& ln, MatrixView<const T> x, MatrixView<T> y) {
@@ -101,16 +101,13 @@ struct TransformerBlockParts {
     }
 
 private:
-    MatrixView<T> buf(index_t i) {
-        return matrix_view(scratch_.data() + i * scratch_.extent(1) * scratch_.extent(2), scratch_.extent(1),
-                           scratch_.extent(2));
-    }
     Tensor<T, 3> scratch_;
     index_t bsz_ = 0, len_ = 0;
     std::uint64_t drop_step_ = 0;
     bool drop_active_ = false;
 };
 
+/// A transformer block; Norm meets policies::NormPlacement (checked at forward/backward, where the backend is known).
 template <class T, policies::AttentionMask Mask = policies::CausalMask, class Norm = policies::PreNorm>
 class TransformerBlock {
 public:
@@ -136,6 +133,7 @@ public:
     /// y [B, L, D] from x [B, L, D] (distinct tensors; x must stay unchanged
     /// until backward). key_keep [B, L] optional: 0 marks a padded key.
     template <class Be>
+        requires policies::NormPlacement<Norm, Parts, Be>
     void forward(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
                  MatrixView<const std::uint8_t> key_keep, std::uint64_t step, bool train) {
         run_forward(be, pool, x, y, key_keep, step, train, true);
@@ -160,7 +158,7 @@ public:
                                   y_last.cols() == cfg_.d_model,
                               "TransformerBlock::forward_last: x is ", x.shape(), " and y_last is ", y_last.shape(),
                               " but need contiguous [B, L, D] and [B, D] with D = ", cfg_.d_model);
-        parts_.resize(x.extent(0), x.extent(1), cfg_.d_model);
+        parts_.resize(x.extent(0), x.extent(1), cfg_.d_model, Norm::buffer_count);
         parts_.attention.set_step(0, false, false);
         if constexpr (requires { Norm::forward_last(parts_, be, pool, x, y_last, key_keep); }) {
             Norm::forward_last(parts_, be, pool, x, y_last, key_keep);
@@ -174,6 +172,7 @@ public:
 
     /// dx [B, L, D] from dy [B, L, D] (dy is used as scratch and overwritten).
     template <class Be>
+        requires policies::NormPlacement<Norm, Parts, Be>
     void backward(const Be& be, ThreadPool& pool, TensorView<T, 3> dy, TensorView<T, 3> dx) {
         RECBLOCKS_CHECK_SHAPE(dy.shape() == shape_ && dx.shape() == shape_ && dy.data() != dx.data(),
                               "TransformerBlock::backward: dy is ", dy.shape(), " and dx is ", dx.shape(),
@@ -189,7 +188,7 @@ private:
                                   y.is_contiguous() && x.data() != y.data(),
                               "TransformerBlock::forward: x is ", x.shape(), " and y is ", y.shape(),
                               " but both must be distinct, contiguous [B, L, ", cfg_.d_model, "]");
-        parts_.resize(x.extent(0), x.extent(1), cfg_.d_model);
+        parts_.resize(x.extent(0), x.extent(1), cfg_.d_model, Norm::buffer_count);
         parts_.attention.set_step(step, train, for_backward);
         shape_ = for_backward ? x.shape() : Shape<3>{};
         Norm::forward(parts_, be, pool, x, y, key_keep, step, train);

@@ -1,86 +1,75 @@
 #pragma once
 // AlignedBuffer: an owning, 64-byte aligned array of trivially copyable
-// elements. 64 bytes is one cache line and one AVX-512 register.
-// Buffers of 4 MiB and more are aligned to 2 MiB and, on Linux, asked to be
-// backed by transparent huge pages (madvise, before the first touch): a
-// streamed table then takes one page fault and one TLB entry per 2 MiB instead
-// of per 4 KiB (measured: DARE's gathered search 2.5x -> 3.0x; docs/dare.md).
+// elements in a memory space (core/memory.hpp; host memory by default, where
+// buffers of 4 MiB and more sit on transparent huge pages). 64 bytes is one
+// cache line and one AVX-512 register. Copies are deep and stay in the space.
 #include <cstddef>
-#include <cstdlib>
-#include <cstring>
-#include <new>
 #include <type_traits>
 #include <utility>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include "recblocks/core/check.hpp"
+#include "recblocks/core/memory.hpp"
 #include "recblocks/core/shape.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 
-inline constexpr std::size_t kAlignment = 64;
-inline constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
-
-template <class T>
+template <class T, MemorySpace Memory = HostMemory>
 class AlignedBuffer {
     static_assert(std::is_trivially_copyable_v<T>, "AlignedBuffer holds trivially copyable types");
 
 public:
     AlignedBuffer() = default;
+    explicit AlignedBuffer(Memory memory) : memory_(memory) {}
     /// `n` elements, zero-initialised.
-    explicit AlignedBuffer(index_t n) { resize(n); }
-    AlignedBuffer(const AlignedBuffer& o) : AlignedBuffer(o.size_) {
-        if (size_) std::memcpy(static_cast<void*>(data_), o.data_, bytes(size_));
+    explicit AlignedBuffer(index_t n, Memory memory = {}) : memory_(memory) { resize(n); }
+    AlignedBuffer(const AlignedBuffer& o) : AlignedBuffer(o.size_, o.memory_) {
+        if (size_) memory_.copy(data_, o.data_, bytes(size_));
     }
     AlignedBuffer(AlignedBuffer&& o) noexcept
-        : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+        : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), memory_(o.memory_) {}
     AlignedBuffer& operator=(AlignedBuffer o) noexcept {
         std::swap(data_, o.data_);
         std::swap(size_, o.size_);
+        std::swap(memory_, o.memory_);
         return *this;
     }
-    ~AlignedBuffer() { std::free(data_); }
+    ~AlignedBuffer() { release(); }
 
-    /// Reallocates to `n` zeroed elements (contents are not kept).
+    /// Reallocates to `n` zeroed elements (contents are not kept); the same
+    /// size only zeroes, so a reused buffer never allocates again.
     void resize(index_t n) {
         RECBLOCKS_CHECK_VALUE(n >= 0, "AlignedBuffer: negative size ", n);
         if (n == size_) {
-            if (n) std::memset(static_cast<void*>(data_), 0, bytes(n));  // void*: bf16/f16 are not trivial types (-Wclass-memaccess)
+            if (n) memory_.zero(data_, bytes(n));
             return;
         }
-        std::free(data_);
-        data_ = nullptr;
-        size_ = 0;
+        release();
         if (n == 0) return;
-        // aligned_alloc wants a size that is a multiple of the alignment.
-        const bool huge = bytes(n) >= 2 * kHugePageBytes;
-        const std::size_t align = huge ? kHugePageBytes : kAlignment;
-        const std::size_t padded = (bytes(n) + align - 1) / align * align;
-        data_ = static_cast<T*>(std::aligned_alloc(align, padded));
-        if (!data_) throw std::bad_alloc();
-#if defined(MADV_HUGEPAGE)
-        if (huge) (void)madvise(static_cast<void*>(data_), padded, MADV_HUGEPAGE);  // a hint: failure is harmless
-#endif
-        std::memset(static_cast<void*>(data_), 0, padded);
+        data_ = static_cast<T*>(memory_.allocate(bytes(n)));
         size_ = n;
     }
 
     [[nodiscard]] T* data() noexcept { return data_; }
     [[nodiscard]] const T* data() const noexcept { return data_; }
     [[nodiscard]] index_t size() const noexcept { return size_; }
-    T& operator[](index_t i) noexcept { return data_[i]; }
-    const T& operator[](index_t i) const noexcept { return data_[i]; }
-    T* begin() noexcept { return data_; }
-    T* end() noexcept { return data_ + size_; }
-    const T* begin() const noexcept { return data_; }
-    const T* end() const noexcept { return data_ + size_; }
+    [[nodiscard]] const Memory& memory() const noexcept { return memory_; }
+    T& operator[](index_t i) noexcept requires(Memory::host_accessible) { return data_[i]; }
+    const T& operator[](index_t i) const noexcept requires(Memory::host_accessible) { return data_[i]; }
+    T* begin() noexcept requires(Memory::host_accessible) { return data_; }
+    T* end() noexcept requires(Memory::host_accessible) { return data_ + size_; }
+    const T* begin() const noexcept requires(Memory::host_accessible) { return data_; }
+    const T* end() const noexcept requires(Memory::host_accessible) { return data_ + size_; }
 
 private:
     static std::size_t bytes(index_t n) { return static_cast<std::size_t>(n) * sizeof(T); }
+    void release() noexcept {
+        if (data_) memory_.deallocate(data_, bytes(size_));
+        data_ = nullptr;
+        size_ = 0;
+    }
     T* data_ = nullptr;
     index_t size_ = 0;
+    [[no_unique_address]] Memory memory_{};
 };
 
 RECBLOCKS_NAMESPACE_END

@@ -32,6 +32,25 @@ void check_length(std::string_view op, std::string_view arg, const V& v, index_t
                           expected);
 }
 
+/// Whether the memory spans of two matrix views overlap (first to last element).
+template <class T>
+bool overlaps(MatrixView<const T> a, MatrixView<const T> b) {
+    if (a.empty() || b.empty()) return false;
+    const T* a_end = a.row(a.rows() - 1) + a.cols();
+    const T* b_end = b.row(b.rows() - 1) + b.cols();
+    return a.data() < b_end && b.data() < a_end;
+}
+
+/// An output may be an input itself (same data and leading dimension: an
+/// element-wise update in place) or lie apart from it, nothing in between.
+template <class T>
+void check_alias_or_disjoint(std::string_view op, std::string_view in_name, MatrixView<const T> in,
+                             std::string_view out_name, MatrixView<const T> out) {
+    const bool same = in.data() == out.data() && (in.rows() <= 1 || in.ld() == out.ld());
+    RECBLOCKS_CHECK_SHAPE(same || !overlaps(in, out), op, ": ", out_name, " partly overlaps ", in_name,
+                          " (it may be ", in_name, " itself or apart from it)");
+}
+
 /// Every id must index a row of a table with `rows` rows.
 inline void check_ids(std::string_view op, VectorView<const row_id_t> ids, index_t rows) {
     for (index_t i = 0; i < ids.size(); ++i)

@@ -8,19 +8,24 @@
 //
 // Weight decay applies to the kinds in Config::decay_kinds (by default weights
 // and embeddings, not biases or norms: BERT's rule). Moments are stored in
-// T, one pair per tensor, in list order; first_moment()/second_moment() expose them so
-// a checkpoint can save and restore them bit-exactly.
+// T, one pair per tensor, in list order, in the memory space of the backend
+// that steps them (host by default; Adam<T, CudaMemory> keeps them on the GPU);
+// first_moment()/second_moment() expose them so a checkpoint can save and
+// restore them bit-exactly. Each tensor is one fused ops::adam_update.
 #include <cmath>
 #include <initializer_list>
 #include <vector>
 
+#include "recblocks/backend/memory.hpp"
+#include "recblocks/backend/reference/primitives.hpp"
 #include "recblocks/blocks/parameter_list.hpp"
 #include "recblocks/core/check.hpp"
+#include "recblocks/ops/adam_update.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace optim {
 
-template <class T>
+template <class T, MemorySpace Memory = HostMemory>
 class Adam {
 public:
     struct Config {
@@ -33,59 +38,58 @@ public:
         std::vector<blocks::ParamKind> decay_kinds{blocks::ParamKind::weight, blocks::ParamKind::embedding};
     };
 
-    Adam(Config cfg, const blocks::ParamList<T>& params) : cfg_(std::move(cfg)) {
+    /// State for `params`, allocated in `memory` (the space of the backend that will step them).
+    Adam(Config cfg, const blocks::ParamList<T>& params, Memory memory = {}) : cfg_(std::move(cfg)) {
         RECBLOCKS_CHECK_VALUE(cfg_.lr >= 0 && cfg_.beta1 >= 0 && cfg_.beta1 < 1 && cfg_.beta2 >= 0 && cfg_.beta2 < 1 &&
                                   cfg_.eps >= 0 && cfg_.weight_decay >= 0,
                               "optim::Adam: need lr >= 0, betas in [0, 1), eps >= 0, weight_decay >= 0; got lr ",
                               cfg_.lr, ", betas (", cfg_.beta1, ", ", cfg_.beta2, "), eps ", cfg_.eps, ", weight_decay ",
                               cfg_.weight_decay);
         for (const auto& p : params) {
-            m_.emplace_back(Shape<1>{{p.numel()}});
-            v_.emplace_back(Shape<1>{{p.numel()}});
+            m_.emplace_back(Shape<1>{{p.numel()}}, memory);
+            v_.emplace_back(Shape<1>{{p.numel()}}, memory);
         }
     }
 
     [[nodiscard]] const Config& config() const { return cfg_; }
     [[nodiscard]] std::int64_t steps() const { return t_; }
     /// First and second moments of tensor i (for checkpoints).
-    [[nodiscard]] Vector<T>& first_moment(std::size_t i) { return m_.at(i); }
-    [[nodiscard]] Vector<T>& second_moment(std::size_t i) { return v_.at(i); }
+    [[nodiscard]] Vector<T, Memory>& first_moment(std::size_t i) { return m_.at(i); }
+    [[nodiscard]] Vector<T, Memory>& second_moment(std::size_t i) { return v_.at(i); }
     void set_steps(std::int64_t t) {
         RECBLOCKS_CHECK_VALUE(t >= 0, "optim::Adam::set_steps: step count must be >= 0, got ", t);
         t_ = t;
     }
 
     /// One update of every tensor in `params` (the list given to the
-    /// constructor, same order and sizes) at learning rate `lr`.
-    void step(const blocks::ParamList<T>& params, double lr) {
+    /// constructor, same order and sizes) at learning rate `lr`, on backend
+    /// `be` (whose memory space holds the tensors and this optimiser's state).
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
+    void step(const Be& be, const blocks::ParamList<T>& params, double lr) {
         RECBLOCKS_CHECK_SHAPE(params.size() == m_.size(), "optim::Adam::step: ", params.size(),
                               " tensors but the optimiser was built for ", m_.size());
         ++t_;
-        const double bc1 = 1.0 - std::pow(cfg_.beta1, double(t_));
-        const double bc2_sqrt = std::sqrt(1.0 - std::pow(cfg_.beta2, double(t_)));
-        const T b1 = static_cast<T>(cfg_.beta1), b2 = static_cast<T>(cfg_.beta2);
-        const T step_size = static_cast<T>(lr / bc1), eps = static_cast<T>(cfg_.eps);
-        const T inv_bc2_sqrt = static_cast<T>(1.0 / bc2_sqrt);
+        AdamUpdate<T> u{};
+        u.step_size = static_cast<T>(lr / (1.0 - std::pow(cfg_.beta1, double(t_))));
+        u.beta1 = static_cast<T>(cfg_.beta1);
+        u.beta2 = static_cast<T>(cfg_.beta2);
+        u.eps = static_cast<T>(cfg_.eps);
+        u.inv_bc2_sqrt = static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(cfg_.beta2, double(t_))));
         for (std::size_t i = 0; i < params.size(); ++i) {
             const auto& p = params[i];
             RECBLOCKS_CHECK_SHAPE(p.numel() == m_[i].numel(), "optim::Adam::step: tensor '", p.name, "' has ",
                                   p.numel(), " entries but its state has ", m_[i].numel());
-            const bool decay = cfg_.weight_decay > 0 && decays(p.kind);
-            const T wd = static_cast<T>(decay ? cfg_.weight_decay : 0.0);
-            const T shrink = static_cast<T>(cfg_.decoupled ? 1.0 - lr * (decay ? cfg_.weight_decay : 0.0) : 1.0);
-            T* w = p.value;
-            const T* g = p.grad;
-            T* m = m_[i].data();
-            T* v = v_[i].data();
-            for (index_t j = 0, n = p.numel(); j < n; ++j) {
-                T gj = g[j];
-                if (!cfg_.decoupled) gj += wd * w[j];
-                w[j] *= shrink;
-                m[j] = b1 * m[j] + (T(1) - b1) * gj;
-                v[j] = b2 * v[j] + (T(1) - b2) * gj * gj;
-                w[j] -= step_size * m[j] / (std::sqrt(v[j]) * inv_bc2_sqrt + eps);
-            }
+            const double wd = cfg_.weight_decay > 0 && decays(p.kind) ? cfg_.weight_decay : 0.0;
+            u.l2 = static_cast<T>(cfg_.decoupled ? 0.0 : wd);
+            u.shrink = static_cast<T>(cfg_.decoupled ? 1.0 - lr * wd : 1.0);
+            ops::adam_update(be, u, p.values(), VectorView<const T>(p.grads()), m_[i].view(), v_[i].view());
         }
+    }
+
+    /// step() for host tensors, one thread (the Reference backend's loop).
+    void step(const blocks::ParamList<T>& params, double lr) requires(Memory::host_accessible) {
+        step(backend::Reference{}, params, lr);
     }
 
 private:
@@ -95,7 +99,7 @@ private:
         return false;
     }
     Config cfg_;
-    std::vector<Vector<T>> m_, v_;
+    std::vector<Vector<T, Memory>> m_, v_;
     std::int64_t t_ = 0;
 };
 

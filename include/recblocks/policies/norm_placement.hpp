@@ -11,162 +11,179 @@
 //   PreNorm    h = x + Drop(A(LN_a(x)));  y = h + F(LN_f(h))   (SASRec paper text)
 //   PostNorm   h = LN_a(x + Drop(A(x)));  y = LN_f(h + F(h))   (BERT, BERT4Rec)
 //
-// F includes its own dropouts. A policy is a type with
+// F includes its own dropouts. A policy meets the NormPlacement concept below:
 //   static constexpr bool ffn_residual;   // whether F adds its input itself
+//   enum Buffer : int { ..., buffer_count };   // its scratch buffers, named by role
 //   static void forward(Parts&, be, pool, x, y, key_keep, step, train);
 //   static void backward(Parts&, be, pool, dy, dx);
 //   static void forward_last(Parts&, be, pool, x, y_last, key_keep);  // optional: serving
 //                                                                     // the last position only
-// working on blocks::TransformerBlockParts (the sublayers and the scratch);
-// a user can write their own (e.g. sandwich norm) the same way.
-#include <algorithm>
+// working on blocks::TransformerBlockParts (the sublayers and `buffer_count`
+// [B*L, D] scratch matrices, p.buffer(name)). Each policy names its own
+// buffers, so a name means one thing: `h` is the block's hidden state between
+// the sublayers wherever it appears. A user can write their own placement
+// (e.g. sandwich norm) the same way.
+#include <concepts>
+#include <cstdint>
 
 #include "recblocks/core/tensor.hpp"
+#include "recblocks/ops/elementwise.hpp"
 #include "recblocks/core/thread_pool.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace policies {
 
-namespace norm_detail {
-// Row-wise, so strided views (e.g. the last position of each sequence) work.
-template <class T>
-void add_into(MatrixView<T> acc, MatrixView<const T> v) {
-    for (index_t r = 0; r < acc.rows(); ++r) {
-        T* a = acc.row(r);
-        const T* b = v.row(r);
-        for (index_t c = 0; c < acc.cols(); ++c) a[c] += b[c];
-    }
-}
-template <class T>
-void sum_into(MatrixView<T> out, MatrixView<const T> a, MatrixView<const T> b) {
-    for (index_t r = 0; r < out.rows(); ++r)
-        for (index_t c = 0; c < out.cols(); ++c) out(r, c) = a(r, c) + b(r, c);
-}
-template <class T>
-void copy_into(MatrixView<T> out, MatrixView<const T> v) {
-    std::copy(v.data(), v.data() + v.numel(), out.data());
-}
-}  // namespace norm_detail
+
+/// What TransformerBlock needs of a norm placement policy P, for block parts
+/// Parts on backend Be (checked where the backend is known: at forward/backward).
+template <class P, class Parts, class Be>
+concept NormPlacement =
+    requires {
+        { P::ffn_residual } -> std::convertible_to<bool>;
+        { static_cast<int>(P::buffer_count) } -> std::convertible_to<int>;
+    } &&
+    requires(Parts& parts, const Be& be, ThreadPool& pool, TensorView<const typename Parts::value_type, 3> x,
+             TensorView<typename Parts::value_type, 3> y, MatrixView<const std::uint8_t> key_keep,
+             std::uint64_t step, bool train) {
+        P::forward(parts, be, pool, x, y, key_keep, step, train);
+        P::backward(parts, be, pool, y, y);
+    };
 
 struct QueryNorm {
     static constexpr bool ffn_residual = true;
+    /// q = LN_a(x); attended = A(q, x, x); h = q + attended; e = LN_f(h); gradients d<name>.
+    /// dx_via_norm reuses de's buffer: de is dead once norm_ffn's backward has read it.
+    enum Buffer : int { q, attended, h, e, de, dh, dq, buffer_count, dx_via_norm = de };
 
     template <class Parts, class Be, class T = typename Parts::value_type>
     static void forward(Parts& p, const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
                         MatrixView<const std::uint8_t> key_keep, std::uint64_t step, bool train) {
-        (void)step;
-        (void)train;
-        const auto x2 = p.flat(x);
-        p.norm_attention.forward(be, x2, p.a());                            // q
-        p.attention.forward(be, p.ccube(p.a()), x, p.cube(p.b()), key_keep);  // A(q, x, x)
-        norm_detail::sum_into(p.c(), MatrixView<const T>(p.a()), MatrixView<const T>(p.b()));  // h
-        p.norm_ffn.forward(be, MatrixView<const T>(p.c()), p.e());           // e
-        p.ffn.forward(be, pool, MatrixView<const T>(p.e()), p.flat(y), step, train);
+        p.norm_attention.forward(be, p.flat(x), p.buffer(q));
+        p.attention.forward(be, p.ccube(p.buffer(q)), x, p.cube(p.buffer(attended)), key_keep);
+        ops::add(be, p.cbuffer(q), p.cbuffer(attended), p.buffer(h));
+        p.norm_ffn.forward(be, p.cbuffer(h), p.buffer(e));
+        p.ffn.forward(be, pool, p.cbuffer(e), p.flat(y), step, train);  // y = e + F(e)
     }
 
-    /// Inference, last position only (see TransformerBlock::forward_last).
+    /// Inference, last position only (see TransformerBlock::forward_last): the
+    /// first B rows of each buffer hold the last positions.
     template <class Parts, class Be, class T = typename Parts::value_type>
     static void forward_last(Parts& p, const Be& be, ThreadPool&, TensorView<const T, 3> x, MatrixView<T> y,
                              MatrixView<const std::uint8_t> key_keep) {
-        auto q = p.head_rows(p.a()), att = p.head_rows(p.b()), h = p.head_rows(p.c()), e = p.head_rows(p.e());
-        Parts::norm_inference(be, p.norm_attention, p.last_rows(x), q);
-        p.attention.forward_last(be, MatrixView<const T>(q), x, att, key_keep);
-        norm_detail::sum_into(h, MatrixView<const T>(q), MatrixView<const T>(att));
-        Parts::norm_inference(be, p.norm_ffn, MatrixView<const T>(h), e);
-        p.ffn.forward_inference(be, MatrixView<const T>(e), y);
+        auto q_last = p.head_rows(q), att = p.head_rows(attended), h_last = p.head_rows(h), e_last = p.head_rows(e);
+        Parts::norm_inference(be, p.norm_attention, p.last_rows(x), q_last);
+        p.attention.forward_last(be, MatrixView<const T>(q_last), x, att, key_keep);
+        ops::add(be, MatrixView<const T>(q_last), MatrixView<const T>(att), h_last);
+        Parts::norm_inference(be, p.norm_ffn, MatrixView<const T>(h_last), e_last);
+        p.ffn.forward_inference(be, MatrixView<const T>(e_last), y);
     }
 
     template <class Parts, class Be, class T = typename Parts::value_type>
     static void backward(Parts& p, const Be& be, ThreadPool& pool, TensorView<T, 3> dy, TensorView<T, 3> dx) {
-        p.ffn.backward(be, pool, p.flat(dy), p.g1());                               // de
-        p.norm_ffn.backward(be, MatrixView<const T>(p.g1()), p.g2());               // dh
-        p.attention.backward(be, p.ccube(p.g2()), p.cube(p.g3()), dx);             // dq (attn), dx (keys/values)
-        norm_detail::add_into(p.g3(), MatrixView<const T>(p.g2()));                 // dq += dh (residual)
-        p.norm_attention.backward(be, MatrixView<const T>(p.g3()), p.g1());
-        norm_detail::add_into(p.flat(dx), MatrixView<const T>(p.g1()));
+        p.ffn.backward(be, pool, p.flat(dy), p.buffer(de));
+        p.norm_ffn.backward(be, p.cbuffer(de), p.buffer(dh));
+        p.attention.backward(be, p.ccube(p.buffer(dh)), p.cube(p.buffer(dq)), dx);  // dq (queries), dx (keys/values)
+        ops::add(be, p.buffer(dq), p.cbuffer(dh), p.buffer(dq));                         // h = q + attended
+        p.norm_attention.backward(be, p.cbuffer(dq), p.buffer(dx_via_norm));
+        ops::add(be, p.flat(dx), p.cbuffer(dx_via_norm), p.flat(dx));
     }
 };
 
 struct PreNorm {
     static constexpr bool ffn_residual = false;
+    /// normed = LN_a(x); attended = Drop(A(normed)); h = x + attended; e = LN_f(h); y = h + F(e).
+    /// Backward reuses two buffers once their first gradient is dead: dattended
+    /// (de's) and dnormed (dh_via_norm's).
+    enum Buffer : int {
+        normed, attended, h, e, de, dh_via_norm, dx_via_norm, buffer_count,
+        dattended = de, dnormed = dh_via_norm
+    };
 
     template <class Parts, class Be, class T = typename Parts::value_type>
     static void forward(Parts& p, const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
                         MatrixView<const std::uint8_t> key_keep, std::uint64_t step, bool train) {
         const auto x2 = p.flat(x);
-        p.norm_attention.forward(be, x2, p.a());
-        p.attention.forward(be, p.ccube(p.a()), p.cube(p.b()), key_keep);
-        p.dropout_residual(pool, step, train, p.b());
-        norm_detail::sum_into(p.c(), x2, MatrixView<const T>(p.b()));        // h
-        p.norm_ffn.forward(be, MatrixView<const T>(p.c()), p.e());
-        p.ffn.forward(be, pool, MatrixView<const T>(p.e()), p.flat(y), step, train);
-        norm_detail::add_into(p.flat(y), MatrixView<const T>(p.c()));
+        p.norm_attention.forward(be, x2, p.buffer(normed));
+        p.attention.forward(be, p.ccube(p.buffer(normed)), p.cube(p.buffer(attended)), key_keep);
+        p.dropout_residual(pool, step, train, p.buffer(attended));
+        ops::add(be, x2, p.cbuffer(attended), p.buffer(h));
+        p.norm_ffn.forward(be, p.cbuffer(h), p.buffer(e));
+        p.ffn.forward(be, pool, p.cbuffer(e), p.flat(y), step, train);
+        ops::add(be, p.flat(y), p.cbuffer(h), p.flat(y));
     }
 
     template <class Parts, class Be, class T = typename Parts::value_type>
     static void forward_last(Parts& p, const Be& be, ThreadPool&, TensorView<const T, 3> x, MatrixView<T> y,
                              MatrixView<const std::uint8_t> key_keep) {
-        Parts::norm_inference(be, p.norm_attention, p.flat(x), p.a());       // every position: keys and values
-        auto att = p.head_rows(p.b()), h = p.head_rows(p.c()), e = p.head_rows(p.e());
-        const auto normed = p.ccube(p.a());
-        p.attention.forward_last(be, p.last_rows(normed), normed, att, key_keep);
-        norm_detail::sum_into(h, p.last_rows(x), MatrixView<const T>(att));
-        Parts::norm_inference(be, p.norm_ffn, MatrixView<const T>(h), e);
-        p.ffn.forward_inference(be, MatrixView<const T>(e), y);
-        norm_detail::add_into(y, MatrixView<const T>(h));
+        Parts::norm_inference(be, p.norm_attention, p.flat(x), p.buffer(normed));  // every position: keys, values
+        auto att = p.head_rows(attended), h_last = p.head_rows(h), e_last = p.head_rows(e);
+        const auto normed_x = p.ccube(p.buffer(normed));
+        p.attention.forward_last(be, p.last_rows(normed_x), normed_x, att, key_keep);
+        ops::add(be, p.last_rows(x), MatrixView<const T>(att), h_last);
+        Parts::norm_inference(be, p.norm_ffn, MatrixView<const T>(h_last), e_last);
+        p.ffn.forward_inference(be, MatrixView<const T>(e_last), y);
+        ops::add(be, y, MatrixView<const T>(h_last), y);
     }
 
     template <class Parts, class Be, class T = typename Parts::value_type>
     static void backward(Parts& p, const Be& be, ThreadPool& pool, TensorView<T, 3> dy, TensorView<T, 3> dx) {
         auto dx2 = p.flat(dx);
-        norm_detail::copy_into(dx2, MatrixView<const T>(p.flat(dy)));     // dh, residual part
-        p.ffn.backward(be, pool, p.flat(dy), p.g1());                     // de
-        p.norm_ffn.backward(be, MatrixView<const T>(p.g1()), p.g2());
-        norm_detail::add_into(dx2, MatrixView<const T>(p.g2()));          // dh; dx gets it through the residual
-        norm_detail::copy_into(p.g1(), MatrixView<const T>(dx2));
-        p.dropout_residual_backward(pool, p.g1());                        // d(attention output)
-        p.attention.backward(be, p.ccube(p.g1()), p.cube(p.g2()));
-        p.norm_attention.backward(be, MatrixView<const T>(p.g2()), p.g3());
-        norm_detail::add_into(dx2, MatrixView<const T>(p.g3()));
+        ops::copy(be, MatrixView<const T>(p.flat(dy)), dx2);  // dh: the residual path of y = h + F(e)
+        p.ffn.backward(be, pool, p.flat(dy), p.buffer(de));
+        p.norm_ffn.backward(be, p.cbuffer(de), p.buffer(dh_via_norm));
+        ops::add(be, dx2, p.cbuffer(dh_via_norm), dx2);             // dx2 = dh, which is also dx's residual part
+        ops::copy(be, MatrixView<const T>(dx2), p.buffer(dattended));
+        p.dropout_residual_backward(pool, p.buffer(dattended));
+        p.attention.backward(be, p.ccube(p.buffer(dattended)), p.cube(p.buffer(dnormed)));
+        p.norm_attention.backward(be, p.cbuffer(dnormed), p.buffer(dx_via_norm));
+        ops::add(be, dx2, p.cbuffer(dx_via_norm), dx2);
     }
 };
 
 struct PostNorm {
     static constexpr bool ffn_residual = true;
+    /// attended = Drop(A(x)); attention_sum = x + attended; h = LN_a(attention_sum);
+    /// ffn_sum = h + F(h); y = LN_f(ffn_sum). Backward reuses dffn_sum's buffer
+    /// for dattended and dh's for dx_via_attention once they are dead.
+    enum Buffer : int {
+        attended, attention_sum, h, ffn_sum, dffn_sum, dh, buffer_count,
+        dattended = dffn_sum, dx_via_attention = dh
+    };
 
     template <class Parts, class Be, class T = typename Parts::value_type>
     static void forward(Parts& p, const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
                         MatrixView<const std::uint8_t> key_keep, std::uint64_t step, bool train) {
         const auto x2 = p.flat(x);
-        p.attention.forward(be, x, p.cube(p.b()), key_keep);
-        p.dropout_residual(pool, step, train, p.b());
-        norm_detail::sum_into(p.c(), x2, MatrixView<const T>(p.b()));
-        p.norm_attention.forward(be, MatrixView<const T>(p.c()), p.a());   // h
-        p.ffn.forward(be, pool, MatrixView<const T>(p.a()), p.e(), step, train);  // h + F(h)
-        p.norm_ffn.forward(be, MatrixView<const T>(p.e()), p.flat(y));
+        p.attention.forward(be, x, p.cube(p.buffer(attended)), key_keep);
+        p.dropout_residual(pool, step, train, p.buffer(attended));
+        ops::add(be, x2, p.cbuffer(attended), p.buffer(attention_sum));
+        p.norm_attention.forward(be, p.cbuffer(attention_sum), p.buffer(h));
+        p.ffn.forward(be, pool, p.cbuffer(h), p.buffer(ffn_sum), step, train);  // h + F(h)
+        p.norm_ffn.forward(be, p.cbuffer(ffn_sum), p.flat(y));
     }
 
     template <class Parts, class Be, class T = typename Parts::value_type>
     static void forward_last(Parts& p, const Be& be, ThreadPool&, TensorView<const T, 3> x, MatrixView<T> y,
                              MatrixView<const std::uint8_t> key_keep) {
-        auto att = p.head_rows(p.b()), h = p.head_rows(p.c()), a = p.head_rows(p.a()), e = p.head_rows(p.e());
+        auto att = p.head_rows(attended), sum = p.head_rows(attention_sum), h_last = p.head_rows(h),
+             ffn_last = p.head_rows(ffn_sum);
         p.attention.forward_last(be, p.last_rows(x), x, att, key_keep);
-        norm_detail::sum_into(h, p.last_rows(x), MatrixView<const T>(att));
-        Parts::norm_inference(be, p.norm_attention, MatrixView<const T>(h), a);
-        p.ffn.forward_inference(be, MatrixView<const T>(a), e);
-        Parts::norm_inference(be, p.norm_ffn, MatrixView<const T>(e), y);
+        ops::add(be, p.last_rows(x), MatrixView<const T>(att), sum);
+        Parts::norm_inference(be, p.norm_attention, MatrixView<const T>(sum), h_last);
+        p.ffn.forward_inference(be, MatrixView<const T>(h_last), ffn_last);
+        Parts::norm_inference(be, p.norm_ffn, MatrixView<const T>(ffn_last), y);
     }
 
     template <class Parts, class Be, class T = typename Parts::value_type>
     static void backward(Parts& p, const Be& be, ThreadPool& pool, TensorView<T, 3> dy, TensorView<T, 3> dx) {
         auto dx2 = p.flat(dx);
-        p.norm_ffn.backward(be, MatrixView<const T>(p.flat(dy)), p.g1());
-        p.ffn.backward(be, pool, p.g1(), p.g2());                          // dh
-        p.norm_attention.backward(be, MatrixView<const T>(p.g2()), dx2);   // d(x + attention), residual part of dx
-        norm_detail::copy_into(p.g1(), MatrixView<const T>(dx2));
-        p.dropout_residual_backward(pool, p.g1());
-        p.attention.backward(be, p.ccube(p.g1()), p.cube(p.g2()));
-        norm_detail::add_into(dx2, MatrixView<const T>(p.g2()));
+        p.norm_ffn.backward(be, MatrixView<const T>(p.flat(dy)), p.buffer(dffn_sum));
+        p.ffn.backward(be, pool, p.buffer(dffn_sum), p.buffer(dh));
+        p.norm_attention.backward(be, p.cbuffer(dh), dx2);  // d attention_sum: also dx's residual part
+        ops::copy(be, MatrixView<const T>(dx2), p.buffer(dattended));
+        p.dropout_residual_backward(pool, p.buffer(dattended));
+        p.attention.backward(be, p.ccube(p.buffer(dattended)), p.cube(p.buffer(dx_via_attention)));
+        ops::add(be, dx2, p.cbuffer(dx_via_attention), dx2);
     }
 };
 

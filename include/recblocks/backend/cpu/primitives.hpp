@@ -11,7 +11,9 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <atomic>
 #include <vector>
 
@@ -34,9 +36,22 @@ using Avx512 = Fixed<IsaLevel::avx512>;
 
 namespace cpu {
 
-/// The kernel table of a runtime-dispatch level (needs the dispatch TUs linked).
+/// The kernel table of a runtime-dispatch level. Its definitions live in the
+/// three per-ISA units (src/dispatch/), which a program links through
+/// recblocks_enable_runtime_dispatch() or by hand; the CMake function defines
+/// RECBLOCKS_HAS_RUNTIME_DISPATCH, so a program without them fails here, at
+/// compile time, instead of with undefined isa_kernel_table symbols at link time.
 template <class T>
 const CpuKernelTable<T>& dispatch_table(IsaLevel level) {
+#ifndef RECBLOCKS_HAS_RUNTIME_DISPATCH
+    static_assert(sizeof(T) == 0,
+                  "recblocks: backend::Cpu<isa::Dispatch> (and isa::Sse2/Avx2/Avx512) need the per-ISA kernel units "
+                  "linked into the program. With CMake: recblocks_enable_runtime_dispatch(<your target>). With a "
+                  "plain compiler line: add -DRECBLOCKS_HAS_RUNTIME_DISPATCH and link "
+                  "src/dispatch/recblocks_dispatch_{sse2,avx2,avx512}.cpp, each compiled with its ISA flags "
+                  "(docs/backends.md, 'Runtime dispatch without CMake'). Or use backend::Cpu<isa::Auto>: "
+                  "header-only, kernels for the ISA your compiler flags target.");
+#endif
     switch (level) {
         case IsaLevel::sse2: return isa_kernel_table<0, T>();
         case IsaLevel::avx2: return isa_kernel_table<1, T>();
@@ -235,6 +250,52 @@ struct Primitives<backend::Cpu<Isa>> {
         const auto& kt = kernels<T>();
         parallel_for(be.threads(), 0, x.size(), kReduceGrain,
                      [&](index_t i0, index_t i1) { kt.axpy(i1 - i0, alpha, x.data() + i0, y.data() + i0); });
+    }
+
+    /// The Reference's arithmetic in chunks over the pool (element-wise: the
+    /// same bits on any thread count).
+    template <class T>
+    static void adam_update(const B& be, const AdamUpdate<T>& u, VectorView<T> wv, VectorView<const T> gv,
+                            VectorView<T> mv, VectorView<T> vv) {
+        T* w = wv.data();
+        const T* g = gv.data();
+        T* m = mv.data();
+        T* v = vv.data();
+        parallel_for(be.threads(), 0, wv.size(), kReduceGrain, [&](index_t j0, index_t j1) {
+            for (index_t j = j0; j < j1; ++j) {
+                T gj = g[j];
+                if (u.l2 != T(0)) gj += u.l2 * w[j];  // torch adds nothing without weight decay
+                w[j] *= u.shrink;
+                m[j] = u.beta1 * m[j] + (T(1) - u.beta1) * gj;
+                v[j] = u.beta2 * v[j] + (T(1) - u.beta2) * gj * gj;
+                w[j] -= u.step_size * m[j] / (std::sqrt(v[j]) * u.inv_bc2_sqrt + u.eps);
+            }
+        });
+    }
+
+    /// Row by row with the dispatched axpy: out += the other input when out is
+    /// one of them, else a row copy (still in L1) and then the axpy.
+    template <class T>
+    static void add(const B& be, MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> out) {
+        const auto& kt = kernels<T>();
+        const bool out_is_b = b.data() == out.data();
+        parallel_for(be.threads(), 0, out.rows(), cpu::rows_per_chunk(out.cols()), [&](index_t r0, index_t r1) {
+            for (index_t r = r0; r < r1; ++r) {
+                T* o = out.row(r);
+                const T* other = out_is_b ? a.row(r) : b.row(r);
+                if (!out_is_b && a.data() != out.data())
+                    std::memcpy(static_cast<void*>(o), a.row(r), static_cast<std::size_t>(out.cols()) * sizeof(T));
+                kt.axpy(out.cols(), T(1), other, o);
+            }
+        });
+    }
+
+    template <class T>
+    static void copy(const B& be, MatrixView<const T> src, MatrixView<T> dst) {
+        const auto row_bytes = static_cast<std::size_t>(dst.cols()) * sizeof(T);
+        parallel_for(be.threads(), 0, dst.rows(), cpu::rows_per_chunk(dst.cols(), 1 << 16), [&](index_t r0, index_t r1) {
+            for (index_t r = r0; r < r1; ++r) std::memcpy(static_cast<void*>(dst.row(r)), src.row(r), row_bytes);
+        });
     }
 
     template <class T>

@@ -20,6 +20,8 @@
 //                        warp per column adds them in a fixed tree:
 //                        deterministic, no atomics.
 //   axpy                 element-wise fma in T.
+//   add, copy            element-wise over strided rows (copy: cudaMemcpy2DAsync).
+//   adam_update          fused: one pass over value, gradient and moments, in T.
 //   softmax_rows(_backward)  rows of <= 1024 columns: one warp per row, the row
 //                        in registers, shuffle reductions; wider rows: one
 //                        256-thread block per row. Max in T, sums in double
@@ -58,14 +60,16 @@
 #include <cstdint>
 
 #include "recblocks/backend/cuda/cuda.hpp"
+#include "recblocks/backend/cuda/memory.hpp"
 #include "recblocks/backend/primitives.hpp"
+#include "recblocks/ops/adam_update.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 
-/// CUDA tensors live in device memory: ops/ does not read ids on the host;
-/// the CUDA kernels check them and throw the same IndexError.
-template <>
-inline constexpr bool host_memory_v<backend::Cuda> = false;
+// CUDA tensors live in device memory (backend/cuda/memory.hpp), so
+// host_memory_v<backend::Cuda> is false: ops/ does not read ids on the host;
+// the CUDA kernels check them and throw the same IndexError.
+static_assert(!host_memory_v<backend::Cuda>);
 
 template <>
 struct Primitives<backend::Cuda> {
@@ -84,6 +88,16 @@ struct Primitives<backend::Cuda> {
 
     template <class T>
     static void axpy(const B& be, T alpha, VectorView<const T> x, VectorView<T> y);
+
+    template <class T>
+    static void adam_update(const B& be, const AdamUpdate<T>& u, VectorView<T> w, VectorView<const T> g,
+                            VectorView<T> m, VectorView<T> v);
+
+    template <class T>
+    static void add(const B& be, MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> out);
+
+    template <class T>
+    static void copy(const B& be, MatrixView<const T> src, MatrixView<T> dst);
 
     template <class T>
     static void softmax_rows(const B& be, MatrixView<const T> x, MatrixView<const std::uint8_t> mask,
@@ -142,6 +156,13 @@ struct Primitives<backend::Cuda> {
                                                         VectorView<const T>);                                        \
     extern template void Primitives<backend::Cuda>::axpy<T>(const backend::Cuda&, T, VectorView<const T>,           \
                                                             VectorView<T>);                                          \
+    extern template void Primitives<backend::Cuda>::adam_update<T>(const backend::Cuda&, const AdamUpdate<T>&,      \
+                                                                   VectorView<T>, VectorView<const T>,              \
+                                                                   VectorView<T>, VectorView<T>);                   \
+    extern template void Primitives<backend::Cuda>::add<T>(const backend::Cuda&, MatrixView<const T>,              \
+                                                           MatrixView<const T>, MatrixView<T>);                     \
+    extern template void Primitives<backend::Cuda>::copy<T>(const backend::Cuda&, MatrixView<const T>,             \
+                                                            MatrixView<T>);                                         \
     extern template void Primitives<backend::Cuda>::softmax_rows<T>(const backend::Cuda&, MatrixView<const T>,      \
                                                                     MatrixView<const std::uint8_t>, MatrixView<T>);  \
     extern template void Primitives<backend::Cuda>::softmax_rows_backward<T>(                                       \

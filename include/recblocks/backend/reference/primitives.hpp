@@ -52,6 +52,36 @@ struct Primitives<backend::Reference> {
         for (index_t i = 0; i < x.size(); ++i) y(i) = static_cast<T>(double(y(i)) + double(alpha) * double(x(i)));
     }
 
+    /// In T, as torch.optim.Adam: the optimiser's arithmetic is part of the result.
+    template <class T>
+    static void adam_update(const B&, const AdamUpdate<T>& u, VectorView<T> wv, VectorView<const T> gv,
+                            VectorView<T> mv, VectorView<T> vv) {
+        T* w = wv.data();
+        const T* g = gv.data();
+        T* m = mv.data();
+        T* v = vv.data();
+        for (index_t j = 0; j < wv.size(); ++j) {
+            T gj = g[j];
+            if (u.l2 != T(0)) gj += u.l2 * w[j];  // torch adds nothing without weight decay
+            w[j] *= u.shrink;
+            m[j] = u.beta1 * m[j] + (T(1) - u.beta1) * gj;
+            v[j] = u.beta2 * v[j] + (T(1) - u.beta2) * gj * gj;
+            w[j] -= u.step_size * m[j] / (std::sqrt(v[j]) * u.inv_bc2_sqrt + u.eps);
+        }
+    }
+
+    template <class T>
+    static void add(const B&, MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> out) {
+        for (index_t r = 0; r < out.rows(); ++r)
+            for (index_t c = 0; c < out.cols(); ++c) out(r, c) = static_cast<T>(double(a(r, c)) + double(b(r, c)));
+    }
+
+    template <class T>
+    static void copy(const B&, MatrixView<const T> src, MatrixView<T> dst) {
+        for (index_t r = 0; r < dst.rows(); ++r)
+            for (index_t c = 0; c < dst.cols(); ++c) dst(r, c) = src(r, c);
+    }
+
     template <class T>
     static void softmax_rows(const B&, MatrixView<const T> x, MatrixView<const std::uint8_t> mask, MatrixView<T> y) {
         const bool masked = mask.data() != nullptr;
