@@ -17,6 +17,7 @@
 
 #include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/tokenizers/finite_scalar_quantizer.hpp"
+#include "recblocks/tokenizers/fsq_autoencoder.hpp"
 #include "recblocks/tokenizers/kmeans.hpp"
 #include "recblocks/tokenizers/residual_quantizer.hpp"
 

@@ -51,7 +51,7 @@
 #include "recblocks/blocks/dropout.hpp"
 #include "recblocks/blocks/sequence_embedding.hpp"
 #include "recblocks/blocks/layer_norm.hpp"
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/blocks/transformer_block.hpp"
 #include "recblocks/blocks/transformer_stack.hpp"
 #include "recblocks/policies/norm_placement.hpp"
@@ -84,17 +84,19 @@
 
 // Item tokenizers
 #include "recblocks/tokenizers/finite_scalar_quantizer.hpp"
+#include "recblocks/tokenizers/fsq_autoencoder.hpp"
 #include "recblocks/tokenizers/kmeans.hpp"
 #include "recblocks/tokenizers/residual_quantizer.hpp"
 
 // Generative retrieval: item text features and the generative retriever
 #include "recblocks/data/item_text_features.hpp"
 #include "recblocks/models/generative_retriever.hpp"
+#include "recblocks/train/generative_trainer.hpp"
 
 // Matryoshka embeddings: nested widths, prefix views, MRL / MRL-E losses, fMRLRec nested linear
 #include "recblocks/blocks/matryoshka_embedding.hpp"
 #include "recblocks/blocks/matryoshka_linear.hpp"
-#include "recblocks/blocks/matryoshka_widths.hpp"
+#include "recblocks/params/matryoshka_widths.hpp"
 #include "recblocks/eval/matryoshka_evaluation.hpp"
 #include "recblocks/losses/matryoshka_loss.hpp"
 

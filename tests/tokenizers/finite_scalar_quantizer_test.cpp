@@ -12,6 +12,7 @@
 #include "recblocks/backend/reference/primitives.hpp"
 #include "recblocks/io/safetensors.hpp"
 #include "recblocks/tokenizers/finite_scalar_quantizer.hpp"
+#include "recblocks/tokenizers/fsq_autoencoder.hpp"
 
 using namespace recblocks;
 using tokenizers::FiniteScalarQuantizer;
@@ -88,7 +89,7 @@ TEST_CASE("FSQ autoencoder: straight-through gradients match finite differences"
         Matrix<double> x(Shape<2>{{9, 7}}), xh(x.shape()), dxh(x.shape());
         const Rng rng(5);
         for (index_t i = 0; i < x.numel(); ++i) x.data()[i] = 2.0 * rng.normal(std::uint64_t(i));
-        blocks::ParamList<double> params;
+        ParamList<double> params;
         ae.append_params("fsq.", params);
         // Without rounding the loss is smooth and its gradient is exactly the straight-through one.
         ae.zero_grads();
@@ -100,7 +101,7 @@ TEST_CASE("FSQ autoencoder: straight-through gradients match finite differences"
         ae.zero_grads();
         ae.forward(ref, x.cview(), xh.view(), true);
         ae.backward(ref, dxh.view());
-        blocks::ParamList<double> dec(params.begin() + 2, params.end());
+        ParamList<double> dec(params.begin() + 2, params.end());
         rbtest::check_fd(dec, [&] { return ae.forward(ref, x.cview(), xh.view(), true); }, 1e-5);
     }
 }
@@ -118,7 +119,7 @@ TEST_CASE("FSQ autoencoder trains (loss falls) and encodes / decodes", "[tokeniz
                                          rng.normal(std::uint64_t(i * 3 + 1)) * std::cos(0.5 * double(t)) +
                                          rng.normal(std::uint64_t(i * 3 + 2)) * 0.3);
     FsqAutoencoder<float> ae({d, FsqConfig{{8, 5, 5, 5}}}, Rng(1));
-    blocks::ParamList<float> params;
+    ParamList<float> params;
     ae.append_params("", params);
     optim::Adam<float> adam({}, params);
     const double first = ae.train_step(be, x.cview(), adam, params, 1e-2);

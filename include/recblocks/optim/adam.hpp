@@ -1,5 +1,5 @@
 #pragma once
-// Adam and AdamW over a blocks::ParamList, with torch.optim's exact update:
+// Adam and AdamW over a ParamList, with torch.optim's exact update:
 //
 //   g ← g + wd · p                          (Adam with weight_decay: L2 in the gradient)
 //   p ← p · (1 - lr · wd)                   (AdamW: decoupled decay, instead)
@@ -14,7 +14,7 @@
 #include <initializer_list>
 #include <vector>
 
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/core/check.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -30,10 +30,10 @@ public:
         double eps = 1e-8;
         double weight_decay = 0.0;
         bool decoupled = false;  ///< false: Adam (L2 in the gradient); true: AdamW
-        std::vector<blocks::ParamKind> decay_kinds{blocks::ParamKind::weight, blocks::ParamKind::embedding};
+        std::vector<ParamKind> decay_kinds{ParamKind::weight, ParamKind::embedding};
     };
 
-    Adam(Config cfg, const blocks::ParamList<T>& params) : cfg_(std::move(cfg)) {
+    Adam(Config cfg, const ParamList<T>& params) : cfg_(std::move(cfg)) {
         RECBLOCKS_CHECK_VALUE(cfg_.lr >= 0 && cfg_.beta1 >= 0 && cfg_.beta1 < 1 && cfg_.beta2 >= 0 && cfg_.beta2 < 1 &&
                                   cfg_.eps >= 0 && cfg_.weight_decay >= 0,
                               "optim::Adam: need lr >= 0, betas in [0, 1), eps >= 0, weight_decay >= 0; got lr ",
@@ -57,7 +57,7 @@ public:
 
     /// One update of every tensor in `params` (the list given to the
     /// constructor, same order and sizes) at learning rate `lr`.
-    void step(const blocks::ParamList<T>& params, double lr) {
+    void step(const ParamList<T>& params, double lr) {
         RECBLOCKS_CHECK_SHAPE(params.size() == m_.size(), "optim::Adam::step: ", params.size(),
                               " tensors but the optimiser was built for ", m_.size());
         ++t_;
@@ -89,7 +89,7 @@ public:
     }
 
 private:
-    [[nodiscard]] bool decays(blocks::ParamKind k) const {
+    [[nodiscard]] bool decays(ParamKind k) const {
         for (auto d : cfg_.decay_kinds)
             if (d == k) return true;
         return false;
