@@ -82,7 +82,8 @@
 #include "recblocks/tokenizers/code_trie.hpp"
 #include "recblocks/decoding/constrained_beam_search.hpp"
 
-// Item tokenizers
+// Item tokenizers (one Quantizer contract for RQ and FSQ)
+#include "recblocks/tokenizers/quantizer.hpp"
 #include "recblocks/tokenizers/finite_scalar_quantizer.hpp"
 #include "recblocks/tokenizers/fsq_autoencoder.hpp"
 #include "recblocks/tokenizers/kmeans.hpp"

@@ -15,6 +15,9 @@
 // float64 NumPy reference exactly (up to libm's last-ulp tanh, which only matters on a
 // rounding boundary).
 //
+// Keeps the tokenizers::Quantizer contract (tokenizers/quantizer.hpp) with RQ:
+// train (nothing to learn: checks only), encode (z → codes), decode (codes → values).
+//
 // Errors: ValueError (levels < 2, a codebook larger than 2^62, NaN/Inf input, bad config);
 // ShapeError (channel or row mismatch); IndexError (a code or index out of range).
 #include <cmath>
@@ -100,25 +103,45 @@ public:
     /// L_c // 2: the code of the zero level, and the normalising divisor.
     [[nodiscard]] int half_width(index_t c) const { return half_width_[std::size_t(c)]; }
 
-    /// codes [N, C] (each in [0, L_c - 1]) of z [N, C]; optionally the normalised values [N, C].
-    template <class T>
-    void quantize(MatrixView<const T> z, MatrixView<std::int32_t> codes, MatrixView<T> normalised = {}) const {
+    /// Codes per vector (the tokenizers::Quantizer contract): one per channel.
+    [[nodiscard]] index_t code_length() const { return channels(); }
+
+    /// FSQ learns nothing: its grid is fixed by the levels (what is learned is
+    /// the projection into it, FsqAutoencoder). train() only checks z [N, C]
+    /// as encode() would (ShapeError, ValueError for NaN/Inf), so FSQ keeps the
+    /// tokenizers::Quantizer contract with RQ.
+    template <class T, class Be>
+    void train(const Be& /*be*/, MatrixView<const T> z) const {
+        RECBLOCKS_CHECK_SHAPE(z.cols() == channels(), "FiniteScalarQuantizer::train: z is ", z.shape(), " but there are ",
+                              channels(), " channels");
+        for (index_t r = 0; r < z.rows(); ++r)
+            for (index_t c = 0; c < z.cols(); ++c)
+                RECBLOCKS_CHECK_VALUE(std::isfinite(static_cast<double>(z(r, c))), "FiniteScalarQuantizer::train: z[", r,
+                                      ", ", c, "] = ", z(r, c), " is not finite");
+    }
+
+    /// codes [N, C] (each in [0, L_c - 1]) of z [N, C]. The backend is unused
+    /// (scalar maths in double); it is taken for the tokenizers::Quantizer contract.
+    template <class T, class Be>
+    void encode(const Be& /*be*/, MatrixView<const T> z, MatrixView<std::int32_t> codes) const {
         const index_t n = z.rows(), nc = channels();
         RECBLOCKS_CHECK_SHAPE(z.cols() == nc && codes.rows() == n && codes.cols() == nc,
-                              "FiniteScalarQuantizer::quantize: z is ", z.shape(), " and codes is ", codes.shape(),
+                              "FiniteScalarQuantizer::encode: z is ", z.shape(), " and codes is ", codes.shape(),
                               " but there are ", nc, " channels");
-        RECBLOCKS_CHECK_SHAPE(normalised.data() == nullptr || (normalised.rows() == n && normalised.cols() == nc),
-                              "FiniteScalarQuantizer::quantize: normalised is ", normalised.shape(), ", expected [", n,
-                              ", ", nc, "]");
         for (index_t r = 0; r < n; ++r)
             for (index_t c = 0; c < nc; ++c) {
                 const double v = static_cast<double>(z(r, c));
-                RECBLOCKS_CHECK_VALUE(std::isfinite(v), "FiniteScalarQuantizer::quantize: z[", r, ", ", c, "] = ", v,
+                RECBLOCKS_CHECK_VALUE(std::isfinite(v), "FiniteScalarQuantizer::encode: z[", r, ", ", c, "] = ", v,
                                       " is not finite");
-                const int q = round_level(v, c);
-                codes(r, c) = q + half_width(c);
-                if (normalised.data()) normalised(r, c) = static_cast<T>(double(q) / half_width(c));
+                codes(r, c) = round_level(v, c) + half_width(c);
             }
+    }
+
+    /// The normalised values [N, C] ((code - L//2) / (L//2), in [-1, 1]) of
+    /// codes [N, C]: the quantized z, as FSQ's quantize() returns it.
+    template <class T, class Be>
+    void decode(const Be& /*be*/, MatrixView<const std::int32_t> codes, MatrixView<T> values) const {
+        codes_to_values(codes, values);
     }
 
     /// index [N] (mixed radix, channel 0 least significant) of codes [N, C].
@@ -153,31 +176,30 @@ public:
         }
     }
 
-    /// Normalised values [N, C] ((code - L//2) / (L//2)) of codes [N, C].
-    template <class T>
-    void codes_to_values(MatrixView<const std::int32_t> codes, MatrixView<T> values) const {
-        const index_t nc = channels();
-        RECBLOCKS_CHECK_SHAPE(codes.cols() == nc && values.rows() == codes.rows() && values.cols() == nc,
-                              "FiniteScalarQuantizer::codes_to_values: codes is ", codes.shape(), " and values is ",
-                              values.shape(), "; ", nc, " channels");
-        for (index_t r = 0; r < codes.rows(); ++r)
-            for (index_t c = 0; c < nc; ++c) {
-                const std::int32_t v = codes(r, c);
-                RECBLOCKS_CHECK_INDEX(v >= 0 && v < levels(c), "FiniteScalarQuantizer::codes_to_values: codes[", r,
-                                      ", ", c, "] = ", v, " is outside [0, ", levels(c), ")");
-                values(r, c) = static_cast<T>(double(v - half_width(c)) / half_width(c));
-            }
-    }
-
     /// Normalised values [N, C] of indices [N].
     template <class T>
     void indices_to_values(VectorView<const std::int64_t> indices, MatrixView<T> values) const {
         Matrix<std::int32_t> codes(Shape<2>{{indices.size(), channels()}});
         indices_to_codes(indices, codes.view());
-        codes_to_values<T>(codes.cview(), values);
+        codes_to_values(codes.cview(), values);
     }
 
 private:
+    template <class T>
+    void codes_to_values(MatrixView<const std::int32_t> codes, MatrixView<T> values) const {
+        const index_t nc = channels();
+        RECBLOCKS_CHECK_SHAPE(codes.cols() == nc && values.rows() == codes.rows() && values.cols() == nc,
+                              "FiniteScalarQuantizer::decode: codes is ", codes.shape(), " and values is ",
+                              values.shape(), "; ", nc, " channels");
+        for (index_t r = 0; r < codes.rows(); ++r)
+            for (index_t c = 0; c < nc; ++c) {
+                const std::int32_t v = codes(r, c);
+                RECBLOCKS_CHECK_INDEX(v >= 0 && v < levels(c), "FiniteScalarQuantizer::decode: codes[", r,
+                                      ", ", c, "] = ", v, " is outside [0, ", levels(c), ")");
+                values(r, c) = static_cast<T>(double(v - half_width(c)) / half_width(c));
+            }
+    }
+
     FsqConfig cfg_;
     std::vector<double> half_, offset_, shift_;
     std::vector<int> half_width_;

@@ -161,7 +161,7 @@ public:
         Matrix<T> z(Shape<2>{{x.rows(), fsq_.channels()}});
         blocks::detail::broadcast_rows<T>(params_.b_enc.cview(), z.view());
         ops::gemm(be, Trans::no, Trans::yes, T(1), x, params_.w_enc.cview(), T(1), z.view());
-        fsq_.quantize<T>(z.cview(), codes);
+        fsq_.encode(be, z.cview(), codes);
     }
 
     /// x_hat [R, d_in] of codes [R, C] (normalised values then decoder).
@@ -171,7 +171,7 @@ public:
                               "FsqAutoencoder::decode: x_hat is ", x_hat.shape(), ", expected [", codes.rows(), ", ",
                               cfg_.d_in, "]");
         Matrix<T> q(Shape<2>{{codes.rows(), fsq_.channels()}});
-        fsq_.codes_to_values<T>(codes, q.view());
+        fsq_.decode(be, codes, q.view());
         blocks::detail::broadcast_rows<T>(params_.b_dec.cview(), x_hat);
         ops::gemm(be, Trans::no, Trans::yes, T(1), q.cview(), params_.w_dec.cview(), T(1), x_hat);
     }
