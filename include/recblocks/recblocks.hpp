@@ -36,6 +36,10 @@
 #include "recblocks/ops/top_k.hpp"
 #include "recblocks/ops/validate.hpp"
 
+// parameters: what blocks, losses, optimisers and io share
+#include "recblocks/params/matryoshka_widths.hpp"
+#include "recblocks/params/parameter_list.hpp"
+
 // data
 #include "recblocks/data/leave_one_out.hpp"
 #include "recblocks/data/left_padded_batch.hpp"
@@ -51,7 +55,6 @@
 #include "recblocks/blocks/dropout.hpp"
 #include "recblocks/blocks/sequence_embedding.hpp"
 #include "recblocks/blocks/layer_norm.hpp"
-#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/blocks/transformer_block.hpp"
 #include "recblocks/blocks/transformer_stack.hpp"
 #include "recblocks/policies/norm_placement.hpp"
@@ -76,6 +79,7 @@
 #include "recblocks/data/cloze_batches.hpp"
 #include "recblocks/models/bert4rec.hpp"
 #include "recblocks/train/cloze_trainer.hpp"
+#include "recblocks/train/checkpoint.hpp"
 
 // Semantic IDs, the catalogue trie and beam search over codes
 #include "recblocks/tokenizers/semantic_ids.hpp"
@@ -97,7 +101,6 @@
 // Matryoshka embeddings: nested widths, prefix views, MRL / MRL-E losses, fMRLRec nested linear
 #include "recblocks/blocks/matryoshka_embedding.hpp"
 #include "recblocks/blocks/matryoshka_linear.hpp"
-#include "recblocks/params/matryoshka_widths.hpp"
 #include "recblocks/eval/matryoshka_evaluation.hpp"
 #include "recblocks/losses/matryoshka_loss.hpp"
 
