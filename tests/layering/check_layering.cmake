@@ -8,7 +8,9 @@
 # `backend/cpu` if the table has that row, else to `backend`. An include of
 # "recblocks/<path>" is allowed when both ends belong to the same folder, when
 # the including folder's row lists the included folder (`*` = anything), or
-# when the exceptions table lists that exact file and include. It also fails on
+# when the exceptions table lists that exact file and include. ISA and device
+# headers (<xsimd/...>, <Eigen/...>, <cuda...>, ...) are checked the same way
+# against the "external" table: only the folders it names may include them. It also fails on
 # a cycle in the table (dependencies must point down), on a row other than
 # backend's that lists backend/cpu or backend/cuda, and on an exception that no
 # longer matches any include (delete it). Plain CMake: CI has no Python.
@@ -88,6 +90,18 @@ foreach(_line IN LISTS _exception_lines)
     endif()
 endforeach()
 
+# --- the external table: | `header prefix` | `folder`, ... | why |
+_layering_section(external _external_lines)
+set(_external_prefixes "")
+foreach(_line IN LISTS _external_lines)
+    if(_line MATCHES "^\\| *`([^`]+)` *\\|([^|]*)\\|")
+        set(_prefix "${CMAKE_MATCH_1}")
+        _layering_names("${CMAKE_MATCH_2}" _owners)
+        list(APPEND _external_prefixes "${_prefix}")
+        set("_owners_${_prefix}" "${_owners}")
+    endif()
+endforeach()
+
 set(_failures "")
 # Records one problem; the arguments are concatenated into one message.
 function(_layering_fail)
@@ -106,6 +120,13 @@ foreach(_unit IN LISTS _units)
         if(_to MATCHES "^backend/(cpu|cuda)$" AND NOT _unit MATCHES "^backend(/|$)")
             _layering_fail("docs/design.md, Layering: `${_unit}` lists `${_to}`, but only backend/ (and the umbrella "
                                   "recblocks.hpp, `*`) may include backend/cpu or backend/cuda (add a temporary exception instead)")
+        endif()
+    endforeach()
+endforeach()
+foreach(_prefix IN LISTS _external_prefixes)
+    foreach(_owner IN LISTS "_owners_${_prefix}")
+        if(NOT _owner IN_LIST _units)
+            _layering_fail("docs/design.md, Layering: `${_prefix}` headers belong to `${_owner}`, which has no row of its own")
         endif()
     endforeach()
 endforeach()
@@ -177,7 +198,34 @@ foreach(_file IN LISTS _headers)
     set(_line_no 0)
     foreach(_line IN LISTS _lines)
         math(EXPR _line_no "${_line_no} + 1")
-        if(NOT _line MATCHES "^[ \t]*#[ \t]*include[ \t]*[<\"]recblocks/([^\">]+)[\">]")
+        if(NOT _line MATCHES "^[ \t]*#[ \t]*include[ \t]*[<\"]([^\">]+)[\">]")
+            continue()
+        endif()
+        set(_included "${CMAKE_MATCH_1}")
+        if(NOT _included MATCHES "^recblocks/(.+)$")
+            # An ISA or device header: only where the external table allows it.
+            foreach(_prefix IN LISTS _external_prefixes)
+                string(FIND "${_included}" "${_prefix}" _at)
+                if(NOT _at EQUAL 0)
+                    continue()
+                endif()
+                set(_owned FALSE)
+                foreach(_owner IN LISTS "_owners_${_prefix}")
+                    if(_from STREQUAL _owner OR _from MATCHES "^${_owner}/")
+                        set(_owned TRUE)
+                    endif()
+                endforeach()
+                set(_pair "${_file} -> ${_included}")
+                if(_owned)
+                elseif(_pair IN_LIST _exceptions)
+                    list(APPEND _used_exceptions "${_pair}")
+                else()
+                    list(JOIN "_owners_${_prefix}" ", " _owners_text)
+                    _layering_fail("include/recblocks/${_file}:${_line_no}: '#include <${_included}>' breaks the rule "
+                                   "`${_prefix}...` headers belong to ${_owners_text} only, not `${_from}` "
+                                   "(docs/design.md, Layering)")
+                endif()
+            endforeach()
             continue()
         endif()
         set(_target "${CMAKE_MATCH_1}")
