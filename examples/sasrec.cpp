@@ -270,12 +270,12 @@ int run(const examples::Args& a, const std::string& mode) {
                            examples::fmt(stats.sequences_per_second()) + " seq/s  ETA " + examples::fmt(eta) + " s";
         if (a.has("save")) {
             rb::train::save_checkpoint<float>(a.str("save", ""), model.params(), &trainer.optimizer(), trainer.step(),
-                                           {{"model", "sasrec"}, {"seed", std::to_string(seed)},
-                                            {"maxlen", std::to_string(cfg.max_len)},
-                                            {"hidden_units", std::to_string(cfg.d_model)},
-                                            {"num_blocks", std::to_string(cfg.num_blocks)},
-                                            {"num_heads", std::to_string(cfg.heads)},
-                                            {"norm", a.str("norm", "query")}});
+                                              {{"model", "sasrec"}, {"seed", std::to_string(seed)},
+                                               {"maxlen", std::to_string(cfg.max_len)},
+                                               {"hidden_units", std::to_string(cfg.d_model)},
+                                               {"num_blocks", std::to_string(cfg.num_blocks)},
+                                               {"num_heads", std::to_string(cfg.heads)},
+                                               {"norm", a.str("norm", "query")}});
         }
         if (eval_every > 0 && (stats.epoch % eval_every == 0 || e + 1 == epochs)) {
             auto v = eopt;

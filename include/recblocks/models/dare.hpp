@@ -106,10 +106,10 @@ public:
         // The learnable tensors, in a fixed order (the coupled policy has no separate attention table).
         if (decoupled()) {
             append_param(params_, "embedding.", "attention.weight", emb_.table(Table::attention),
-                                 emb_.grad(Table::attention), ParamKind::embedding);
+                         emb_.grad(Table::attention), ParamKind::embedding);
         }
         append_param(params_, "embedding.", "representation.weight", emb_.table(Table::representation),
-                             emb_.grad(Table::representation), ParamKind::embedding);
+                     emb_.grad(Table::representation), ParamKind::embedding);
         for (std::size_t l = 0; l < layers_.size(); ++l) {
             const std::string p = "mlp." + std::to_string(l) + ".";
             append_param(params_, p, "weight", layers_[l].w, layers_[l].gw, ParamKind::weight);
