@@ -14,6 +14,7 @@
 
 #include "bench_common.hpp"
 #include "recblocks/models/generative_retriever.hpp"
+#include "recblocks/optim/adam.hpp"
 
 namespace {
 

@@ -18,7 +18,7 @@ namespace {
 
 using bench::Be;
 
-rb::blocks::MatryoshkaWidths widths64() { return rb::blocks::MatryoshkaWidths({8, 16, 32, 64}, 64); }
+rb::MatryoshkaWidths widths64() { return rb::MatryoshkaWidths({8, 16, 32, 64}, 64); }
 
 void BM_MatryoshkaBce_ForwardBackward(benchmark::State& state) {
     const rb::index_t rows = state.range(0), n = state.range(1), d = 64;

@@ -30,7 +30,7 @@
 //
 // ctest-args: --dataset data/ml-latest-small/ratings.csv --format movielens-csv --maxlen 20 --hidden_units 16 --num_epochs 1 --warmup_steps 1 --eval full
 // ctest-args-sanitize: --dataset data/ml-latest-small/ratings.csv --format movielens-csv --maxlen 8 --hidden_units 8 --num_blocks 1 --batch_size 128 --num_epochs 1 --warmup_steps 0 --eval sampled --threads 2
-#include <recblocks/io/checkpoint.hpp>
+#include <recblocks/train/checkpoint.hpp>
 #include <recblocks/recblocks.hpp>
 
 #include <chrono>
@@ -83,7 +83,7 @@ int recommend(const examples::Args& a) {
     rb::ThreadPool pool(examples::thread_count(a));
     const rb::backend::Cpu<rb::isa::Dispatch> be{&pool};
     rb::models::BERT4Rec<float> model(cfg, rb::Rng(0));
-    rb::io::load_checkpoint<float>(a.str("load", ""), model.params(), nullptr);
+    rb::train::load_checkpoint<float>(a.str("load", ""), model.params(), nullptr);
     examples::print_recommendations(a, dataset, model, be, pool, cfg.max_len);
     return 0;
 }

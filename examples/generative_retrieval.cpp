@@ -30,6 +30,7 @@
 #include <recblocks/recblocks.hpp>
 #include <recblocks/data/item_text_features.hpp>
 #include <recblocks/models/generative_retriever.hpp>
+#include <recblocks/train/generative_trainer.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -111,10 +112,10 @@ GenResult run_generative(const Setup& s, const std::string& name, const rb::toke
     cfg.heads = 2;
     cfg.dropout = 0.1;
     rb::models::GenerativeRetriever<float> model(cfg, ids, rb::Rng(s.seed));
-    rb::models::GenerativeTrainingOptions opt;
+    rb::train::GenerativeTrainingOptions opt;
     opt.seed = s.seed;
     opt.lr = s.lr;
-    rb::models::GenerativeTrainer<float> trainer(model, s.split.train, opt);
+    rb::train::GenerativeTrainer<float> trainer(model, s.split.train, opt);
     const auto t0 = std::chrono::steady_clock::now();
     for (index_t e = 0; e < s.epochs; ++e) {
         const auto st = trainer.train_epoch(be, pool);
@@ -340,7 +341,7 @@ int main(int argc, char** argv) try {
         const auto channels = static_cast<index_t>(fsq_levels.size());
         std::string lvname;
         for (const int l : fsq_levels) lvname += (lvname.empty() ? "" : "-") + std::to_string(l);
-        rb::blocks::ParamList<float> params;
+        rb::ParamList<float> params;
         ae.append_params("fsq.", params);
         rb::optim::Adam<float> adam({}, params);
         const index_t bsz = std::min<index_t>(256, n);

@@ -42,7 +42,7 @@
 // the retrieval benchmarks.
 //
 // ctest-args: --dataset data/ml-latest-small/ratings.csv --format movielens-csv --maxlen 20 --hidden_units 16 --num_epochs 1 --eval full
-#include <recblocks/io/checkpoint.hpp>
+#include <recblocks/train/checkpoint.hpp>
 #include <recblocks/eval/matryoshka_evaluation.hpp>
 #include <recblocks/io/pytorch_import.hpp>
 #include <recblocks/recblocks.hpp>
@@ -96,7 +96,7 @@ rb::models::SASRecConfig model_config(const examples::Args& a, index_t num_items
     if (pos != "from_one" && pos != "per_slot") throw rb::ValueError("--positions must be from_one or per_slot");
     c.positions = pos == "from_one" ? rb::blocks::PositionRows::from_one : rb::blocks::PositionRows::per_slot;
     if (a.has("matryoshka")) {
-        c.matryoshka_widths = rb::blocks::MatryoshkaWidths::parse(a.str("matryoshka", ""), c.d_model).widths();
+        c.matryoshka_widths = rb::MatryoshkaWidths::parse(a.str("matryoshka", ""), c.d_model).widths();
         if (a.has("matryoshka_weights")) {
             const std::string w = a.str("matryoshka_weights", "");
             std::size_t i = 0;
@@ -218,7 +218,7 @@ int run(const examples::Args& a, const std::string& mode) {
         if (a.has("load") == a.has("load_pytorch"))
             throw rb::ValueError("recommend needs one of --load FILE and --load_pytorch FILE");
         if (a.has("load_pytorch")) load_pytorch(a, model);
-        else rb::io::load_checkpoint<float>(a.str("load", ""), model.params(), nullptr);
+        else rb::train::load_checkpoint<float>(a.str("load", ""), model.params(), nullptr);
         examples::print_recommendations(a, dataset, model, be, pool, cfg.max_len);
         return 0;
     }
@@ -233,7 +233,7 @@ int run(const examples::Args& a, const std::string& mode) {
         load_pytorch(a, model);
     }
     if (a.has("load")) {
-        const auto ck = rb::io::load_checkpoint<float>(a.str("load", ""), model.params(), &trainer.optimizer());
+        const auto ck = rb::train::load_checkpoint<float>(a.str("load", ""), model.params(), &trainer.optimizer());
         trainer.set_step(ck.step);
         if (const auto it = ck.metadata.find("seed"); it != ck.metadata.end() && it->second != std::to_string(seed))
             std::fprintf(stderr, "warning: the checkpoint was trained with --seed %s; resuming with --seed %llu "
@@ -269,13 +269,13 @@ int run(const examples::Args& a, const std::string& mode) {
         std::string line = "epoch " + std::to_string(stats.epoch) + "  loss " + examples::fmt(stats.mean_loss) + "  " +
                            examples::fmt(stats.sequences_per_second()) + " seq/s  ETA " + examples::fmt(eta) + " s";
         if (a.has("save")) {
-            rb::io::save_checkpoint<float>(a.str("save", ""), model.params(), &trainer.optimizer(), trainer.step(),
-                                           {{"model", "sasrec"}, {"seed", std::to_string(seed)},
-                                            {"maxlen", std::to_string(cfg.max_len)},
-                                            {"hidden_units", std::to_string(cfg.d_model)},
-                                            {"num_blocks", std::to_string(cfg.num_blocks)},
-                                            {"num_heads", std::to_string(cfg.heads)},
-                                            {"norm", a.str("norm", "query")}});
+            rb::train::save_checkpoint<float>(a.str("save", ""), model.params(), &trainer.optimizer(), trainer.step(),
+                                              {{"model", "sasrec"}, {"seed", std::to_string(seed)},
+                                               {"maxlen", std::to_string(cfg.max_len)},
+                                               {"hidden_units", std::to_string(cfg.d_model)},
+                                               {"num_blocks", std::to_string(cfg.num_blocks)},
+                                               {"num_heads", std::to_string(cfg.heads)},
+                                               {"norm", a.str("norm", "query")}});
         }
         if (eval_every > 0 && (stats.epoch % eval_every == 0 || e + 1 == epochs)) {
             auto v = eopt;
@@ -292,7 +292,7 @@ int run(const examples::Args& a, const std::string& mode) {
     if (a.has("save_embeddings")) save_embeddings(a.str("save_embeddings", ""), model, be, pool, split, cfg.max_len, cfg.d_model);
     if (!cfg.matryoshka_widths.empty()) {
         const auto widths = a.has("eval_widths")
-                                ? rb::blocks::MatryoshkaWidths::parse(a.str("eval_widths", ""), cfg.d_model).widths()
+                                ? rb::MatryoshkaWidths::parse(a.str("eval_widths", ""), cfg.d_model).widths()
                                 : cfg.matryoshka_widths;
         print_matryoshka_json(model, be, pool, split, n_items, cfg, eopt, proto, trainer.epoch(),
                               train_seconds > 0 ? double(train_sequences) / train_seconds : 0.0, pool.size(), widths);

@@ -37,6 +37,10 @@
 #include "recblocks/ops/top_k.hpp"
 #include "recblocks/ops/validate.hpp"
 
+// parameters: what blocks, losses, optimisers and io share
+#include "recblocks/params/matryoshka_widths.hpp"
+#include "recblocks/params/parameter_list.hpp"
+
 // data
 #include "recblocks/data/leave_one_out.hpp"
 #include "recblocks/data/left_padded_batch.hpp"
@@ -52,7 +56,6 @@
 #include "recblocks/blocks/dropout.hpp"
 #include "recblocks/blocks/sequence_embedding.hpp"
 #include "recblocks/blocks/layer_norm.hpp"
-#include "recblocks/blocks/parameter_list.hpp"
 #include "recblocks/blocks/transformer_block.hpp"
 #include "recblocks/blocks/transformer_stack.hpp"
 #include "recblocks/policies/norm_placement.hpp"
@@ -77,25 +80,28 @@
 #include "recblocks/data/cloze_batches.hpp"
 #include "recblocks/models/bert4rec.hpp"
 #include "recblocks/train/cloze_trainer.hpp"
+#include "recblocks/train/checkpoint.hpp"
 
 // Semantic IDs, the catalogue trie and beam search over codes
 #include "recblocks/tokenizers/semantic_ids.hpp"
 #include "recblocks/tokenizers/code_trie.hpp"
 #include "recblocks/decoding/constrained_beam_search.hpp"
 
-// Item tokenizers
+// Item tokenizers (one Quantizer contract for RQ and FSQ)
+#include "recblocks/tokenizers/quantizer.hpp"
 #include "recblocks/tokenizers/finite_scalar_quantizer.hpp"
+#include "recblocks/tokenizers/fsq_autoencoder.hpp"
 #include "recblocks/tokenizers/kmeans.hpp"
 #include "recblocks/tokenizers/residual_quantizer.hpp"
 
 // Generative retrieval: item text features and the generative retriever
 #include "recblocks/data/item_text_features.hpp"
 #include "recblocks/models/generative_retriever.hpp"
+#include "recblocks/train/generative_trainer.hpp"
 
 // Matryoshka embeddings: nested widths, prefix views, MRL / MRL-E losses, fMRLRec nested linear
 #include "recblocks/blocks/matryoshka_embedding.hpp"
 #include "recblocks/blocks/matryoshka_linear.hpp"
-#include "recblocks/blocks/matryoshka_widths.hpp"
 #include "recblocks/eval/matryoshka_evaluation.hpp"
 #include "recblocks/losses/matryoshka_loss.hpp"
 

@@ -17,7 +17,6 @@
 #include "recblocks/io/safetensors.hpp"
 
 using namespace recblocks;
-using blocks::MatryoshkaWidths;
 
 TEST_CASE("MatryoshkaWidths: validation with clear messages", "[matryoshka][blocks]") {
     const MatryoshkaWidths w({8, 16, 32, 64}, 64);

@@ -45,11 +45,11 @@ void gradcheck_block(double dropout, bool with_padding) {
     ThreadPool pool(1);
     blocks::TransformerBlockConfig cfg{kD, 2, 12, Activation::gelu, dropout, -1.0, 1e-5};
     blocks::TransformerBlock<double, Mask, Norm> block(cfg, Rng(21));
-    blocks::ParamList<double> params;
+    ParamList<double> params;
     block.append_params("", params);
     // Non-trivial norm parameters, so their gradients are exercised.
     for (auto& p : params)
-        if (p.kind != blocks::ParamKind::weight)
+        if (p.kind != ParamKind::weight)
             for (index_t i = 0; i < p.numel(); ++i) p.value[i] += 0.1 * std::sin(double(i + 1));
     const auto keep = left_padding();
     const auto key_keep = with_padding ? keep.cview() : MatrixView<const std::uint8_t>{};
@@ -63,7 +63,7 @@ void gradcheck_block(double dropout, bool with_padding) {
         for (index_t i = 0; i < o.numel(); ++i) s += o.data()[i] * w.data()[i];
         return s;
     };
-    blocks::zero_grads(params);
+    recblocks::zero_grads(params);
     block.forward(ref, pool, x.cview(), y.view(), key_keep, 9, true);
     Tensor<double, 3> dy = w;
     block.backward(ref, pool, dy.view(), dx.view());
@@ -97,7 +97,7 @@ TEST_CASE("transformer stack gradients match finite differences", "[blocks][tran
     cfg.block = {kD, 2, 0, Activation::relu, 0.2, -1.0, 1e-8};
     cfg.num_blocks = 2;
     Stack stack(cfg, Rng(4));
-    blocks::ParamList<double> params;
+    ParamList<double> params;
     stack.append_params("", params);
     REQUIRE(params.size() == 2 * 12 + 2);
     CHECK(params.front().name == "blocks.0.attention.in_proj_weight");
@@ -113,7 +113,7 @@ TEST_CASE("transformer stack gradients match finite differences", "[blocks][tran
         for (index_t i = 0; i < o.numel(); ++i) s += o.data()[i] * w.data()[i];
         return s;
     };
-    blocks::zero_grads(params);
+    recblocks::zero_grads(params);
     stack.forward(ref, pool, x.cview(), keep.cview(), y.view(), 3, true);
     Tensor<double, 3> dy = w;
     stack.backward(ref, pool, dy.view(), dx.view());

@@ -36,7 +36,7 @@ void require_close(const io::SafetensorsReader& r, const std::string& name, cons
 /// The golden file's inputs.
 struct Golden {
     io::SafetensorsReader r = golden();
-    blocks::MatryoshkaWidths widths{{3, 5, 8}, 8, {0.5, 1.0, 2.0}};
+    MatryoshkaWidths widths{{3, 5, 8}, 8, {0.5, 1.0, 2.0}};
     Matrix<double> hidden = r.load<double, 2>("hidden"), table = r.load<double, 2>("table");
     Vector<double> bias = r.load<double, 1>("bias");
     Vector<row_id_t> pos = r.load<row_id_t, 1>("pos"), targets = r.load<row_id_t, 1>("targets");
@@ -100,7 +100,7 @@ TEST_CASE("Matryoshka BCE (MRL-E and MRL) matches PyTorch and finite differences
 TEST_CASE("Matryoshka BCE with one width is the plain BCE loss", "[matryoshka][losses]") {
     Golden g;
     losses::MatryoshkaBceWithNegatives<double> bce;
-    const auto v = bce.shared(blocks::MatryoshkaWidths({8}, 8), g.hidden.cview(), g.table.cview(), g.pos.cview(),
+    const auto v = bce.shared(MatryoshkaWidths({8}, 8), g.hidden.cview(), g.table.cview(), g.pos.cview(),
                               g.neg.cview(), g.d_hidden.view(), g.d_table.view());
     Matrix<double> dh(g.hidden.shape()), dt(g.table.shape());
     const auto ref = losses::bce_with_negatives<double>(g.hidden.cview(), g.table.cview(), g.pos.cview(), g.neg.cview(),
@@ -171,7 +171,7 @@ TEST_CASE("Matryoshka losses: f32 on the CPU backend agrees with f64", "[matryos
 TEST_CASE("Matryoshka losses: bad shapes and ids are named errors", "[matryoshka][losses]") {
     Golden g;
     losses::MatryoshkaBceWithNegatives<double> bce;
-    const blocks::MatryoshkaWidths w16({8, 16}, 16);
+    const MatryoshkaWidths w16({8, 16}, 16);
     REQUIRE_THROWS_WITH(bce.shared(w16, g.hidden.cview(), g.table.cview(), g.pos.cview(), g.neg.cview(),
                                    g.d_hidden.view(), g.d_table.view()),
                         Catch::Contains("hidden has 8 columns but the widths end at 16"));

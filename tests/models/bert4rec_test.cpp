@@ -27,7 +27,7 @@ void require_close(const io::SafetensorsReader& r, const std::string& name, cons
     if (rec.shape.empty()) {
         want[0] = r.load_scalar<double>(name);
     } else {
-        blocks::ParamRef<double> tmp{name, want.data(), nullptr, {}, blocks::ParamKind::weight};
+        ParamRef<double> tmp{name, want.data(), nullptr, {}, ParamKind::weight};
         for (auto e : rec.shape) tmp.shape.push_back(static_cast<index_t>(e));
         io::load_param(r, name, tmp);
     }
@@ -120,14 +120,14 @@ models::BERT4RecConfig tiny_config() {
 
 /// Random values everywhere (as the golden files), so no gradient term hides behind a 1 or a 0.
 template <class T>
-void randomize(const blocks::ParamList<T>& params, std::uint64_t seed) {
+void randomize(const ParamList<T>& params, std::uint64_t seed) {
     const Rng rng(seed);
     for (std::size_t k = 0; k < params.size(); ++k) {
         const auto& p = params[k];
         const Rng r = rng.substream(k);
         for (index_t i = 0; i < p.numel(); ++i) {
             const double z = r.normal(std::uint64_t(i));
-            if (p.kind == blocks::ParamKind::norm && p.name.ends_with("weight")) p.value[i] = T(1.0 + 0.2 * z);
+            if (p.kind == ParamKind::norm && p.name.ends_with("weight")) p.value[i] = T(1.0 + 0.2 * z);
             else if (p.shape.size() == 1) p.value[i] = T(0.1 * z);
             else p.value[i] = T(z / std::sqrt(double(p.shape[1])));
         }
@@ -208,9 +208,9 @@ TEST_CASE("BERT4Rec parameters: names, shapes, the reference name map", "[models
     CHECK(io::map_name(map, "out_bias") == "out_bias");
     // BERT's initialisation: truncated normal (|w| <= 2 sigma), zero linear biases, padding row zero.
     for (const auto& p : m.params()) {
-        if (p.kind == blocks::ParamKind::bias)
+        if (p.kind == ParamKind::bias)
             for (index_t i = 0; i < p.numel(); ++i) REQUIRE(p.value[i] == 0.0f);
-        if (p.kind == blocks::ParamKind::weight || p.kind == blocks::ParamKind::embedding)
+        if (p.kind == ParamKind::weight || p.kind == ParamKind::embedding)
             for (index_t i = 0; i < p.numel(); ++i) REQUIRE(std::fabs(p.value[i]) <= 0.04f + 1e-7f);
     }
     for (index_t c = 0; c < 8; ++c) CHECK(m.item_table()(0, c) == 0.0f);

@@ -10,6 +10,7 @@
 #include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/backend/reference/primitives.hpp"
 #include "recblocks/models/generative_retriever.hpp"
+#include "recblocks/train/generative_trainer.hpp"
 #include "recblocks/ops/top_k.hpp"
 
 using namespace recblocks;
@@ -141,10 +142,10 @@ TEST_CASE("generative retriever: training lowers the loss; constrained decoding 
     cfg.dropout = 0.0;
     models::GenerativeRetriever<float> model(cfg, ids, Rng(7));
     const auto users = cyclic_users(48, 12, 8);
-    models::GenerativeTrainingOptions opt;
+    train::GenerativeTrainingOptions opt;
     opt.batch_size = 16;
     opt.lr = 5e-3;
-    models::GenerativeTrainer<float> trainer(model, users, opt);
+    train::GenerativeTrainer<float> trainer(model, users, opt);
     const double first = trainer.train_epoch(be, pool).mean_loss;
     double last = first;
     for (int e = 0; e < 30; ++e) last = trainer.train_epoch(be, pool).mean_loss;
@@ -217,9 +218,9 @@ TEST_CASE("generative retriever: same losses and scores on 1 and 2 threads", "[g
         ThreadPool pool(threads);
         const backend::Cpu<isa::Dispatch> be{&pool};
         models::GenerativeRetriever<float> model(cfg, ids, Rng(11));
-        models::GenerativeTrainingOptions opt;
+        train::GenerativeTrainingOptions opt;
         opt.batch_size = 8;
-        models::GenerativeTrainer<float> trainer(model, users, opt);
+        train::GenerativeTrainer<float> trainer(model, users, opt);
         for (int s = 0; s < 12; ++s) losses[threads - 1].push_back(trainer.train_step(be, pool));
         Matrix<row_id_t> hist(Shape<2>{{3, 6}});
         for (index_t u = 0; u < 3; ++u)

@@ -30,7 +30,7 @@ void require_close(const io::SafetensorsReader& r, const std::string& name, cons
     std::vector<double> want(static_cast<std::size_t>(rec.numel()));
     Shape<1> s{{static_cast<index_t>(want.size())}};
     // Flatten through a rank-matched load.
-    blocks::ParamRef<double> tmp{name, want.data(), nullptr, {}, blocks::ParamKind::weight};
+    ParamRef<double> tmp{name, want.data(), nullptr, {}, ParamKind::weight};
     for (auto e : rec.shape) tmp.shape.push_back(static_cast<index_t>(e));
     if (rec.shape.empty()) want[0] = r.load_scalar<double>(name);
     else io::load_param(r, name, tmp);

@@ -15,13 +15,13 @@ using namespace recblocks;
 namespace {
 struct TwoTensors {
     Vector<double> w{Shape<1>{{3}}}, gw{Shape<1>{{3}}}, b{Shape<1>{{2}}}, gb{Shape<1>{{2}}};
-    blocks::ParamList<double> list;
+    ParamList<double> list;
     TwoTensors() {
         const double w0[3] = {0.5, -1.0, 2.0}, b0[2] = {0.1, -0.2};
         std::copy(w0, w0 + 3, w.data());
         std::copy(b0, b0 + 2, b.data());
-        blocks::append_param(list, "", "w", w, gw, blocks::ParamKind::weight);
-        blocks::append_param(list, "", "b", b, gb, blocks::ParamKind::bias);
+        append_param(list, "", "w", w, gw, ParamKind::weight);
+        append_param(list, "", "b", b, gb, ParamKind::bias);
     }
     void set_grads(int step) {
         for (index_t i = 0; i < 3; ++i) gw(i) = std::sin(double(step * 3 + i));

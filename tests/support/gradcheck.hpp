@@ -1,13 +1,13 @@
 #pragma once
 // Central finite differences against analytic gradients, for any block that
-// lists its tensors in a blocks::ParamList<double>.
+// lists its tensors in a ParamList<double>.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <functional>
 #include <string>
 
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/parameter_list.hpp"
 
 namespace rbtest {
 
@@ -30,7 +30,7 @@ inline void check_fd(const std::string& name, double* values, const double* grad
 }
 
 /// Checks every parameter of the list.
-inline void check_fd(const recblocks::blocks::ParamList<double>& params, const std::function<double()>& loss,
+inline void check_fd(const recblocks::ParamList<double>& params, const std::function<double()>& loss,
                      double tol = 1e-5, recblocks::index_t max_checks_per_tensor = 400) {
     for (const auto& p : params) {
         const recblocks::index_t n = p.numel();

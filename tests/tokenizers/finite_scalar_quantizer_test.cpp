@@ -12,6 +12,7 @@
 #include "recblocks/backend/reference/primitives.hpp"
 #include "recblocks/io/safetensors.hpp"
 #include "recblocks/tokenizers/finite_scalar_quantizer.hpp"
+#include "recblocks/tokenizers/fsq_autoencoder.hpp"
 
 using namespace recblocks;
 using tokenizers::FiniteScalarQuantizer;
@@ -21,6 +22,7 @@ using tokenizers::FsqVariant;
 
 TEST_CASE("golden: FSQ codes and indices equal the NumPy reference (both variants)", "[tokenizers][fsq][golden]") {
     const auto r = io::SafetensorsReader::open(std::string(RECBLOCKS_SOURCE_DIR) + "/tests/golden/tokenizer_fsq.safetensors");
+    const backend::Reference ref{};
     const std::vector<std::vector<int>> sets{{8, 5, 5, 5}, {8, 8, 8, 6, 5}, {2, 3, 4, 7}};
     for (const auto& levels : sets) {
         std::string key;
@@ -32,7 +34,8 @@ TEST_CASE("golden: FSQ codes and indices equal the NumPy reference (both variant
             const Vector<std::int64_t> want_idx = r.load<std::int64_t, 1>(std::string("index.") + name + "." + key);
             Matrix<std::int32_t> codes(want.shape());
             Matrix<double> values(z.shape());
-            fsq.quantize<double>(z.cview(), codes.view(), values.view());
+            fsq.encode(ref, z.cview(), codes.view());
+            fsq.decode(ref, codes.cview(), values.view());
             Vector<std::int64_t> idx(want_idx.shape());
             fsq.codes_to_indices(codes.cview(), idx.view());
             index_t mismatches = 0;
@@ -51,6 +54,7 @@ TEST_CASE("golden: FSQ codes and indices equal the NumPy reference (both variant
 }
 
 TEST_CASE("FSQ: implicit codebook size, mixed-radix index round trip, values", "[tokenizers][fsq]") {
+    const backend::Reference ref{};
     const FiniteScalarQuantizer a(FsqConfig{{8, 5, 5, 5}}), b(FsqConfig{{8, 8, 8, 6, 5}, FsqVariant::lucidrains});
     REQUIRE(a.codebook_size() == 1000);
     REQUIRE(b.codebook_size() == 15360);
@@ -66,7 +70,7 @@ TEST_CASE("FSQ: implicit codebook size, mixed-radix index round trip, values", "
         for (index_t i = 0; i < n; ++i) REQUIRE(back(i) == i);
         REQUIRE(codes(1, 0) == 1);  // channel 0 least significant
         Matrix<float> v(Shape<2>{{n, q->channels()}}), v2(v.shape());
-        q->codes_to_values<float>(codes.cview(), v.view());
+        q->decode(ref, codes.cview(), v.view());
         q->indices_to_values<float>(idx.cview(), v2.view());
         for (index_t i = 0; i < v.numel(); ++i) {
             REQUIRE(v.data()[i] == v2.data()[i]);
@@ -76,7 +80,7 @@ TEST_CASE("FSQ: implicit codebook size, mixed-radix index round trip, values", "
     // Zero maps to the centre code for odd L, and to the upper-middle code for even L (half-level offset).
     Matrix<double> z(Shape<2>{{1, 4}});
     Matrix<std::int32_t> c(Shape<2>{{1, 4}});
-    a.quantize<double>(z.cview(), c.view());
+    a.encode(ref, z.cview(), c.view());
     REQUIRE(c(0, 0) == 4);
     REQUIRE(c(0, 1) == 2);
 }
@@ -88,7 +92,7 @@ TEST_CASE("FSQ autoencoder: straight-through gradients match finite differences"
         Matrix<double> x(Shape<2>{{9, 7}}), xh(x.shape()), dxh(x.shape());
         const Rng rng(5);
         for (index_t i = 0; i < x.numel(); ++i) x.data()[i] = 2.0 * rng.normal(std::uint64_t(i));
-        blocks::ParamList<double> params;
+        ParamList<double> params;
         ae.append_params("fsq.", params);
         // Without rounding the loss is smooth and its gradient is exactly the straight-through one.
         ae.zero_grads();
@@ -100,7 +104,7 @@ TEST_CASE("FSQ autoencoder: straight-through gradients match finite differences"
         ae.zero_grads();
         ae.forward(ref, x.cview(), xh.view(), true);
         ae.backward(ref, dxh.view());
-        blocks::ParamList<double> dec(params.begin() + 2, params.end());
+        ParamList<double> dec(params.begin() + 2, params.end());
         rbtest::check_fd(dec, [&] { return ae.forward(ref, x.cview(), xh.view(), true); }, 1e-5);
     }
 }
@@ -118,7 +122,7 @@ TEST_CASE("FSQ autoencoder trains (loss falls) and encodes / decodes", "[tokeniz
                                          rng.normal(std::uint64_t(i * 3 + 1)) * std::cos(0.5 * double(t)) +
                                          rng.normal(std::uint64_t(i * 3 + 2)) * 0.3);
     FsqAutoencoder<float> ae({d, FsqConfig{{8, 5, 5, 5}}}, Rng(1));
-    blocks::ParamList<float> params;
+    ParamList<float> params;
     ae.append_params("", params);
     optim::Adam<float> adam({}, params);
     const double first = ae.train_step(be, x.cview(), adam, params, 1e-2);
@@ -140,13 +144,14 @@ TEST_CASE("FSQ rejects bad input with named errors", "[tokenizers][fsq][errors]"
     REQUIRE_THROWS_AS(FiniteScalarQuantizer(FsqConfig{{}}), ValueError);
     REQUIRE_THROWS_AS(FiniteScalarQuantizer(FsqConfig{{8, 5}, FsqVariant::paper, -1.0}), ValueError);
     const FiniteScalarQuantizer q(FsqConfig{{8, 5, 5, 5}});
+    const backend::Reference ref{};
     Matrix<double> z(Shape<2>{{2, 3}});
     Matrix<std::int32_t> codes(Shape<2>{{2, 3}});
-    REQUIRE_THROWS_AS(q.quantize<double>(z.cview(), codes.view()), ShapeError);
+    REQUIRE_THROWS_AS(q.encode(ref, z.cview(), codes.view()), ShapeError);
     Matrix<double> z4(Shape<2>{{2, 4}});
     Matrix<std::int32_t> c4(Shape<2>{{2, 4}});
     z4(1, 2) = std::numeric_limits<double>::quiet_NaN();
-    REQUIRE_THROWS_AS(q.quantize<double>(z4.cview(), c4.view()), ValueError);
+    REQUIRE_THROWS_AS(q.encode(ref, z4.cview(), c4.view()), ValueError);
     Vector<std::int64_t> idx(Shape<1>{{2}});
     idx(1) = 1000;
     REQUIRE_THROWS_AS(q.indices_to_codes(idx.cview(), c4.view()), IndexError);

@@ -45,7 +45,7 @@ fs::path temp_file(const std::string& name) {
     return dir / name;
 }
 
-std::vector<float> snapshot(const blocks::ParamList<float>& params) {
+std::vector<float> snapshot(const ParamList<float>& params) {
     std::vector<float> out;
     for (const auto& p : params) out.insert(out.end(), p.value, p.value + p.numel());
     return out;
@@ -201,7 +201,7 @@ TEST_CASE("BERT4Rec training resumed from a checkpoint continues bit-exactly", "
     auto other = toy_config();
     other.num_items = 41;
     models::BERT4Rec<float> c(other, Rng(3));
-    REQUIRE_THROWS_WITH(io::load_checkpoint<float>(path, c.params(), nullptr),
+    REQUIRE_THROWS_WITH(train::load_checkpoint<float>(path, c.params(), nullptr),
                         Catch::Contains("tensor \"item_emb.weight\" is [42, 16] but the model's is [43, 16]"));
 }
 

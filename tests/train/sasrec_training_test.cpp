@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "recblocks/backend/cpu/primitives.hpp"
-#include "recblocks/io/checkpoint.hpp"
+#include "recblocks/train/checkpoint.hpp"
 #include "recblocks/io/pytorch_import.hpp"
 #include "recblocks/models/sasrec.hpp"
 #include "recblocks/train/next_item_trainer.hpp"
@@ -47,7 +47,7 @@ fs::path temp_file(const std::string& name) {
     return dir / name;
 }
 
-std::vector<float> snapshot(const blocks::ParamList<float>& params) {
+std::vector<float> snapshot(const ParamList<float>& params) {
     std::vector<float> out;
     for (const auto& p : params) out.insert(out.end(), p.value, p.value + p.numel());
     return out;
@@ -67,13 +67,13 @@ TEST_CASE("training resumed from a checkpoint continues bit-exactly", "[train][c
     models::SASRec<float> a(toy_config(), Rng(3));
     train::NextItemTrainer<float, models::SASRec<float>> ta(a, seqs, 40, 10, opt);
     for (int i = 0; i < 5; ++i) ta.train_step(be, pool);  // crosses an epoch boundary (4 steps per epoch)
-    io::save_checkpoint<float>(path, a.params(), &ta.optimizer(), ta.step(), {{"model", "sasrec"}});
+    train::save_checkpoint<float>(path, a.params(), &ta.optimizer(), ta.step(), {{"model", "sasrec"}});
     for (int i = 0; i < 4; ++i) ta.train_step(be, pool);
 
     models::SASRec<float> b(toy_config(), Rng(3));  // same seed: dropout masks are keyed by (seed, step)
     for (const auto& p : b.params()) std::fill(p.value, p.value + p.numel(), 0.5f);  // weights come from the file
     train::NextItemTrainer<float, models::SASRec<float>> tb(b, seqs, 40, 10, opt);
-    const auto info = io::load_checkpoint<float>(path, b.params(), &tb.optimizer());
+    const auto info = train::load_checkpoint<float>(path, b.params(), &tb.optimizer());
     CHECK(info.step == 5);
     CHECK(info.metadata.at("model") == "sasrec");
     tb.set_step(info.step);
@@ -84,28 +84,28 @@ TEST_CASE("training resumed from a checkpoint continues bit-exactly", "[train][c
 TEST_CASE("checkpoint loading rejects bad files and leaves the model untouched", "[train][checkpoint]") {
     models::SASRec<float> m(toy_config(), Rng(3));
     const auto path = temp_file("bad.safetensors");
-    io::save_checkpoint<float>(path, m.params(), nullptr, 7);
+    train::save_checkpoint<float>(path, m.params(), nullptr, 7);
     auto bigger = toy_config();
     bigger.d_model = 8;
     models::SASRec<float> other(bigger, Rng(1));
     const auto before = snapshot(other.params());
-    REQUIRE_THROWS_WITH(io::load_checkpoint<float>(path, other.params(), nullptr),
+    REQUIRE_THROWS_WITH(train::load_checkpoint<float>(path, other.params(), nullptr),
                         Catch::Contains("tensor \"item_emb.weight\" is [41, 16] but the model's is [41, 8]"));
     CHECK(snapshot(other.params()) == before);
     // No optimiser state saved, but asked for.
     train::NextItemTrainer<float, models::SASRec<float>> t(m, toy_sequences(10, 40, 12), 40, 10, {});
-    REQUIRE_THROWS_WITH(io::load_checkpoint<float>(path, m.params(), &t.optimizer()),
+    REQUIRE_THROWS_WITH(train::load_checkpoint<float>(path, m.params(), &t.optimizer()),
                         Catch::Contains("no tensor \"optimizer.m/item_emb.weight\""));
     // Truncated file.
     const auto size = fs::file_size(path);
     fs::resize_file(path, size / 2);
-    REQUIRE_THROWS_AS(io::load_checkpoint<float>(path, m.params(), nullptr), FormatError);
+    REQUIRE_THROWS_AS(train::load_checkpoint<float>(path, m.params(), nullptr), FormatError);
     // A PyTorch state_dict is not a checkpoint.
-    REQUIRE_THROWS_WITH(io::load_checkpoint<float>(std::string(RECBLOCKS_SOURCE_DIR) +
+    REQUIRE_THROWS_WITH(train::load_checkpoint<float>(std::string(RECBLOCKS_SOURCE_DIR) +
                                                        "/tests/golden/sasrec_query.safetensors",
                                                    m.params(), nullptr),
                         Catch::Contains("not a recblocks checkpoint"));
-    REQUIRE_THROWS_AS(io::load_checkpoint<float>(temp_file("missing.safetensors"), m.params(), nullptr), IoError);
+    REQUIRE_THROWS_AS(train::load_checkpoint<float>(temp_file("missing.safetensors"), m.params(), nullptr), IoError);
 }
 
 TEST_CASE("a NaN stops training before the weights change", "[train]") {

@@ -39,11 +39,6 @@
 #include "recblocks/core/tensor_view.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
-template <class T>
-struct AdamUpdate;  // ops/adam_update.hpp
-RECBLOCKS_NAMESPACE_END
-
-RECBLOCKS_NAMESPACE_BEGIN
 
 /// Whether gemm uses a matrix as stored or transposed.
 enum class Trans : bool { no = false, yes = true };
@@ -52,6 +47,14 @@ enum class Trans : bool { no = false, yes = true };
 enum class Activation : std::uint8_t {
     relu,  ///< max(x, 0); derivative 0 at x == 0 (PyTorch's convention)
     gelu,  ///< x * Phi(x) with the exact erf form (BERT, PyTorch's default)
+};
+
+/// The scalars of one fused Adam update (ops/adam_update.hpp says what it computes).
+template <class T>
+struct AdamUpdate {
+    T step_size, beta1, beta2, eps, inv_bc2_sqrt;
+    T l2 = T(0);      ///< Adam's weight decay, added to the gradient
+    T shrink = T(1);  ///< AdamW's decoupled decay factor
 };
 
 template <class Backend>

@@ -19,7 +19,7 @@
 #include <string_view>
 #include <type_traits>
 
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/core/check.hpp"
 #include "recblocks/core/dtype.hpp"
 #include "recblocks/core/rng.hpp"

@@ -15,7 +15,7 @@
 
 #include "recblocks/blocks/dropout.hpp"
 #include "recblocks/blocks/bias.hpp"
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/activation.hpp"
 #include "recblocks/ops/gemm.hpp"

@@ -8,7 +8,7 @@
 // and the row statistics for backward(), which ADDS into grads().
 #include <algorithm>
 
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/layer_norm.hpp"
 

@@ -7,8 +7,8 @@
 // writes only m of every D values.
 #include <cmath>
 
-#include "recblocks/blocks/matryoshka_widths.hpp"
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/matryoshka_widths.hpp"
+#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/core/rng.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/embedding.hpp"

@@ -11,8 +11,8 @@
 // no forward reads them and no backward writes them.
 #include <cmath>
 
-#include "recblocks/blocks/matryoshka_widths.hpp"
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/matryoshka_widths.hpp"
+#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/core/rng.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/gemm.hpp"

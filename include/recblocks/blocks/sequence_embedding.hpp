@@ -13,7 +13,7 @@
 #include <cmath>
 
 #include "recblocks/blocks/dropout.hpp"
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/ops/embedding.hpp"
 

@@ -13,7 +13,7 @@
 #include "recblocks/blocks/feed_forward.hpp"
 #include "recblocks/blocks/layer_norm.hpp"
 #include "recblocks/blocks/multi_head_self_attention.hpp"
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/policies/norm_placement.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN

@@ -1,10 +1,10 @@
 #pragma once
-// Moving a blocks::ParamList in and out of safetensors files: one tensor per
+// Moving a ParamList in and out of safetensors files: one tensor per
 // parameter, checked by name and shape. Shared by checkpoints
-// (io/checkpoint.hpp) and the PyTorch importer (io/pytorch_import.hpp).
+// (train/checkpoint.hpp) and the PyTorch importer (io/pytorch_import.hpp).
 #include <string>
 
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/io/safetensors.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -36,7 +36,7 @@ void load_rank(const SafetensorsReader& r, const TensorRecord& rec, T* dst) {
 /// Loads tensor `file_name` of `r` into `p.value`: ShapeError naming both
 /// shapes unless they match (optionally ignoring trailing 1s of the file's).
 template <class T>
-void load_param(const SafetensorsReader& r, const std::string& file_name, const blocks::ParamRef<T>& p,
+void load_param(const SafetensorsReader& r, const std::string& file_name, const ParamRef<T>& p,
                 bool allow_trailing_ones = false) {
     const TensorRecord& rec = r.record(file_name);
     RECBLOCKS_CHECK_SHAPE(detail::same_shape_modulo_trailing_ones(rec.shape, p.shape, allow_trailing_ones), r.source(),
@@ -55,7 +55,7 @@ void load_param(const SafetensorsReader& r, const std::string& file_name, const 
 
 /// Adds `values` (p.numel() entries) under `file_name` with p's shape.
 template <class T>
-void add_param(SafetensorsWriter& w, const std::string& file_name, const blocks::ParamRef<T>& p, const T* values) {
+void add_param(SafetensorsWriter& w, const std::string& file_name, const ParamRef<T>& p, const T* values) {
     switch (p.shape.size()) {
         case 1: return w.add(file_name, TensorView<const T, 1>(values, Shape<1>{{p.shape[0]}}));
         case 2: return w.add(file_name, TensorView<const T, 2>(values, Shape<2>{{p.shape[0], p.shape[1]}}));

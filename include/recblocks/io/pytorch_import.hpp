@@ -79,7 +79,7 @@ inline std::string map_name(const NameMap& map, const std::string& name) {
 /// Loads every parameter of `params` from the safetensors state_dict at
 /// `path`; returns the names of the file's tensors that were not used.
 template <class T>
-std::vector<std::string> load_pytorch_state(const std::filesystem::path& path, const blocks::ParamList<T>& params,
+std::vector<std::string> load_pytorch_state(const std::filesystem::path& path, const ParamList<T>& params,
                                             const NameMap& map) {
     const auto r = SafetensorsReader::open(path);
     std::vector<std::string> theirs;

@@ -27,7 +27,7 @@
 #include <span>
 #include <vector>
 
-#include "recblocks/blocks/matryoshka_widths.hpp"
+#include "recblocks/params/matryoshka_widths.hpp"
 #include "recblocks/losses/bce_with_negatives.hpp"
 #include "recblocks/ops/gemm.hpp"
 #include "recblocks/ops/softmax.hpp"
@@ -42,7 +42,7 @@ struct MatryoshkaLossValue {
 };
 
 namespace detail {
-inline void check_tables(std::string_view op, const blocks::MatryoshkaWidths& w, index_t d, index_t n_tables,
+inline void check_tables(std::string_view op, const MatryoshkaWidths& w, index_t d, index_t n_tables,
                          index_t n_grads) {
     RECBLOCKS_CHECK_SHAPE(d == w.full(), op, ": hidden has ", d, " columns but the widths end at ", w.full());
     RECBLOCKS_CHECK_SHAPE(n_tables == w.size() && n_grads == w.size(), op, ": ", n_tables, " tables and ", n_grads,
@@ -61,7 +61,7 @@ template <class T>
 class MatryoshkaBceWithNegatives {
 public:
     /// MRL-E: table [N + 1, D] shared by all widths (prefix columns).
-    MatryoshkaLossValue shared(const blocks::MatryoshkaWidths& widths, MatrixView<const T> hidden,
+    MatryoshkaLossValue shared(const MatryoshkaWidths& widths, MatrixView<const T> hidden,
                                MatrixView<const T> table, VectorView<const row_id_t> pos, MatrixView<const row_id_t> neg,
                                MatrixView<T> d_hidden, MatrixView<T> d_table) {
         constexpr std::string_view op = "losses::MatryoshkaBceWithNegatives::shared";
@@ -104,7 +104,7 @@ public:
     }
 
     /// MRL: tables[i] [N + 1, m_i], one per width; d_tables alike.
-    MatryoshkaLossValue separate(const blocks::MatryoshkaWidths& widths, MatrixView<const T> hidden,
+    MatryoshkaLossValue separate(const MatryoshkaWidths& widths, MatrixView<const T> hidden,
                                  std::span<const MatrixView<const T>> tables, VectorView<const row_id_t> pos,
                                  MatrixView<const row_id_t> neg, MatrixView<T> d_hidden,
                                  std::span<const MatrixView<T>> d_tables) {
@@ -145,7 +145,7 @@ public:
     }
 
 private:
-    index_t prepare(std::string_view op, const blocks::MatryoshkaWidths& widths, MatrixView<const T> hidden,
+    index_t prepare(std::string_view op, const MatryoshkaWidths& widths, MatrixView<const T> hidden,
                     index_t table_rows, VectorView<const row_id_t> pos, MatrixView<const row_id_t> neg,
                     MatrixView<T> d_hidden) {
         const index_t rows = hidden.rows();
@@ -164,7 +164,7 @@ private:
         g_.resize(static_cast<std::size_t>(widths.size()));
         return count;
     }
-    MatryoshkaLossValue finish(const blocks::MatryoshkaWidths& widths, MatryoshkaLossValue out, double inv) {
+    MatryoshkaLossValue finish(const MatryoshkaWidths& widths, MatryoshkaLossValue out, double inv) {
         for (index_t i = 0; i < widths.size(); ++i) {
             auto& l = per_width_[static_cast<std::size_t>(i)];
             l *= inv;
@@ -188,7 +188,7 @@ public:
 
     /// MRL-E: table [N + 1, D]; bias [N + 1] or empty (shared by all widths).
     template <class Be>
-    MatryoshkaLossValue shared(const Be& be, const blocks::MatryoshkaWidths& widths, MatrixView<const T> hidden,
+    MatryoshkaLossValue shared(const Be& be, const MatryoshkaWidths& widths, MatrixView<const T> hidden,
                                MatrixView<const T> table, VectorView<const T> bias, VectorView<const row_id_t> targets,
                                MatrixView<T> d_hidden, MatrixView<T> d_table, VectorView<T> d_bias) {
         constexpr std::string_view op = "losses::MatryoshkaSoftmaxCrossEntropy::shared";
@@ -204,7 +204,7 @@ public:
 
     /// MRL: tables[i] [N + 1, m_i], one per width (no bias).
     template <class Be>
-    MatryoshkaLossValue separate(const Be& be, const blocks::MatryoshkaWidths& widths, MatrixView<const T> hidden,
+    MatryoshkaLossValue separate(const Be& be, const MatryoshkaWidths& widths, MatrixView<const T> hidden,
                                  std::span<const MatrixView<const T>> tables, VectorView<const row_id_t> targets,
                                  MatrixView<T> d_hidden, std::span<const MatrixView<T>> d_tables) {
         constexpr std::string_view op = "losses::MatryoshkaSoftmaxCrossEntropy::separate";
@@ -219,7 +219,7 @@ public:
 
 private:
     template <class Be>
-    MatryoshkaLossValue run(const Be& be, std::string_view op, const blocks::MatryoshkaWidths& widths,
+    MatryoshkaLossValue run(const Be& be, std::string_view op, const MatryoshkaWidths& widths,
                             MatrixView<const T> hidden, std::span<const MatrixView<const T>> tables, VectorView<const T> bias,
                             VectorView<const row_id_t> targets, MatrixView<T> d_hidden,
                             std::span<const MatrixView<T>> d_tables, VectorView<T> d_bias, bool shared) {

@@ -111,14 +111,14 @@ public:
         embedding_.append_params("", params_);
         emb_norm_.append_params("emb_norm.", params_);
         stack_.append_params("", params_);
-        blocks::append_param(params_, "", "head_dense.weight", head_.dense_w, head_grads_.dense_w, blocks::ParamKind::weight);
-        blocks::append_param(params_, "", "head_dense.bias", head_.dense_b, head_grads_.dense_b, blocks::ParamKind::bias);
-        blocks::append_param(params_, "", "head_norm.weight", head_.norm_w, head_grads_.norm_w, blocks::ParamKind::norm);
-        blocks::append_param(params_, "", "head_norm.bias", head_.norm_b, head_grads_.norm_b, blocks::ParamKind::norm);
+        append_param(params_, "", "head_dense.weight", head_.dense_w, head_grads_.dense_w, ParamKind::weight);
+        append_param(params_, "", "head_dense.bias", head_.dense_b, head_grads_.dense_b, ParamKind::bias);
+        append_param(params_, "", "head_norm.weight", head_.norm_w, head_grads_.norm_w, ParamKind::norm);
+        append_param(params_, "", "head_norm.bias", head_.norm_b, head_grads_.norm_b, ParamKind::norm);
         // out_bias is [N] (item i at index i - 1, as the reference stores it): a
         // view of entries 1..N of the [N + 1] vector the loss takes.
-        params_.push_back(blocks::ParamRef<T>{"out_bias", head_.out_bias.data() + 1, head_grads_.out_bias.data() + 1,
-                                              {n}, blocks::ParamKind::bias});
+        params_.push_back(ParamRef<T>{"out_bias", head_.out_bias.data() + 1, head_grads_.out_bias.data() + 1,
+                                              {n}, ParamKind::bias});
         if (cfg_.init_std > 0) bert_init(rng.substream(4));
     }
     BERT4Rec(const BERT4Rec&) = delete;  // params() points into the model
@@ -129,7 +129,7 @@ public:
     /// Every learnable tensor: item_emb.weight [N + 2, D], pos_emb.weight [L, D],
     /// emb_norm.*, blocks.<i>.{attention, norm_attention, ffn, norm_ffn}.*,
     /// head_dense.{weight [D, D], bias}, head_norm.*, out_bias [N].
-    [[nodiscard]] const blocks::ParamList<T>& params() const { return params_; }
+    [[nodiscard]] const ParamList<T>& params() const { return params_; }
     [[nodiscard]] blocks::SequenceEmbedding<T>& embedding() { return embedding_; }
     [[nodiscard]] Stack& stack() { return stack_; }
     /// The item table [N + 2, D] (row 0 padding, row N + 1 [mask]).
@@ -162,7 +162,7 @@ public:
                                   " is at a padded slot (masked_ids is 0 there)");
             rows_.push_back(r);
         }
-        blocks::zero_grads(params_);
+        recblocks::zero_grads(params_);
         forward(be, pool, masked_ids, step, true);
         const index_t count = static_cast<index_t>(rows_.size());
         if (count == 0) return {};
@@ -304,11 +304,11 @@ private:
         const double sd = cfg_.init_std;
         for (std::size_t k = 0; k < params_.size(); ++k) {
             const auto& p = params_[k];
-            if (p.kind == blocks::ParamKind::bias) {
+            if (p.kind == ParamKind::bias) {
                 std::fill(p.value, p.value + p.numel(), T(0));
                 continue;
             }
-            if (p.kind != blocks::ParamKind::weight && p.kind != blocks::ParamKind::embedding) continue;
+            if (p.kind != ParamKind::weight && p.kind != ParamKind::embedding) continue;
             const Rng r = rng.substream(k);
             for (index_t i = 0, n = p.numel(); i < n; ++i) {
                 double z = r.normal(std::uint64_t(i));
@@ -399,7 +399,7 @@ private:
     blocks::Dropout emb_dropout_;
     Stack stack_;
     Head head_, head_grads_;
-    blocks::ParamList<T> params_;
+    ParamList<T> params_;
     losses::SoftmaxCrossEntropy<T> loss_;
     Tensor<T, 3> emb_, x_, hidden_, dhidden_, dx_, demb_;
     Matrix<std::uint8_t> keep_;

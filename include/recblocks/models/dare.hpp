@@ -29,7 +29,7 @@
 
 #include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/blocks/decoupled_embedding.hpp"
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/ops/gemm.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -105,15 +105,15 @@ public:
         }
         // The learnable tensors, in a fixed order (the coupled policy has no separate attention table).
         if (decoupled()) {
-            blocks::append_param(params_, "embedding.", "attention.weight", emb_.table(Table::attention),
-                                 emb_.grad(Table::attention), blocks::ParamKind::embedding);
+            append_param(params_, "embedding.", "attention.weight", emb_.table(Table::attention),
+                         emb_.grad(Table::attention), ParamKind::embedding);
         }
-        blocks::append_param(params_, "embedding.", "representation.weight", emb_.table(Table::representation),
-                             emb_.grad(Table::representation), blocks::ParamKind::embedding);
+        append_param(params_, "embedding.", "representation.weight", emb_.table(Table::representation),
+                     emb_.grad(Table::representation), ParamKind::embedding);
         for (std::size_t l = 0; l < layers_.size(); ++l) {
             const std::string p = "mlp." + std::to_string(l) + ".";
-            blocks::append_param(params_, p, "weight", layers_[l].w, layers_[l].gw, blocks::ParamKind::weight);
-            blocks::append_param(params_, p, "bias", layers_[l].b, layers_[l].gb, blocks::ParamKind::bias);
+            append_param(params_, p, "weight", layers_[l].w, layers_[l].gw, ParamKind::weight);
+            append_param(params_, p, "bias", layers_[l].b, layers_[l].gb, ParamKind::bias);
         }
     }
 
@@ -122,8 +122,8 @@ public:
     [[nodiscard]] index_t attention_dim() const { return attention_dim_of(cfg_); }
     [[nodiscard]] Embedding& embedding() { return emb_; }
     /// Names (PyTorch-style), values and gradients of every learned tensor.
-    [[nodiscard]] const blocks::ParamList<T>& params() const { return params_; }
-    void zero_grads() { blocks::zero_grads(params_); }
+    [[nodiscard]] const ParamList<T>& params() const { return params_; }
+    void zero_grads() { recblocks::zero_grads(params_); }
 
     /// The table the search reads: E_att (decoupled) or E_repr (coupled).
     [[nodiscard]] const Matrix<T>& attention_table() const {
@@ -366,7 +366,7 @@ private:
     Config cfg_;
     Embedding emb_;
     std::vector<Layer> layers_;
-    blocks::ParamList<T> params_;
+    ParamList<T> params_;
     Batch batch_{};
     std::vector<T> scores_, sel_logit_, weight_, du_, dw_, dq_;
     std::vector<row_id_t> sel_pos_;

@@ -2,7 +2,8 @@
 // A generative retriever (TIGER / RecGPT style): a decoder-only transformer
 // over the semantic-ID tokens of a user's history that generates the next
 // item's code tuple. Built from blocks/ (SequenceEmbedding, TransformerStack
-// with policies::BlockCausalMask), losses::SoftmaxCrossEntropy and optim::Adam.
+// with policies::BlockCausalMask) and losses::SoftmaxCrossEntropy; its training
+// loop is train::GenerativeTrainer (train/generative_trainer.hpp).
 //
 // Input: item ids [B, L] (dataset ids 1..N, 0 = left padding). Item i has the
 // M codes c_0(i) .. c_{M-1}(i) of SemanticIds row i - 1 (code j in [0, K_j)).
@@ -51,15 +52,11 @@
 
 #include "recblocks/blocks/sequence_embedding.hpp"
 #include "recblocks/blocks/transformer_stack.hpp"
-#include "recblocks/data/next_item_batches.hpp"
 #include "recblocks/decoding/constrained_beam_search.hpp"
 #include "recblocks/losses/softmax_cross_entropy.hpp"
 #include "recblocks/ops/gemm.hpp"
-#include "recblocks/optim/adam.hpp"
-#include "recblocks/optim/gradients.hpp"
 #include "recblocks/policies/attention_mask.hpp"
 #include "recblocks/tokenizers/semantic_ids.hpp"
-#include "recblocks/train/epochs.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace models {
@@ -111,7 +108,7 @@ public:
     [[nodiscard]] index_t num_items() const { return num_items_; }
     [[nodiscard]] std::span<const std::int32_t> codebook_sizes() const { return sizes_; }
     /// code_emb.weight (named item_emb.weight: the SequenceEmbedding's table), pos_emb.weight, blocks.<i>.*, final_norm.*.
-    [[nodiscard]] const blocks::ParamList<T>& params() const { return params_; }
+    [[nodiscard]] const ParamList<T>& params() const { return params_; }
     [[nodiscard]] blocks::SequenceEmbedding<T>& embedding() { return embedding_; }
     [[nodiscard]] Stack& stack() { return stack_; }
 
@@ -137,7 +134,7 @@ public:
                                  MatrixView<const row_id_t> pos, std::uint64_t step) {
         RECBLOCKS_CHECK_SHAPE(pos.shape() == ids.shape(), "GenerativeRetriever::train_step: ids is ", ids.shape(),
                               " but pos is ", pos.shape());
-        blocks::zero_grads(params_);
+        recblocks::zero_grads(params_);
         forward(be, pool, ids, step, true);
         const index_t bsz = ids.rows(), len = ids.cols(), rows = bsz * len * levels_, d = cfg_.d_model;
         if (targets_.extent(1) != rows) {
@@ -321,74 +318,13 @@ private:
     blocks::SequenceEmbedding<T> embedding_;
     Stack stack_;
     std::vector<losses::SoftmaxCrossEntropy<T>> ce_;
-    blocks::ParamList<T> params_;
+    ParamList<T> params_;
     Matrix<row_id_t> tokens_, targets_;
     Matrix<std::uint8_t> keep_;
     Tensor<T, 3> x_, hidden_, dhidden_, dx_;
     Matrix<T> dlevel_, last_h_, logits_;
     Matrix<float> logp_;
     index_t prepared_ = 0;
-};
-
-struct GenerativeTrainingOptions {
-    index_t batch_size = 128;
-    double lr = 1e-3;
-    double beta1 = 0.9;
-    double beta2 = 0.98;
-    double weight_decay = 0.0;
-    double clip_norm = 1.0;   ///< 0 = no clipping
-    std::uint64_t seed = 42;  ///< batch order (the model has its own seed for init and dropout)
-};
-
-/// Epochs of shuffled users (data::NextItemBatches: the same batches as
-/// train::NextItemTrainer at the same seed), Adam, optional clipping, a
-/// NaN/Inf guard. Each step is keyed by its global index (deterministic).
-template <class T, class Norm = policies::PreNorm>
-class GenerativeTrainer {
-public:
-    using Model = GenerativeRetriever<T, Norm>;
-    GenerativeTrainer(Model& model, const std::vector<std::vector<row_id_t>>& train, GenerativeTrainingOptions opt)
-        : model_(model), opt_(opt), batches_(train, model.num_items(), model.config().max_len, opt.seed),
-          adam_(optim::adam_config_from<T>(opt), model.params()) {
-        RECBLOCKS_CHECK_VALUE(opt.batch_size >= 1 && opt.lr > 0 && opt.clip_norm >= 0,
-                              "models::GenerativeTrainer: need batch_size >= 1, lr > 0, clip_norm >= 0; got ",
-                              opt.batch_size, ", ", opt.lr, ", ", opt.clip_norm);
-    }
-    [[nodiscard]] std::int64_t step() const { return step_; }
-    [[nodiscard]] index_t steps_per_epoch() const { return batches_.batches_per_epoch(opt_.batch_size); }
-    [[nodiscard]] index_t last_batch_size() const { return last_batch_; }
-
-    template <class Be>
-    double train_step(const Be& be, ThreadPool& pool) {
-        const std::span<const index_t> users = epoch_batches_.users(batches_, step_, opt_.batch_size);
-        const auto nb = static_cast<index_t>(users.size());
-        if (ids_.extent(0) != nb)
-            for (auto* m : {&ids_, &pos_, &neg_}) m->resize(Shape<2>{{nb, model_.config().max_len}});
-        batches_.fill(users, static_cast<std::uint64_t>(step_), ids_.view(), pos_.view(), neg_.view());
-        const auto loss = model_.train_step(be, pool, ids_.cview(), pos_.cview(), static_cast<std::uint64_t>(step_));
-        RECBLOCKS_CHECK_VALUE(std::isfinite(loss.loss), "training step ", step_, ": the loss is ", loss.loss,
-                              "; stopping before it reaches the weights");
-        optim::check_finite_grads(model_.params(), step_);
-        if (opt_.clip_norm > 0) optim::clip_grad_norm(model_.params(), opt_.clip_norm);
-        adam_.step(model_.params(), opt_.lr);
-        ++step_;
-        last_batch_ = nb;
-        return loss.loss;
-    }
-    template <class Be, class Progress = std::nullptr_t>
-    train::EpochStats train_epoch(const Be& be, ThreadPool& pool, Progress&& progress = nullptr) {
-        return train::run_epoch(*this, be, pool, std::forward<Progress>(progress));
-    }
-
-private:
-    Model& model_;
-    GenerativeTrainingOptions opt_;
-    data::NextItemBatches batches_;  // its negatives are drawn and ignored
-    optim::Adam<T> adam_;
-    train::EpochBatches epoch_batches_;
-    std::int64_t step_ = 0;
-    index_t last_batch_ = 0;
-    Matrix<row_id_t> ids_, pos_, neg_;
 };
 
 static_assert(decoding::NextCodeModel<GenerativeRetriever<float>>);

@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "recblocks/blocks/matryoshka_widths.hpp"
+#include "recblocks/params/matryoshka_widths.hpp"
 #include "recblocks/blocks/sequence_embedding.hpp"
 #include "recblocks/blocks/transformer_stack.hpp"
 #include "recblocks/losses/bce_with_negatives.hpp"
@@ -73,12 +73,12 @@ public:
 
     [[nodiscard]] const Config& config() const { return cfg_; }
     /// Every learnable tensor: item_emb.weight, pos_emb.weight, blocks.<i>.*, final_norm.*.
-    [[nodiscard]] const blocks::ParamList<T>& params() const { return params_; }
+    [[nodiscard]] const ParamList<T>& params() const { return params_; }
     [[nodiscard]] blocks::SequenceEmbedding<T>& embedding() { return embedding_; }
     [[nodiscard]] Stack& stack() { return stack_; }
     [[nodiscard]] MatrixView<const T> item_table() const { return embedding_.params().items.cview(); }
     /// The Matryoshka widths, when training with them.
-    [[nodiscard]] const std::optional<blocks::MatryoshkaWidths>& matryoshka_widths() const { return widths_; }
+    [[nodiscard]] const std::optional<MatryoshkaWidths>& matryoshka_widths() const { return widths_; }
     /// The last train_step_bce()'s mean loss at each Matryoshka width (empty without widths).
     [[nodiscard]] const std::vector<double>& last_width_losses() const { return width_losses_; }
 
@@ -92,7 +92,7 @@ public:
         RECBLOCKS_CHECK_SHAPE(pos.shape() == ids.shape() && neg.shape() == ids.shape(), "SASRec::train_step_bce: ids is ",
                               ids.shape(), ", pos ", pos.shape(), ", neg ", neg.shape(), " (need equal shapes)");
         RECBLOCKS_CHECK_SHAPE(pos.is_contiguous() && neg.is_contiguous(), "SASRec::train_step_bce: pos and neg must be contiguous");
-        blocks::zero_grads(params_);
+        recblocks::zero_grads(params_);
         forward(be, pool, ids, step, true);
         const index_t rows = ids.rows() * ids.cols(), d = cfg_.d_model;
         auto& items = embedding_.params().items;
@@ -201,11 +201,11 @@ private:
     Config cfg_;
     blocks::SequenceEmbedding<T> embedding_;
     Stack stack_;
-    blocks::ParamList<T> params_;
+    ParamList<T> params_;
     Tensor<T, 3> x_, hidden_, dhidden_, dx_;
     Matrix<std::uint8_t> keep_;
     Matrix<T> last_;
-    std::optional<blocks::MatryoshkaWidths> widths_;
+    std::optional<MatryoshkaWidths> widths_;
     losses::MatryoshkaBceWithNegatives<T> mrl_loss_;
     std::vector<double> width_losses_;
 };

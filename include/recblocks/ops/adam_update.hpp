@@ -8,20 +8,12 @@
 //   w ← w - step_size · m / (sqrt(v) · inv_bc2_sqrt + eps)
 //
 // step_size = lr / (1 - β1^t) and inv_bc2_sqrt = 1 / sqrt(1 - β2^t) come from
-// the optimiser (optim/adam.hpp), which owns the step count. The views live in
+// the optimiser (optim/adam.hpp), which owns the step count; they travel as
+// an AdamUpdate<T> (backend/primitives.hpp). The views live in
 // the backend's memory space (the moments are allocated there too).
 #include "recblocks/ops/validate.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
-
-/// The scalars of one Adam update (see ops/adam_update.hpp).
-template <class T>
-struct AdamUpdate {
-    T step_size, beta1, beta2, eps, inv_bc2_sqrt;
-    T l2 = T(0);      ///< Adam's weight decay, added to the gradient
-    T shrink = T(1);  ///< AdamW's decoupled decay factor
-};
-
 namespace ops {
 
 /// Updates w [n], m [n], v [n] in place from g [n].

@@ -1,5 +1,5 @@
 #pragma once
-// Adam and AdamW over a blocks::ParamList, with torch.optim's exact update:
+// Adam and AdamW over a ParamList, with torch.optim's exact update:
 //
 //   g ← g + wd · p                          (Adam with weight_decay: L2 in the gradient)
 //   p ← p · (1 - lr · wd)                   (AdamW: decoupled decay, instead)
@@ -18,7 +18,7 @@
 
 #include "recblocks/backend/memory.hpp"
 #include "recblocks/backend/reference/primitives.hpp"
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/core/check.hpp"
 #include "recblocks/ops/adam_update.hpp"
 
@@ -35,11 +35,11 @@ public:
         double eps = 1e-8;
         double weight_decay = 0.0;
         bool decoupled = false;  ///< false: Adam (L2 in the gradient); true: AdamW
-        std::vector<blocks::ParamKind> decay_kinds{blocks::ParamKind::weight, blocks::ParamKind::embedding};
+        std::vector<ParamKind> decay_kinds{ParamKind::weight, ParamKind::embedding};
     };
 
     /// State for `params`, allocated in `memory` (the space of the backend that will step them).
-    Adam(Config cfg, const blocks::ParamList<T>& params, Memory memory = {}) : cfg_(std::move(cfg)) {
+    Adam(Config cfg, const ParamList<T>& params, Memory memory = {}) : cfg_(std::move(cfg)) {
         RECBLOCKS_CHECK_VALUE(cfg_.lr >= 0 && cfg_.beta1 >= 0 && cfg_.beta1 < 1 && cfg_.beta2 >= 0 && cfg_.beta2 < 1 &&
                                   cfg_.eps >= 0 && cfg_.weight_decay >= 0,
                               "optim::Adam: need lr >= 0, betas in [0, 1), eps >= 0, weight_decay >= 0; got lr ",
@@ -66,7 +66,7 @@ public:
     /// `be` (whose memory space holds the tensors and this optimiser's state).
     template <class Be>
         requires std::is_same_v<memory_space_t<Be>, Memory>
-    void step(const Be& be, const blocks::ParamList<T>& params, double lr) {
+    void step(const Be& be, const ParamList<T>& params, double lr) {
         RECBLOCKS_CHECK_SHAPE(params.size() == m_.size(), "optim::Adam::step: ", params.size(),
                               " tensors but the optimiser was built for ", m_.size());
         ++t_;
@@ -88,12 +88,12 @@ public:
     }
 
     /// step() for host tensors, one thread (the Reference backend's loop).
-    void step(const blocks::ParamList<T>& params, double lr) requires(Memory::host_accessible) {
+    void step(const ParamList<T>& params, double lr) requires(Memory::host_accessible) {
         step(backend::Reference{}, params, lr);
     }
 
 private:
-    [[nodiscard]] bool decays(blocks::ParamKind k) const {
+    [[nodiscard]] bool decays(ParamKind k) const {
         for (auto d : cfg_.decay_kinds)
             if (d == k) return true;
         return false;

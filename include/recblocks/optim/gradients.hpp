@@ -5,7 +5,7 @@
 #include <cmath>
 #include <string>
 
-#include "recblocks/blocks/parameter_list.hpp"
+#include "recblocks/params/parameter_list.hpp"
 #include "recblocks/core/check.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -13,7 +13,7 @@ namespace optim {
 
 /// sqrt(Σ g²) over every gradient of the list (double accumulation).
 template <class T>
-double global_grad_norm(const blocks::ParamList<T>& params) {
+double global_grad_norm(const ParamList<T>& params) {
     double s = 0;
     for (const auto& p : params)
         for (index_t i = 0, n = p.numel(); i < n; ++i) s += double(p.grad[i]) * double(p.grad[i]);
@@ -23,7 +23,7 @@ double global_grad_norm(const blocks::ParamList<T>& params) {
 /// Scales every gradient by max_norm / (norm + 1e-6) when the global norm
 /// exceeds max_norm (PyTorch's rule). Returns the norm before clipping.
 template <class T>
-double clip_grad_norm(const blocks::ParamList<T>& params, double max_norm) {
+double clip_grad_norm(const ParamList<T>& params, double max_norm) {
     RECBLOCKS_CHECK_VALUE(max_norm > 0, "optim::clip_grad_norm: max_norm must be > 0, got ", max_norm);
     const double norm = global_grad_norm(params);
     if (norm > max_norm) {
@@ -36,7 +36,7 @@ double clip_grad_norm(const blocks::ParamList<T>& params, double max_norm) {
 
 /// Throws ValueError naming the first tensor whose gradient holds a NaN or Inf.
 template <class T>
-void check_finite_grads(const blocks::ParamList<T>& params, std::int64_t step) {
+void check_finite_grads(const ParamList<T>& params, std::int64_t step) {
     for (const auto& p : params)
         for (index_t i = 0, n = p.numel(); i < n; ++i)
             RECBLOCKS_CHECK_VALUE(std::isfinite(double(p.grad[i])), "training step ", step, ": the gradient of '",

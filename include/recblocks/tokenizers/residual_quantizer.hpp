@@ -140,6 +140,8 @@ public:
 
     [[nodiscard]] const ResidualQuantizerConfig& config() const { return cfg_; }
     [[nodiscard]] index_t levels() const { return cfg_.levels; }
+    /// Codes per vector (the tokenizers::Quantizer contract): one per level.
+    [[nodiscard]] index_t code_length() const { return cfg_.levels; }
     [[nodiscard]] index_t codebook_size() const { return cfg_.codebook_size; }
     [[nodiscard]] index_t dim() const { return dim_; }
     [[nodiscard]] bool trained() const { return dim_ > 0; }

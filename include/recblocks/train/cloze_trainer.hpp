@@ -30,7 +30,7 @@
 
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/data/cloze_batches.hpp"
-#include "recblocks/io/checkpoint.hpp"
+#include "recblocks/train/checkpoint.hpp"
 #include "recblocks/losses/bce_with_negatives.hpp"  // LossValue
 #include "recblocks/optim/adam.hpp"
 #include "recblocks/optim/gradients.hpp"
@@ -129,14 +129,14 @@ public:
     /// Sequences in the last step's batch.
     [[nodiscard]] index_t last_batch_size() const { return last_batch_; }
 
-    /// Writes weights, AdamW moments and the step (atomically; io::save_checkpoint),
+    /// Writes weights, AdamW moments and the step (atomically; train::save_checkpoint),
     /// plus the caller's metadata.
     void save_checkpoint(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata = {}) {
-        io::save_checkpoint<T>(path, model_.params(), &adam_, step_, metadata);
+        train::save_checkpoint<T>(path, model_.params(), &adam_, step_, metadata);
     }
     /// Restores weights, moments and step from save_checkpoint()'s file; returns its info.
-    io::CheckpointInfo load_checkpoint(const std::filesystem::path& path) {
-        auto info = io::load_checkpoint<T>(path, model_.params(), &adam_);
+    train::CheckpointInfo load_checkpoint(const std::filesystem::path& path) {
+        auto info = train::load_checkpoint<T>(path, model_.params(), &adam_);
         set_step(info.step);
         return info;
     }
@@ -161,7 +161,7 @@ private:
         c.eps = o.eps;
         c.weight_decay = o.weight_decay;
         c.decoupled = true;
-        c.decay_kinds = {blocks::ParamKind::weight, blocks::ParamKind::embedding};
+        c.decay_kinds = {ParamKind::weight, ParamKind::embedding};
         return c;
     }
 

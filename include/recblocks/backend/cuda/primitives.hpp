@@ -62,7 +62,6 @@
 #include "recblocks/backend/cuda/cuda.hpp"
 #include "recblocks/backend/cuda/memory.hpp"
 #include "recblocks/backend/primitives.hpp"
-#include "recblocks/ops/adam_update.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 

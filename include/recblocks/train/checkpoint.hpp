@@ -9,6 +9,8 @@
 // every name and shape BEFORE writing any parameter, so a failed load leaves
 // the model untouched. Weights, moments and step restored together let
 // training resume bit-exactly (same seed, thread count, kernels).
+// In train/, not io/: a checkpoint is the training state (it knows Adam), and
+// io/ stays a layer below optim/ (file formats and ParamList transfer only).
 #include <charconv>
 #include <map>
 #include <string>
@@ -17,7 +19,7 @@
 #include "recblocks/optim/adam.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
-namespace io {
+namespace train {
 
 inline constexpr std::string_view kCheckpointFormat = "recblocks-checkpoint-1";
 
@@ -27,15 +29,15 @@ struct CheckpointInfo {
 };
 
 template <class T>
-void save_checkpoint(const std::filesystem::path& path, const blocks::ParamList<T>& params, optim::Adam<T>* adam,
+void save_checkpoint(const std::filesystem::path& path, const ParamList<T>& params, optim::Adam<T>* adam,
                      std::int64_t step, const std::map<std::string, std::string>& metadata = {}) {
-    SafetensorsWriter w;
+    io::SafetensorsWriter w;
     for (std::size_t i = 0; i < params.size(); ++i) {
         const auto& p = params[i];
-        add_param(w, p.name, p, p.value);
+        io::add_param(w, p.name, p, p.value);
         if (adam) {
-            add_param(w, "optimizer.m/" + p.name, p, adam->first_moment(i).data());
-            add_param(w, "optimizer.v/" + p.name, p, adam->second_moment(i).data());
+            io::add_param(w, "optimizer.m/" + p.name, p, adam->first_moment(i).data());
+            io::add_param(w, "optimizer.v/" + p.name, p, adam->second_moment(i).data());
         }
     }
     for (const auto& [k, v] : metadata) w.set_metadata(k, v);
@@ -48,9 +50,9 @@ void save_checkpoint(const std::filesystem::path& path, const blocks::ParamList<
 /// Loads a checkpoint into params (and the optimiser's state when `adam` is
 /// given: FormatError if the file has none). Returns the step and metadata.
 template <class T>
-CheckpointInfo load_checkpoint(const std::filesystem::path& path, const blocks::ParamList<T>& params,
+CheckpointInfo load_checkpoint(const std::filesystem::path& path, const ParamList<T>& params,
                                optim::Adam<T>* adam) {
-    const auto r = SafetensorsReader::open(path);
+    const auto r = io::SafetensorsReader::open(path);
     const auto& meta = r.metadata();
     const auto fmt = meta.find("format");
     RECBLOCKS_CHECK_FORMAT(fmt != meta.end() && fmt->second == kCheckpointFormat, r.source(),
@@ -66,13 +68,13 @@ CheckpointInfo load_checkpoint(const std::filesystem::path& path, const blocks::
     };
     CheckpointInfo info{integer("step"), meta};
     // Validate everything first: a failed load must not leave a half-loaded model.
-    auto check = [&](const std::string& name, const blocks::ParamRef<T>& p) {
+    auto check = [&](const std::string& name, const ParamRef<T>& p) {
         RECBLOCKS_CHECK_FORMAT(r.contains(name), r.source(), ": checkpoint has no tensor \"", name,
                                "\" (was it saved by a model of another configuration?)");
-        RECBLOCKS_CHECK_SHAPE(detail::same_shape_modulo_trailing_ones(r.record(name).shape, p.shape, false), r.source(),
-                              ": tensor \"", name, "\" is ", detail::format_list(r.record(name).shape),
+        RECBLOCKS_CHECK_SHAPE(io::detail::same_shape_modulo_trailing_ones(r.record(name).shape, p.shape, false), r.source(),
+                              ": tensor \"", name, "\" is ", io::detail::format_list(r.record(name).shape),
                               " but the model's is ",
-                              detail::format_list(std::vector<std::int64_t>(p.shape.begin(), p.shape.end())));
+                              io::detail::format_list(std::vector<std::int64_t>(p.shape.begin(), p.shape.end())));
     };
     for (const auto& p : params) {
         check(p.name, p);
@@ -84,18 +86,18 @@ CheckpointInfo load_checkpoint(const std::filesystem::path& path, const blocks::
     const std::int64_t adam_steps = adam ? integer("optimizer.steps") : 0;
     for (std::size_t i = 0; i < params.size(); ++i) {
         const auto& p = params[i];
-        load_param(r, p.name, p);
+        io::load_param(r, p.name, p);
         if (adam) {
-            blocks::ParamRef<T> m = p, v = p;
+            ParamRef<T> m = p, v = p;
             m.value = adam->first_moment(i).data();
             v.value = adam->second_moment(i).data();
-            load_param(r, "optimizer.m/" + p.name, m);
-            load_param(r, "optimizer.v/" + p.name, v);
+            io::load_param(r, "optimizer.m/" + p.name, m);
+            io::load_param(r, "optimizer.v/" + p.name, v);
         }
     }
     if (adam) adam->set_steps(adam_steps);
     return info;
 }
 
-}  // namespace io
+}  // namespace train
 RECBLOCKS_NAMESPACE_END

@@ -3,6 +3,8 @@
 // m_1 < m_2 < ... < m_K = D, with a loss weight c_i > 0 per width (default 1).
 // A width-m_i model uses the prefix [0, m_i) of every vector; slice i is the
 // block of columns [m_{i-1}, m_i) (m_0 = 0) that width i adds to width i - 1.
+// In params/, below blocks/: the Matryoshka blocks, the loss and the evaluation
+// all share this description of how parameters nest.
 #include <cmath>
 #include <string_view>
 #include <vector>
@@ -11,7 +13,6 @@
 #include "recblocks/core/types.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
-namespace blocks {
 
 class MatryoshkaWidths {
 public:
@@ -80,5 +81,4 @@ private:
     std::vector<double> weights_;
 };
 
-}  // namespace blocks
 RECBLOCKS_NAMESPACE_END

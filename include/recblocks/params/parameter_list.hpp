@@ -3,6 +3,9 @@
 // kind. Blocks append theirs (`append_params(prefix, list)`); the optimiser,
 // the checkpoint writer and the PyTorch name mapping all walk the same list,
 // so a new block needs nothing else to be trained, saved and loaded.
+// It lives in params/, below blocks/, because optim/, losses/ and io/ read it
+// without needing any block; in namespace recblocks (as core/), since every
+// layer above names it.
 #include <string>
 #include <string_view>
 #include <vector>
@@ -10,7 +13,6 @@
 #include "recblocks/core/tensor.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
-namespace blocks {
 
 /// What a tensor is, for rules that treat kinds differently (AdamW's weight
 /// decay skips biases and norms; l2_emb applies to embeddings only).
@@ -50,5 +52,4 @@ void zero_grads(const ParamList<T>& params) {
     for (const auto& p : params) std::fill(p.grad, p.grad + p.numel(), T(0));
 }
 
-}  // namespace blocks
 RECBLOCKS_NAMESPACE_END
