@@ -40,7 +40,6 @@
 #include "recblocks/core/dtype.hpp"
 #include "recblocks/core/quantize_i8.hpp"
 #include "recblocks/ops/validate.hpp"
-#include "recblocks/retrieval/kernels.hpp"
 #include "recblocks/retrieval/selection.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -54,6 +53,12 @@ struct ExcludedIds {
 };
 
 namespace detail {
+
+/// The retrieval section of the CPU kernel table a backend uses.
+template <class Isa>
+const cpu::RetrievalKernelTable& retrieval_kernels(const backend::Cpu<Isa>&) {
+    return Primitives<backend::Cpu<Isa>>::template kernels<float>().retrieval;
+}
 
 /// (score, id) in result order: larger score first, then smaller id.
 inline bool ranks_before(float va, row_id_t ia, float vb, row_id_t ib) { return va > vb || (va == vb && ia < ib); }

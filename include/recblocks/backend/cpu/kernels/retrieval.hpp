@@ -25,9 +25,8 @@
 // same test for retrieval::TopKCollector, which buffers everything above a
 // threshold and selects in bulk (cheaper than a heap when k is large).
 //
-// Separate from CpuKernelTable: a table of its own (RetrievalKernelTable)
-// keeps the float/double kernel table, which every translation unit
-// includes, untouched.
+// RetrievalKernelTable is the retrieval section of CpuKernelTable<float>
+// (kernel_table.hpp): one table per ISA, one selector.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -674,10 +673,6 @@ constexpr RetrievalKernelTable make_retrieval_kernel_table() {
             &K::collect_above,
             &K::kth_largest};
 }
-
-/// Defined per runtime-dispatch level by RECBLOCKS_DEFINE_CPU_KERNEL_TABLES.
-template <int Level>
-const RetrievalKernelTable& isa_retrieval_kernel_table();
 
 }  // namespace cpu
 RECBLOCKS_NAMESPACE_END
