@@ -96,7 +96,7 @@ struct PreNorm {
         const auto x2 = p.flat(x);
         p.norm_attention.forward(be, x2, p.a());
         p.attention.forward(be, p.ccube(p.a()), p.cube(p.b()), key_keep);
-        p.dropout_residual(pool, step, train, p.b());
+        p.dropout_residual(be, step, train, p.b());
         norm_detail::sum_into(p.c(), x2, MatrixView<const T>(p.b()));        // h
         p.norm_ffn.forward(be, MatrixView<const T>(p.c()), p.e());
         p.ffn.forward(be, pool, MatrixView<const T>(p.e()), p.flat(y), step, train);
@@ -124,7 +124,7 @@ struct PreNorm {
         p.norm_ffn.backward(be, MatrixView<const T>(p.g1()), p.g2());
         norm_detail::add_into(dx2, MatrixView<const T>(p.g2()));          // dh; dx gets it through the residual
         norm_detail::copy_into(p.g1(), MatrixView<const T>(dx2));
-        p.dropout_residual_backward(pool, p.g1());                        // d(attention output)
+        p.dropout_residual_backward(be, p.g1());                        // d(attention output)
         p.attention.backward(be, p.ccube(p.g1()), p.cube(p.g2()));
         p.norm_attention.backward(be, MatrixView<const T>(p.g2()), p.g3());
         norm_detail::add_into(dx2, MatrixView<const T>(p.g3()));
@@ -139,7 +139,7 @@ struct PostNorm {
                         MatrixView<const std::uint8_t> key_keep, std::uint64_t step, bool train) {
         const auto x2 = p.flat(x);
         p.attention.forward(be, x, p.cube(p.b()), key_keep);
-        p.dropout_residual(pool, step, train, p.b());
+        p.dropout_residual(be, step, train, p.b());
         norm_detail::sum_into(p.c(), x2, MatrixView<const T>(p.b()));
         p.norm_attention.forward(be, MatrixView<const T>(p.c()), p.a());   // h
         p.ffn.forward(be, pool, MatrixView<const T>(p.a()), p.e(), step, train);  // h + F(h)
@@ -164,7 +164,7 @@ struct PostNorm {
         p.ffn.backward(be, pool, p.g1(), p.g2());                          // dh
         p.norm_attention.backward(be, MatrixView<const T>(p.g2()), dx2);   // d(x + attention), residual part of dx
         norm_detail::copy_into(p.g1(), MatrixView<const T>(dx2));
-        p.dropout_residual_backward(pool, p.g1());
+        p.dropout_residual_backward(be, p.g1());
         p.attention.backward(be, p.ccube(p.g1()), p.cube(p.g2()));
         norm_detail::add_into(dx2, MatrixView<const T>(p.g2()));
     }

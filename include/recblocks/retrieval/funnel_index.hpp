@@ -23,7 +23,10 @@
 #include <span>
 #include <vector>
 
+#include "recblocks/core/thread_scratch.hpp"
+#include "recblocks/ops/panel_scores.hpp"
 #include "recblocks/retrieval/exact_index.hpp"
+#include "recblocks/retrieval/index.hpp"
 #include "recblocks/retrieval/selection.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -36,15 +39,15 @@ struct FunnelTag {};
 inline void best_k_sorted(std::string_view op, const float* s, std::span<const row_id_t> candidates, index_t k,
                           row_id_t* ids, float* scores) {
     const auto n = candidates.size();
-    auto& keys = cpu::thread_scratch<std::uint64_t, RerankTag>(n);
+    auto& keys = thread_scratch<std::uint64_t, RerankTag>(n);
     for (std::size_t i = 0; i < n; ++i) keys[i] = rank_key(s[i], candidates[i]);
     write_best_k(op, keys.data(), index_t(n), k, ids, scores);
 }
 }  // namespace detail
 
 /// The k best of `candidates` by full-width score in `full`; ids / scores [k].
-template <class Isa>
-void rerank_top_k(const backend::Cpu<Isa>& be, const ExactIndex<float>& full, const float* query,
+template <IndexBackend Be>
+void rerank_top_k(const Be& be, const ExactIndex<float>& full, const float* query,
                   std::span<const row_id_t> candidates, index_t k, row_id_t* ids, float* scores) {
     constexpr std::string_view op = "retrieval::rerank_top_k";
     RECBLOCKS_CHECK_VALUE(k >= 1 && k <= index_t(candidates.size()), op, ": k = ", k, " but there are ",
@@ -52,7 +55,7 @@ void rerank_top_k(const backend::Cpu<Isa>& be, const ExactIndex<float>& full, co
     for (std::size_t i = 0; i < candidates.size(); ++i)
         RECBLOCKS_CHECK_INDEX(candidates[i] >= 0 && candidates[i] < full.size(), op, ": candidate ", i, " = ",
                               candidates[i], " is out of range for ", full.size(), " items");
-    auto& s = cpu::thread_scratch<float, detail::RerankTag>(candidates.size());
+    auto& s = thread_scratch<float, detail::RerankTag>(candidates.size());
     full.score_ids(be, query, candidates.data(), index_t(candidates.size()), s.data());
     detail::best_k_sorted(op, s.data(), candidates, k, ids, scores);
 }
@@ -78,8 +81,8 @@ public:
     [[nodiscard]] index_t prefix_dim() const { return prefix_.dim(); }
 
     /// Shortlist of `shortlist` items at width d1, best k of them at width D.
-    template <class Isa>
-    void search(const backend::Cpu<Isa>& be, VectorView<const float> query, index_t k, index_t shortlist,
+    template <IndexBackend Be>
+    void search(const Be& be, VectorView<const float> query, index_t k, index_t shortlist,
                 VectorView<row_id_t> ids, VectorView<float> scores, std::span<const row_id_t> exclude = {}) const {
         constexpr std::string_view op = "retrieval::FunnelIndex::search";
         RECBLOCKS_CHECK_SHAPE(query.size() == dim(), op, ": query has ", query.size(), " entries but items have ",
@@ -91,12 +94,12 @@ public:
         RECBLOCKS_CHECK_SHAPE(ids.size() == k && scores.size() == k, op, ": ids has ", ids.size(), " and scores ",
                               scores.size(), " entries but k = ", k);
         detail::check_finite_query(op, query.data(), dim(), 0);
-        auto& cand = cpu::thread_scratch<row_id_t, detail::FunnelTag>(std::size_t(shortlist));
+        auto& cand = thread_scratch<row_id_t, detail::FunnelTag>(std::size_t(shortlist));
         prefix_.search_unordered(be, vector_view(query.data(), prefix_dim()), shortlist,
                                  vector_view(cand.data(), shortlist), exclude);
-        auto& s = cpu::thread_scratch<float, detail::FunnelTag>(std::size_t(shortlist));
-        detail::retrieval_kernels(be).score_ids_f32(rows_.data(), d_, cand.data(), shortlist, d_, query.data(),
-                                                    nullptr, s.data());
+        auto& s = thread_scratch<float, detail::FunnelTag>(std::size_t(shortlist));
+        ops::score_ids(be, matrix_view<const float>(rows_.data(), n_, d_),
+                       vector_view<const row_id_t>(cand.data(), shortlist), query, vector_view(s.data(), shortlist));
         detail::best_k_sorted(op, s.data(), std::span<const row_id_t>(cand.data(), std::size_t(shortlist)), k,
                               ids.data(), scores.data());
     }

@@ -18,6 +18,7 @@
 #include "recblocks/backend/cpu/kernels/embedding.hpp"
 #include "recblocks/backend/cpu/kernels/gathered_dot.hpp"
 #include "recblocks/backend/cpu/kernels/layer_norm.hpp"
+#include "recblocks/backend/cpu/kernels/nearest_centroid.hpp"
 #include "recblocks/backend/cpu/kernels/prefix_attention.hpp"
 #include "recblocks/backend/cpu/kernels/retrieval.hpp"
 #include "recblocks/backend/cpu/kernels/softmax.hpp"
@@ -59,6 +60,9 @@ struct CpuKernelTable {
                                       const T*, index_t, const T*, index_t, index_t, index_t, index_t, const index_t*,
                                       T, T, T*, index_t, T*, index_t, T*, index_t);
     void (*gathered_dot)(const T*, index_t, const row_id_t*, index_t, const T*, index_t, T, T*);
+    void (*squared_distances)(const T*, index_t, index_t, index_t, const T*, T*);
+    void (*shifted_argmin_rows)(T*, index_t, index_t, const T*, index_t, index_t*, T*);
+    index_t (*offer_smallest)(T*, const T*, index_t, T, index_t, T*, index_t*, index_t, index_t);
     /// Eigen's GEMM built for this ISA (runtime-dispatch tables only; nullptr
     /// means "use the GEMM of the calling translation unit").
     void (*gemm)(bool, bool, T, const T*, index_t, index_t, index_t, const T*, index_t, index_t, index_t, T, T*,
@@ -95,6 +99,9 @@ constexpr CpuKernelTable<T> make_kernel_table() {
             &PrefixAttentionKernels<Arch, T>::forward,
             &PrefixAttentionKernels<Arch, T>::backward,
             &GatheredDotKernels<Arch, T>::gathered_dot,
+            &NearestCentroidKernels<Arch, T>::squared_distances,
+            &NearestCentroidKernels<Arch, T>::shifted_argmin_rows,
+            &NearestCentroidKernels<Arch, T>::offer_smallest,
             nullptr,
             make_retrieval_section<Arch, T>()};
 }
