@@ -14,8 +14,9 @@
 // shortlist 200 query went from 73 us (row-major f32 prefix, 200-entry heap)
 // to about 10.
 //
-//   retrieval::FunnelIndex funnel(items, /*prefix_dim=*/16);
-//   funnel.search(be, query, /*k=*/10, /*shortlist=*/200, ids, scores);
+//   retrieval::FunnelIndex funnel(items, /*prefix_dim=*/16, /*shortlist=*/200);
+//   funnel.search(be, query, /*k=*/10, ids, scores);                  // retrieval::Index
+//   funnel.search(be, query, /*k=*/10, /*shortlist=*/500, ids, scores);  // this call's shortlist
 //
 // rerank_top_k (the second stage on its own) also serves an int8 or bf16
 // ExactIndex whose shortlist is re-scored against an f32 copy.
@@ -64,7 +65,11 @@ class FunnelIndex {
 public:
     /// Copies `items` [N, D] in full (row-major, for the re-rank) and its
     /// first `prefix_dim` columns as bf16 panels (for the shortlist scan).
-    FunnelIndex(MatrixView<const float> items, index_t prefix_dim) {
+    /// `shortlist`: the default shortlist of search without one (at least k,
+    /// at most N at each call).
+    FunnelIndex(MatrixView<const float> items, index_t prefix_dim, index_t shortlist = 200) {
+        RECBLOCKS_CHECK_VALUE(shortlist >= 1, "retrieval::FunnelIndex: shortlist = ", shortlist, "; need >= 1");
+        shortlist_ = shortlist;
         detail::check_items("retrieval::FunnelIndex", items);
         RECBLOCKS_CHECK_VALUE(prefix_dim >= 1 && prefix_dim <= items.cols(), "retrieval::FunnelIndex: prefix_dim = ",
                               prefix_dim, " but items have ", items.cols(), " columns; need 1 <= d1 <= D");
@@ -79,6 +84,46 @@ public:
     [[nodiscard]] index_t size() const { return n_; }
     [[nodiscard]] index_t dim() const { return d_; }
     [[nodiscard]] index_t prefix_dim() const { return prefix_.dim(); }
+
+    /// The shortlist of a search that names none.
+    [[nodiscard]] index_t shortlist() const { return shortlist_; }
+    void set_shortlist(index_t shortlist) {
+        RECBLOCKS_CHECK_VALUE(shortlist >= 1, "retrieval::FunnelIndex::set_shortlist: shortlist = ", shortlist,
+                              "; need >= 1");
+        shortlist_ = shortlist;
+    }
+
+    /// retrieval::Index: search with the default shortlist, clamped to
+    /// [k, the items left after exclusion].
+    template <IndexBackend Be>
+    void search(const Be& be, VectorView<const float> query, index_t k, VectorView<row_id_t> ids,
+                VectorView<float> scores, std::span<const row_id_t> exclude = {}) const {
+        const index_t left = size() - index_t(exclude.size());
+        search(be, query, k, std::clamp(shortlist_, std::min(k, left), std::max<index_t>(left, 1)), ids, scores,
+               exclude);
+    }
+
+    /// The k best items for each query of `queries` [B, D] (each a search
+    /// with the default shortlist); ids / scores [B, k].
+    template <IndexBackend Be>
+    void search_batch(const Be& be, MatrixView<const float> queries, index_t k, MatrixView<row_id_t> ids,
+                      MatrixView<float> scores, const ExcludedIds& exclude = {}) const {
+        constexpr std::string_view op = "retrieval::FunnelIndex::search_batch";
+        ops::detail::check_layout(op, "queries", queries);
+        ops::detail::check_layout(op, "ids", ids);
+        ops::detail::check_layout(op, "scores", scores);
+        const index_t nq = queries.rows();
+        RECBLOCKS_CHECK_SHAPE(queries.cols() == dim(), op, ": queries is ", queries.shape(), " but items have ",
+                              dim(), " columns");
+        RECBLOCKS_CHECK_SHAPE(ids.rows() == nq && ids.cols() == k, op, ": ids is ", ids.shape(), " but expected [",
+                              nq, ", ", k, "]");
+        RECBLOCKS_CHECK_SHAPE(scores.rows() == nq && scores.cols() == k, op, ": scores is ", scores.shape(),
+                              " but expected [", nq, ", ", k, "]");
+        detail::check_batch_exclusion(op, exclude, nq);
+        for (index_t b = 0; b < nq; ++b)
+            search(be, vector_view(queries.row(b), dim()), k, vector_view(ids.row(b), k),
+                   vector_view(scores.row(b), k), detail::excluded_of(exclude, b));
+    }
 
     /// Shortlist of `shortlist` items at width d1, best k of them at width D.
     template <IndexBackend Be>
@@ -105,7 +150,7 @@ public:
     }
 
 private:
-    index_t n_ = 0, d_ = 0;
+    index_t n_ = 0, d_ = 0, shortlist_ = 200;
     AlignedBuffer<float> rows_;  // [N, D] row-major: shortlisted rows are read whole
     ExactIndex<bf16> prefix_;    // the first d1 columns
 };

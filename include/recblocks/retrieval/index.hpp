@@ -1,7 +1,10 @@
 #pragma once
-// What every retrieval index shares: exclusion of already-seen ids (per
-// query a sorted list; a batch: ExcludedIds, CSR offsets + ids) and the
-// backends it runs on.
+// The retrieval index contract. Every index answers one query (`search`) and
+// a batch (`search_batch`) with the k best items (larger score first, then
+// smaller id), never returning excluded ids: per query a sorted list of
+// already-seen ids (a batch: ExcludedIds, CSR offsets + ids). As in FAISS,
+// one contract serves every index, so evaluation and serving code is written
+// once (retrieval::Index; docs/retrieval.md).
 //
 // Indexes run on any backend with the retrieval primitives in host memory
 // (IndexBackend: Reference, Cpu); the Cuda backend does not provide them yet.
@@ -29,6 +32,23 @@ template <class Be>
 concept IndexBackend = host_memory_v<Be> && ops::has_panel_scores<Be, float> &&
                        ops::has_panel_scores<Be, std::uint16_t> && ops::has_panel_scores<Be, std::int8_t> &&
                        ops::has_top_k_selection<Be>;
+
+/// An index searchable on backend Be: size(), dim(), and
+///   search(be, query [D], k, ids [k], scores [k], exclude = {})
+///   search_batch(be, queries [B, D], k, ids [B, k], scores [B, k], exclude = {})
+template <class I, class Be>
+concept Index = IndexBackend<Be> &&
+                requires(const I& index, const Be& be, VectorView<const float> query, MatrixView<const float> queries,
+                         index_t k, VectorView<row_id_t> ids, VectorView<float> scores, MatrixView<row_id_t> batch_ids,
+                         MatrixView<float> batch_scores, std::span<const row_id_t> exclude,
+                         const ExcludedIds& batch_exclude) {
+                    { index.size() } -> std::convertible_to<index_t>;
+                    { index.dim() } -> std::convertible_to<index_t>;
+                    index.search(be, query, k, ids, scores);
+                    index.search(be, query, k, ids, scores, exclude);
+                    index.search_batch(be, queries, k, batch_ids, batch_scores);
+                    index.search_batch(be, queries, k, batch_ids, batch_scores, batch_exclude);
+                };
 
 namespace detail {
 
