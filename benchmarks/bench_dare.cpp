@@ -73,7 +73,7 @@ void BM_Dare_Search(benchmark::State& state) {
         const rb::index_t h = i % kHistories;
         const std::span<const rb::row_id_t> hs(hist.data() + h * kHistory, static_cast<std::size_t>(kHistory));
         const float* q = table + static_cast<rb::index_t>(hs[0]) * d;
-        rb::models::dare_search(be, table, d, hs, q, kTopK, scale, scores.data(), top.data(), pos.data());
+        rb::models::dare_search(be, rb::matrix_view(table, items, d), hs, q, kTopK, scale, scores.data(), top.data(), pos.data());
         benchmark::DoNotOptimize(pos.data());
         ++i;
     }
@@ -108,7 +108,7 @@ void BM_Dare_SearchThreads(benchmark::State& state) {
         pool.run(threads, [&](rb::index_t t) {
             const rb::index_t h = (i + t) % kHistories;
             const std::span<const rb::row_id_t> hs(hist.data() + h * kHistory, static_cast<std::size_t>(kHistory));
-            rb::models::dare_search(be, table, d, hs, table + static_cast<rb::index_t>(hs[0]) * d, kTopK, scale,
+            rb::models::dare_search(be, rb::matrix_view(table, items, d), hs, table + static_cast<rb::index_t>(hs[0]) * d, kTopK, scale,
                                     scores.data() + t * kHistory, top.data() + t * kTopK, pos.data() + t * kTopK);
         });
         benchmark::DoNotOptimize(pos.data());

@@ -174,7 +174,7 @@ double search_microseconds(const Be& be, index_t items, index_t d, index_t k, in
         const auto t0 = std::chrono::steady_clock::now();
         for (index_t i = 0; i < reps; ++i) {
             const float* q = table.data() + (i % items) * d;
-            rb::models::dare_search(be, table.data(), d, std::span<const row_id_t>(hist), q, k, scale, scores.data(),
+            rb::models::dare_search(be, rb::matrix_view<const float>(table.data(), items, d), std::span<const row_id_t>(hist), q, k, scale, scores.data(),
                                     top.data(), pos.data());
         }
         best = std::min(best, seconds_since(t0) / double(reps) * 1e6);

@@ -13,7 +13,8 @@
 using namespace recblocks;
 
 TEST_CASE("dropout: same mask on any thread count, right keep rate, backward uses the same mask", "[blocks][dropout]") {
-    ThreadPool one(1), three(3);
+    ThreadPool pool1(1), pool3(3);
+    const backend::Cpu<isa::Dispatch> one{&pool1}, three{&pool3};
     const blocks::Dropout drop(0.3, Rng(5));
     Vector<float> x(Shape<1>{{100000}}), y1(x.shape()), y3(x.shape()), g(x.shape());
     std::fill(x.begin(), x.end(), 1.0f);
@@ -35,7 +36,8 @@ TEST_CASE("dropout: same mask on any thread count, right keep rate, backward use
 }
 
 TEST_CASE("dropout: every size and any sub-range give the masks of Rng::u32, on every ISA", "[blocks][dropout]") {
-    ThreadPool one(1);
+    ThreadPool pool1(1);
+    const backend::Cpu<isa::Dispatch> one{&pool1};  // RECBLOCKS_FORCE_ISA picks the ISA
     const blocks::Dropout drop(0.25, Rng(11));
     Vector<double> x(Shape<1>{{300}}), y(x.shape());
     std::fill(x.begin(), x.end(), 1.0);
@@ -51,7 +53,7 @@ TEST_CASE("dropout: every size and any sub-range give the masks of Rng::u32, on 
         for (index_t e : {b + 1, b + 5, b + 64, b + 99, index_t{300}}) {
             if (e > 300) continue;
             std::fill(part.begin(), part.end(), 2.0);
-            drop.backward_range<double>(4, 9, b, e, part.data());
+            drop.backward_range<double>(one, 4, 9, b, e, part.data());
             for (index_t i = b; i < e; ++i) REQUIRE(part(i) == whole(i));
             if (b > 0) REQUIRE(part(b - 1) == 2.0);  // outside the range: untouched
         }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/io/safetensors.hpp"
 #include "recblocks/models/dare.hpp"
 

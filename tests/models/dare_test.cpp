@@ -69,7 +69,7 @@ TEST_CASE("dare_search: top-k equals a brute-force sort, ties by earlier positio
             rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
                 std::vector<float> scores(static_cast<std::size_t>(n)), logits(static_cast<std::size_t>(k));
                 std::vector<row_id_t> pos(static_cast<std::size_t>(k));
-                models::dare_search(be, table.data(), dim, std::span<const row_id_t>(hist), q, k, scale, scores.data(),
+                models::dare_search(be, table.cview(), std::span<const row_id_t>(hist), q, k, scale, scores.data(),
                                     logits.data(), pos.data());
                 INFO(name << " dim " << dim << " k " << k);
                 REQUIRE(scores == want_logits);
@@ -92,7 +92,7 @@ TEST_CASE("dare_search: gathered dot products of random rows match a double refe
     rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
         std::vector<float> scores(static_cast<std::size_t>(n)), logits(20);
         std::vector<row_id_t> pos(20);
-        models::dare_search(be, table.data(), dim, std::span<const row_id_t>(hist), q.data(), 20, 0.5f, scores.data(),
+        models::dare_search(be, table.cview(), std::span<const row_id_t>(hist), q.data(), 20, 0.5f, scores.data(),
                             logits.data(), pos.data());
         for (index_t j = 0; j < n; ++j) {
             double s = 0;

@@ -28,6 +28,35 @@
 //   top_k_rows      k largest per row, descending; ties -> lower index first;
 //                   returns the first row holding a NaN, or -1 (outputs then unspecified)
 //   sum, max_value, sum_rows   reductions (sum_rows: column sums over rows)
+//   dropout         optional (Reference, CPU): y[i] = keep(first + i) ? x[i] * scale : 0
+//                   with keep(j) a pure function of (DropoutMask, j); y may alias x
+//   gathered_dot    optional (Reference, CPU): y[i] = alpha * <table[ids[i]], x>
+//                   (one query against rows picked by id; CPU: on the calling thread)
+//   retrieval       optional (Reference, CPU), float queries against item
+//                   tables in column panels (backend/panels.hpp; E = float,
+//                   bf16 bits or int8 codes with per-row scales); on the CPU
+//                   each runs on the calling thread (indexes split the rows):
+//     panel_scores        y[r] = scale[r] * <items[r], x> for every row
+//     panel_scores_above  (score, first + r) of the rows scoring > threshold,
+//                         in row order; returns how many (outputs: rows + 16)
+//     panel_scores_of_ids y[j] = the panel_scores score of row ids[j] (same bits)
+//     score_ids           y[j] = <rows[ids[j]], x> for row-major f32 rows
+//     offer_top_k         offers s[j] (id first + j, ascending across calls) to a
+//                         min-heap of <= k entries (root = worst; result order:
+//                         larger score, then smaller id), skipping excluded ids
+//                         (sorted); returns the heap's new size
+//     collect_above       (s[j], first + j) for s[j] > threshold, in order;
+//                         returns how many (outputs: n + 16)
+//     kth_largest_key     a threshold t (not necessarily a key) with
+//                         count(keys >= t) >= k and count(keys > t) <= k + slack
+//   nearest centroid   optional (Reference, CPU): k-means / residual quantizer
+//                   assignment after g = x·cᵀ (CPU: on the calling thread):
+//     squared_distances    out[i] = ||x_i - y||² (y empty: ||x_i||²)
+//     shifted_argmin_rows  g[i, k] = norms[k] - 2 g[i, k]; arg[i] = the first k
+//                          of the smallest, best[i] its value
+//     offer_smallest       offers (base + norms[k] - 2 g[k], first + k) to a list
+//                          of the cap smallest kept sorted (ties: earlier offer
+//                          first; g is scratch); returns its new length
 //   prefix_attention   optional (Reference, CPU): fused attention of one
 //                   (sequence, head) whose rows see a prefix of the keys
 //                   (ops/prefix_attention.hpp); blocks fall back to gemm +
@@ -35,6 +64,7 @@
 #include <cstdint>
 
 #include "recblocks/backend/memory.hpp"
+#include "recblocks/backend/panels.hpp"
 #include "recblocks/backend/tags.hpp"
 #include "recblocks/core/tensor_view.hpp"
 
@@ -55,6 +85,15 @@ struct AdamUpdate {
     T step_size, beta1, beta2, eps, inv_bc2_sqrt;
     T l2 = T(0);      ///< Adam's weight decay, added to the gradient
     T shrink = T(1);  ///< AdamW's decoupled decay factor
+};
+
+/// Which elements dropout keeps: element j is kept iff the 24 high bits of
+/// word j of the Philox4x32-10 stream (key, stream) are >= threshold, the
+/// words of Rng::u32 (core/rng.hpp), so a mask is the same on every backend.
+struct DropoutMask {
+    std::uint32_t key0 = 0, key1 = 0;
+    std::uint64_t stream = 0;
+    std::uint32_t threshold = 0;
 };
 
 template <class Backend>

@@ -33,6 +33,12 @@ template <class Isa = isa::Auto>
 struct Cpu {
     ThreadPool* pool = nullptr;
     [[nodiscard]] ThreadPool& threads() const { return pool ? *pool : ThreadPool::global(); }
+    /// This backend on the calling thread only: for a primitive called from
+    /// inside a parallel region, so it runs whole instead of in chunks.
+    [[nodiscard]] Cpu serial() const {
+        static ThreadPool one(1);  // no worker threads
+        return Cpu{&one};
+    }
 };
 
 }  // namespace backend

@@ -4,12 +4,13 @@
 // are scaled by 1 / (1 - p). The mask is a pure function of (rng, step, i),
 // so it is the same whatever the thread count, it never needs storing (the
 // backward pass recomputes it), and a resumed run draws the same masks.
+// The mask is applied by the backend's dropout primitive (ops/dropout.hpp),
+// so it is also the same on every backend and ISA.
 #include <cmath>
 
-#include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/core/rng.hpp"
 #include "recblocks/core/tensor_view.hpp"
-#include "recblocks/core/thread_pool.hpp"
+#include "recblocks/ops/dropout.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace blocks {
@@ -22,27 +23,31 @@ public:
     }
     [[nodiscard]] double p() const { return p_; }
 
-    /// y = dropout(x) for training step `step` (y may alias x); identity when p == 0.
-    template <class T>
-    void forward(ThreadPool& pool, std::uint64_t step, TensorView<const T, 1> x, TensorView<T, 1> y) const {
-        apply(pool, rng_.substream(step), x, y);
+    /// y = dropout(x) for training step `step` (y may alias x), on backend `be`.
+    template <class T, class Be>
+        requires ops::has_dropout<Be, T>
+    void forward(const Be& be, std::uint64_t step, TensorView<const T, 1> x, TensorView<T, 1> y) const {
+        apply(be, rng_.substream(step), x, y);
     }
     /// dx = dy * mask / (1 - p) with the same mask as forward(step); dx may alias dy.
-    template <class T>
-    void backward(ThreadPool& pool, std::uint64_t step, TensorView<const T, 1> dy, TensorView<T, 1> dx) const {
-        apply(pool, rng_.substream(step), dy, dx);
+    template <class T, class Be>
+        requires ops::has_dropout<Be, T>
+    void backward(const Be& be, std::uint64_t step, TensorView<const T, 1> dy, TensorView<T, 1> dx) const {
+        apply(be, rng_.substream(step), dy, dx);
     }
     /// As forward(step), for one of many independent pieces of a step (`lane`,
     /// e.g. one attention matrix per sequence and head): its own mask.
-    template <class T>
-    void forward(ThreadPool& pool, std::uint64_t step, std::uint64_t lane, TensorView<const T, 1> x,
+    template <class T, class Be>
+        requires ops::has_dropout<Be, T>
+    void forward(const Be& be, std::uint64_t step, std::uint64_t lane, TensorView<const T, 1> x,
                  TensorView<T, 1> y) const {
-        apply(pool, rng_.substream(step).substream(lane), x, y);
+        apply(be, rng_.substream(step).substream(lane), x, y);
     }
-    template <class T>
-    void backward(ThreadPool& pool, std::uint64_t step, std::uint64_t lane, TensorView<const T, 1> dy,
+    template <class T, class Be>
+        requires ops::has_dropout<Be, T>
+    void backward(const Be& be, std::uint64_t step, std::uint64_t lane, TensorView<const T, 1> dy,
                   TensorView<T, 1> dx) const {
-        apply(pool, rng_.substream(step).substream(lane), dy, dx);
+        apply(be, rng_.substream(step).substream(lane), dy, dx);
     }
     /// Whether element i is kept at `step`.
     [[nodiscard]] bool kept(std::uint64_t step, std::uint64_t i) const {
@@ -50,24 +55,23 @@ public:
     }
 
     /// dst[i] = dropout(src[i]) for i in [begin, end) of buffers that
-    /// forward(step, lane) would process whole (same mask), single-threaded.
-    template <class T>
-    void forward_range(std::uint64_t step, std::uint64_t lane, index_t begin, index_t end, const T* src, T* dst) const {
-        const Rng r = rng_.substream(step).substream(lane);
-        const auto key = r.key();
-        mask_kernel<T>()(src, dst, begin, end, key[0], key[1], r.stream(), threshold(),
-                         static_cast<T>(1.0 / (1.0 - p_)));
+    /// forward(step, lane) would process whole (same mask). Within a parallel
+    /// region the backend runs it on the calling thread (nested work is serial).
+    template <class T, class Be>
+        requires ops::has_dropout<Be, T>
+    void forward_range(const Be& be, std::uint64_t step, std::uint64_t lane, index_t begin, index_t end, const T* src,
+                       T* dst) const {
+        range(be, rng_.substream(step).substream(lane), begin, end, src, dst);
     }
 
     /// In place on elements [begin, end) of a buffer that backward(step, lane)
-    /// would process whole: the same mask for those elements, single-threaded
-    /// (for callers that already run in parallel and touch only part of a matrix).
-    template <class T>
-    void backward_range(std::uint64_t step, std::uint64_t lane, index_t begin, index_t end, T* data) const {
-        const Rng r = rng_.substream(step).substream(lane);
-        const auto key = r.key();
-        mask_kernel<T>()(data, data, begin, end, key[0], key[1], r.stream(), threshold(),
-                         static_cast<T>(1.0 / (1.0 - p_)));
+    /// would process whole: the same mask for those elements (for callers that
+    /// touch only part of a matrix).
+    template <class T, class Be>
+        requires ops::has_dropout<Be, T>
+    void backward_range(const Be& be, std::uint64_t step, std::uint64_t lane, index_t begin, index_t end,
+                        T* data) const {
+        range(be, rng_.substream(step).substream(lane), begin, end, data, data);
     }
 
 private:
@@ -76,31 +80,27 @@ private:
         return static_cast<std::uint32_t>(std::ceil(double(static_cast<float>(p_)) * 0x1.0p24));
     }
 
-    template <class T>
-    void apply(ThreadPool& pool, const Rng& r, TensorView<const T, 1> in, TensorView<T, 1> out) const {
-        RECBLOCKS_CHECK_SHAPE(in.size() == out.size(), "Dropout: output has ", out.size(), " entries but input has ",
-                              in.size());
-        const T scale = static_cast<T>(1.0 / (1.0 - p_));
-        const std::uint32_t threshold = this->threshold();
-        const auto kernel = mask_kernel<T>();
+    /// The mask of stream r.
+    [[nodiscard]] DropoutMask mask(const Rng& r) const {
         const auto key = r.key();
-        const T* src = in.data();
-        T* dst = out.data();
-        // Chunks start at multiples of 64 elements: the kernel's vector groups.
-        parallel_for(pool, 0, in.size(), 1 << 14, [&](index_t b, index_t e) {
-            kernel(src, dst, b, e, key[0], key[1], r.stream(), threshold, scale);
-        });
+        return {key[0], key[1], r.stream(), threshold()};
+    }
+    template <class T>
+    [[nodiscard]] T scale() const {
+        return static_cast<T>(1.0 / (1.0 - p_));
     }
 
-    /// The CPU's best mask kernel: the runtime-dispatch table's when the
-    /// program links it, else the one compiled for this translation unit.
-    template <class T>
-    static auto mask_kernel() {
-#ifdef RECBLOCKS_HAS_RUNTIME_DISPATCH
-        return cpu::KernelsFor<isa::Dispatch, T>::get().dropout;
-#else
-        return cpu::KernelsFor<isa::Auto, T>::get().dropout;
-#endif
+    template <class T, class Be>
+    void apply(const Be& be, const Rng& r, TensorView<const T, 1> in, TensorView<T, 1> out) const {
+        RECBLOCKS_CHECK_SHAPE(in.size() == out.size(), "Dropout: output has ", out.size(), " entries but input has ",
+                              in.size());
+        ops::dropout<Be, T>(be, in, out, 0, mask(r), scale<T>());
+    }
+
+    template <class T, class Be>
+    void range(const Be& be, const Rng& r, index_t begin, index_t end, const T* src, T* dst) const {
+        ops::dropout<Be, T>(be, vector_view(src + begin, end - begin), vector_view(dst + begin, end - begin), begin,
+                            mask(r), scale<T>());
     }
 
     double p_;

@@ -85,7 +85,8 @@ public:
     /// y [R, D] = x + FFN(x); x must stay alive until backward. `step` picks
     /// the dropout masks; train = false disables dropout.
     template <class Be>
-    void forward(const Be& be, ThreadPool& pool, MatrixView<const T> x, MatrixView<T> y, std::uint64_t step, bool train) {
+    void forward(const Be& be, ThreadPool& /*pool: dropout runs on be*/, MatrixView<const T> x, MatrixView<T> y,
+                 std::uint64_t step, bool train) {
         const index_t rows = x.rows(), d = cfg_.d_model, f = cfg_.inner;
         RECBLOCKS_CHECK_SHAPE(x.cols() == d && y.rows() == rows && y.cols() == d, "FeedForward::forward: x is ", x.shape(),
                               " and y is ", y.shape(), " but d_model is ", d);
@@ -103,10 +104,10 @@ public:
         detail::broadcast_rows(params_.b1.cview(), pre_.view());
         ops::gemm(be, Trans::no, Trans::yes, T(1), x, params_.w1.view(), T(1), pre_.view());
         ops::activation_forward(be, cfg_.activation, pre_.view(), hidden_.view());
-        if (train_hidden_) drop_hidden_.forward<T>(pool, 2 * step, flat(hidden_), flat_mut(hidden_));
+        if (train_hidden_) drop_hidden_.forward<T>(be, 2 * step, flat(hidden_), flat_mut(hidden_));
         detail::broadcast_rows(params_.b2.cview(), y);
         ops::gemm(be, Trans::no, Trans::yes, T(1), hidden_.view(), params_.w2.view(), T(1), y);
-        if (train_) drop_out_.forward<T>(pool, 2 * step + 1, vector_view<const T>(y.data(), y.numel()), vector_view(y.data(), y.numel()));
+        if (train_) drop_out_.forward<T>(be, 2 * step + 1, vector_view<const T>(y.data(), y.numel()), vector_view(y.data(), y.numel()));
         if (cfg_.residual)
             for (index_t i = 0; i < y.numel(); ++i) y.data()[i] += x.data()[i];
     }
@@ -140,7 +141,7 @@ public:
                               "FeedForward::backward: dy is ", dy.shape(), " and dx is ", dx.shape(),
                               " but the last forward's x was ", x_.shape(), " (contiguous, distinct)");
         if (cfg_.residual) std::copy(dy.data(), dy.data() + dy.numel(), dx.data());  // the residual path
-        if (train_) drop_out_.backward<T>(pool, 2 * step_ + 1, vector_view<const T>(dy.data(), dy.numel()), vector_view(dy.data(), dy.numel()));
+        if (train_) drop_out_.backward<T>(be, 2 * step_ + 1, vector_view<const T>(dy.data(), dy.numel()), vector_view(dy.data(), dy.numel()));
         ops::gemm(be, Trans::yes, Trans::no, T(1), MatrixView<const T>(dy), hidden_.view(), T(1), grads_.w2.view());
         detail::add_column_sums(be, dy, grads_.b2.view(), sums_);
         ops::gemm(be, Trans::no, Trans::no, T(1), MatrixView<const T>(dy), params_.w2.view(), T(0), dhidden_.view());
@@ -155,7 +156,7 @@ public:
                 for (index_t i = i0; i < i1; ++i) g[i] = h[i] != T(0) ? g[i] * scale : T(0);
             });
         } else {
-            if (train_hidden_) drop_hidden_.backward<T>(pool, 2 * step_, flat(dhidden_), flat_mut(dhidden_));
+            if (train_hidden_) drop_hidden_.backward<T>(be, 2 * step_, flat(dhidden_), flat_mut(dhidden_));
             ops::activation_backward(be, cfg_.activation, pre_.view(), dhidden_.view(), dhidden_.view());
         }
         ops::gemm(be, Trans::yes, Trans::no, T(1), dhidden_.view(), x_, T(1), grads_.w1.view());

@@ -215,7 +215,7 @@ public:
         for_each_sequence(be, bsz, [&](index_t b) {
             for (index_t hd = 0; hd < h; ++hd) {
                 const MatrixView<const T> p = prob_matrix(b, hd);
-                const auto w = weights_used(b, hd);
+                const auto w = weights_used(be, b, hd);
                 const auto dctx = matrix_view<const T>(dctx_.data() + b * len * d + hd * dh, len, dh, d);
                 const auto q = head(qkv, b, 0, hd), k = head(qkv, b, 1, hd), v = head(qkv, b, 2, hd);
                 auto dq = head(dqkv, b, 0, hd), dk = head(dqkv, b, 1, hd), dv = head(dqkv, b, 2, hd);
@@ -374,7 +374,7 @@ private:
     template <class Be>
     void weighted_values(const Be& be, index_t b, index_t hd, MatrixView<T> ctx) {
         const index_t len = probs_.extent(2);
-        const auto w = weights_used(b, hd, true);
+        const auto w = weights_used(be, b, hd, true);
         for (index_t r0 = 0; r0 < len; r0 += kQueryChunk) {
             const index_t r1 = std::min(len, r0 + kQueryChunk);
             const index_t kend = policies::visible_key_end(mask_, r1, len);
@@ -404,7 +404,8 @@ private:
     /// The attention weights that multiply V: P itself or, training with
     /// dropout, Drop(P) in its own buffer (P stays for the softmax backward).
     /// forward() makes them (make = true); backward() reads them.
-    MatrixView<const T> weights_used(index_t b, index_t hd, bool make = false) {
+    template <class Be>
+    MatrixView<const T> weights_used(const Be& be, index_t b, index_t hd, bool make = false) {
         const MatrixView<const T> p = prob_matrix(b, hd);
         if (!train_) return p;
         const index_t len = probs_.extent(2);
@@ -415,7 +416,7 @@ private:
                 const index_t r1 = std::min(len, r0 + kQueryChunk);
                 const index_t kend = policies::visible_key_end(mask_, r1, len);
                 for (index_t r = r0; r < r1; ++r) {
-                    dropout_.forward_range<T>(step_, lane(b, hd), r * len, r * len + kend, p.data(), dst);
+                    dropout_.forward_range<T>(be, step_, lane(b, hd), r * len, r * len + kend, p.data(), dst);
                     std::fill(dst + r * len + kend, dst + (r + 1) * len, T(0));
                 }
             }

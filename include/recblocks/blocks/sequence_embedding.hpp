@@ -78,7 +78,7 @@ public:
     /// out [B, L, D] from ids [B, L]. `step` selects the dropout mask (pass the
     /// training step); `train = false` disables dropout.
     template <class Be>
-    void forward(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, TensorView<T, 3> out,
+    void forward(const Be& be, ThreadPool& /*pool: dropout runs on be*/, MatrixView<const row_id_t> ids, TensorView<T, 3> out,
                  std::uint64_t step, bool train) {
         check(ids, out, "forward");
         const index_t bsz = ids.rows(), len = ids.cols(), d = cfg_.d_model;
@@ -97,7 +97,7 @@ public:
                 for (index_t c = 0; c < d; ++c) o[c] = o[c] * s + p[c];
             }
         if (train && cfg_.dropout > 0)
-            dropout_.forward<T>(pool, step, vector_view<const T>(out.data(), out.numel()), vector_view(out.data(), out.numel()));
+            dropout_.forward<T>(be, step, vector_view<const T>(out.data(), out.numel()), vector_view(out.data(), out.numel()));
         last_step_ = step;
         last_train_ = train;
     }
@@ -105,11 +105,12 @@ public:
     /// Adds the gradients of E and P from dout [B, L, D] (of the last forward's
     /// ids and step). dout is overwritten with its dropout-masked version.
     template <class Be>
-    void backward(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, TensorView<T, 3> dout) {
+    void backward(const Be& be, ThreadPool& /*pool: dropout runs on be*/, MatrixView<const row_id_t> ids,
+                  TensorView<T, 3> dout) {
         check(ids, dout, "backward");
         const index_t bsz = ids.rows(), len = ids.cols(), d = cfg_.d_model;
         if (last_train_ && cfg_.dropout > 0)
-            dropout_.backward<T>(pool, last_step_, vector_view<const T>(dout.data(), dout.numel()),
+            dropout_.backward<T>(be, last_step_, vector_view<const T>(dout.data(), dout.numel()),
                                  vector_view(dout.data(), dout.numel()));
         auto flat = matrix_view(dout.data(), bsz * len, d);
         for (index_t b = 0; b < bsz; ++b)

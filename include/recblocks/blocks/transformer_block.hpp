@@ -88,15 +88,17 @@ struct TransformerBlockParts {
     }
 
     /// Dropout on a sublayer's output (in place), step-keyed.
-    void dropout_residual(ThreadPool& pool, std::uint64_t step, bool train, MatrixView<T> m) {
+    template <class Be>
+    void dropout_residual(const Be& be, std::uint64_t step, bool train, MatrixView<T> m) {
         drop_active_ = train && residual_dropout.p() > 0;
         drop_step_ = step;
         if (drop_active_)
-            residual_dropout.forward<T>(pool, step, vector_view<const T>(m.data(), m.numel()), vector_view(m.data(), m.numel()));
+            residual_dropout.forward<T>(be, step, vector_view<const T>(m.data(), m.numel()), vector_view(m.data(), m.numel()));
     }
-    void dropout_residual_backward(ThreadPool& pool, MatrixView<T> g) {
+    template <class Be>
+    void dropout_residual_backward(const Be& be, MatrixView<T> g) {
         if (drop_active_)
-            residual_dropout.backward<T>(pool, drop_step_, vector_view<const T>(g.data(), g.numel()),
+            residual_dropout.backward<T>(be, drop_step_, vector_view<const T>(g.data(), g.numel()),
                                          vector_view(g.data(), g.numel()));
     }
 

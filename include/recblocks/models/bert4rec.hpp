@@ -185,7 +185,7 @@ public:
                       dhidden_.data() + rows_[static_cast<std::size_t>(i)] * d);
         stack_.backward(be, pool, dhidden_.view(), dx_.view());
         if (last_train_ && emb_dropout_.p() > 0)
-            emb_dropout_.backward<T>(pool, last_step_, vector_view<const T>(dx_.data(), dx_.numel()),
+            emb_dropout_.backward<T>(be, last_step_, vector_view<const T>(dx_.data(), dx_.numel()),
                                      vector_view(dx_.data(), dx_.numel()));
         emb_norm_.backward(be, matrix_view<const T>(dx_.data(), rows, d), matrix_view(demb_.data(), rows, d));
         embedding_.backward(be, pool, masked_ids, demb_.view());
@@ -274,7 +274,7 @@ private:
         last_train_ = train;
         last_step_ = step;
         if (train && emb_dropout_.p() > 0)
-            emb_dropout_.forward<T>(pool, step, vector_view<const T>(x_.data(), x_.numel()), vector_view(x_.data(), x_.numel()));
+            emb_dropout_.forward<T>(be, step, vector_view<const T>(x_.data(), x_.numel()), vector_view(x_.data(), x_.numel()));
     }
 
     static Config validated(Config c) {

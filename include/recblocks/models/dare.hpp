@@ -18,8 +18,8 @@
 // backward() reaches everything learned: the MLP, E_repr (target and kept
 // behaviours) and, through the kept logits, E_att(t) and E_att(h_j). The
 // selection is piecewise constant: no gradient flows through which positions
-// were kept. The search runs on the CPU kernel table (gathered_dot + top_k),
-// so results are the same for a given ISA whatever the batch composition.
+// were kept. The search runs on the backend's gathered_dot + top_k_rows
+// primitives, so results are the same for a given ISA whatever the batch composition.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -27,9 +27,9 @@
 #include <string>
 #include <vector>
 
-#include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/blocks/decoupled_embedding.hpp"
 #include "recblocks/params/parameter_list.hpp"
+#include "recblocks/ops/gathered_dot.hpp"
 #include "recblocks/ops/gemm.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -40,15 +40,18 @@ enum class EmbeddingPolicy : std::uint8_t { coupled, decoupled };
 /// Stage 1 alone: the top k of l_j = scale * <query, table[history[j]]> over
 /// j in [0, n), best first (ties: earlier position). Writes k logits and k
 /// positions into history; `scores` is scratch of at least n entries. Ids must
-/// already be validated. Throws ValueError if a score is NaN.
+/// already be validated (the primitives are called directly: no second pass
+/// over the history). Throws ValueError if a score is NaN.
 template <class Be, class T>
-void dare_search(const Be&, const T* table, index_t dim, std::span<const row_id_t> history, const T* query, index_t k,
-                 T scale, T* scores, T* top_logits, row_id_t* top_positions) {
-    const auto& kt = Primitives<Be>::template kernels<T>();
+    requires ops::has_gathered_dot<Be, T>
+void dare_search(const Be& be, MatrixView<const T> table, std::span<const row_id_t> history, const T* query,
+                 index_t k, T scale, T* scores, T* top_logits, row_id_t* top_positions) {
     const index_t n = static_cast<index_t>(history.size());
-    kt.gathered_dot(table, dim, history.data(), n, query, dim, scale, scores);
-    const bool nan = kt.top_k(scores, n, k, 0, top_logits, top_positions);
-    RECBLOCKS_CHECK_VALUE(!nan, "models::dare_search: a search logit is NaN (non-finite embeddings?)");
+    Primitives<Be>::template gathered_dot<T>(be, table, vector_view(history.data(), n),
+                                             vector_view(query, table.cols()), scale, vector_view(scores, n));
+    const index_t nan_row = Primitives<Be>::template top_k_rows<T>(
+        be, matrix_view<const T>(scores, 1, n), k, matrix_view(top_positions, 1, k), matrix_view(top_logits, 1, k));
+    RECBLOCKS_CHECK_VALUE(nan_row < 0, "models::dare_search: a search logit is NaN (non-finite embeddings?)");
 }
 
 template <class T>
@@ -154,7 +157,7 @@ public:
             const row_id_t t = batch.targets[std::size_t(i)];
             T* logit = sel_logit_.data() + i * k;
             row_id_t* pos = sel_pos_.data() + i * k;
-            dare_search(be, att, da, hist, att + t * da, k, scale, scores, logit, pos);
+            dare_search(be, attention_table().cview(), hist, att + t * da, k, scale, scores, logit, pos);
             // Stage 2: softmax over the kept logits (the first is the largest), weighted sum of E_repr rows.
             T* w = weight_.data() + i * k;
             T sum = 0;

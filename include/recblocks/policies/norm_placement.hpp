@@ -105,7 +105,7 @@ struct PreNorm {
         const auto x2 = p.flat(x);
         p.norm_attention.forward(be, x2, p.buffer(normed));
         p.attention.forward(be, p.ccube(p.buffer(normed)), p.cube(p.buffer(attended)), key_keep);
-        p.dropout_residual(pool, step, train, p.buffer(attended));
+        p.dropout_residual(be, step, train, p.buffer(attended));
         ops::add(be, x2, p.cbuffer(attended), p.buffer(h));
         p.norm_ffn.forward(be, p.cbuffer(h), p.buffer(e));
         p.ffn.forward(be, pool, p.cbuffer(e), p.flat(y), step, train);
@@ -133,7 +133,7 @@ struct PreNorm {
         p.norm_ffn.backward(be, p.cbuffer(de), p.buffer(dh_via_norm));
         ops::add(be, dx2, p.cbuffer(dh_via_norm), dx2);             // dx2 = dh, which is also dx's residual part
         ops::copy(be, MatrixView<const T>(dx2), p.buffer(dattended));
-        p.dropout_residual_backward(pool, p.buffer(dattended));
+        p.dropout_residual_backward(be, p.buffer(dattended));
         p.attention.backward(be, p.ccube(p.buffer(dattended)), p.cube(p.buffer(dnormed)));
         p.norm_attention.backward(be, p.cbuffer(dnormed), p.buffer(dx_via_norm));
         ops::add(be, dx2, p.cbuffer(dx_via_norm), dx2);
@@ -155,7 +155,7 @@ struct PostNorm {
                         MatrixView<const std::uint8_t> key_keep, std::uint64_t step, bool train) {
         const auto x2 = p.flat(x);
         p.attention.forward(be, x, p.cube(p.buffer(attended)), key_keep);
-        p.dropout_residual(pool, step, train, p.buffer(attended));
+        p.dropout_residual(be, step, train, p.buffer(attended));
         ops::add(be, x2, p.cbuffer(attended), p.buffer(attention_sum));
         p.norm_attention.forward(be, p.cbuffer(attention_sum), p.buffer(h));
         p.ffn.forward(be, pool, p.cbuffer(h), p.buffer(ffn_sum), step, train);  // h + F(h)
@@ -181,7 +181,7 @@ struct PostNorm {
         p.ffn.backward(be, pool, p.buffer(dffn_sum), p.buffer(dh));
         p.norm_attention.backward(be, p.cbuffer(dh), dx2);  // d attention_sum: also dx's residual part
         ops::copy(be, MatrixView<const T>(dx2), p.buffer(dattended));
-        p.dropout_residual_backward(pool, p.buffer(dattended));
+        p.dropout_residual_backward(be, p.buffer(dattended));
         p.attention.backward(be, p.ccube(p.buffer(dattended)), p.cube(p.buffer(dx_via_attention)));
         ops::add(be, dx2, p.cbuffer(dx_via_attention), dx2);
     }

@@ -12,7 +12,7 @@
 // strict total order is unique, whatever the split.
 //
 // The table is stored in column panels of 64 rows ([D][64] each; see
-// backend/cpu/kernels/retrieval.hpp): a scan needs no horizontal sums, which
+// backend/panels.hpp and the CPU kernels): a scan needs no horizontal sums, which
 // is what lets one query read the table at the machine's read bandwidth.
 // One query streams the table once: 4,096 rows at a time are scored into an
 // L1 buffer and offered, 256 at a time, to a TopKCollector behind a SIMD
@@ -35,23 +35,18 @@
 #include <span>
 #include <vector>
 
-#include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/core/aligned_buffer.hpp"
 #include "recblocks/core/dtype.hpp"
 #include "recblocks/core/quantize_i8.hpp"
+#include "recblocks/core/thread_scratch.hpp"
+#include "recblocks/ops/gemm.hpp"
+#include "recblocks/ops/panel_scores.hpp"
 #include "recblocks/ops/validate.hpp"
-#include "recblocks/retrieval/kernels.hpp"
+#include "recblocks/retrieval/index.hpp"
 #include "recblocks/retrieval/selection.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace retrieval {
-
-/// Per-query excluded ids of a batch: query b excludes ids[offsets[b] .. offsets[b+1]),
-/// sorted ascending without repeats. Empty offsets: nothing excluded.
-struct ExcludedIds {
-    std::span<const index_t> offsets;
-    std::span<const row_id_t> ids;
-};
 
 namespace detail {
 
@@ -127,7 +122,7 @@ class ExactIndex {
 public:
     /// Stored element: f32, bf16 bits, or int8 codes.
     using Element = std::conditional_t<std::is_same_v<T, bf16>, std::uint16_t, T>;
-    static constexpr index_t kPanelRows = cpu::kRetrievalPanelRows;  // rows per column panel
+    static constexpr index_t kPanelRows = ::recblocks::kPanelRows;  // rows per column panel
     static constexpr index_t kScoreRows = 4096;  // one-query scoring call (16 KiB of scores: L1)
     static constexpr index_t kBlockRows = 256;   // one-query: rows per collector offer
     static constexpr index_t kItemTile = 256;    // batch: items per GEMM tile (4 panels)
@@ -140,12 +135,12 @@ public:
     explicit ExactIndex(MatrixView<const float> items) {
         detail::check_items("retrieval::ExactIndex", items);
         if constexpr (std::is_same_v<T, std::int8_t>)
-            RECBLOCKS_CHECK_SHAPE(items.cols() <= cpu::kI8MaxDim, "retrieval::ExactIndex<int8>: items have ",
-                                  items.cols(), " columns; int8 tables support at most ", cpu::kI8MaxDim);
+            RECBLOCKS_CHECK_SHAPE(items.cols() <= kI8MaxDim, "retrieval::ExactIndex<int8>: items have ",
+                                  items.cols(), " columns; int8 tables support at most ", kI8MaxDim);
         n_ = items.rows();
         d_ = items.cols();
         const index_t padded = (n_ + kPanelRows - 1) / kPanelRows * kPanelRows;
-        data_.resize(padded * cpu::panel_cols<Element>(d_));  // zeroed: the padding rows of the last panel score 0
+        data_.resize(padded * panel_cols<Element>(d_));  // zeroed: the padding rows of the last panel score 0
         if constexpr (std::is_same_v<T, std::int8_t>) {
             std::vector<std::int8_t> codes(std::size_t(n_ * d_));
             scales_.resize(padded);
@@ -175,8 +170,8 @@ public:
     }
 
     /// The k best items for one query [D]; ids / scores [k], best first.
-    template <class Isa>
-    void search(const backend::Cpu<Isa>& be, VectorView<const float> query, index_t k, VectorView<row_id_t> ids,
+    template <IndexBackend Be>
+    void search(const Be& be, VectorView<const float> query, index_t k, VectorView<row_id_t> ids,
                 VectorView<float> scores, std::span<const row_id_t> exclude = {}) const {
         constexpr std::string_view op = "retrieval::ExactIndex::search";
         check_ready(op);
@@ -191,8 +186,8 @@ public:
     /// a shortlist to re-rank. Cost flat in k (no heap, no sort): a threshold
     /// from a sample of panels lets one fused pass keep ~2k candidates, and
     /// bisection picks the k best of them (selection.hpp).
-    template <class Isa>
-    void search_unordered(const backend::Cpu<Isa>& be, VectorView<const float> query, index_t k,
+    template <IndexBackend Be>
+    void search_unordered(const Be& be, VectorView<const float> query, index_t k,
                           VectorView<row_id_t> ids, std::span<const row_id_t> exclude = {}) const {
         constexpr std::string_view op = "retrieval::ExactIndex::search_unordered";
         check_ready(op);
@@ -204,8 +199,8 @@ public:
     }
 
     /// The k best items for each query of `queries` [B, D]; ids / scores [B, k].
-    template <class Isa>
-    void search_batch(const backend::Cpu<Isa>& be, MatrixView<const float> queries, index_t k,
+    template <IndexBackend Be>
+    void search_batch(const Be& be, MatrixView<const float> queries, index_t k,
                       MatrixView<row_id_t> ids, MatrixView<float> scores, const ExcludedIds& exclude = {}) const {
         constexpr std::string_view op = "retrieval::ExactIndex::search_batch";
         check_ready(op);
@@ -221,25 +216,9 @@ public:
                               nq, ", ", k, "]");
         RECBLOCKS_CHECK_SHAPE(scores.rows() == nq && scores.cols() == k, op, ": scores is ", scores.shape(),
                               " but expected [", nq, ", ", k, "]");
-        const bool has_ex = !exclude.offsets.empty();
-        if (has_ex) {
-            RECBLOCKS_CHECK_SHAPE(index_t(exclude.offsets.size()) == nq + 1, op, ": exclude.offsets has ",
-                                  exclude.offsets.size(), " entries but expected ", nq + 1, " (queries + 1)");
-            RECBLOCKS_CHECK_VALUE(exclude.offsets[0] == 0 && exclude.offsets[std::size_t(nq)] ==
-                                                                 index_t(exclude.ids.size()),
-                                  op, ": exclude.offsets must start at 0 and end at ", exclude.ids.size());
-        }
-        auto excluded = [&](index_t b) -> std::span<const row_id_t> {
-            if (!has_ex) return {};
-            return exclude.ids.subspan(std::size_t(exclude.offsets[std::size_t(b)]),
-                                       std::size_t(exclude.offsets[std::size_t(b + 1)] - exclude.offsets[std::size_t(b)]));
-        };
+        detail::check_batch_exclusion(op, exclude, nq);
+        auto excluded = [&](index_t b) { return detail::excluded_of(exclude, b); };
         for (index_t b = 0; b < nq; ++b) {
-            if (has_ex)
-                RECBLOCKS_CHECK_VALUE(exclude.offsets[std::size_t(b)] <= exclude.offsets[std::size_t(b + 1)], op,
-                                      ": exclude.offsets must be non-decreasing; offsets[", b, "] = ",
-                                      exclude.offsets[std::size_t(b)], " > offsets[", b + 1, "] = ",
-                                      exclude.offsets[std::size_t(b + 1)]);
             detail::check_finite_query(op, queries.row(b), d_, b);
             detail::check_exclusion(op, excluded(b), n_, k, b);
         }
@@ -247,15 +226,15 @@ public:
             for (index_t b = 0; b < nq; ++b) search_one(be, queries.row(b), k, ids.row(b), scores.row(b), excluded(b));
             return;
         }
-        const auto& kt = detail::retrieval_kernels(be);
         const index_t tiles = (n_ + kItemTile - 1) / kItemTile;
-        const index_t parts = std::min<index_t>(be.threads().size(), tiles);
+        const index_t parts = std::min<index_t>(detail::thread_count(be), tiles);
         const index_t per_part = nq * k;  // heap slots of one part
-        auto& hv = cpu::thread_scratch<float, detail::HeapTag>(std::size_t(parts * per_part));
-        auto& hid = cpu::thread_scratch<row_id_t, detail::HeapTag>(std::size_t(parts * per_part));
-        auto& hsize = cpu::thread_scratch<index_t, detail::HeapTag>(std::size_t(parts * nq));
-        be.threads().run(parts, [&](index_t p) {
-            auto& buf = cpu::thread_scratch<float, detail::TileTag>(
+        auto& hv = thread_scratch<float, detail::HeapTag>(std::size_t(parts * per_part));
+        auto& hid = thread_scratch<row_id_t, detail::HeapTag>(std::size_t(parts * per_part));
+        auto& hsize = thread_scratch<index_t, detail::HeapTag>(std::size_t(parts * nq));
+        const Be one = detail::serial(be);  // each part's GEMMs run whole on its thread
+        detail::run_parts(be, parts, [&](index_t p) {
+            auto& buf = thread_scratch<float, detail::TileTag>(
                 std::size_t(kQueryTile * kItemTile + (std::is_same_v<T, float> ? 0 : kItemTile * d_)));
             float* tile_scores = buf.data();
             float* wide = buf.data() + kQueryTile * kItemTile;
@@ -278,23 +257,24 @@ public:
                     const index_t nqt = std::min(nq, q0 + kQueryTile) - q0;
                     for (index_t j = 0; j < nt; j += kPanelRows) {
                         const index_t cols = std::min(kPanelRows, nt - j);
-                        Primitives<backend::Cpu<Isa>>::template gemm_single<float>(
-                            Trans::no, Trans::no, 1.0f, queries.slice_rows(q0, q0 + nqt),
-                            matrix_view(panels + j * d_, d_, cols, kPanelRows), 0.0f,
-                            matrix_view(tile_scores + j, nqt, cols, nt));
+                        ops::gemm(one, Trans::no, Trans::no, 1.0f, queries.slice_rows(q0, q0 + nqt),
+                                  matrix_view(panels + j * d_, d_, cols, kPanelRows), 0.0f,
+                                  matrix_view(tile_scores + j, nqt, cols, nt));
                     }
                     for (index_t q = 0; q < nqt; ++q) {
                         const index_t b = q0 + q;
                         const auto ex = excluded(b);
                         float* v = hv.data() + p * per_part + b * k;
                         row_id_t* id = hid.data() + p * per_part + b * k;
-                        sizes[b] = kt.offer(tile_scores + q * nt, nt, static_cast<row_id_t>(r0), k, v, id, sizes[b],
-                                            ex.data(), index_t(ex.size()));
+                        sizes[b] = ops::offer_top_k(one, vector_view<const float>(tile_scores + q * nt, nt),
+                                                    static_cast<row_id_t>(r0), k, vector_view(v, k),
+                                                    vector_view(id, k), sizes[b],
+                                                    vector_view(ex.data(), index_t(ex.size())));
                     }
                 }
             }
         });
-        auto& part_sizes = cpu::thread_scratch<index_t, detail::TileTag>(std::size_t(parts));
+        auto& part_sizes = thread_scratch<index_t, detail::TileTag>(std::size_t(parts));
         for (index_t b = 0; b < nq; ++b) {
             for (index_t p = 0; p < parts; ++p) part_sizes[std::size_t(p)] = hsize[std::size_t(p * nq + b)];
             detail::merge_heaps(hv.data() + b * k, hid.data() + b * k, part_sizes.data(), parts, per_part, k,
@@ -303,11 +283,9 @@ public:
     }
 
     /// Full-width scores of the items `ids` for one query (a shortlist re-rank).
-    template <class Isa>
-    void score_ids(const backend::Cpu<Isa>& be, const float* query, const row_id_t* ids, index_t n,
-                   float* out) const {
-        const auto& kt = detail::retrieval_kernels(be);
-        kt.template score_ids_panels<Element>()(data_.data(), d_, ids, n, query, scales(), out);
+    template <IndexBackend Be>
+    void score_ids(const Be& be, const float* query, const row_id_t* ids, index_t n, float* out) const {
+        ops::panel_scores_of_ids(be, panels(), vector_view(ids, n), vector_view(query, d_), vector_view(out, n));
     }
 
 private:
@@ -323,38 +301,33 @@ private:
 
     /// Where element (r, c) lives: panel r / 64, column c, lane of r % 64.
     [[nodiscard]] index_t at(index_t r, index_t c) const {
-        return cpu::panel_offset<Element>(r, c, d_);
+        return panel_offset<Element>(r, c, d_);
     }
-    /// The panels from row r0 on (r0 on a panel boundary).
-    [[nodiscard]] const Element* panel_block(index_t r0) const {
-        return data_.data() + r0 * cpu::panel_cols<Element>(d_);
-    }
-    [[nodiscard]] const float* scales_at(index_t r0) const {
-        return scales_.size() == 0 ? nullptr : scales_.data() + r0;
-    }
+    /// The whole table as the primitives see it.
+    [[nodiscard]] PanelView<Element> panels() const { return {data_.data(), n_, d_, scales()}; }
+    /// Rows [r0, r0 + n) (r0 on a panel boundary).
+    [[nodiscard]] PanelView<Element> panels_of(index_t r0, index_t n) const { return panels().rows_from(r0, n); }
 
     static constexpr index_t kSamplePanels = 8;
 
     /// ids[0..k) = the k best for one query, unordered (search_unordered).
-    template <class Isa>
-    void search_shortlist(const backend::Cpu<Isa>& be, const float* q, index_t k, std::span<const row_id_t> ex,
+    template <class Be>
+    void search_shortlist(const Be& be, const float* q, index_t k, std::span<const row_id_t> ex,
                           row_id_t* out) const {
-        const auto& kt = detail::retrieval_kernels(be);
-        const auto above = kt.template score_panels_above<Element>();
         const index_t panels = (n_ + kPanelRows - 1) / kPanelRows;
-        const index_t parts = std::clamp<index_t>(n_ / kMinRowsPerThread, 1, be.threads().size());
+        const index_t parts = std::clamp<index_t>(n_ / kMinRowsPerThread, 1, detail::thread_count(be));
         const auto room = std::size_t(n_ + 16 * parts);
-        auto& cand_v = cpu::thread_scratch<float, detail::CollectTag>(room);
-        auto& cand_id = cpu::thread_scratch<row_id_t, detail::CollectTag>(room);
-        auto& keys = cpu::thread_scratch<std::uint32_t, detail::CollectTag>(room);
-        auto& part_count = cpu::thread_scratch<index_t, detail::CollectTag>(std::size_t(parts));
+        auto& cand_v = thread_scratch<float, detail::CollectTag>(room);
+        auto& cand_id = thread_scratch<row_id_t, detail::CollectTag>(room);
+        auto& keys = thread_scratch<std::uint32_t, detail::CollectTag>(room);
+        auto& part_count = thread_scratch<index_t, detail::CollectTag>(std::size_t(parts));
         // The sample: kSamplePanels whole panels, evenly spaced.
         alignas(64) float sample[kSamplePanels * kPanelRows];
         index_t m = 0;
         const index_t sampled = std::min(panels, kSamplePanels);
         for (index_t i = 0; i < sampled; ++i) {
             const index_t r0 = (panels * i / sampled) * kPanelRows, rows = std::min(kPanelRows, n_ - r0);
-            score_block(kt, r0, rows, q, sample + m);
+            score_block(be, r0, rows, q, sample + m);
             m += rows;
         }
         for (index_t i = 0; i < m; ++i)  // NaN would make the threshold meaningless
@@ -363,7 +336,7 @@ private:
         index_t count = 0;
         for (index_t widen = 1;; widen *= 4) {
             float thr = 0.0f;
-            const bool keep_all = !detail::sampled_threshold(kt, sample, m, n_, k, widen, keys.data(), thr);
+            const bool keep_all = !detail::sampled_threshold(be, sample, m, n_, k, widen, keys.data(), thr);
             // Part p writes from its first row + 16 p: its survivors fit, and
             // the 16 spare entries it may scribble on belong to nobody else.
             auto body = [&](index_t p) {
@@ -373,16 +346,17 @@ private:
                 row_id_t* id = cand_id.data() + r0 + 16 * p;
                 index_t c = 0;
                 if (r1 > r0 && keep_all) {
-                    score_block(kt, r0, r1 - r0, q, v);
+                    score_block(be, r0, r1 - r0, q, v);
                     for (index_t j = 0; j < r1 - r0; ++j) id[j] = static_cast<row_id_t>(r0 + j);
                     c = r1 - r0;
                 } else if (r1 > r0) {
-                    c = above(panel_block(r0), r1 - r0, d_, q, scales_at(r0), thr, static_cast<row_id_t>(r0), v, id);
+                    const index_t left = index_t(room) - (r0 + 16 * p);  // this part's room and beyond
+                    c = ops::panel_scores_above(be, panels_of(r0, r1 - r0), vector_view(q, d_), thr,
+                                                static_cast<row_id_t>(r0), vector_view(v, left), vector_view(id, left));
                 }
                 part_count[std::size_t(p)] = c;
             };
-            if (parts == 1) body(0);
-            else be.threads().run(parts, body);
+            detail::run_parts(be, parts, body);
             count = 0;  // close the gaps between the parts, in id order
             for (index_t p = 0; p < parts; ++p) {
                 const index_t from = panels * p / parts * kPanelRows + 16 * p, c = part_count[std::size_t(p)];
@@ -395,41 +369,40 @@ private:
             count = detail::drop_excluded(cand_v.data(), cand_id.data(), count, ex);
             if (count >= k || keep_all) break;
         }
-        detail::best_k_of(kt, cand_v.data(), cand_id.data(), count, k, out, keys.data());
+        detail::best_k_of(be, cand_v.data(), cand_id.data(), count, k, out, keys.data());
     }
 
     /// Scores of rows r0 .. r0 + nr (r0 on a panel boundary).
-    void score_block(const cpu::RetrievalKernelTable& kt, index_t r0, index_t nr, const float* q, float* out) const {
-        kt.template score_panels<Element>()(panel_block(r0), nr, d_, q, scales_at(r0), out);
+    template <class Be>
+    void score_block(const Be& be, index_t r0, index_t nr, const float* q, float* out) const {
+        ops::panel_scores(be, panels_of(r0, nr), vector_view(q, d_), vector_view(out, nr));
     }
 
     /// The k best for one query into ids / scores, best first.
-    template <class Isa>
-    void search_one(const backend::Cpu<Isa>& be, const float* q, index_t k, row_id_t* ids, float* scores,
+    template <class Be>
+    void search_one(const Be& be, const float* q, index_t k, row_id_t* ids, float* scores,
                     std::span<const row_id_t> ex) const {
-        const auto& kt = detail::retrieval_kernels(be);
         const index_t blocks = (n_ + kScoreRows - 1) / kScoreRows;
         // Split only tables big enough to pay for waking a thread.
-        const index_t parts = std::clamp<index_t>(n_ / kMinRowsPerThread, 1, be.threads().size());
+        const index_t parts = std::clamp<index_t>(n_ / kMinRowsPerThread, 1, detail::thread_count(be));
         const index_t cap = detail::TopKCollector::capacity(k, kBlockRows);
-        auto& v = cpu::thread_scratch<float, detail::CollectTag>(std::size_t(parts * cap));
-        auto& id = cpu::thread_scratch<row_id_t, detail::CollectTag>(std::size_t(parts * cap));
-        auto& keys = cpu::thread_scratch<std::uint64_t, detail::CollectTag>(std::size_t(parts * cap));
-        auto& sizes = cpu::thread_scratch<index_t, detail::CollectTag>(std::size_t(parts));
+        auto& v = thread_scratch<float, detail::CollectTag>(std::size_t(parts * cap));
+        auto& id = thread_scratch<row_id_t, detail::CollectTag>(std::size_t(parts * cap));
+        auto& keys = thread_scratch<std::uint64_t, detail::CollectTag>(std::size_t(parts * cap));
+        auto& sizes = thread_scratch<index_t, detail::CollectTag>(std::size_t(parts));
         auto body = [&](index_t p) {
             alignas(64) float buf[kScoreRows];
             detail::TopKCollector top(k, kBlockRows, v.data() + p * cap, id.data() + p * cap,
                                       keys.data() + p * cap);
             for (index_t blk = blocks * p / parts; blk < blocks * (p + 1) / parts; ++blk) {
                 const index_t r0 = blk * kScoreRows, nr = std::min(n_, r0 + kScoreRows) - r0;
-                score_block(kt, r0, nr, q, buf);  // one call per 4,096 rows: the int8 query is rounded once
+                score_block(be, r0, nr, q, buf);  // one call per 4,096 rows: the int8 query is rounded once
                 for (index_t o = 0; o < nr; o += kBlockRows)
-                    top.offer(kt, buf + o, std::min(kBlockRows, nr - o), static_cast<row_id_t>(r0 + o), ex);
+                    top.offer(be, buf + o, std::min(kBlockRows, nr - o), static_cast<row_id_t>(r0 + o), ex);
             }
             sizes[std::size_t(p)] = top.append_keys(keys.data() + p * cap);
         };
-        if (parts == 1) body(0);
-        else be.threads().run(parts, body);
+        detail::run_parts(be, parts, body);
         // Gather the parts' keys, then one selection over all of them.
         index_t total = 0;
         for (index_t p = 0; p < parts; ++p) {

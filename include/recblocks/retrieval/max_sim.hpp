@@ -15,9 +15,11 @@
 #include <cmath>
 #include <span>
 
-#include "recblocks/backend/cpu/primitives.hpp"
+#include "recblocks/core/thread_scratch.hpp"
+#include "recblocks/ops/gemm.hpp"
 #include "recblocks/ops/top_k.hpp"
 #include "recblocks/ops/validate.hpp"
+#include "recblocks/retrieval/index.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace retrieval {
@@ -46,8 +48,9 @@ inline void check_max_sim_inputs(std::string_view op, MatrixView<const float> qu
 
 /// scores [n] of the n = offsets.size() - 1 items; argmax [n, q] (global
 /// vector rows of the winners) is written when not empty (needed for backward).
-template <class Isa>
-void max_sim_scores(const backend::Cpu<Isa>& be, MatrixView<const float> query, MatrixView<const float> vectors,
+template <class Be>
+    requires host_memory_v<Be>
+void max_sim_scores(const Be& be, MatrixView<const float> query, MatrixView<const float> vectors,
                     std::span<const index_t> offsets, VectorView<float> scores, MatrixView<index_t> argmax = {}) {
     constexpr std::string_view op = "retrieval::max_sim_scores";
     detail::check_max_sim_inputs(op, query, vectors, offsets);
@@ -60,15 +63,15 @@ void max_sim_scores(const backend::Cpu<Isa>& be, MatrixView<const float> query, 
                               " but expected [", n, ", ", q, "]");
     constexpr index_t kItemsPerChunk = 64;     // fixed: same groups for any thread count
     constexpr index_t kVectorsPerGemm = 256;  // tile [q, 256] stays in L1/L2
-    parallel_for(be.threads(), 0, n, kItemsPerChunk, [&](index_t i0, index_t i1) {
+    const Be one = detail::serial(be);  // each chunk's GEMMs run whole on its thread
+    detail::for_chunks(be, n, kItemsPerChunk, [&](index_t i0, index_t i1) {
         for (index_t g0 = i0; g0 < i1;) {
             index_t g1 = g0 + 1;  // items g0..g1 together hold about kVectorsPerGemm vectors
             while (g1 < i1 && offsets[std::size_t(g1 + 1)] - offsets[std::size_t(g0)] <= kVectorsPerGemm) ++g1;
             const index_t v0 = offsets[std::size_t(g0)], nv = offsets[std::size_t(g1)] - v0;
-            auto& tile = cpu::thread_scratch<float, detail::MaxSimTag>(std::size_t(q * nv));
-            Primitives<backend::Cpu<Isa>>::template gemm_single<float>(
-                Trans::no, Trans::yes, 1.0f, query, vectors.slice_rows(v0, v0 + nv), 0.0f,
-                matrix_view(tile.data(), q, nv, nv));
+            auto& tile = thread_scratch<float, detail::MaxSimTag>(std::size_t(q * nv));
+            ops::gemm(one, Trans::no, Trans::yes, 1.0f, query, vectors.slice_rows(v0, v0 + nv), 0.0f,
+                      matrix_view(tile.data(), q, nv, nv));
             for (index_t i = g0; i < g1; ++i) {
                 const index_t a = offsets[std::size_t(i)] - v0, b = offsets[std::size_t(i + 1)] - v0;
                 float total = 0.0f;
@@ -90,15 +93,16 @@ void max_sim_scores(const backend::Cpu<Isa>& be, MatrixView<const float> query, 
 }
 
 /// The k best items by MaxSim (score desc, id asc); ids / scores [k].
-template <class Isa>
-void max_sim_top_k(const backend::Cpu<Isa>& be, MatrixView<const float> query, MatrixView<const float> vectors,
+template <class Be>
+    requires host_memory_v<Be>
+void max_sim_top_k(const Be& be, MatrixView<const float> query, MatrixView<const float> vectors,
                    std::span<const index_t> offsets, index_t k, VectorView<row_id_t> ids, VectorView<float> scores) {
     const index_t n = index_t(offsets.size()) - 1;
     RECBLOCKS_CHECK_VALUE(n >= 1 && k >= 1 && k <= n, "retrieval::max_sim_top_k: k = ", k, " but there are ", n,
                           " items; need 1 <= k <= N");
-    auto& all = cpu::thread_scratch<float, detail::MaxSimScoresTag>(std::size_t(n));
+    auto& all = thread_scratch<float, detail::MaxSimScoresTag>(std::size_t(n));
     max_sim_scores(be, query, vectors, offsets, vector_view(all.data(), n));
-    ops::top_k_rows<backend::Cpu<Isa>, float>(be, matrix_view(static_cast<const float*>(all.data()), 1, n), k,
+    ops::top_k_rows<Be, float>(be, matrix_view(static_cast<const float*>(all.data()), 1, n), k,
                                               matrix_view(ids.data(), 1, k), matrix_view(scores.data(), 1, k));
 }
 

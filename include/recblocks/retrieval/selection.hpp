@@ -7,8 +7,8 @@
 //                     (the funnel's shortlist; cost flat in k, no sort)
 //
 // TopKCollector keeps an unordered buffer behind a threshold.
-// Scores above the threshold are appended (one SIMD compare per 16 scores,
-// kernel collect_above); when the buffer would overflow, one nth_element keeps
+// Scores above the threshold are appended (one SIMD compare per 16 scores on
+// the CPU: the backend's collect_above); when the buffer would overflow, one nth_element keeps
 // the best k and the threshold rises to the k-th score. A later score equal to
 // the threshold has a larger id than every kept one, so it ranks below them
 // and the strict test is exact. Its cost grows with N, barely with k.
@@ -25,8 +25,8 @@
 #include <span>
 #include <string_view>
 
-#include "recblocks/backend/cpu/kernels/retrieval.hpp"
 #include "recblocks/core/check.hpp"
+#include "recblocks/ops/top_k_selection.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace retrieval::detail {
@@ -74,17 +74,18 @@ public:
 
     /// v / id / keys: capacity(k, block) entries each, owned by the caller.
     TopKCollector(index_t k, index_t block, float* v, row_id_t* id, std::uint64_t* keys)
-        : k_(k), block_(block), slack_(std::max(k, block)), v_(v), id_(id), keys_(keys) {}
+        : k_(k), block_(block), slack_(std::max(k, block)), cap_(capacity(k, block)), v_(v), id_(id), keys_(keys) {}
 
     /// Offers scores s[0..n) of ids first, first + 1, ... (n <= block); ids
     /// in the sorted list `ex` are dropped.
-    void offer(const cpu::RetrievalKernelTable& kt, const float* s, index_t n, row_id_t first,
-               std::span<const row_id_t> ex) {
+    template <class Be>
+    void offer(const Be& be, const float* s, index_t n, row_id_t first, std::span<const row_id_t> ex) {
         if (size_ + n > k_ + slack_) compact();
         const float thr = full_ ? threshold_ : -std::numeric_limits<float>::infinity();
         index_t added;
         if (full_) {
-            added = kt.collect_above(s, n, thr, first, v_ + size_, id_ + size_);
+            added = ops::collect_above(be, vector_view(s, n), thr, first, vector_view(v_ + size_, cap_ - size_),
+                                       vector_view(id_ + size_, cap_ - size_));
         } else {  // nothing to beat yet: keep every score (even -inf)
             std::copy_n(s, n, v_ + size_);
             for (index_t j = 0; j < n; ++j) id_[size_ + j] = first + static_cast<row_id_t>(j);
@@ -130,7 +131,7 @@ private:
         full_ = true;
     }
 
-    index_t k_, block_, slack_;
+    index_t k_, block_, slack_, cap_;
     float* v_;
     row_id_t* id_;
     std::uint64_t* keys_;
@@ -143,12 +144,14 @@ private:
 /// sample of m of them (taken evenly across the ids) at rank 2k m / n + 4,
 /// times `widen` (the caller widens 4x per retry when too few survived).
 /// Returns false where the rank runs past the sample: keep everything.
-inline bool sampled_threshold(const cpu::RetrievalKernelTable& kt, const float* sample, index_t m, index_t n,
-                              index_t k, index_t widen, std::uint32_t* keys, float& threshold) {
+template <class Be>
+bool sampled_threshold(const Be& be, const float* sample, index_t m, index_t n, index_t k, index_t widen,
+                       std::uint32_t* keys, float& threshold) {
     const index_t rank = (2 * k * m / n + 4) * widen;
     if (rank > m) return false;
     for (index_t i = 0; i < m; ++i) keys[i] = order_bits(sample[i]);
-    threshold = from_order_bits(kt.kth_largest(keys, m, rank, rank / 4));  // roughly that rank is enough
+    // Roughly that rank is enough.
+    threshold = from_order_bits(ops::kth_largest_key(be, vector_view<const std::uint32_t>(keys, m), rank, rank / 4));
     return true;
 }
 
@@ -168,11 +171,12 @@ inline index_t drop_excluded(float* cand_v, row_id_t* cand_id, index_t count, st
 /// particular order: the k-th best score is found by bisection (no data
 /// moves, no branch on the data), ties at it go to the smaller ids. keys:
 /// scratch of `count` entries.
-inline void best_k_of(const cpu::RetrievalKernelTable& kt, const float* cand_v, const row_id_t* cand_id,
-                      index_t count, index_t k, row_id_t* ids, std::uint32_t* keys) {
+template <class Be>
+void best_k_of(const Be& be, const float* cand_v, const row_id_t* cand_id, index_t count, index_t k, row_id_t* ids,
+               std::uint32_t* keys) {
     RECBLOCKS_CHECK_VALUE(count >= k, "retrieval: internal error, ", count, " candidates for k = ", k);
     for (index_t j = 0; j < count; ++j) keys[j] = order_bits(cand_v[j]);
-    const std::uint32_t t = kt.kth_largest(keys, count, k, 0);
+    const std::uint32_t t = ops::kth_largest_key(be, vector_view<const std::uint32_t>(keys, count), k);
     index_t above = 0;
     for (index_t j = 0; j < count; ++j) above += keys[j] > t;
     index_t out = 0, ties = k - above;

@@ -20,8 +20,6 @@
 //
 // Errors: ValueError for a bad config, NaN/Inf in x, K > N or an empty x; ShapeError for a
 // dimension mismatch.
-#include <xsimd/xsimd.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -36,6 +34,7 @@
 #include "recblocks/core/thread_pool.hpp"
 #include "recblocks/core/workspace.hpp"
 #include "recblocks/ops/gemm.hpp"
+#include "recblocks/ops/nearest_centroid.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace tokenizers {
@@ -68,6 +67,7 @@ Workspace& thread_workspace() {
     return ws;
 }
 struct AssignTag {};
+struct InitTag {};
 
 /// ValueError unless every element of x is finite.
 inline void check_finite(const char* who, MatrixView<const float> x) {
@@ -83,72 +83,19 @@ inline void check_finite(const char* who, MatrixView<const float> x) {
     }
 }
 
-/// Σ_j (x_j - y_j)² (y = nullptr: Σ_j x_j²), in f32 lanes of the compile-time SIMD width.
-inline float squared_distance(const float* x, const float* y, index_t d) {
-    using batch = xsimd::batch<float>;
-    constexpr index_t w = static_cast<index_t>(batch::size);
-    batch acc0(0.0f), acc1(0.0f);
-    index_t j = 0;
-    for (; j + 2 * w <= d; j += 2 * w) {
-        batch a = batch::load_unaligned(x + j), b = batch::load_unaligned(x + j + w);
-        if (y) {
-            a -= batch::load_unaligned(y + j);
-            b -= batch::load_unaligned(y + j + w);
-        }
-        acc0 = xsimd::fma(a, a, acc0);
-        acc1 = xsimd::fma(b, b, acc1);
-    }
-    for (; j + w <= d; j += w) {
-        batch a = batch::load_unaligned(x + j);
-        if (y) a -= batch::load_unaligned(y + j);
-        acc0 = xsimd::fma(a, a, acc0);
-    }
-    alignas(64) float lanes[w];
-    (acc0 + acc1).store_aligned(lanes);
-    float s = 0.0f;
-    for (index_t l = 0; l < w; ++l) s += lanes[l];
-    for (; j < d; ++j) {
-        const float t = y ? x[j] - y[j] : x[j];
-        s += t * t;
-    }
-    return s;
+/// ||x - y||² of one row x [d] (y = nullptr: ||x||²), on the backend's kernel.
+template <class Be>
+float squared_distance(const Be& be, const float* x, const float* y, index_t d) {
+    float out;
+    ops::squared_distances(be, matrix_view(x, 1, d), y ? vector_view(y, d) : VectorView<const float>{},
+                           vector_view(&out, 1));
+    return out;
 }
 
-inline float squared_norm(const float* x, index_t d) { return squared_distance(x, nullptr, d); }
-
-/// dist[k] = norms[k] - 2 g[k] written over g, and returns the first k with the
-/// smallest value (the value in `best`).
-inline index_t argmin_shifted(float* g, const float* norms, index_t n, float& best) {
-    using batch = xsimd::batch<float>;
-    constexpr index_t w = static_cast<index_t>(batch::size);
-    const index_t nv = n / w * w;
-    batch vmin(std::numeric_limits<float>::infinity());
-    const batch two(2.0f);
-    for (index_t k = 0; k < nv; k += w) {
-        const batch v = xsimd::fnma(two, batch::load_unaligned(g + k), batch::load_unaligned(norms + k));
-        v.store_unaligned(g + k);
-        vmin = xsimd::min(vmin, v);
-    }
-    alignas(64) float lanes[w];
-    vmin.store_aligned(lanes);
-    float m = lanes[0];
-    for (index_t j = 1; j < w; ++j) m = std::min(m, lanes[j]);
-    for (index_t k = nv; k < n; ++k) {
-        g[k] = norms[k] - 2.0f * g[k];
-        m = std::min(m, g[k]);
-    }
-    best = m;
-    const batch bm(m);
-    for (index_t k = 0; k < nv; k += w) {
-        const auto eq = batch::load_unaligned(g + k) == bm;
-        if (xsimd::any(eq)) {
-            for (index_t j = k;; ++j)
-                if (g[j] == m) return j;
-        }
-    }
-    for (index_t k = nv; k < n; ++k)
-        if (g[k] == m) return k;
-    return 0;  // only when every value is NaN (excluded by the callers' checks)
+/// norms[j] = ||c_j||² for the rows of c [K, d].
+template <class Be>
+void squared_norms(const Be& be, MatrixView<const float> c, float* norms) {
+    ops::squared_distances(be, c, VectorView<const float>{}, vector_view(norms, c.rows()));
 }
 
 /// labels[i] = nearest centroid of row i of x, dist[i] = its squared distance
@@ -157,18 +104,22 @@ inline index_t argmin_shifted(float* g, const float* norms, index_t n, float& be
 template <class Be>
 void assign_nearest(const Be& be, MatrixView<const float> x, MatrixView<const float> c, const float* cnorm,
                     index_t block_rows, std::int32_t* labels, float* dist) {
-    const index_t n = x.rows(), d = x.cols(), k = c.rows();
+    const index_t n = x.rows(), k = c.rows();
     parallel_for(be.threads(), 0, n, block_rows, [&](index_t r0, index_t r1) {
         Workspace& ws = thread_workspace<AssignTag>();
         ws.reset();
         const index_t rows = r1 - r0;
         float* g = ws.take<float>(rows * k);
+        float* best = ws.take<float>(rows);
+        float* xnorm = ws.take<float>(rows);
+        index_t* arg = ws.take<index_t>(rows);
         ops::gemm(be, Trans::no, Trans::yes, 1.0f, x.slice_rows(r0, r1), c, 0.0f, matrix_view(g, rows, k));
+        ops::shifted_argmin_rows(be, matrix_view(g, rows, k), vector_view(cnorm, k), vector_view(arg, rows),
+                                 vector_view(best, rows));
+        if (dist) ops::squared_distances(be, x.slice_rows(r0, r1), VectorView<const float>{}, vector_view(xnorm, rows));
         for (index_t r = 0; r < rows; ++r) {
-            float best;
-            const index_t j = argmin_shifted(g + r * k, cnorm, k, best);
-            labels[r0 + r] = static_cast<std::int32_t>(j);
-            if (dist) dist[r0 + r] = std::max(0.0f, best + squared_norm(x.row(r0 + r), d));
+            labels[r0 + r] = static_cast<std::int32_t>(arg[r]);
+            if (dist) dist[r0 + r] = std::max(0.0f, best[r] + xnorm[r]);
         }
     });
 }
@@ -234,7 +185,7 @@ public:
         std::vector<index_t> counts(static_cast<std::size_t>(k));
         std::vector<double> sums;
         for (int it = 0; it < cfg_.iterations; ++it) {
-            for (index_t j = 0; j < k; ++j) cnorm[std::size_t(j)] = detail::squared_norm(centroids_.data() + j * d, d);
+            detail::squared_norms(be, centroids_.cview(), cnorm.data());
             detail::assign_nearest(be, data, centroids_.cview(), cnorm.data(), cfg_.block_rows, labels.data(),
                                    dist.data());
             report_.objective.push_back(parallel_reduce(
@@ -261,9 +212,9 @@ public:
         RECBLOCKS_CHECK_SHAPE(labels.size() == x.rows() && (dist.data() == nullptr || dist.size() == x.rows()),
                               "KMeans::assign: labels (and dist) must have ", x.rows(), " entries");
         detail::check_finite("KMeans::assign", x);
-        const index_t k = centroids_.extent(0), d = centroids_.extent(1);
+        const index_t k = centroids_.extent(0);
         std::vector<float> cnorm(static_cast<std::size_t>(k));
-        for (index_t j = 0; j < k; ++j) cnorm[std::size_t(j)] = detail::squared_norm(centroids_.data() + j * d, d);
+        detail::squared_norms(be, centroids_.cview(), cnorm.data());
         detail::assign_nearest(be, x, centroids_.cview(), cnorm.data(), cfg_.block_rows, labels.data(), dist.data());
     }
 
@@ -296,8 +247,13 @@ private:
             be.threads().run(chunks, [&](index_t ch) {
                 const index_t b = ch * kReduceRows, e = std::min(n, b + kReduceRows);
                 double s = 0;
+                Workspace& ws = detail::thread_workspace<detail::InitTag>();
+                ws.reset();
+                float* dd_all = ws.take<float>(e - b);
+                ops::squared_distances(be, data.slice_rows(b, e), vector_view<const float>(c, d),
+                                       vector_view(dd_all, e - b));
                 for (index_t i = b; i < e; ++i) {
-                    const float dd = detail::squared_distance(data.row(i), c, d);
+                    const float dd = dd_all[i - b];
                     float& m = mind[std::size_t(i)];
                     if (j == 0 || dd < m) m = dd;
                     s += m;

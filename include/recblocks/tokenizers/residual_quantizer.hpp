@@ -28,6 +28,8 @@
 #include <limits>
 #include <vector>
 
+#include "recblocks/backend/reference/primitives.hpp"
+#include "recblocks/core/thread_scratch.hpp"
 #include "recblocks/tokenizers/kmeans.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -79,40 +81,15 @@ void rq_beam_step(const Be& be, MatrixView<const float> cb, const float* cnorm, 
     for (index_t r = 0; r < rows; ++r) {
         if (b_in == 1 && b_out == 1) {  // greedy
             float best;
-            const index_t j = argmin_shifted(g + r * k, cnorm, k, best);
-            sel_i[0] = j;
+            ops::shifted_argmin_rows(be, matrix_view(g + r * k, 1, k), vector_view(cnorm, k), vector_view(sel_i, 1),
+                                     vector_view(&best, 1));
         } else {
             // The b_out smallest of b_in·K candidates, kept sorted (insertion; b_out is small).
-            // Scores are formed a SIMD batch at a time and a batch is skipped when none of its
-            // lanes beats the current b_out-th best.
-            using batch = xsimd::batch<float>;
-            constexpr index_t w = static_cast<index_t>(batch::size);
             index_t filled = 0;
-            auto offer = [&](float s, index_t cand) {
-                if (filled == b_out && !(s < sel_s[b_out - 1])) return;
-                index_t p = filled < b_out ? filled++ : b_out - 1;
-                while (p > 0 && s < sel_s[p - 1]) {
-                    sel_s[p] = sel_s[p - 1];
-                    sel_i[p] = sel_i[p - 1];
-                    --p;
-                }
-                sel_s[p] = s;
-                sel_i[p] = cand;
-            };
-            for (index_t b = 0; b < b_in; ++b) {
-                const float base = dist_in[r * b_in + b];
-                float* gr = g + (r * b_in + b) * k;
-                index_t j = 0;
-                const batch vbase(base), two(2.0f);
-                for (; j + w <= k; j += w) {
-                    const batch sc = vbase + xsimd::fnma(two, batch::load_unaligned(gr + j), batch::load_unaligned(cnorm + j));
-                    const float thr = filled == b_out ? sel_s[b_out - 1] : std::numeric_limits<float>::infinity();
-                    if (!xsimd::any(sc < batch(thr))) continue;
-                    sc.store_unaligned(gr + j);
-                    for (index_t t = j; t < j + w; ++t) offer(gr[t], b * k + t);
-                }
-                for (; j < k; ++j) offer(base + (cnorm[j] - 2.0f * gr[j]), b * k + j);
-            }
+            for (index_t b = 0; b < b_in; ++b)
+                filled = ops::offer_smallest(be, vector_view(g + (r * b_in + b) * k, k), vector_view(cnorm, k),
+                                             dist_in[r * b_in + b], b * k, vector_view(sel_s, b_out),
+                                             vector_view(sel_i, b_out), filled);
         }
         for (index_t o = 0; o < b_out; ++o) {
             const index_t b = sel_i[o] / k, j = sel_i[o] % k;
@@ -120,7 +97,7 @@ void rq_beam_step(const Be& be, MatrixView<const float> cb, const float* cnorm, 
             const float* c = cb.row(j);
             float* dst = res_out + (r * b_out + o) * d;
             for (index_t t = 0; t < d; ++t) dst[t] = src[t] - c[t];
-            dist_out[r * b_out + o] = squared_norm(dst, d);
+            dist_out[r * b_out + o] = squared_distance(be, dst, nullptr, d);
             const std::int32_t* ci = codes_in + (r * b_in + b) * cstride;
             std::int32_t* co = codes_out + (r * b_out + o) * cstride;
             std::copy_n(ci, m_in, co);
@@ -181,10 +158,8 @@ public:
         // Beams of all rows: residuals [n·b, d], their squared norms, codes [n·b, m].
         index_t beams = 1;
         std::vector<float> res(x.rows() * d), dist(static_cast<std::size_t>(n));
-        for (index_t r = 0; r < n; ++r) {
-            std::copy_n(x.row(r), d, res.data() + r * d);
-            dist[std::size_t(r)] = detail::squared_norm(x.row(r), d);
-        }
+        for (index_t r = 0; r < n; ++r) std::copy_n(x.row(r), d, res.data() + r * d);
+        ops::squared_distances(be, x, VectorView<const float>{}, vector_view(dist.data(), n));
         std::vector<std::int32_t> codes(std::size_t(n * nl));
         std::vector<float> res2, dist2;
         std::vector<std::int32_t> codes2;
@@ -195,8 +170,7 @@ public:
             km.train(be, matrix_view<const float>(res.data(), n * beams, d));
             report_.objective.push_back(km.report().objective);
             std::copy_n(km.centroids().data(), k * d, codebooks_.data() + m * k * d);
-            for (index_t j = 0; j < k; ++j)
-                norms_.data()[m * k + j] = detail::squared_norm(codebooks_.data() + (m * k + j) * d, d);
+            codebook_norms(m);
             // Extend every row's beams by this level.
             const index_t b_out = std::min(beams * k, cfg_.train_beam_size);
             res2.resize(std::size_t(n * b_out * d));
@@ -257,10 +231,8 @@ public:
             float* g = ws.take<float>(rows * bmax * k);
             float* sel_s = ws.take<float>(bmax);
             index_t* sel_i = ws.take<index_t>(bmax);
-            for (index_t r = 0; r < rows; ++r) {
-                std::copy_n(x.row(r0 + r), d, res[0] + r * d);
-                dist[0][r] = detail::squared_norm(x.row(r0 + r), d);
-            }
+            for (index_t r = 0; r < rows; ++r) std::copy_n(x.row(r0 + r), d, res[0] + r * d);
+            ops::squared_distances(be, x.slice_rows(r0, r1), VectorView<const float>{}, vector_view(dist[0], rows));
             index_t b_in = 1;
             int cur = 0;
             for (index_t m = 0; m < nl; ++m) {
@@ -337,10 +309,18 @@ private:
     }
 
     void compute_norms() {
-        const index_t total = codebooks_.extent(0);
-        norms_.resize(Shape<1>{{total}});
-        for (index_t j = 0; j < total; ++j) norms_.data()[j] = detail::squared_norm(codebooks_.data() + j * dim_, dim_);
+        norms_.resize(Shape<1>{{codebooks_.extent(0)}});
+        for (index_t m = 0; m < cfg_.levels; ++m) codebook_norms(m);
     }
+
+    /// ||C_m[k]||² of level m, on the Reference backend (in double, rounded
+    /// once): computed once per level, and the same bits whether the
+    /// codebooks come from train() or set_codebooks(), on any backend.
+    void codebook_norms(index_t m) {
+        const index_t k = cfg_.codebook_size;
+        detail::squared_norms(backend::Reference{}, codebook_view(m, dim_now()), norms_.data() + m * k);
+    }
+    [[nodiscard]] index_t dim_now() const { return codebooks_.extent(1); }
 
     /// Greedy level m on a block: res [rows, d] updated in place, code m written into cd [rows, M].
     template <class Be>
@@ -350,9 +330,12 @@ private:
         ops::gemm(be, Trans::no, Trans::yes, 1.0f, matrix_view<const float>(res, rows, d), cb, 0.0f,
                   matrix_view(g, rows, k));
         const float* cn = norms_.data() + m * k;
+        auto& arg = thread_scratch<index_t, detail::RqEncodeTag>(std::size_t(rows));
+        auto& best = thread_scratch<float, detail::RqEncodeTag>(std::size_t(rows));
+        ops::shifted_argmin_rows(be, matrix_view(g, rows, k), vector_view(cn, k), vector_view(arg.data(), rows),
+                                 vector_view(best.data(), rows));
         for (index_t r = 0; r < rows; ++r) {
-            float best;
-            const index_t j = detail::argmin_shifted(g + r * k, cn, k, best);
+            const index_t j = arg[std::size_t(r)];
             cd[r * nl + m] = static_cast<std::int32_t>(j);
             if (m + 1 < nl) {
                 const float* c = cb.row(j);

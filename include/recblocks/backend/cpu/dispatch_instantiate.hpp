@@ -5,12 +5,11 @@
 //   #include "recblocks/backend/cpu/dispatch_instantiate.hpp"
 //   RECBLOCKS_DEFINE_CPU_KERNEL_TABLES(avx512)
 //
-// Each defines isa_kernel_table<Level, T>() for float and double (and
-// isa_retrieval_kernel_table<Level>(), kernels/retrieval.hpp) from the
-// kernels instantiated for the arch those flags enable. Only kernel headers are
+// Each defines isa_kernel_table<Level, T>() for float and double (the float
+// table carries the retrieval kernels too) from the kernels instantiated for
+// the arch those flags enable. Only kernel headers are
 // included here (see kernel_table.hpp for why).
 #include "recblocks/backend/cpu/kernel_table.hpp"
-#include "recblocks/backend/cpu/kernels/retrieval.hpp"
 
 // Eigen's GEMM for this ISA, with Eigen's namespace renamed so that its
 // instantiations cannot collide with other ISAs' (see kernels/gemm_eigen.hpp).
@@ -58,11 +57,6 @@
             RECBLOCKS_DETAIL_DISPATCH_GEMM(double)                                                      \
             return table;                                                                               \
         }();                                                                                            \
-        return table;                                                                                   \
-    }                                                                                                   \
-    template <>                                                                                         \
-    const RetrievalKernelTable& isa_retrieval_kernel_table<RECBLOCKS_DETAIL_LEVEL(isa)>() {             \
-        static constexpr RetrievalKernelTable table = make_retrieval_kernel_table<RECBLOCKS_DETAIL_ARCH(isa)>();\
         return table;                                                                                   \
     }                                                                                                   \
     } } }

@@ -1,8 +1,9 @@
 #pragma once
 // CpuKernelTable<T>: the xsimd kernels of one ISA as a table of function
-// pointers. make_kernel_table<Arch, T>() builds it for any xsimd arch the
-// current translation unit is compiled for; the per-ISA translation units of
-// runtime dispatch each build one (dispatch_instantiate.hpp) and
+// pointers -- the only one: the retrieval kernels (float only) are a section
+// of the float table. make_kernel_table<Arch, T>() builds it for any xsimd
+// arch the current translation unit is compiled for; the per-ISA translation
+// units of runtime dispatch each build one (dispatch_instantiate.hpp) and
 // dispatch_table<T>(level) picks one at run time.
 //
 // This header and kernels/ include nothing but xsimd and recblocks/core/types.hpp:
@@ -17,12 +18,21 @@
 #include "recblocks/backend/cpu/kernels/embedding.hpp"
 #include "recblocks/backend/cpu/kernels/gathered_dot.hpp"
 #include "recblocks/backend/cpu/kernels/layer_norm.hpp"
+#include "recblocks/backend/cpu/kernels/nearest_centroid.hpp"
 #include "recblocks/backend/cpu/kernels/prefix_attention.hpp"
+#include "recblocks/backend/cpu/kernels/retrieval.hpp"
 #include "recblocks/backend/cpu/kernels/softmax.hpp"
 #include "recblocks/backend/cpu/kernels/top_k.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace cpu {
+
+/// The section a table of another element type than float has in place of
+/// the retrieval kernels (which score float queries only).
+struct NoRetrievalKernels {};
+
+template <class T>
+using RetrievalSection = std::conditional_t<std::is_same_v<T, float>, RetrievalKernelTable, NoRetrievalKernels>;
 
 template <class T>
 struct CpuKernelTable {
@@ -50,11 +60,22 @@ struct CpuKernelTable {
                                       const T*, index_t, const T*, index_t, index_t, index_t, index_t, const index_t*,
                                       T, T, T*, index_t, T*, index_t, T*, index_t);
     void (*gathered_dot)(const T*, index_t, const row_id_t*, index_t, const T*, index_t, T, T*);
+    void (*squared_distances)(const T*, index_t, index_t, index_t, const T*, T*);
+    void (*shifted_argmin_rows)(T*, index_t, index_t, const T*, index_t, index_t*, T*);
+    index_t (*offer_smallest)(T*, const T*, index_t, T, index_t, T*, index_t*, index_t, index_t);
     /// Eigen's GEMM built for this ISA (runtime-dispatch tables only; nullptr
     /// means "use the GEMM of the calling translation unit").
     void (*gemm)(bool, bool, T, const T*, index_t, index_t, index_t, const T*, index_t, index_t, index_t, T, T*,
                  index_t, index_t, index_t) = nullptr;
+    /// Panel scans and selection for retrieval (float tables only).
+    [[no_unique_address]] RetrievalSection<T> retrieval{};
 };
+
+template <class Arch, class T>
+constexpr RetrievalSection<T> make_retrieval_section() {
+    if constexpr (std::is_same_v<T, float>) return make_retrieval_kernel_table<Arch>();
+    else return {};
+}
 
 template <class Arch, class T>
 constexpr CpuKernelTable<T> make_kernel_table() {
@@ -78,7 +99,11 @@ constexpr CpuKernelTable<T> make_kernel_table() {
             &PrefixAttentionKernels<Arch, T>::forward,
             &PrefixAttentionKernels<Arch, T>::backward,
             &GatheredDotKernels<Arch, T>::gathered_dot,
-            nullptr};
+            &NearestCentroidKernels<Arch, T>::squared_distances,
+            &NearestCentroidKernels<Arch, T>::shifted_argmin_rows,
+            &NearestCentroidKernels<Arch, T>::offer_smallest,
+            nullptr,
+            make_retrieval_section<Arch, T>()};
 }
 
 /// Kernel tables of the runtime-dispatch translation units; defined by

@@ -20,6 +20,7 @@
 #include "recblocks/backend/cpu/cpu_features.hpp"
 #include "recblocks/backend/cpu/kernel_table.hpp"
 #include "recblocks/backend/primitives.hpp"
+#include "recblocks/core/thread_scratch.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 
@@ -94,13 +95,7 @@ inline index_t rows_per_chunk(index_t cols, index_t target = 16384) {
     return std::max<index_t>(1, target / std::max<index_t>(1, cols));
 }
 
-/// Scratch that lives as long as the calling thread, so repeated calls do not allocate.
-template <class T, class Tag = void>
-std::vector<T>& thread_scratch(std::size_t n) {
-    thread_local std::vector<T> buf;
-    if (buf.size() < n) buf.resize(n);
-    return buf;
-}
+using ::recblocks::thread_scratch;
 
 /// Zeroed per-chunk partial sums: `chunks` blocks of `width` elements, each
 /// starting on its own cache line, so threads working on neighbouring chunks
@@ -387,6 +382,90 @@ struct Primitives<backend::Cpu<Isa>> {
                                                dctx.ld(), p.data(), p.ld(), w.data(), w.data() ? w.ld() : 0, q.rows(),
                                                k.rows(), q.cols(), key_end.data(), drop_scale, scale, dq.data(),
                                                dq.ld(), dk.data(), dk.ld(), dv.data(), dv.ld());
+    }
+
+    template <class T>
+    static void dropout(const B& be, VectorView<const T> x, VectorView<T> y, index_t first, const DropoutMask& mask,
+                        T scale) {
+        const auto kernel = kernels<T>().dropout;
+        // Chunks of 2^14 elements (multiples of the kernel's 64-element groups).
+        parallel_for(be.threads(), 0, x.size(), 1 << 14, [&](index_t b, index_t e) {
+            kernel(x.data() + b, y.data() + b, first + b, first + e, mask.key0, mask.key1, mask.stream, mask.threshold,
+                   scale);
+        });
+    }
+
+    /// On the calling thread: DARE runs one search per sample, the samples in parallel.
+    template <class T>
+    static void gathered_dot(const B&, MatrixView<const T> table, VectorView<const row_id_t> ids, VectorView<const T> x,
+                             T alpha, VectorView<T> y) {
+        kernels<T>().gathered_dot(table.data(), table.ld(), ids.data(), ids.size(), x.data(), table.cols(), alpha,
+                                  y.data());
+    }
+
+    // Retrieval: the retrieval section of the float table, on the calling thread.
+    template <class E>
+    static void panel_scores(const B&, PanelView<E> items, VectorView<const float> x, VectorView<float> y) {
+        kernels<float>().retrieval.template score_panels<E>()(items.data, items.rows, items.dim, x.data(),
+                                                              items.scales, y.data());
+    }
+
+    template <class E>
+    static index_t panel_scores_above(const B&, PanelView<E> items, VectorView<const float> x, float threshold,
+                                      row_id_t first, VectorView<float> out_scores, VectorView<row_id_t> out_ids) {
+        return kernels<float>().retrieval.template score_panels_above<E>()(
+            items.data, items.rows, items.dim, x.data(), items.scales, threshold, first, out_scores.data(),
+            out_ids.data());
+    }
+
+    template <class E>
+    static void panel_scores_of_ids(const B&, PanelView<E> items, VectorView<const row_id_t> ids,
+                                    VectorView<const float> x, VectorView<float> y) {
+        kernels<float>().retrieval.template score_ids_panels<E>()(items.data, items.dim, ids.data(), ids.size(),
+                                                                  x.data(), items.scales, y.data());
+    }
+
+    static void score_ids(const B&, MatrixView<const float> rows, VectorView<const row_id_t> ids,
+                          VectorView<const float> x, VectorView<float> y) {
+        kernels<float>().retrieval.score_ids_f32(rows.data(), rows.ld(), ids.data(), ids.size(), rows.cols(),
+                                                 x.data(), nullptr, y.data());
+    }
+
+    static index_t offer_top_k(const B&, VectorView<const float> s, row_id_t first, index_t k,
+                               VectorView<float> heap_scores, VectorView<row_id_t> heap_ids, index_t size,
+                               VectorView<const row_id_t> excluded) {
+        return kernels<float>().retrieval.offer(s.data(), s.size(), first, k, heap_scores.data(), heap_ids.data(),
+                                                size, excluded.data(), excluded.size());
+    }
+
+    static index_t collect_above(const B&, VectorView<const float> s, float threshold, row_id_t first,
+                                 VectorView<float> out_scores, VectorView<row_id_t> out_ids) {
+        return kernels<float>().retrieval.collect_above(s.data(), s.size(), threshold, first, out_scores.data(),
+                                                        out_ids.data());
+    }
+
+    static std::uint32_t kth_largest_key(const B&, VectorView<const std::uint32_t> keys, index_t k, index_t slack) {
+        return kernels<float>().retrieval.kth_largest(keys.data(), keys.size(), k, slack);
+    }
+
+    // Nearest centroid: on the calling thread (k-means runs blocks of rows on the pool).
+    template <class T>
+    static void squared_distances(const B&, MatrixView<const T> x, VectorView<const T> y, VectorView<T> out) {
+        kernels<T>().squared_distances(x.data(), x.ld(), x.rows(), x.cols(), y.data(), out.data());
+    }
+
+    template <class T>
+    static void shifted_argmin_rows(const B&, MatrixView<T> g, VectorView<const T> norms, VectorView<index_t> arg,
+                                    VectorView<T> best) {
+        kernels<T>().shifted_argmin_rows(g.data(), g.ld(), g.rows(), norms.data(), norms.size(), arg.data(),
+                                         best.data());
+    }
+
+    template <class T>
+    static index_t offer_smallest(const B&, VectorView<T> g, VectorView<const T> norms, T base, index_t first,
+                                  VectorView<T> best_scores, VectorView<index_t> best_ids, index_t filled) {
+        return kernels<T>().offer_smallest(g.data(), norms.data(), g.size(), base, first, best_scores.data(),
+                                           best_ids.data(), best_scores.size(), filled);
     }
 
     template <class T>

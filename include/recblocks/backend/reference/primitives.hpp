@@ -3,12 +3,15 @@
 // Straightforward loops in the textbook order, every sum accumulated in
 // double, one thread. Slow on purpose; clear on purpose.
 #include <algorithm>
+#include <bit>
+#include <functional>
 #include <cmath>
 #include <limits>
 #include <numeric>
 #include <vector>
 
 #include "recblocks/backend/primitives.hpp"
+#include "recblocks/core/rng.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 
@@ -273,6 +276,167 @@ struct Primitives<backend::Reference> {
         for (index_t i = 0; i < ids.size(); ++i)
             for (index_t c = 0; c < table.cols(); ++c)
                 table(ids(i), c) = static_cast<T>(double(table(ids(i), c)) + double(src(i, c)));
+    }
+
+    template <class T>
+    static void dropout(const B&, VectorView<const T> x, VectorView<T> y, index_t first, const DropoutMask& mask,
+                        T scale) {
+        for (index_t i = 0; i < x.size(); ++i) {
+            const auto j = static_cast<std::uint64_t>(first + i), block = j >> 2;
+            const auto words = Philox4x32::generate(
+                {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
+                 static_cast<std::uint32_t>(mask.stream), static_cast<std::uint32_t>(mask.stream >> 32)},
+                {mask.key0, mask.key1});
+            y(i) = (words[j & 3] >> 8) >= mask.threshold ? x(i) * scale : T(0);
+        }
+    }
+
+    template <class T>
+    static void gathered_dot(const B&, MatrixView<const T> table, VectorView<const row_id_t> ids, VectorView<const T> x,
+                             T alpha, VectorView<T> y) {
+        for (index_t i = 0; i < ids.size(); ++i) {
+            double acc = 0.0;
+            for (index_t c = 0; c < x.size(); ++c) acc += double(table(ids(i), c)) * double(x(c));
+            y(i) = static_cast<T>(double(alpha) * acc);
+        }
+    }
+
+    // Retrieval: every score in double from the stored elements, rounded once.
+    template <class E>
+    static double panel_element(const PanelView<E>& items, index_t r, index_t c) {
+        const E e = items.data[panel_offset<E>(r, c, items.dim)];
+        if constexpr (std::is_same_v<E, std::uint16_t>) return double(std::bit_cast<float>(std::uint32_t(e) << 16));
+        else return double(e);
+    }
+    template <class E>
+    static float panel_score(const PanelView<E>& items, index_t r, VectorView<const float> x) {
+        double acc = 0.0;
+        for (index_t c = 0; c < items.dim; ++c) acc += panel_element(items, r, c) * double(x(c));
+        return static_cast<float>(items.scales ? acc * double(items.scales[r]) : acc);
+    }
+
+    template <class E>
+    static void panel_scores(const B&, PanelView<E> items, VectorView<const float> x, VectorView<float> y) {
+        for (index_t r = 0; r < items.rows; ++r) y(r) = panel_score(items, r, x);
+    }
+
+    template <class E>
+    static index_t panel_scores_above(const B&, PanelView<E> items, VectorView<const float> x, float threshold,
+                                      row_id_t first, VectorView<float> out_scores, VectorView<row_id_t> out_ids) {
+        index_t count = 0;
+        for (index_t r = 0; r < items.rows; ++r) {
+            const float s = panel_score(items, r, x);
+            if (s > threshold) {
+                out_scores(count) = s;
+                out_ids(count++) = first + static_cast<row_id_t>(r);
+            }
+        }
+        return count;
+    }
+
+    template <class E>
+    static void panel_scores_of_ids(const B&, PanelView<E> items, VectorView<const row_id_t> ids,
+                                    VectorView<const float> x, VectorView<float> y) {
+        for (index_t j = 0; j < ids.size(); ++j) y(j) = panel_score(items, ids(j), x);
+    }
+
+    static void score_ids(const B&, MatrixView<const float> rows, VectorView<const row_id_t> ids,
+                          VectorView<const float> x, VectorView<float> y) {
+        for (index_t j = 0; j < ids.size(); ++j) {
+            double acc = 0.0;
+            for (index_t c = 0; c < x.size(); ++c) acc += double(rows(ids(j), c)) * double(x(c));
+            y(j) = static_cast<float>(acc);
+        }
+    }
+
+    /// The heap kept sorted worst first (a sorted array is a min-heap too).
+    static index_t offer_top_k(const B&, VectorView<const float> s, row_id_t first, index_t k,
+                               VectorView<float> heap_scores, VectorView<row_id_t> heap_ids, index_t size,
+                               VectorView<const row_id_t> excluded) {
+        auto better = [](float va, row_id_t ia, float vb, row_id_t ib) { return va > vb || (va == vb && ia < ib); };
+        for (index_t j = 0; j < s.size(); ++j) {
+            const row_id_t id = first + static_cast<row_id_t>(j);
+            const float v = s(j);
+            if (std::binary_search(excluded.data(), excluded.data() + excluded.size(), id)) continue;
+            if (size == k) {
+                if (!better(v, id, heap_scores(0), heap_ids(0))) continue;
+                for (index_t i = 0; i + 1 < size; ++i) {  // drop the worst
+                    heap_scores(i) = heap_scores(i + 1);
+                    heap_ids(i) = heap_ids(i + 1);
+                }
+                --size;
+            }
+            index_t at = size++;
+            for (; at > 0 && better(heap_scores(at - 1), heap_ids(at - 1), v, id); --at) {
+                heap_scores(at) = heap_scores(at - 1);
+                heap_ids(at) = heap_ids(at - 1);
+            }
+            heap_scores(at) = v;
+            heap_ids(at) = id;
+        }
+        return size;
+    }
+
+    static index_t collect_above(const B&, VectorView<const float> s, float threshold, row_id_t first,
+                                 VectorView<float> out_scores, VectorView<row_id_t> out_ids) {
+        index_t count = 0;
+        for (index_t j = 0; j < s.size(); ++j)
+            if (s(j) > threshold) {
+                out_scores(count) = s(j);
+                out_ids(count++) = first + static_cast<row_id_t>(j);
+            }
+        return count;
+    }
+
+    /// The exact k-th largest key (meets any slack).
+    static std::uint32_t kth_largest_key(const B&, VectorView<const std::uint32_t> keys, index_t k, index_t) {
+        std::vector<std::uint32_t> sorted(keys.data(), keys.data() + keys.size());
+        std::sort(sorted.begin(), sorted.end(), std::greater<>());
+        return sorted[std::size_t(k - 1)];
+    }
+
+    template <class T>
+    static void squared_distances(const B&, MatrixView<const T> x, VectorView<const T> y, VectorView<T> out) {
+        for (index_t i = 0; i < x.rows(); ++i) {
+            double acc = 0.0;
+            for (index_t c = 0; c < x.cols(); ++c) {
+                const double t = double(x(i, c)) - (y.data() ? double(y(c)) : 0.0);
+                acc += t * t;
+            }
+            out(i) = static_cast<T>(acc);
+        }
+    }
+
+    template <class T>
+    static void shifted_argmin_rows(const B&, MatrixView<T> g, VectorView<const T> norms, VectorView<index_t> arg,
+                                    VectorView<T> best) {
+        for (index_t i = 0; i < g.rows(); ++i) {
+            index_t at = 0;
+            for (index_t k = 0; k < g.cols(); ++k) {
+                g(i, k) = norms(k) - T(2) * g(i, k);
+                if (g(i, k) < g(i, at)) at = k;
+            }
+            arg(i) = at;
+            best(i) = g(i, at);
+        }
+    }
+
+    template <class T>
+    static index_t offer_smallest(const B&, VectorView<T> g, VectorView<const T> norms, T base, index_t first,
+                                  VectorView<T> best_scores, VectorView<index_t> best_ids, index_t filled) {
+        const index_t cap = best_scores.size();
+        for (index_t k = 0; k < g.size(); ++k) {
+            const T s = g(k) = base + (norms(k) - T(2) * g(k));
+            if (filled == cap && !(s < best_scores(cap - 1))) continue;
+            index_t p = filled < cap ? filled++ : cap - 1;
+            for (; p > 0 && s < best_scores(p - 1); --p) {
+                best_scores(p) = best_scores(p - 1);
+                best_ids(p) = best_ids(p - 1);
+            }
+            best_scores(p) = s;
+            best_ids(p) = first + k;
+        }
+        return filled;
     }
 
     template <class T>

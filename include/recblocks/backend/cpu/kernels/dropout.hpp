@@ -66,10 +66,13 @@ struct DropoutKernels {
         }
     }
 
-    /// dst[i] = src[i] * scale if kept else 0, for i in [begin, end); dst may alias src.
+    /// Elements [begin, end) of a stream: dst[i - begin] = src[i - begin] * scale
+    /// if element i is kept, else 0 (src and dst point at element begin; dst may alias src).
     static void apply(const T* src, T* dst, index_t begin, index_t end, std::uint32_t key0, std::uint32_t key1,
                       std::uint64_t stream, std::uint32_t threshold, T scale) {
-        auto one = [&](index_t j, std::uint32_t w) { dst[j] = (w >> 8) >= threshold ? src[j] * scale : T(0); };
+        auto one = [&](index_t j, std::uint32_t w) {
+            dst[j - begin] = (w >> 8) >= threshold ? src[j - begin] * scale : T(0);
+        };
         index_t i = begin;
         // Up to 3 elements to reach a Philox block boundary.
         for (; i < end && (i & 3) != 0; ++i) one(i, word(static_cast<std::uint64_t>(i), key0, key1, stream));

@@ -25,9 +25,8 @@
 // same test for retrieval::TopKCollector, which buffers everything above a
 // threshold and selects in bulk (cheaper than a heap when k is large).
 //
-// Separate from CpuKernelTable: a table of its own (RetrievalKernelTable)
-// keeps the float/double kernel table, which every translation unit
-// includes, untouched.
+// RetrievalKernelTable is the retrieval section of CpuKernelTable<float>
+// (kernel_table.hpp): one table per ISA, one selector.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -35,36 +34,11 @@
 #include <type_traits>
 
 #include "recblocks/backend/cpu/kernels/simd.hpp"
+#include "recblocks/backend/panels.hpp"
 #include "recblocks/backend/cpu/kernels/top_k.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace cpu {
-
-/// Rows per panel of a column-panelled table ([d][64] per panel).
-inline constexpr index_t kRetrievalPanelRows = 64;
-/// Largest D of an int8 panel table (the query's int16 copy lives on the stack).
-inline constexpr index_t kI8MaxDim = 4096;
-
-/// Columns a panel stores per row: d, or d rounded up to even for int8
-/// (columns go in pairs there).
-template <class E>
-constexpr index_t panel_cols(index_t d) {
-    return std::is_same_v<E, std::int8_t> ? d + (d & 1) : d;
-}
-
-/// Offset of element (r, c) in a panelled table of d columns. f32: each
-/// column's 64 rows in order. bf16: 32-bit word w of a column holds rows w
-/// and w + 32 (so a shift or a mask widens a register). int8: columns in
-/// pairs, 16-bit word j of a pair holds row j's two codes (one multiply-add
-/// of int16 pairs takes both).
-template <class E>
-constexpr index_t panel_offset(index_t r, index_t c, index_t d) {
-    constexpr index_t P = kRetrievalPanelRows;
-    const index_t base = (r / P) * P * panel_cols<E>(d), j = r % P;
-    if constexpr (std::is_same_v<E, std::uint16_t>) return base + c * P + 2 * (j % 32) + j / 32;
-    else if constexpr (std::is_same_v<E, std::int8_t>) return base + (c / 2) * 2 * P + 2 * j + c % 2;
-    else return base + c * P + j;
-}
 
 template <class Arch>
 struct RetrievalKernels {
@@ -226,7 +200,7 @@ struct RetrievalKernels {
     template <class L>
     static void panel_scores(const typename L::E* panel, index_t d, const float* x, batch* acc,
                              const I8Query* q8 = nullptr) {
-        constexpr index_t P = kRetrievalPanelRows, R = P / W;
+        constexpr index_t P = kPanelRows, R = P / W;
 #pragma GCC unroll 16
         for (index_t r = 0; r < R; ++r) acc[r] = batch(0.0f);
         if constexpr (std::is_same_v<L, BF16>) {
@@ -284,7 +258,7 @@ struct RetrievalKernels {
 
     /// s[0..64) = the scores of one int8 panel (before the row scales).
     static void panel_scores_i8(const std::int8_t* panel, index_t d, const I8Query& q, float* s) {
-        constexpr index_t P = kRetrievalPanelRows;
+        constexpr index_t P = kPanelRows;
         const std::uint32_t* xpair = q.pair;
         const float qscale = q.qscale;
         const index_t pairs = (d + 1) / 2;
@@ -359,7 +333,7 @@ struct RetrievalKernels {
             std::int32_t isum = 0;
             for (index_t c = c0; c < std::min(pairs, c0 + kI8PairsPerChunk); ++c) {
                 const std::int32_t lo = std::int16_t(xpair[c] & 0xffffu), hi = std::int16_t(xpair[c] >> 16);
-                isum += p[c * 2 * kRetrievalPanelRows] * lo + p[c * 2 * kRetrievalPanelRows + 1] * hi;
+                isum += p[c * 2 * kPanelRows] * lo + p[c * 2 * kPanelRows + 1] * hi;
             }
             total += float(isum);
         }
@@ -371,7 +345,7 @@ struct RetrievalKernels {
     template <class L>
     static void score_panels(const typename L::E* panels, index_t n, index_t d, const float* x, const float* scales,
                              float* y) {
-        constexpr index_t P = kRetrievalPanelRows, R = P / W;
+        constexpr index_t P = kPanelRows, R = P / W;
         const QueryFor<L> q8(x, d);
         for (index_t p0 = 0; p0 < n; p0 += P) {
             batch acc[R];
@@ -394,7 +368,7 @@ struct RetrievalKernels {
     static index_t score_panels_above(const typename L::E* panels, index_t n, index_t d, const float* x,
                                       const float* scales, float threshold, row_id_t first, float* out_v,
                                       row_id_t* out_id) {
-        constexpr index_t P = kRetrievalPanelRows, R = P / W;
+        constexpr index_t P = kPanelRows, R = P / W;
         const QueryFor<L> q8(x, d);
         index_t count = 0;
         for (index_t p0 = 0; p0 < n; p0 += P) {
@@ -440,7 +414,7 @@ struct RetrievalKernels {
     template <class L>
     static void score_ids_panels(const typename L::E* panels, index_t d, const row_id_t* ids, index_t n,
                                  const float* x, const float* scales, float* y) {
-        constexpr index_t P = kRetrievalPanelRows;
+        constexpr index_t P = kPanelRows;
         using E = typename L::E;
         const QueryFor<L> q8(x, d);
         for (index_t j = 0; j < n; ++j) {
@@ -534,8 +508,8 @@ struct RetrievalKernels {
         return count;
     }
 
-    /// A key t with count(keys >= t) >= k and count(keys > t) <= k + slack
-    /// (slack 0: the k-th largest key, 1 <= k <= n). Bisection on the value
+    /// A threshold t with count(keys >= t) >= k and count(keys > t) <= k + slack
+    /// (1 <= k <= n; t may fall between two keys). Bisection on the value
     /// between the smallest and the largest key, each step one SIMD count:
     /// no data moves and no branch depends on the data. It stops early once
     /// between k and k + slack keys are >= the midpoint.
@@ -674,10 +648,6 @@ constexpr RetrievalKernelTable make_retrieval_kernel_table() {
             &K::collect_above,
             &K::kth_largest};
 }
-
-/// Defined per runtime-dispatch level by RECBLOCKS_DEFINE_CPU_KERNEL_TABLES.
-template <int Level>
-const RetrievalKernelTable& isa_retrieval_kernel_table();
 
 }  // namespace cpu
 RECBLOCKS_NAMESPACE_END
