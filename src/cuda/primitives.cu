@@ -85,6 +85,49 @@ __global__ void __launch_bounds__(kBlock) adam_update_kernel(index_t n, AdamUpda
     }
 }
 
+// dropout_kernel: element j of the mask's stream is kept iff the 24 high bits of
+// word j & 3 of Philox4x32-10 block j >> 2 (counter {block, stream}, key
+// {key0, key1}) are >= threshold: the words of Rng::u32 (core/rng.hpp) and of
+// the CPU kernel, so masks agree bit for bit across backends. One thread per
+// 4-element block; y may alias x (each element is read and written once, by
+// one thread).
+__device__ __forceinline__ void philox4x32_10(std::uint32_t c[4], std::uint32_t k0, std::uint32_t k1) {
+    constexpr std::uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
+    constexpr std::uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
+#pragma unroll
+    for (int round = 0; round < 10; ++round) {
+        if (round > 0) {
+            k0 += kWeyl0;
+            k1 += kWeyl1;
+        }
+        const std::uint32_t hi0 = __umulhi(kMul0, c[0]), lo0 = kMul0 * c[0];
+        const std::uint32_t hi1 = __umulhi(kMul1, c[2]), lo1 = kMul1 * c[2];
+        const std::uint32_t n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
+        c[0] = n0;
+        c[1] = lo1;
+        c[2] = n2;
+        c[3] = lo0;
+    }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kBlock) dropout_kernel(const T* x, T* y, index_t n, index_t first,
+                                                         DropoutMask mask, T scale) {
+    const index_t first_block = first >> 2, blocks = ((first + n - 1) >> 2) - first_block + 1;
+    for (index_t b = blockIdx.x * index_t{kBlock} + threadIdx.x; b < blocks; b += index_t{gridDim.x} * kBlock) {
+        const auto block = static_cast<std::uint64_t>(first_block + b);
+        std::uint32_t c[4] = {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
+                              static_cast<std::uint32_t>(mask.stream), static_cast<std::uint32_t>(mask.stream >> 32)};
+        philox4x32_10(c, mask.key0, mask.key1);
+#pragma unroll
+        for (int lane = 0; lane < 4; ++lane) {
+            const index_t i = (first_block + b) * 4 + lane - first;  // index into x / y
+            if (i < 0 || i >= n) continue;
+            y[i] = (c[lane] >> 8) >= mask.threshold ? x[i] * scale : T(0);
+        }
+    }
+}
+
 // add_kernel: out = a + b over rows x cols with leading dimensions; out may be
 // a or b itself (each element is read and written by the same thread).
 template <class T>
@@ -1249,6 +1292,16 @@ void P::adam_update(const B& be, const AdamUpdate<T>& u, VectorView<T> w, Vector
 }
 
 template <class T>
+void P::dropout(const B& be, VectorView<const T> x, VectorView<T> y, index_t first, const DropoutMask& mask, T scale) {
+    const index_t n = x.size();
+    if (n == 0) return;
+    const index_t blocks4 = ((first + n - 1) >> 2) - (first >> 2) + 1;
+    const auto grid = static_cast<unsigned>(min_index(ceil_div(blocks4, kBlock), 4096));
+    dropout_kernel<<<grid, kBlock, 0, be.stream>>>(x.data(), y.data(), n, first, mask, scale);
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
 void P::add(const B& be, MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> out) {
     const index_t rows = out.rows(), cols = out.cols();
     if (rows == 0 || cols == 0) return;
@@ -1505,6 +1558,8 @@ void P::sum_rows(const B& be, MatrixView<const T> x, VectorView<T> out) {
     template void P::axpy<T>(const backend::Cuda&, T, VectorView<const T>, VectorView<T>);                         \
     template void P::adam_update<T>(const backend::Cuda&, const AdamUpdate<T>&, VectorView<T>, VectorView<const T>, \
                                     VectorView<T>, VectorView<T>);                                                  \
+    template void P::dropout<T>(const backend::Cuda&, VectorView<const T>, VectorView<T>, index_t,                 \
+                                const DropoutMask&, T);                                                             \
     template void P::add<T>(const backend::Cuda&, MatrixView<const T>, MatrixView<const T>, MatrixView<T>);        \
     template void P::copy<T>(const backend::Cuda&, MatrixView<const T>, MatrixView<T>);                            \
     template void P::softmax_rows<T>(const backend::Cuda&, MatrixView<const T>, MatrixView<const std::uint8_t>,    \

@@ -42,7 +42,8 @@ using namespace recblocks;
 
 // The optional families the Cuda backend does not provide yet (docs/backends.md):
 // code that needs them does not compile with it.
-static_assert(!ops::has_dropout<backend::Cuda, float> && !ops::has_gathered_dot<backend::Cuda, float>);
+static_assert(!ops::has_gathered_dot<backend::Cuda, float>);
+static_assert(ops::has_dropout<backend::Cuda, float> && ops::has_dropout<backend::Cuda, double>);
 static_assert(!ops::has_panel_scores<backend::Cuda, float> && !ops::has_top_k_selection<backend::Cuda>);
 static_assert(!ops::has_nearest_centroid<backend::Cuda, float> && !retrieval::IndexBackend<backend::Cuda>);
 
@@ -290,6 +291,31 @@ TEMPLATE_TEST_CASE("cuda fused adam_update matches the reference", "[cuda][optim
         require_close(dm.download(), m, tol<T>());
         require_close(dv.download(), v, tol<T>());
     }
+}
+
+TEMPLATE_TEST_CASE("cuda dropout drops exactly the elements the reference drops", "[cuda][dropout]", float, double) {
+    using T = TestType;
+    for (index_t n : {index_t{1}, index_t{3}, index_t{33}, index_t{1000}, index_t{100003}})
+        for (index_t first : {index_t{0}, index_t{1}, index_t{6}, index_t{1} << 33}) {  // past 2^32 elements too
+            INFO("n = " << n << " first = " << first);
+            HostMat<T> x(1, n), want(1, n);
+            fill(x, 51);
+            DropoutMask mask;
+            mask.key0 = 0x1234u;
+            mask.key1 = 0xBEEFu;
+            mask.stream = (std::uint64_t{7} << 32) | 3u;
+            mask.threshold = 1u << 22;  // p = 0.25 of the 24-bit range
+            const T scale = T(1) / T(0.75);
+            ops::dropout<backend::Reference, T>(kRef, vector_view<const T>(x.buf.data(), n),
+                                                vector_view(want.buf.data(), n), first, mask, scale);
+            DevMat<T> dx(x), dy(x);
+            ops::dropout<backend::Cuda, T>(kCuda, vector_view<const T>(dx.buf.data(), n), vector_view(dy.buf.data(), n),
+                                           first, mask, scale);
+            require_close(dy.download(), want, kExact);
+            ops::dropout<backend::Cuda, T>(kCuda, vector_view<const T>(dx.buf.data(), n), vector_view(dx.buf.data(), n),
+                                           first, mask, scale);  // in place
+            require_close(dx.download(), want, kExact);
+        }
 }
 
 TEST_CASE("cuda tensors live in pooled device memory and copy to and from the host", "[cuda][memory]") {

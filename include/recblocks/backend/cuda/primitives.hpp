@@ -22,6 +22,8 @@
 //   axpy                 element-wise fma in T.
 //   add, copy            element-wise over strided rows (copy: cudaMemcpy2DAsync).
 //   adam_update          fused: one pass over value, gradient and moments, in T.
+//   dropout              the CPU's Philox4x32-10 words (one thread per 4-element
+//                        block), so a GPU run drops exactly the elements a CPU run drops.
 //   softmax_rows(_backward)  rows of <= 1024 columns: one warp per row, the row
 //                        in registers, shuffle reductions; wider rows: one
 //                        256-thread block per row. Max in T, sums in double
@@ -96,6 +98,10 @@ struct Primitives<backend::Cuda> {
     static void add(const B& be, MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> out);
 
     template <class T>
+    static void dropout(const B& be, VectorView<const T> x, VectorView<T> y, index_t first, const DropoutMask& mask,
+                        T scale);
+
+    template <class T>
     static void copy(const B& be, MatrixView<const T> src, MatrixView<T> dst);
 
     template <class T>
@@ -158,6 +164,8 @@ struct Primitives<backend::Cuda> {
     extern template void Primitives<backend::Cuda>::adam_update<T>(const backend::Cuda&, const AdamUpdate<T>&,      \
                                                                    VectorView<T>, VectorView<const T>,              \
                                                                    VectorView<T>, VectorView<T>);                   \
+    extern template void Primitives<backend::Cuda>::dropout<T>(const backend::Cuda&, VectorView<const T>,          \
+                                                               VectorView<T>, index_t, const DropoutMask&, T);      \
     extern template void Primitives<backend::Cuda>::add<T>(const backend::Cuda&, MatrixView<const T>,              \
                                                            MatrixView<const T>, MatrixView<T>);                     \
     extern template void Primitives<backend::Cuda>::copy<T>(const backend::Cuda&, MatrixView<const T>,             \
