@@ -69,7 +69,8 @@ __global__ void __launch_bounds__(kBlock) axpy_kernel(index_t n, T alpha, const 
 }
 
 // adam_update_kernel: one fused Adam step per element, the Reference's
-// arithmetic in T (ops/adam_update.hpp).
+// expression in T (ops/adam_update.hpp); nvcc contracts its multiply-adds into
+// fmas, so results match the CPU within rounding, not bit for bit.
 template <class T>
 __global__ void __launch_bounds__(kBlock) adam_update_kernel(index_t n, AdamUpdate<T> u, T* w, const T* g, T* m,
                                                              T* v) {
@@ -1314,8 +1315,9 @@ void P::add(const B& be, MatrixView<const T> a, MatrixView<const T> b, MatrixVie
 template <class T>
 void P::copy(const B& be, MatrixView<const T> src, MatrixView<T> dst) {
     if (dst.empty()) return;
-    RECBLOCKS_CUDA_CHECK(cudaMemcpy2DAsync(dst.data(), static_cast<std::size_t>(dst.ld()) * sizeof(T), src.data(),
-                                           static_cast<std::size_t>(src.ld()) * sizeof(T),
+    // A one-row view may have ld < cols (ops/ allows it); cudaMemcpy2D wants pitches >= the row width.
+    const auto pitch = [&](index_t ld) { return static_cast<std::size_t>(std::max(ld, dst.cols())) * sizeof(T); };
+    RECBLOCKS_CUDA_CHECK(cudaMemcpy2DAsync(dst.data(), pitch(dst.ld()), src.data(), pitch(src.ld()),
                                            static_cast<std::size_t>(dst.cols()) * sizeof(T),
                                            static_cast<std::size_t>(dst.rows()), cudaMemcpyDeviceToDevice, be.stream));
 }

@@ -12,6 +12,7 @@
 #include "recblocks/backend/reference/primitives.hpp"
 #include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/ops/elementwise.hpp"
+#include "recblocks/params/parameter_list.hpp"
 
 using namespace recblocks;
 
@@ -125,4 +126,20 @@ TEST_CASE("tensors made for a backend run that backend's ops", "[backend][memory
     }
     ops::add(cpu, a.cview(), b.cview(), a.view());
     for (index_t i = 0; i < 24; ++i) REQUIRE(a.data()[i] == float(3 * i));
+}
+
+TEST_CASE("a parameter list remembers where its tensors live", "[backend][memory]") {
+    Counts counts;
+    const CountingMemory memory{&counts};
+    Tensor<float, 2, CountingMemory> w(Shape<2>{{3, 4}}, memory), gw(Shape<2>{{3, 4}}, memory);
+    ParamList<float, CountingMemory> list;
+    append_param(list, "block.", "w", w, gw, ParamKind::weight);
+    REQUIRE(list.size() == 1);
+    REQUIRE(list[0].memory.counts == &counts);
+    REQUIRE(list[0].name == "block.w");
+    REQUIRE(list[0].numel() == 12);
+    for (index_t i = 0; i < 12; ++i) gw.data()[i] = 1.0f;  // host-backed in this test, so the test may write
+    zero_grads(list);                                        // through the space's own zero()
+    for (index_t i = 0; i < 12; ++i) REQUIRE(gw.data()[i] == 0.0f);
+    static_assert(std::is_same_v<ParamList<float>, std::vector<ParamRef<float, HostMemory>>>);
 }

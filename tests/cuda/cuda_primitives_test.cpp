@@ -17,6 +17,8 @@
 
 #include "recblocks/backend/cuda/primitives.hpp"
 #include "recblocks/backend/memory.hpp"
+#include "recblocks/blocks/feed_forward.hpp"
+#include "recblocks/blocks/layer_norm.hpp"
 #include "recblocks/backend/reference/primitives.hpp"
 #include "recblocks/core/rng.hpp"
 #include "recblocks/core/tensor.hpp"
@@ -44,6 +46,13 @@ using namespace recblocks;
 // code that needs them does not compile with it.
 static_assert(!ops::has_gathered_dot<backend::Cuda, float>);
 static_assert(ops::has_dropout<backend::Cuda, float> && ops::has_dropout<backend::Cuda, double>);
+// Blocks that still keep host memory refuse a device backend at compile time.
+static_assert(!HostBackend<backend::Cuda> && HostBackend<backend::Reference>);
+template <class Block>
+concept serves_on_cuda = requires(Block& b, MatrixView<const float> x, MatrixView<float> y) {
+    b.forward_inference(backend::Cuda{}, x, y);
+};
+static_assert(!serves_on_cuda<blocks::FeedForward<float>>);
 static_assert(!ops::has_panel_scores<backend::Cuda, float> && !ops::has_top_k_selection<backend::Cuda>);
 static_assert(!ops::has_nearest_centroid<backend::Cuda, float> && !retrieval::IndexBackend<backend::Cuda>);
 
@@ -316,6 +325,33 @@ TEMPLATE_TEST_CASE("cuda dropout drops exactly the elements the reference drops"
                                            first, mask, scale);  // in place
             require_close(dx.download(), want, kExact);
         }
+}
+
+TEST_CASE("cuda LayerNorm block keeps its parameters on the GPU and matches the host block", "[cuda][blocks]") {
+    constexpr index_t rows = 65, d = 50;
+    blocks::LayerNorm<double> host({d, 1e-5});
+    blocks::LayerNorm<double, CudaMemory> gpu({d, 1e-5}, memory_of(kCuda));
+    cudaPointerAttributes attributes{};
+    REQUIRE(cudaPointerGetAttributes(&attributes, gpu.params().weight.data()) == cudaSuccess);
+    REQUIRE(attributes.type == cudaMemoryTypeDevice);
+    HostMat<double> x(rows, d), dy(rows, d), y(rows, d), dx(rows, d);
+    fill(x, 61, -2, 2);
+    fill(dy, 62);
+    const DevMat<double> gx(x), gdy(dy);
+    DevMat<double> gy(y), gdx(dx);
+    host.forward(kRef, x.cview(), y.view());
+    host.backward(kRef, dy.cview(), dx.view());
+    gpu.forward(kCuda, gx.cview(), gy.view());
+    gpu.backward(kCuda, gdy.cview(), gdx.view());
+    require_close(gy.download(), y, tol<double>());
+    require_close(gdx.download(), dx, tol<double>());
+    const Vector<double> dgamma = to_host(gpu.grads().weight);
+    for (index_t c = 0; c < d; ++c) REQUIRE(dgamma(c) == Approx(host.grads().weight(c)).epsilon(1e-12));
+    ParamList<double, CudaMemory> params;
+    gpu.append_params("ln.", params);
+    zero_grads(params);  // in device memory
+    const Vector<double> cleared = to_host(gpu.grads().bias);
+    for (index_t c = 0; c < d; ++c) REQUIRE(cleared(c) == 0.0);
 }
 
 TEST_CASE("cuda tensors live in pooled device memory and copy to and from the host", "[cuda][memory]") {

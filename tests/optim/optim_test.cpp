@@ -100,7 +100,7 @@ TEST_CASE("Adam stepped on a CPU backend matches the host step", "[optim][backen
     TwoTensors a, b;
     optim::Adam<double>::Config cfg;
     cfg.weight_decay = 0.05;
-    optim::Adam<double> on_host(cfg, a.list), on_cpu(cfg, b.list, memory_of(backend::Cpu<isa::Auto>{}));
+    optim::Adam<double> on_host(cfg, a.list), on_cpu(cfg, b.list);
     ThreadPool pool(2);
     for (int s = 1; s <= 3; ++s) {
         a.set_grads(s);

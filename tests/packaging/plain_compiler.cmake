@@ -28,7 +28,7 @@ if(rc EQUAL 0)
     message(FATAL_ERROR "[packaging_plain_compiler] the README snippet compiled without the dispatch units; "
                         "expected a static_assert naming recblocks_enable_runtime_dispatch")
 endif()
-foreach(needle "static assertion failed" "recblocks_enable_runtime_dispatch(<your target>)"
+foreach(needle "recblocks_enable_runtime_dispatch(<your target>)"
                "-DRECBLOCKS_HAS_RUNTIME_DISPATCH" "src/dispatch/recblocks_dispatch_" "backend::Cpu<isa::Auto>")
     string(FIND "${out}" "${needle}" at)
     if(at EQUAL -1)

@@ -36,6 +36,7 @@ if(MODE STREQUAL "install")
     foreach(f lib/cmake/recblocks/recblocksConfig.cmake lib/cmake/recblocks/recblocksConfigVersion.cmake
               lib/cmake/recblocks/recblocksTargets.cmake lib/cmake/recblocks/recblocksDispatch.cmake
               lib/cmake/recblocks/dispatch/recblocks_dispatch_sse2.cpp
+              lib/cmake/recblocks/dispatch/recblocks_dispatch_avx2.cpp
               lib/cmake/recblocks/dispatch/recblocks_dispatch_avx512.cpp
               include/recblocks/recblocks.hpp include/recblocks/version.hpp)
         if(NOT EXISTS "${prefix}/${f}")

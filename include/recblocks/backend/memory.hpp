@@ -28,6 +28,13 @@ struct BackendMemory {
 template <class B>
 using memory_space_t = typename BackendMemory<B>::type;
 
+/// A backend whose tensors the host can read: the only kind the components
+/// that still keep host memory (most blocks and the models, for now) accept,
+/// so handing them backend::Cuda fails at compile time, not with host
+/// pointers in a device kernel.
+template <class B>
+concept HostBackend = memory_space_t<B>::host_accessible;
+
 template <class B>
 [[nodiscard]] memory_space_t<B> memory_of(const B& be) {
     return BackendMemory<B>::of(be);

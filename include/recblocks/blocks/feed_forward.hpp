@@ -84,7 +84,7 @@ public:
 
     /// y [R, D] = x + FFN(x); x must stay alive until backward. `step` picks
     /// the dropout masks; train = false disables dropout.
-    template <class Be>
+    template <HostBackend Be>
     void forward(const Be& be, ThreadPool& /*pool: dropout runs on be*/, MatrixView<const T> x, MatrixView<T> y,
                  std::uint64_t step, bool train) {
         const index_t rows = x.rows(), d = cfg_.d_model, f = cfg_.inner;
@@ -114,7 +114,7 @@ public:
 
     /// Inference on a few rows (no dropout, nothing kept for backward; own
     /// scratch, so it does not disturb a training forward's state).
-    template <class Be>
+    template <HostBackend Be>
     void forward_inference(const Be& be, MatrixView<const T> x, MatrixView<T> y) {
         const index_t rows = x.rows(), d = cfg_.d_model, f = cfg_.inner;
         RECBLOCKS_CHECK_SHAPE(x.cols() == d && y.rows() == rows && y.cols() == d, "FeedForward::forward_inference: x is ",
@@ -133,7 +133,7 @@ public:
 
     /// From dy [R, D]: dx [R, D] = dy (with the residual) + dFFN/dx · dy; parameter gradients added.
     /// dy is used as scratch (it holds the dropout-masked gradient afterwards).
-    template <class Be>
+    template <HostBackend Be>
     void backward(const Be& be, ThreadPool& pool, MatrixView<T> dy, MatrixView<T> dx) {
         RECBLOCKS_CHECK_SHAPE(x_.data() != nullptr, "FeedForward::backward: call forward first");
         RECBLOCKS_CHECK_SHAPE(dy.shape() == x_.shape() && dx.shape() == x_.shape() && dy.is_contiguous() &&

@@ -6,7 +6,14 @@
 // eps is configurable: the SASRec code uses 1e-8, BERT 1e-12, PyTorch's
 // default is 1e-5. weight starts at 1, bias at 0. forward() keeps a view of x
 // and the row statistics for backward(), which ADDS into grads().
+//
+// Memory is where parameters, gradients and statistics live: host memory by
+// default, CudaMemory for a LayerNorm that runs on backend::Cuda (construct it
+// with memory_of(gpu)); forward/backward take a backend computing there.
 #include <algorithm>
+#include <type_traits>
+
+#include "recblocks/backend/memory.hpp"
 
 #include "recblocks/params/parameter_list.hpp"
 #include "recblocks/core/tensor.hpp"
@@ -15,7 +22,7 @@
 RECBLOCKS_NAMESPACE_BEGIN
 namespace blocks {
 
-template <class T>
+template <class T, MemorySpace Memory = HostMemory>
 class LayerNorm {
 public:
     struct Config {
@@ -23,18 +30,18 @@ public:
         double eps = 1e-5;    ///< > 0
     };
     struct Params {
-        Vector<T> weight;  ///< [D] (gamma)
-        Vector<T> bias;    ///< [D] (beta)
+        Vector<T, Memory> weight;  ///< [D] (gamma)
+        Vector<T, Memory> bias;    ///< [D] (beta)
     };
 
-    explicit LayerNorm(Config cfg) : cfg_(cfg) {
+    explicit LayerNorm(Config cfg, Memory memory = {}) : cfg_(cfg), mean_(memory), rstd_(memory) {
         RECBLOCKS_CHECK_VALUE(cfg.d_model >= 1 && cfg.eps > 0, "LayerNorm: d_model must be >= 1 and eps > 0, got ",
                               cfg.d_model, " and ", cfg.eps);
-        for (Params* p : {&params_, &grads_}) {
-            p->weight.resize(Shape<1>{{cfg.d_model}});
-            p->bias.resize(Shape<1>{{cfg.d_model}});
-        }
-        std::fill(params_.weight.begin(), params_.weight.end(), T(1));
+        for (Params* p : {&params_, &grads_})
+            for (Vector<T, Memory>* v : {&p->weight, &p->bias}) *v = Vector<T, Memory>(Shape<1>{{cfg.d_model}}, memory);
+        Vector<T> ones(Shape<1>{{cfg.d_model}});  // initialised on the host, copied once
+        std::fill(ones.begin(), ones.end(), T(1));
+        copy_tensor(ones, params_.weight);
     }
 
     [[nodiscard]] const Config& config() const { return cfg_; }
@@ -42,17 +49,17 @@ public:
     [[nodiscard]] const Params& params() const { return params_; }
     [[nodiscard]] Params& grads() { return grads_; }
     /// Appends "<prefix>weight" and "<prefix>bias".
-    void append_params(std::string_view prefix, ParamList<T>& out) {
+    void append_params(std::string_view prefix, ParamList<T, Memory>& out) {
         append_param(out, prefix, "weight", params_.weight, grads_.weight, ParamKind::norm);
         append_param(out, prefix, "bias", params_.bias, grads_.bias, ParamKind::norm);
     }
     void zero_grads() {
-        std::fill(grads_.weight.begin(), grads_.weight.end(), T(0));
-        std::fill(grads_.bias.begin(), grads_.bias.end(), T(0));
+        for (Vector<T, Memory>* g : {&grads_.weight, &grads_.bias}) g->resize(g->shape());  // same size: zeroes
     }
 
     /// y [R, D] = LN(x [R, D]); y must not alias x (backward needs x).
     template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void forward(const Be& be, MatrixView<const T> x, MatrixView<T> y) {
         RECBLOCKS_CHECK_SHAPE(x.cols() == cfg_.d_model, "LayerNorm::forward: x is ", x.shape(), " but d_model is ",
                               cfg_.d_model);
@@ -68,6 +75,7 @@ public:
 
     /// dx [R, D] from dy [R, D] of the last forward (distinct tensors).
     template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void backward(const Be& be, MatrixView<const T> dy, MatrixView<T> dx) {
         RECBLOCKS_CHECK_SHAPE(x_.data() != nullptr || x_.empty(), "LayerNorm::backward: call forward first");
         ops::layer_norm_backward(be, x_, params_.weight.cview(), mean_.cview(), rstd_.cview(), dy, dx,
@@ -78,7 +86,7 @@ private:
     Config cfg_;
     Params params_, grads_;
     MatrixView<const T> x_;
-    Vector<T> mean_, rstd_;
+    Vector<T, Memory> mean_, rstd_;
 };
 
 }  // namespace blocks

@@ -50,12 +50,12 @@ public:
     void zero_grad() { std::fill(grad_.begin(), grad_.end(), T(0)); }
 
     /// out [B, m] = rows ids of the width-m table; m = out.cols() must be one of the widths.
-    template <class Be>
+    template <HostBackend Be>
     void gather(const Be& be, VectorView<const row_id_t> ids, MatrixView<T> out) const {
         ops::gather_rows(be, at_width(out.cols()), ids, out);
     }
     /// grad[ids[i], :m] += dout [B, m] row i (the adjoint of gather at width m = dout.cols()).
-    template <class Be>
+    template <HostBackend Be>
     void backward(const Be& be, VectorView<const row_id_t> ids, MatrixView<const T> dout) {
         (void)widths_.index_of(dout.cols());
         ops::scatter_add_rows(be, dout, ids, prefix_columns(grad_.view(), dout.cols()));

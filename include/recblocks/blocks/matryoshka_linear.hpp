@@ -68,7 +68,7 @@ public:
     }
 
     /// y [R, m] = the width-m model on x [R, m]; m = x.cols() must be one of the widths.
-    template <class Be>
+    template <HostBackend Be>
     void forward(const Be& be, MatrixView<const T> x, MatrixView<T> y) const {
         const index_t levels = check(x.shape(), y.shape(), "forward") + 1;
         const index_t m = x.cols();
@@ -82,7 +82,7 @@ public:
 
     /// From dy [R, m] and the forward's x: dx [R, m] (overwritten); the weight
     /// and bias gradients of the width-m blocks accumulate (+=) into grads().
-    template <class Be>
+    template <HostBackend Be>
     void backward(const Be& be, MatrixView<const T> x, MatrixView<const T> dy, MatrixView<T> dx) {
         const index_t levels = check(x.shape(), dy.shape(), "backward") + 1;
         RECBLOCKS_CHECK_SHAPE(dx.shape() == x.shape(), "MatryoshkaLinear::backward: dx is ", dx.shape(), " but x is ",

@@ -109,7 +109,7 @@ public:
 
     /// Self-attention: y [B, L, D] = attention(x [B, L, D]); key_keep [B, L]
     /// optional (0 = padded key).
-    template <class Be>
+    template <HostBackend Be>
     void forward(const Be& be, TensorView<const T, 3> x, TensorView<T, 3> y,
                  MatrixView<const std::uint8_t> key_keep = {}) {
         forward(be, x, x, y, key_keep);
@@ -117,7 +117,7 @@ public:
 
     /// Attention from queries q_in to keys/values kv_in (both [B, L, D]); the
     /// same tensor for both is self-attention (one fused projection).
-    template <class Be>
+    template <HostBackend Be>
     void forward(const Be& be, TensorView<const T, 3> q_in, TensorView<const T, 3> kv_in, TensorView<T, 3> y,
                  MatrixView<const std::uint8_t> key_keep = {}) {
         const index_t bsz = q_in.extent(0), len = q_in.extent(1), d = cfg_.d_model, h = cfg_.heads, dh = d / h;
@@ -177,7 +177,7 @@ public:
 
     /// From dy [B, L, D] after a self-attention forward: writes dx and adds
     /// the parameter gradients into grads().
-    template <class Be>
+    template <HostBackend Be>
     void backward(const Be& be, TensorView<const T, 3> dy, TensorView<T, 3> dx) {
         RECBLOCKS_CHECK_SHAPE(q_in_.data() == nullptr || is_self(),
                               "MultiHeadSelfAttention::backward: the last forward had separate queries and "
@@ -189,7 +189,7 @@ public:
     /// and of the keys/values' input (dkv_in) of the last forward, and adds the
     /// parameter gradients into grads(). After a self-attention forward pass
     /// the same tensor for both (it receives the sum).
-    template <class Be>
+    template <HostBackend Be>
     void backward(const Be& be, TensorView<const T, 3> dy, TensorView<T, 3> dq_in, TensorView<T, 3> dkv_in) {
         const index_t bsz = q_in_.extent(0), len = q_in_.extent(1), d = cfg_.d_model, h = cfg_.heads, dh = d / h;
         RECBLOCKS_CHECK_SHAPE(q_in_.data() != nullptr, "MultiHeadSelfAttention::backward: call forward first");
@@ -274,7 +274,7 @@ public:
     /// kv_in [B, L, D] the keys/values' input; writes y_last [B, D]. Keys and
     /// values are projected for every position, the rest for one row per
     /// sequence. No dropout; backward() is not available after this call.
-    template <class Be>
+    template <HostBackend Be>
     void forward_last(const Be& be, MatrixView<const T> q_last, TensorView<const T, 3> kv_in, MatrixView<T> y_last,
                       MatrixView<const std::uint8_t> key_keep = {}) {
         const index_t bsz = kv_in.extent(0), len = kv_in.extent(1), d = cfg_.d_model, h = cfg_.heads, dh = d / h;
@@ -321,7 +321,7 @@ private:
     static constexpr index_t kQueryChunk = 32;  // query rows per block of scores (causal skipping)
 
     /// forward_last's attention of sequence b through GEMM + softmax_rows.
-    template <class Be>
+    template <HostBackend Be>
     void unfused_last(const Be& be, index_t b, index_t len, MatrixView<const std::uint8_t> key_keep, T scale) {
         const index_t d = cfg_.d_model, h = cfg_.heads, dh = d / h;
         {
@@ -345,7 +345,7 @@ private:
 
     /// Scores, masked softmax and P V of sequence b through GEMM + softmax_rows
     /// (masks that are not prefixes, backends without prefix_attention).
-    template <class Be>
+    template <HostBackend Be>
     void unfused_attention(const Be& be, index_t b, index_t len, MatrixView<const std::uint8_t> key_keep, T scale) {
         const index_t d = cfg_.d_model, h = cfg_.heads, dh = d / h;
         auto qkv = qkv_.view();
@@ -371,7 +371,7 @@ private:
 
     /// ctx [L, dh] of head hd of sequence b = the weights that multiply V
     /// (P, or Drop(P) when training) times V, chunk by chunk.
-    template <class Be>
+    template <HostBackend Be>
     void weighted_values(const Be& be, index_t b, index_t hd, MatrixView<T> ctx) {
         const index_t len = probs_.extent(2);
         const auto w = weights_used(be, b, hd, true);
@@ -384,11 +384,11 @@ private:
     }
 
     /// Whether forward runs the fused prefix kernel (see attention_mask.hpp).
-    template <class Be>
+    template <HostBackend Be>
     static constexpr bool fused_prefix() {
         return policies::PrefixMask<Mask> && ops::has_prefix_attention<Be, T>;
     }
-    template <class Be>
+    template <HostBackend Be>
     static constexpr bool fused_prefix_backward() {
         return fused_prefix<Be>() && ops::has_prefix_attention_backward<Be, T>;
     }
@@ -404,7 +404,7 @@ private:
     /// The attention weights that multiply V: P itself or, training with
     /// dropout, Drop(P) in its own buffer (P stays for the softmax backward).
     /// forward() makes them (make = true); backward() reads them.
-    template <class Be>
+    template <HostBackend Be>
     MatrixView<const T> weights_used(const Be& be, index_t b, index_t hd, bool make = false) {
         const MatrixView<const T> p = prob_matrix(b, hd);
         if (!train_) return p;

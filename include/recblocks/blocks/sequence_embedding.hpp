@@ -77,7 +77,7 @@ public:
 
     /// out [B, L, D] from ids [B, L]. `step` selects the dropout mask (pass the
     /// training step); `train = false` disables dropout.
-    template <class Be>
+    template <HostBackend Be>
     void forward(const Be& be, ThreadPool& /*pool: dropout runs on be*/, MatrixView<const row_id_t> ids, TensorView<T, 3> out,
                  std::uint64_t step, bool train) {
         check(ids, out, "forward");
@@ -104,7 +104,7 @@ public:
 
     /// Adds the gradients of E and P from dout [B, L, D] (of the last forward's
     /// ids and step). dout is overwritten with its dropout-masked version.
-    template <class Be>
+    template <HostBackend Be>
     void backward(const Be& be, ThreadPool& /*pool: dropout runs on be*/, MatrixView<const row_id_t> ids,
                   TensorView<T, 3> dout) {
         check(ids, dout, "backward");

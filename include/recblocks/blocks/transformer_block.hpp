@@ -81,21 +81,21 @@ struct TransformerBlockParts {
     /// The first B rows of scratch matrix `role`, as [B, D] (inference on the last positions).
     MatrixView<T> head_rows(int role) { return buffer(role).slice_rows(0, bsz_); }
     /// Layer norm for inference (statistics not kept, block state untouched).
-    template <class Be>
+    template <HostBackend Be>
     static void norm_inference(const Be& be, const LayerNorm<T>& ln, MatrixView<const T> x, MatrixView<T> y) {
         ops::layer_norm_forward(be, x, ln.params().weight.cview(), ln.params().bias.cview(),
                                 static_cast<T>(ln.config().eps), y);
     }
 
     /// Dropout on a sublayer's output (in place), step-keyed.
-    template <class Be>
+    template <HostBackend Be>
     void dropout_residual(const Be& be, std::uint64_t step, bool train, MatrixView<T> m) {
         drop_active_ = train && residual_dropout.p() > 0;
         drop_step_ = step;
         if (drop_active_)
             residual_dropout.forward<T>(be, step, vector_view<const T>(m.data(), m.numel()), vector_view(m.data(), m.numel()));
     }
-    template <class Be>
+    template <HostBackend Be>
     void dropout_residual_backward(const Be& be, MatrixView<T> g) {
         if (drop_active_)
             residual_dropout.backward<T>(be, drop_step_, vector_view<const T>(g.data(), g.numel()),
@@ -134,7 +134,7 @@ public:
 
     /// y [B, L, D] from x [B, L, D] (distinct tensors; x must stay unchanged
     /// until backward). key_keep [B, L] optional: 0 marks a padded key.
-    template <class Be>
+    template <HostBackend Be>
         requires policies::NormPlacement<Norm, Parts, Be>
     void forward(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
                  MatrixView<const std::uint8_t> key_keep, std::uint64_t step, bool train) {
@@ -143,7 +143,7 @@ public:
 
     /// forward() for serving: no dropout, and nothing kept for backward (the
     /// attention weights are never stored; backward() then throws).
-    template <class Be>
+    template <HostBackend Be>
     void forward_inference(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
                            MatrixView<const std::uint8_t> key_keep) {
         run_forward(be, pool, x, y, key_keep, 0, false, false);
@@ -153,7 +153,7 @@ public:
     /// forward(x) without dropout, computing the full-width work (keys and
     /// values) only where it is needed. Policies without forward_last fall
     /// back to a full forward.
-    template <class Be>
+    template <HostBackend Be>
     void forward_last(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, MatrixView<T> y_last,
                       MatrixView<const std::uint8_t> key_keep) {
         RECBLOCKS_CHECK_SHAPE(x.extent(2) == cfg_.d_model && x.is_contiguous() && y_last.rows() == x.extent(0) &&
@@ -173,7 +173,7 @@ public:
     }
 
     /// dx [B, L, D] from dy [B, L, D] (dy is used as scratch and overwritten).
-    template <class Be>
+    template <HostBackend Be>
         requires policies::NormPlacement<Norm, Parts, Be>
     void backward(const Be& be, ThreadPool& pool, TensorView<T, 3> dy, TensorView<T, 3> dx) {
         RECBLOCKS_CHECK_SHAPE(dy.shape() == shape_ && dx.shape() == shape_ && dy.data() != dx.data(),
@@ -183,7 +183,7 @@ public:
     }
 
 private:
-    template <class Be>
+    template <HostBackend Be>
     void run_forward(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
                      MatrixView<const std::uint8_t> key_keep, std::uint64_t step, bool train, bool for_backward) {
         RECBLOCKS_CHECK_SHAPE(x.extent(2) == cfg_.d_model && y.shape() == x.shape() && x.is_contiguous() &&

@@ -47,7 +47,7 @@ public:
     }
 
     /// y [B, L, D] from x [B, L, D]; keep [B, L]. x must stay unchanged until backward.
-    template <class Be>
+    template <HostBackend Be>
     void forward(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, MatrixView<const std::uint8_t> keep,
                  TensorView<T, 3> y, std::uint64_t step, bool train) {
         const index_t bsz = x.extent(0), len = x.extent(1), d = cfg_.block.d_model;
@@ -78,7 +78,7 @@ public:
     /// Inference for the last position of each sequence: y_last [B, D] equals
     /// row L - 1 of forward(x) without dropout; the last block computes only
     /// what that row needs (TransformerBlock::forward_last). No backward after it.
-    template <class Be>
+    template <HostBackend Be>
     void forward_last(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, MatrixView<const std::uint8_t> keep,
                       MatrixView<T> y_last) {
         const index_t bsz = x.extent(0), len = x.extent(1), d = cfg_.block.d_model;
@@ -113,7 +113,7 @@ public:
     }
 
     /// dx [B, L, D] from dy [B, L, D] of the last forward (dy is used as scratch).
-    template <class Be>
+    template <HostBackend Be>
     void backward(const Be& be, ThreadPool& pool, TensorView<T, 3> dy, TensorView<T, 3> dx) {
         RECBLOCKS_CHECK_SHAPE(dy.shape() == x_.shape() && dx.shape() == x_.shape() && dy.data() != dx.data(),
                               "TransformerStack::backward: dy is ", dy.shape(), " and dx is ", dx.shape(),

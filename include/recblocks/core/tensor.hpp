@@ -75,7 +75,11 @@ using Vector = Tensor<T, 1, Memory>;
 /// Copies `src` into `dst` across memory spaces (host -> device, device ->
 /// host, within one space), resizing `dst` only when the shapes differ: a
 /// repeated copy of the same shape allocates nothing. A copy to the host has
-/// finished when this returns.
+/// finished when this returns. Device spaces order the copy on their own
+/// stream (a device-to-device copy on dst's): work on another stream that
+/// writes `src` must be synchronised first. A device tensor keeps the stream
+/// it was allocated on (copies and assignment carry it along) and must not
+/// outlive it.
 template <class T, std::size_t Rank, MemorySpace From, MemorySpace To>
 void copy_tensor(const Tensor<T, Rank, From>& src, Tensor<T, Rank, To>& dst) {
     if (dst.shape() != src.shape()) dst.resize(src.shape());

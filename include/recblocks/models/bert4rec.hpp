@@ -143,7 +143,7 @@ public:
     /// slots). Zeroes and fills the gradients; returns the mean cross-entropy
     /// over the targets and their count (0 and no gradient when there is none).
     /// `step` keys the dropout masks.
-    template <class Be>
+    template <HostBackend Be>
     losses::LossValue train_step_ce(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> masked_ids,
                                     MatrixView<const row_id_t> labels, std::uint64_t step) {
         constexpr std::string_view op = "BERT4Rec::train_step_ce";
@@ -194,7 +194,7 @@ public:
 
     /// Encoder forward: the stack's output [B, L, D] for ids [B, L] (ids in
     /// [0, N + 1]), kept in hidden() until the next call. `train` enables dropout.
-    template <class Be>
+    template <HostBackend Be>
     void forward(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, std::uint64_t step, bool train) {
         embed(be, pool, ids, step, train, "BERT4Rec::forward");
         if (hidden_.shape() != x_.shape()) {
@@ -207,7 +207,7 @@ public:
     /// scores [R, N + 1] at slots `flat_slots` (b * L + t) of ids [B, L], taken
     /// as they are (no [mask] appended); column i = logit of item i, column 0
     /// (padding) = -inf. No dropout.
-    template <class Be>
+    template <HostBackend Be>
     void score_positions(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids,
                          std::span<const index_t> flat_slots, MatrixView<T> scores) {
         constexpr std::string_view op = "BERT4Rec::score_positions";
@@ -230,7 +230,7 @@ public:
     /// ids [B, L] (ids in [0, N]): the history is shifted left by one slot,
     /// [mask] goes into the last slot, and column i = logit of item i at that
     /// [mask]; column 0 (padding) = -inf.
-    template <class Be>
+    template <HostBackend Be>
     void score_all(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores) {
         constexpr std::string_view op = "BERT4Rec::score_all";
         const index_t bsz = ids.rows(), len = cfg_.max_len;
@@ -258,7 +258,7 @@ private:
     };
 
     /// x_ = Drop(LN_emb(E[ids] + P)) and keep_ for ids [B, L] (ids in [0, N + 1]).
-    template <class Be>
+    template <HostBackend Be>
     void embed(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, std::uint64_t step, bool train,
                std::string_view op) {
         check_ids(ids, cfg_.num_items + 1, op);
@@ -349,7 +349,7 @@ private:
     }
 
     /// head_out_[:rows] = LN(GELU(head_in_[:rows] Wᵀ + b)).
-    template <class Be>
+    template <HostBackend Be>
     void head_forward(const Be& be, index_t rows) {
         auto pre = head_slice(head_pre_, rows), act = head_slice(head_act_, rows);
         blocks::detail::broadcast_rows<T>(head_.dense_b.cview(), pre);
@@ -362,7 +362,7 @@ private:
     }
 
     /// From d_head_out_[:rows]: parameter gradients added, d_head_in_[:rows] written.
-    template <class Be>
+    template <HostBackend Be>
     void head_backward(const Be& be, index_t rows) {
         auto dact = head_slice(d_head_act_, rows);
         ops::layer_norm_backward(be, MatrixView<const T>(head_slice(head_act_, rows)), head_.norm_w.cview(),
@@ -379,7 +379,7 @@ private:
     }
 
     /// scores [rows, N + 1] from head_out_[:rows]: h · E[1..N]ᵀ + out_bias, column 0 = -inf.
-    template <class Be>
+    template <HostBackend Be>
     void logits(const Be& be, index_t rows, MatrixView<T> scores) {
         const index_t n = cfg_.num_items, d = cfg_.d_model;
         const auto items = matrix_view<const T>(embedding_.params().items.data() + d, n, d);

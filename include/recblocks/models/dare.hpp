@@ -134,7 +134,7 @@ public:
     }
 
     /// Logits [B] for a batch; keeps what backward() needs.
-    template <class Be>
+    template <HostBackend Be>
     void forward(const Be& be, const Batch& batch, std::span<T> logits) {
         const index_t B = validate(batch);
         RECBLOCKS_CHECK_SHAPE(static_cast<index_t>(logits.size()) == B, "DareModel::forward: logits has ",
@@ -209,7 +209,7 @@ public:
     }
 
     /// Adds d(mean BCE)/d(param) for the last forward into the gradients.
-    template <class Be>
+    template <HostBackend Be>
     void backward(const Be& be, std::span<const T> labels) {
         check_labels("DareModel::backward", labels);
         const index_t B = layers_.back().z.extent(0), k = cfg_.top_k, da = attention_dim(), dr = cfg_.representation_dim;

@@ -129,7 +129,7 @@ public:
     /// One training step's forward and backward: ids, pos [B, L] (pos = the next
     /// item of each slot, 0 where none). Zeroes and fills the gradients; returns
     /// Σ_j mean CE_j and the number of (token, target) pairs.
-    template <class Be>
+    template <HostBackend Be>
     losses::LossValue train_step(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids,
                                  MatrixView<const row_id_t> pos, std::uint64_t step) {
         RECBLOCKS_CHECK_SHAPE(pos.shape() == ids.shape(), "GenerativeRetriever::train_step: ids is ", ids.shape(),
@@ -178,7 +178,7 @@ public:
     }
 
     /// Forward pass: final hidden states [B, L·M, D] of ids [B, L] in hidden().
-    template <class Be>
+    template <HostBackend Be>
     void forward(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, std::uint64_t step, bool train) {
         prepare(ids);
         embedding_.forward(be, pool, tokens_.cview(), x_.view(), step, train);
@@ -188,7 +188,7 @@ public:
 
     /// Sets up the decode context of Q queries: the per-level next-code
     /// log-probabilities of each row of ids [Q, L] (no dropout).
-    template <class Be>
+    template <HostBackend Be>
     void prepare_queries(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids) {
         forward(be, pool, ids, 0, false);
         const index_t q = ids.rows(), len = ids.cols() * levels_, d = cfg_.d_model, total = offsets_.back();
@@ -244,7 +244,7 @@ public:
 
     /// scores [B, N + 1]: column i = Σ_j log p_j(c_j(i)) of the next item;
     /// column 0 (padding) = -inf. Exact full ranking under the model.
-    template <class Be>
+    template <HostBackend Be>
     void score_all(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores) {
         RECBLOCKS_CHECK_SHAPE(scores.rows() == ids.rows() && scores.cols() == num_items_ + 1,
                               "GenerativeRetriever::score_all: scores is ", scores.shape(), " but need [", ids.rows(),

@@ -86,7 +86,7 @@ public:
     /// [B, L] (pos = the next item of each slot, 0 where padded; one negative
     /// per slot). Zeroes and fills the gradients; returns the loss (including
     /// the l2_emb term) and the number of positions it averages over.
-    template <class Be>
+    template <HostBackend Be>
     losses::LossValue train_step_bce(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids,
                                      MatrixView<const row_id_t> pos, MatrixView<const row_id_t> neg, std::uint64_t step) {
         RECBLOCKS_CHECK_SHAPE(pos.shape() == ids.shape() && neg.shape() == ids.shape(), "SASRec::train_step_bce: ids is ",
@@ -126,7 +126,7 @@ public:
 
     /// Forward pass: the final hidden states [B, L, D] of ids [B, L], kept in
     /// hidden() until the next call. `train` enables dropout (masks by `step`).
-    template <class Be>
+    template <HostBackend Be>
     void forward(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, std::uint64_t step, bool train) {
         prepare(ids);
         if (hidden_.shape() != x_.shape()) {
@@ -142,7 +142,7 @@ public:
     /// out [B, D] = the final hidden state at the last slot of each row of ids
     /// (left padding puts the newest item there). No dropout; the last block
     /// computes only that slot (TransformerStack::forward_last).
-    template <class Be>
+    template <HostBackend Be>
     void encode_last(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> out) {
         RECBLOCKS_CHECK_SHAPE(out.rows() == ids.rows() && out.cols() == cfg_.d_model, "SASRec::encode_last: out is ",
                               out.shape(), " but need [", ids.rows(), ", ", cfg_.d_model, "]");
@@ -152,14 +152,14 @@ public:
     }
 
     /// scores [B, N + 1]: column i = F_last · E[i]; column 0 (padding) = -inf.
-    template <class Be>
+    template <HostBackend Be>
     void score_all(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores) {
         score_all_at_width(be, pool, ids, scores, cfg_.d_model);
     }
 
     /// scores [B, N + 1] at width m in [1, D]: column i = F_last[:m] · E[i, :m]
     /// (prefix views, no copy); column 0 = -inf. m = D is score_all().
-    template <class Be>
+    template <HostBackend Be>
     void score_all_at_width(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores,
                             index_t m) {
         RECBLOCKS_CHECK_VALUE(m >= 1 && m <= cfg_.d_model, "SASRec::score_all_at_width: width ", m,

@@ -3,6 +3,7 @@
 // operation and the argument, and gives what was found next to what was
 // expected, e.g. "[recblocks.shape] ops::gemm: c is [4, 7] but op(a) * op(b) is [4, 8]".
 #include <cmath>
+#include <cstdint>
 #include <string_view>
 
 #include "recblocks/backend/primitives.hpp"
@@ -32,13 +33,15 @@ void check_length(std::string_view op, std::string_view arg, const V& v, index_t
                           expected);
 }
 
-/// Whether the memory spans of two matrix views overlap (first to last element).
+/// Whether the memory spans of two matrix views overlap (first to last
+/// element). Conservative: two views that interleave without sharing an
+/// element (the left and right halves of one matrix) count as overlapping.
 template <class T>
 bool overlaps(MatrixView<const T> a, MatrixView<const T> b) {
     if (a.empty() || b.empty()) return false;
-    const T* a_end = a.row(a.rows() - 1) + a.cols();
-    const T* b_end = b.row(b.rows() - 1) + b.cols();
-    return a.data() < b_end && b.data() < a_end;
+    const auto addr = [](const T* p) { return reinterpret_cast<std::uintptr_t>(p); };
+    const std::uintptr_t a_end = addr(a.row(a.rows() - 1) + a.cols()), b_end = addr(b.row(b.rows() - 1) + b.cols());
+    return addr(a.data()) < b_end && addr(b.data()) < a_end;
 }
 
 /// An output may be an input itself (same data and leading dimension: an

@@ -38,16 +38,16 @@ public:
         std::vector<ParamKind> decay_kinds{ParamKind::weight, ParamKind::embedding};
     };
 
-    /// State for `params`, allocated in `memory` (the space of the backend that will step them).
-    Adam(Config cfg, const ParamList<T>& params, Memory memory = {}) : cfg_(std::move(cfg)) {
+    /// State for `params`, allocated where each tensor lives (its ParamRef's memory space).
+    Adam(Config cfg, const ParamList<T, Memory>& params) : cfg_(std::move(cfg)) {
         RECBLOCKS_CHECK_VALUE(cfg_.lr >= 0 && cfg_.beta1 >= 0 && cfg_.beta1 < 1 && cfg_.beta2 >= 0 && cfg_.beta2 < 1 &&
                                   cfg_.eps >= 0 && cfg_.weight_decay >= 0,
                               "optim::Adam: need lr >= 0, betas in [0, 1), eps >= 0, weight_decay >= 0; got lr ",
                               cfg_.lr, ", betas (", cfg_.beta1, ", ", cfg_.beta2, "), eps ", cfg_.eps, ", weight_decay ",
                               cfg_.weight_decay);
         for (const auto& p : params) {
-            m_.emplace_back(Shape<1>{{p.numel()}}, memory);
-            v_.emplace_back(Shape<1>{{p.numel()}}, memory);
+            m_.emplace_back(Shape<1>{{p.numel()}}, p.memory);
+            v_.emplace_back(Shape<1>{{p.numel()}}, p.memory);
         }
     }
 
@@ -66,7 +66,7 @@ public:
     /// `be` (whose memory space holds the tensors and this optimiser's state).
     template <class Be>
         requires std::is_same_v<memory_space_t<Be>, Memory>
-    void step(const Be& be, const ParamList<T>& params, double lr) {
+    void step(const Be& be, const ParamList<T, Memory>& params, double lr) {
         RECBLOCKS_CHECK_SHAPE(params.size() == m_.size(), "optim::Adam::step: ", params.size(),
                               " tensors but the optimiser was built for ", m_.size());
         ++t_;
@@ -88,7 +88,7 @@ public:
     }
 
     /// step() for host tensors, one thread (the Reference backend's loop).
-    void step(const ParamList<T>& params, double lr) requires(Memory::host_accessible) {
+    void step(const ParamList<T, Memory>& params, double lr) requires(Memory::host_accessible) {
         step(backend::Reference{}, params, lr);
     }
 

@@ -5,7 +5,9 @@
 // so a new block needs nothing else to be trained, saved and loaded.
 // It lives in params/, below blocks/, because optim/, losses/ and io/ read it
 // without needing any block; in namespace recblocks (as core/), since every
-// layer above names it.
+// layer above names it. A list belongs to a memory space (host by default):
+// the tensors of a block instantiated for a device live there, and so do the
+// list's pointers; host-only consumers (checkpoints, clipping) take host lists.
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,13 +20,14 @@ RECBLOCKS_NAMESPACE_BEGIN
 /// decay skips biases and norms; l2_emb applies to embeddings only).
 enum class ParamKind : std::uint8_t { weight, bias, norm, embedding };
 
-template <class T>
+template <class T, MemorySpace Memory = HostMemory>
 struct ParamRef {
     std::string name;            ///< e.g. "blocks.0.attention.in_proj_weight"
-    T* value = nullptr;
-    T* grad = nullptr;
+    T* value = nullptr;          ///< in `memory`
+    T* grad = nullptr;           ///< in `memory`
     std::vector<index_t> shape;  ///< row-major
     ParamKind kind = ParamKind::weight;
+    [[no_unique_address]] Memory memory{};  ///< where value and grad live
 
     [[nodiscard]] index_t numel() const {
         index_t n = 1;
@@ -35,21 +38,22 @@ struct ParamRef {
     [[nodiscard]] VectorView<T> grads() const { return vector_view(grad, numel()); }
 };
 
-template <class T>
-using ParamList = std::vector<ParamRef<T>>;
+template <class T, MemorySpace Memory = HostMemory>
+using ParamList = std::vector<ParamRef<T, Memory>>;
 
-/// Appends one tensor (value and gradient of equal shape).
-template <class T, std::size_t R>
-void append_param(ParamList<T>& out, std::string_view prefix, std::string_view name, Tensor<T, R>& value,
-                  Tensor<T, R>& grad, ParamKind kind) {
+/// Appends one tensor (value and gradient of equal shape, in the list's memory space).
+template <class T, std::size_t R, MemorySpace Memory>
+void append_param(ParamList<T, Memory>& out, std::string_view prefix, std::string_view name,
+                  Tensor<T, R, Memory>& value, Tensor<T, R, Memory>& grad, ParamKind kind) {
     std::vector<index_t> shape(value.shape().extents.begin(), value.shape().extents.end());
-    out.push_back(ParamRef<T>{std::string(prefix) + std::string(name), value.data(), grad.data(), std::move(shape), kind});
+    out.push_back(ParamRef<T, Memory>{std::string(prefix) + std::string(name), value.data(), grad.data(),
+                                      std::move(shape), kind, value.memory()});
 }
 
-/// Sets every gradient in the list to zero.
-template <class T>
-void zero_grads(const ParamList<T>& params) {
-    for (const auto& p : params) std::fill(p.grad, p.grad + p.numel(), T(0));
+/// Sets every gradient in the list to zero (in its memory space).
+template <class T, MemorySpace Memory>
+void zero_grads(const ParamList<T, Memory>& params) {
+    for (const auto& p : params) p.memory.zero(p.grad, static_cast<std::size_t>(p.numel()) * sizeof(T));
 }
 
 RECBLOCKS_NAMESPACE_END

@@ -97,13 +97,15 @@ void rq_beam_step(const Be& be, MatrixView<const float> cb, const float* cnorm, 
             const float* c = cb.row(j);
             float* dst = res_out + (r * b_out + o) * d;
             for (index_t t = 0; t < d; ++t) dst[t] = src[t] - c[t];
-            dist_out[r * b_out + o] = squared_distance(be, dst, nullptr, d);
             const std::int32_t* ci = codes_in + (r * b_in + b) * cstride;
             std::int32_t* co = codes_out + (r * b_out + o) * cstride;
             std::copy_n(ci, m_in, co);
             co[m_in] = static_cast<std::int32_t>(j);
         }
     }
+    // The new residuals' squared norms in one call (a call per beam cost 10 % of a beam-5 encode).
+    ops::squared_distances(be, matrix_view<const float>(res_out, rows * b_out, d), VectorView<const float>{},
+                           vector_view(dist_out, rows * b_out));
 }
 
 }  // namespace detail
