@@ -61,6 +61,7 @@
 //                   (sequence, head) whose rows see a prefix of the keys
 //                   (ops/prefix_attention.hpp); blocks fall back to gemm +
 //                   softmax_rows on backends without it
+#include <cmath>
 #include <cstdint>
 
 #include "recblocks/backend/memory.hpp"
@@ -86,6 +87,19 @@ struct AdamUpdate {
     T l2 = T(0);      ///< Adam's weight decay, added to the gradient
     T shrink = T(1);  ///< AdamW's decoupled decay factor
 };
+
+namespace detail {
+/// One element of an Adam update in T, the host backends' shared arithmetic
+/// (so Reference and Cpu give the same bits; torch adds nothing without weight decay).
+template <class T>
+inline void adam_update_element(const AdamUpdate<T>& u, T& w, T g, T& m, T& v) {
+    if (u.l2 != T(0)) g += u.l2 * w;
+    w *= u.shrink;
+    m = u.beta1 * m + (T(1) - u.beta1) * g;
+    v = u.beta2 * v + (T(1) - u.beta2) * g * g;
+    w -= u.step_size * m / (std::sqrt(v) * u.inv_bc2_sqrt + u.eps);
+}
+}  // namespace detail
 
 /// Which elements dropout keeps: element j is kept iff the 24 high bits of
 /// word j of the Philox4x32-10 stream (key, stream) are >= threshold, the

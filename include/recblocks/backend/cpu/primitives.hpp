@@ -258,12 +258,7 @@ struct Primitives<backend::Cpu<Isa>> {
         T* v = vv.data();
         parallel_for(be.threads(), 0, wv.size(), kReduceGrain, [&](index_t j0, index_t j1) {
             for (index_t j = j0; j < j1; ++j) {
-                T gj = g[j];
-                if (u.l2 != T(0)) gj += u.l2 * w[j];  // torch adds nothing without weight decay
-                w[j] *= u.shrink;
-                m[j] = u.beta1 * m[j] + (T(1) - u.beta1) * gj;
-                v[j] = u.beta2 * v[j] + (T(1) - u.beta2) * gj * gj;
-                w[j] -= u.step_size * m[j] / (std::sqrt(v[j]) * u.inv_bc2_sqrt + u.eps);
+                detail::adam_update_element(u, w[j], g[j], m[j], v[j]);
             }
         });
     }

@@ -64,12 +64,7 @@ struct Primitives<backend::Reference> {
         T* m = mv.data();
         T* v = vv.data();
         for (index_t j = 0; j < wv.size(); ++j) {
-            T gj = g[j];
-            if (u.l2 != T(0)) gj += u.l2 * w[j];  // torch adds nothing without weight decay
-            w[j] *= u.shrink;
-            m[j] = u.beta1 * m[j] + (T(1) - u.beta1) * gj;
-            v[j] = u.beta2 * v[j] + (T(1) - u.beta2) * gj * gj;
-            w[j] -= u.step_size * m[j] / (std::sqrt(v[j]) * u.inv_bc2_sqrt + u.eps);
+            detail::adam_update_element(u, w[j], g[j], m[j], v[j]);
         }
     }
 
