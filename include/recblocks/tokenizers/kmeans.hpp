@@ -83,15 +83,6 @@ inline void check_finite(const char* who, MatrixView<const float> x) {
     }
 }
 
-/// ||x - y||² of one row x [d] (y = nullptr: ||x||²), on the backend's kernel.
-template <class Be>
-float squared_distance(const Be& be, const float* x, const float* y, index_t d) {
-    float out;
-    ops::squared_distances(be, matrix_view(x, 1, d), y ? vector_view(y, d) : VectorView<const float>{},
-                           vector_view(&out, 1));
-    return out;
-}
-
 /// norms[j] = ||c_j||² for the rows of c [K, d].
 template <class Be>
 void squared_norms(const Be& be, MatrixView<const float> c, float* norms) {
