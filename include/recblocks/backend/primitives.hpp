@@ -110,6 +110,25 @@ struct DropoutMask {
     std::uint32_t threshold = 0;
 };
 
+/// The sizes of one batched attention call: `batch` sequences, `heads` heads of
+/// width head_dim (D = heads * head_dim), q_len query rows and kv_len keys per sequence.
+struct AttentionShape {
+    index_t batch = 0, heads = 1, q_len = 0, kv_len = 0, head_dim = 0;
+};
+
+/// Dropout on attention weights: lane (b * heads + h) draws from
+/// Rng(seed = key0 | key1 << 32, stream).substream(lane) (core/rng.hpp), weight (r, j)
+/// of that lane is element r * kv_len + j of the lane's stream: kept iff
+/// (u32(that element) >> 8) >= threshold; kept weights are multiplied by `scale`.
+/// threshold == 0 means no dropout.
+template <class T>
+struct AttentionDropout {
+    std::uint32_t key0 = 0, key1 = 0;
+    std::uint64_t stream = 0;
+    std::uint32_t threshold = 0;
+    T scale = T(1);
+};
+
 template <class Backend>
 struct Primitives;  // specialised per backend
 
