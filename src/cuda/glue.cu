@@ -1,5 +1,6 @@
 // Primitives<backend::Cuda>: small glue between the big primitives
-// (broadcast_rows, gate_by_nonzero, scale_rows, row_dots), explicitly
+// (broadcast_rows, gate_by_nonzero, scale_rows, row_dots) and the optional
+// gathered_dot (ops/gathered_dot.hpp), explicitly
 // instantiated for float and double. Conventions as in primitives.cu: views are
 // row-major, element (r, c) of a matrix with leading dimension ld is
 // p[r * ld + c]; offsets are index_t (64-bit); every kernel loops (grid-stride)
@@ -83,6 +84,37 @@ __global__ void __launch_bounds__(kBlock) row_dots_kernel(const T* a, index_t ld
     }
 }
 
+// gathered_dot_check_kernel: first_bad = min { i : ids[i] not in [0, rows) }
+// (atomicMin on a flag initialised to kNone; the minimum does not depend on the
+// order, so the reported id is the first bad one, as on the host).
+__global__ void __launch_bounds__(kBlock)
+    gathered_dot_check_kernel(const row_id_t* ids, index_t n, index_t rows, unsigned long long* first_bad) {
+    for (index_t i = blockIdx.x * index_t{kBlock} + threadIdx.x; i < n; i += index_t{gridDim.x} * kBlock) {
+        const index_t v = ids[i];
+        if (v < 0 || v >= rows) atomicMin(first_bad, static_cast<unsigned long long>(i));
+    }
+}
+
+// gathered_dot_kernel: y[i] = alpha * <table[ids[i]], x>, one warp per id
+// (kWarps ids per block, then grid-stride). Lane l adds the products of
+// columns l, l + 32, ... in order (fma in T), the fixed shuffle tree combines
+// the lanes: deterministic. Writes nothing when the check kernel (earlier on
+// the stream) found a bad id.
+template <class T>
+__global__ void __launch_bounds__(kBlock)
+    gathered_dot_kernel(const T* table, index_t ldt, const row_id_t* ids, index_t n, const T* x, index_t cols,
+                        T alpha, T* y, const unsigned long long* first_bad) {
+    if (*first_bad != kNone) return;
+    const int lane = static_cast<int>(threadIdx.x) & 31;
+    for (index_t i = blockIdx.x * index_t{kWarps} + (threadIdx.x >> 5); i < n; i += index_t{gridDim.x} * kWarps) {
+        const T* row = table + static_cast<index_t>(ids[i]) * ldt;
+        T acc = T(0);
+        for (index_t c = lane; c < cols; c += 32) acc = fma(row[c], x[c], acc);
+        acc = warp_reduce(acc, SumOp{});
+        if (lane == 0) y[i] = alpha * acc;
+    }
+}
+
 }  // namespace
 }  // namespace cuda_detail
 
@@ -134,6 +166,31 @@ void P::row_dots(const B& be, MatrixView<const T> a, MatrixView<const T> b, Vect
     RECBLOCKS_CUDA_CHECK_LAUNCH();
 }
 
+template <class T>
+void P::gathered_dot(const B& be, MatrixView<const T> table, VectorView<const row_id_t> ids, VectorView<const T> x,
+                     T alpha, VectorView<T> y) {
+    const index_t n = ids.size();
+    if (n == 0) return;
+    Scratch scratch(sizeof(unsigned long long), be.stream);
+    auto* first_bad = scratch.at<unsigned long long>(0);
+    RECBLOCKS_CUDA_CHECK(cudaMemsetAsync(first_bad, 0xFF, sizeof(unsigned long long), be.stream));
+    gathered_dot_check_kernel<<<glue_blocks(n), kBlock, 0, be.stream>>>(ids.data(), n, table.rows(), first_bad);
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+    const auto blocks = static_cast<unsigned>(min_index(ceil_div(n, kWarps), 1 << 20));
+    gathered_dot_kernel<<<blocks, kBlock, 0, be.stream>>>(table.data(), glue_ld(table), ids.data(), n, x.data(),
+                                                          table.cols(), alpha, y.data(), first_bad);
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+    unsigned long long bad = kNone;
+    RECBLOCKS_CUDA_CHECK(cudaMemcpyAsync(&bad, first_bad, sizeof bad, cudaMemcpyDeviceToHost, be.stream));
+    RECBLOCKS_CUDA_CHECK(cudaStreamSynchronize(be.stream));
+    if (bad == kNone) return;
+    const auto i = static_cast<index_t>(bad);
+    row_id_t value = 0;
+    RECBLOCKS_CUDA_CHECK(cudaMemcpy(&value, ids.data() + i, sizeof(row_id_t), cudaMemcpyDeviceToHost));
+    throw IndexError(detail::concat("ops::gathered_dot: ids[", i, "] = ", value, " is out of range for a table of ",
+                                    table.rows(), " rows"));
+}
+
 // ============================================================================
 // Explicit instantiations (declared extern in backend/cuda/primitives.hpp)
 // ============================================================================
@@ -143,7 +200,9 @@ void P::row_dots(const B& be, MatrixView<const T> a, MatrixView<const T> b, Vect
     template void P::gate_by_nonzero<T>(const backend::Cuda&, VectorView<const T>, VectorView<T>, T);             \
     template void P::scale_rows<T>(const backend::Cuda&, MatrixView<const T>, VectorView<const T>, T,             \
                                    MatrixView<T>);                                                                 \
-    template void P::row_dots<T>(const backend::Cuda&, MatrixView<const T>, MatrixView<const T>, VectorView<T>)
+    template void P::row_dots<T>(const backend::Cuda&, MatrixView<const T>, MatrixView<const T>, VectorView<T>); \
+    template void P::gathered_dot<T>(const backend::Cuda&, MatrixView<const T>, VectorView<const row_id_t>,      \
+                                     VectorView<const T>, T, VectorView<T>)
 
 RECBLOCKS_CUDA_INSTANTIATE_GLUE(float);
 RECBLOCKS_CUDA_INSTANTIATE_GLUE(double);

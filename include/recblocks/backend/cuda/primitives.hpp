@@ -75,6 +75,9 @@
 //                        element-wise in T.
 //   row_dots             one warp per row, sums in T, fixed shuffle tree:
 //                        deterministic.
+//   gathered_dot         ids checked on the device first (a bad id: nothing
+//                        written, IndexError; synchronises), then one warp per
+//                        id, sums in T, fixed shuffle tree: deterministic.
 #include <cstdint>
 
 #include "recblocks/backend/cuda/cuda.hpp"
@@ -193,6 +196,11 @@ struct Primitives<backend::Cuda> {
 
     template <class T>
     static void row_dots(const B& be, MatrixView<const T> a, MatrixView<const T> b, VectorView<T> out);
+
+    // ---- optional families (src/cuda/glue.cu) ----
+    template <class T>
+    static void gathered_dot(const B& be, MatrixView<const T> table, VectorView<const row_id_t> ids,
+                             VectorView<const T> x, T alpha, VectorView<T> y);
 };
 
 // Defined in src/cuda/primitives.cu for exactly these types.
@@ -264,7 +272,10 @@ RECBLOCKS_CUDA_DECLARE_PRIMITIVES(double);
     extern template void Primitives<backend::Cuda>::scale_rows<T>(const backend::Cuda&, MatrixView<const T>,        \
                                                                   VectorView<const T>, T, MatrixView<T>);            \
     extern template void Primitives<backend::Cuda>::row_dots<T>(const backend::Cuda&, MatrixView<const T>,          \
-                                                                MatrixView<const T>, VectorView<T>)
+                                                                MatrixView<const T>, VectorView<T>);                 \
+    extern template void Primitives<backend::Cuda>::gathered_dot<T>(const backend::Cuda&, MatrixView<const T>,      \
+                                                                    VectorView<const row_id_t>, VectorView<const T>, \
+                                                                    T, VectorView<T>)
 
 RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE(float);
 RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE(double);
