@@ -46,13 +46,13 @@ using namespace recblocks;
 // yet (docs/backends.md): code that needs a missing one does not compile with it.
 static_assert(ops::has_gathered_dot<backend::Cuda, float> && ops::has_gathered_dot<backend::Cuda, double>);
 static_assert(ops::has_dropout<backend::Cuda, float> && ops::has_dropout<backend::Cuda, double>);
-// Blocks that still keep host memory refuse a device backend at compile time.
+// A block keeps its tensors in one memory space: in host memory it refuses a device backend at compile time.
 static_assert(!HostBackend<backend::Cuda> && HostBackend<backend::Reference>);
 template <class Block>
 concept serves_on_cuda = requires(Block& b, MatrixView<const float> x, MatrixView<float> y) {
     b.forward_inference(backend::Cuda{}, x, y);
 };
-static_assert(!serves_on_cuda<blocks::FeedForward<float>>);
+static_assert(!serves_on_cuda<blocks::FeedForward<float>> && serves_on_cuda<blocks::FeedForward<float, CudaMemory>>);
 static_assert(!ops::has_panel_scores<backend::Cuda, float> && !ops::has_top_k_selection<backend::Cuda>);
 static_assert(!ops::has_nearest_centroid<backend::Cuda, float> && !retrieval::IndexBackend<backend::Cuda>);
 

@@ -62,7 +62,7 @@ public:
     using Config = SASRecConfig;
     using Stack = blocks::TransformerStack<T, policies::CausalMask, Norm, Memory>;
 
-    explicit SASRec(Config cfg, const Rng& rng, Memory memory = {})
+    SASRec(Config cfg, const Rng& rng, Memory memory = {})
         : cfg_(cfg),
           embedding_({cfg.num_items, cfg.d_model, cfg.max_len, true, cfg.positions, cfg.dropout}, rng.substream(0),
                      memory),

@@ -20,6 +20,8 @@
 //                        warp per column adds them in a fixed tree:
 //                        deterministic, no atomics.
 //   axpy                 element-wise fma in T.
+//   logistic_loss        g element-wise (double math, rounded once to T); the
+//                        softplus sum by the same two-stage reduction as sum.
 //   add, copy            element-wise over strided rows (copy: cudaMemcpy2DAsync).
 //   adam_update          fused: one pass over value, gradient and moments, in T.
 //   dropout              the CPU's Philox4x32-10 words (one thread per 4-element
@@ -167,6 +169,10 @@ struct Primitives<backend::Cuda> {
     template <class T>
     static void sum_rows(const B& be, MatrixView<const T> x, VectorView<T> out);
 
+    template <class T>
+    static double logistic_loss(const B& be, VectorView<const T> s, VectorView<const T> sign, T weight,
+                                VectorView<T> g);
+
     // ---- attention (src/cuda/attention.cu) ----
     template <class T>
     static index_t attention_state_size(const B& be, AttentionShape s, bool dropout);
@@ -247,7 +253,9 @@ struct Primitives<backend::Cuda> {
     extern template T Primitives<backend::Cuda>::sum<T>(const backend::Cuda&, MatrixView<const T>);                 \
     extern template T Primitives<backend::Cuda>::max_value<T>(const backend::Cuda&, MatrixView<const T>);           \
     extern template void Primitives<backend::Cuda>::sum_rows<T>(const backend::Cuda&, MatrixView<const T>,          \
-                                                                VectorView<T>)
+                                                                VectorView<T>);                                      \
+    extern template double Primitives<backend::Cuda>::logistic_loss<T>(const backend::Cuda&, VectorView<const T>,   \
+                                                                       VectorView<const T>, T, VectorView<T>)
 
 RECBLOCKS_CUDA_DECLARE_PRIMITIVES(float);
 RECBLOCKS_CUDA_DECLARE_PRIMITIVES(double);
