@@ -155,6 +155,7 @@ struct Primitives<rbtest::GuardedDevice> {
     RBTEST_GUARDED_FORWARD(gate_by_nonzero)
     RBTEST_GUARDED_FORWARD(row_dots)
     RBTEST_GUARDED_FORWARD(logistic_loss)
+    RBTEST_GUARDED_FORWARD(softmax_cross_entropy)
     RBTEST_GUARDED_FORWARD(attention_state_size)
     RBTEST_GUARDED_FORWARD(attention_forward)
     RBTEST_GUARDED_FORWARD(attention_backward)

@@ -22,6 +22,9 @@
 //   gate_by_nonzero g[i] = ref[i] != 0 ? g[i] * scale : 0  (ReLU + dropout backward in one pass)
 //   row_dots        out[r] = a[r, :] . b[r, :]
 //   logistic_loss   returns Σ softplus(sign[m] s[m]); g[m] = weight sign[m] sigmoid(sign[m] s[m])
+//   softmax_cross_entropy   per row of logits [R, C] with target t >= 0, z = logits + bias:
+//                   returns Σ (logsumexp(z) - z_t); logits = scale (softmax(z) - onehot(t)) in
+//                   place; a negative target zeroes the row (ops/softmax_cross_entropy.hpp)
 //   attention_forward / _backward   prefix-masked multi-head attention of a whole
 //                   batch (ops/attention.hpp); the forward keeps what the backward
 //                   needs in a backend-defined `state` (attention_state_size elements)

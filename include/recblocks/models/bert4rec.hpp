@@ -31,11 +31,19 @@
 // hidden state of that [mask]. score_positions() scores given slots of ids
 // as they are (no shift). Scratch is owned and reused: after the first call
 // of a batch shape, calls allocate nothing.
+//
+// Memory is where parameters, gradients, activations and the loss's scratch
+// live: host memory by default, CudaMemory for a model on backend::Cuda
+// (construct it with memory_of(gpu)). Ids and labels come from the data
+// pipeline in host memory and are checked there; scores are written to the
+// model's memory. Every step is a sequence of backend calls, so the same
+// class runs on every backend.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "recblocks/blocks/bias.hpp"
@@ -46,6 +54,8 @@
 #include "recblocks/io/pytorch_import.hpp"
 #include "recblocks/losses/softmax_cross_entropy.hpp"
 #include "recblocks/ops/activation.hpp"
+#include "recblocks/ops/elementwise.hpp"
+#include "recblocks/ops/embedding.hpp"
 #include "recblocks/ops/gemm.hpp"
 #include "recblocks/ops/layer_norm.hpp"
 
@@ -80,18 +90,22 @@ inline io::NameMap bert4rec_reference_names() {
             {"head_norm.", "head_layernorm."}};
 }
 
-template <class T>
+template <class T, MemorySpace Memory = HostMemory>
 class BERT4Rec {
 public:
     using Config = BERT4RecConfig;
-    using Stack = blocks::TransformerStack<T, policies::BidirectionalMask, policies::PostNorm>;
+    using Stack = blocks::TransformerStack<T, policies::BidirectionalMask, policies::PostNorm, Memory>;
 
-    BERT4Rec(Config cfg, const Rng& rng)
+    BERT4Rec(Config cfg, const Rng& rng, Memory memory = {})
         : cfg_(validated(cfg)),
           embedding_({cfg.num_items + 1, cfg.d_model, cfg.max_len, false, blocks::PositionRows::per_slot, 0.0},
-                     rng.substream(0)),
-          emb_norm_({cfg.d_model, cfg.ln_eps}), emb_dropout_(cfg.dropout, rng.substream(2)),
-          stack_(stack_config(cfg_), rng.substream(1)) {
+                     rng.substream(0), memory),
+          emb_norm_({cfg.d_model, cfg.ln_eps}, memory), emb_dropout_(cfg.dropout, rng.substream(2)),
+          stack_(stack_config(cfg_), rng.substream(1), memory), head_(memory), head_grads_(memory), loss_(memory),
+          emb_(memory), x_(memory), hidden_(memory), dhidden_(memory), dx_(memory), demb_(memory), head_in_(memory),
+          head_pre_(memory), head_act_(memory), head_out_(memory), d_head_out_(memory), d_head_act_(memory),
+          d_head_in_(memory), head_mean_(memory), head_rstd_(memory), sums_(memory), slots_(memory),
+          neg_inf_(Shape<1>{{1}}, memory) {
         const index_t d = cfg_.d_model, n = cfg_.num_items;
         for (Head* h : {&head_, &head_grads_}) {
             h->dense_w.resize(Shape<2>{{d, d}});
@@ -100,13 +114,14 @@ public:
             h->norm_b.resize(Shape<1>{{d}});
             h->out_bias.resize(Shape<1>{{n + 1}});  // entry 0 (padding) is never a class
         }
-        std::fill(head_.norm_w.begin(), head_.norm_w.end(), T(1));
+        fill_from_host(head_.norm_w, [](index_t) { return 1.0; });
         const Rng hr = rng.substream(3);
         const double bound = 1.0 / std::sqrt(double(d));  // nn.Linear's default
-        for (index_t i = 0; i < d * d; ++i)
-            head_.dense_w.data()[i] = static_cast<T>(bound * (2.0 * hr.substream(0).uniform_double(std::uint64_t(i)) - 1.0));
-        for (index_t i = 0; i < d; ++i)
-            head_.dense_b.data()[i] = static_cast<T>(bound * (2.0 * hr.substream(1).uniform_double(std::uint64_t(i)) - 1.0));
+        fill_from_host(head_.dense_w,
+                       [&](index_t i) { return bound * (2.0 * hr.substream(0).uniform_double(std::uint64_t(i)) - 1.0); });
+        fill_from_host(head_.dense_b,
+                       [&](index_t i) { return bound * (2.0 * hr.substream(1).uniform_double(std::uint64_t(i)) - 1.0); });
+        fill_from_host(neg_inf_, [](index_t) { return -std::numeric_limits<T>::infinity(); });
 
         embedding_.append_params("", params_);
         emb_norm_.append_params("emb_norm.", params_);
@@ -117,8 +132,8 @@ public:
         append_param(params_, "", "head_norm.bias", head_.norm_b, head_grads_.norm_b, ParamKind::norm);
         // out_bias is [N] (item i at index i - 1, as the reference stores it): a
         // view of entries 1..N of the [N + 1] vector the loss takes.
-        params_.push_back(ParamRef<T>{"out_bias", head_.out_bias.data() + 1, head_grads_.out_bias.data() + 1,
-                                              {n}, ParamKind::bias});
+        params_.push_back(ParamRef<T, Memory>{"out_bias", head_.out_bias.data() + 1, head_grads_.out_bias.data() + 1,
+                                              {n}, ParamKind::bias, memory});
         if (cfg_.init_std > 0) bert_init(rng.substream(4));
     }
     BERT4Rec(const BERT4Rec&) = delete;  // params() points into the model
@@ -129,21 +144,22 @@ public:
     /// Every learnable tensor: item_emb.weight [N + 2, D], pos_emb.weight [L, D],
     /// emb_norm.*, blocks.<i>.{attention, norm_attention, ffn, norm_ffn}.*,
     /// head_dense.{weight [D, D], bias}, head_norm.*, out_bias [N].
-    [[nodiscard]] const ParamList<T>& params() const { return params_; }
-    [[nodiscard]] blocks::SequenceEmbedding<T>& embedding() { return embedding_; }
+    [[nodiscard]] const ParamList<T, Memory>& params() const { return params_; }
+    [[nodiscard]] blocks::SequenceEmbedding<T, Memory>& embedding() { return embedding_; }
     [[nodiscard]] Stack& stack() { return stack_; }
-    /// The item table [N + 2, D] (row 0 padding, row N + 1 [mask]).
+    /// The item table [N + 2, D] (row 0 padding, row N + 1 [mask]), in Memory.
     [[nodiscard]] MatrixView<const T> item_table() const { return embedding_.params().items.cview(); }
-    /// The per-item output bias, [N + 1] with entry 0 unused (always 0).
+    /// The per-item output bias, [N + 1] with entry 0 unused (always 0), in Memory.
     [[nodiscard]] VectorView<const T> out_bias() const { return head_.out_bias.cview(); }
 
     /// One training step's forward and backward with the cloze loss:
     /// masked_ids [B, L] (ids in [0, N + 1], [mask] = N + 1), labels [B, L]
     /// (0 = not a target, else the true item in [1, N]; only at non-padded
-    /// slots). Zeroes and fills the gradients; returns the mean cross-entropy
-    /// over the targets and their count (0 and no gradient when there is none).
-    /// `step` keys the dropout masks.
-    template <HostBackend Be>
+    /// slots), both in host memory. Zeroes and fills the gradients; returns
+    /// the mean cross-entropy over the targets and their count (0 and no
+    /// gradient when there is none). `step` keys the dropout masks.
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     losses::LossValue train_step_ce(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> masked_ids,
                                     MatrixView<const row_id_t> labels, std::uint64_t step) {
         constexpr std::string_view op = "BERT4Rec::train_step_ce";
@@ -152,7 +168,8 @@ public:
         check_ids(masked_ids, cfg_.num_items + 1, op);
         const index_t len = masked_ids.cols(), n = cfg_.num_items, d = cfg_.d_model;
         const index_t rows = masked_ids.rows() * len;
-        rows_.clear();
+        host_slots_.clear();
+        host_targets_.clear();
         for (index_t r = 0; r < rows; ++r) {
             const row_id_t y = labels.data()[r];
             RECBLOCKS_CHECK_INDEX(y >= 0 && y <= n, op, ": labels[", r / len, ", ", r % len, "] = ", y,
@@ -160,29 +177,28 @@ public:
             if (y == 0) continue;
             RECBLOCKS_CHECK_VALUE(masked_ids.data()[r] != 0, op, ": labels[", r / len, ", ", r % len, "] = ", y,
                                   " is at a padded slot (masked_ids is 0 there)");
-            rows_.push_back(r);
+            host_slots_.push_back(static_cast<row_id_t>(r));
+            host_targets_.push_back(y);
         }
         recblocks::zero_grads(params_);
         forward(be, pool, masked_ids, step, true);
-        const index_t count = static_cast<index_t>(rows_.size());
+        const index_t count = static_cast<index_t>(host_slots_.size());
         if (count == 0) return {};
         reserve_head(count);
-        for (index_t i = 0; i < count; ++i) {
-            targets_.data()[i] = labels.data()[rows_[static_cast<std::size_t>(i)]];
-            const T* src = hidden_.data() + rows_[static_cast<std::size_t>(i)] * d;
-            std::copy(src, src + d, head_in_.data() + i * d);
-        }
+        stage_slots();
+        const auto slots = slots_.cview();
+        ops::gather_rows(be, matrix_view<const T>(hidden_.data(), rows, d), slots, head_slice(head_in_, count));
         head_forward(be, count);
         auto& g = embedding_.grads();
         const auto loss = loss_(be, head_slice(head_out_, count), classes(embedding_.params().items),
-                                head_.out_bias.cview(), vector_view<const row_id_t>(targets_.data(), count),
-                                head_slice(d_head_out_, count),
-                                matrix_view(g.items.data(), n + 1, d), head_grads_.out_bias.view());
+                                head_.out_bias.cview(),
+                                vector_view<const row_id_t>(host_targets_.data(), count),
+                                head_slice(d_head_out_, count), classes(g.items), head_grads_.out_bias.view());
         head_backward(be, count);  // d_head_in_
-        std::fill(dhidden_.begin(), dhidden_.end(), T(0));
-        for (index_t i = 0; i < count; ++i)
-            std::copy(d_head_in_.data() + i * d, d_head_in_.data() + (i + 1) * d,
-                      dhidden_.data() + rows_[static_cast<std::size_t>(i)] * d);
+        dhidden_.zero();
+        // The slots are distinct and dhidden_ is zero: the scatter is a copy.
+        ops::scatter_add_rows(be, MatrixView<const T>(head_slice(d_head_in_, count)), slots,
+                              matrix_view(dhidden_.data(), rows, d));
         stack_.backward(be, pool, dhidden_.view(), dx_.view());
         if (last_train_ && emb_dropout_.p() > 0)
             emb_dropout_.backward<T>(be, last_step_, vector_view<const T>(dx_.data(), dx_.numel()),
@@ -193,8 +209,10 @@ public:
     }
 
     /// Encoder forward: the stack's output [B, L, D] for ids [B, L] (ids in
-    /// [0, N + 1]), kept in hidden() until the next call. `train` enables dropout.
-    template <HostBackend Be>
+    /// [0, N + 1], host memory), kept in hidden() until the next call. `train`
+    /// enables dropout.
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void forward(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, std::uint64_t step, bool train) {
         embed(be, pool, ids, step, train, "BERT4Rec::forward");
         if (hidden_.shape() != x_.shape()) {
@@ -202,12 +220,14 @@ public:
         }
         stack_.forward(be, pool, x_.cview(), keep_.cview(), hidden_.view(), step, train);
     }
+    /// The last forward's output [B, L, D], in Memory.
     [[nodiscard]] TensorView<const T, 3> hidden() const { return hidden_.cview(); }
 
-    /// scores [R, N + 1] at slots `flat_slots` (b * L + t) of ids [B, L], taken
-    /// as they are (no [mask] appended); column i = logit of item i, column 0
-    /// (padding) = -inf. No dropout.
-    template <HostBackend Be>
+    /// scores [R, N + 1] (in Memory) at slots `flat_slots` (b * L + t) of ids
+    /// [B, L], taken as they are (no [mask] appended); column i = logit of
+    /// item i, column 0 (padding) = -inf. No dropout.
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void score_positions(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids,
                          std::span<const index_t> flat_slots, MatrixView<T> scores) {
         constexpr std::string_view op = "BERT4Rec::score_positions";
@@ -215,22 +235,27 @@ public:
         RECBLOCKS_CHECK_SHAPE(scores.rows() == count && scores.cols() == cfg_.num_items + 1, op, ": scores is ",
                               scores.shape(), " but need [", count, ", ", cfg_.num_items + 1, "]");
         forward(be, pool, ids, 0, false);
-        reserve_head(count);
+        const index_t rows = ids.rows() * ids.cols();
+        host_slots_.clear();
         for (index_t i = 0; i < count; ++i) {
             const index_t r = flat_slots[static_cast<std::size_t>(i)];
-            RECBLOCKS_CHECK_INDEX(r >= 0 && r < ids.rows() * ids.cols(), op, ": slot ", r, " is outside [0, ",
-                                  ids.rows() * ids.cols(), ")");
-            std::copy(hidden_.data() + r * d, hidden_.data() + (r + 1) * d, head_in_.data() + i * d);
+            RECBLOCKS_CHECK_INDEX(r >= 0 && r < rows, op, ": slot ", r, " is outside [0, ", rows, ")");
+            host_slots_.push_back(static_cast<row_id_t>(r));
         }
+        if (count == 0) return;
+        reserve_head(count);
+        stage_slots();
+        ops::gather_rows(be, matrix_view<const T>(hidden_.data(), rows, d), slots_.cview(), head_slice(head_in_, count));
         head_forward(be, count);
         logits(be, count, scores);
     }
 
-    /// scores [B, N + 1] for the next item after each left-padded history in
-    /// ids [B, L] (ids in [0, N]): the history is shifted left by one slot,
-    /// [mask] goes into the last slot, and column i = logit of item i at that
-    /// [mask]; column 0 (padding) = -inf.
-    template <HostBackend Be>
+    /// scores [B, N + 1] (in Memory) for the next item after each left-padded
+    /// history in ids [B, L] (ids in [0, N], host memory): the history is
+    /// shifted left by one slot, [mask] goes into the last slot, and column i
+    /// = logit of item i at that [mask]; column 0 (padding) = -inf.
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void score_all(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores) {
         constexpr std::string_view op = "BERT4Rec::score_all";
         const index_t bsz = ids.rows(), len = cfg_.max_len;
@@ -252,13 +277,15 @@ public:
 
 private:
     struct Head {
-        Matrix<T> dense_w;  ///< [D, D] (nn.Linear: [out, in])
-        Vector<T> dense_b, norm_w, norm_b;
-        Vector<T> out_bias;  ///< [N + 1]; entry 0 unused
+        explicit Head(Memory memory)
+            : dense_w(memory), dense_b(memory), norm_w(memory), norm_b(memory), out_bias(memory) {}
+        Matrix<T, Memory> dense_w;  ///< [D, D] (nn.Linear: [out, in])
+        Vector<T, Memory> dense_b, norm_w, norm_b;
+        Vector<T, Memory> out_bias;  ///< [N + 1]; entry 0 unused
     };
 
     /// x_ = Drop(LN_emb(E[ids] + P)) and keep_ for ids [B, L] (ids in [0, N + 1]).
-    template <HostBackend Be>
+    template <class Be>
     void embed(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, std::uint64_t step, bool train,
                std::string_view op) {
         check_ids(ids, cfg_.num_items + 1, op);
@@ -299,26 +326,31 @@ private:
         return s;
     }
 
-    /// BERT's initialisation: truncated N(0, init_std²) for weights and tables, zero linear biases.
+    /// BERT's initialisation: truncated N(0, init_std²) for weights and tables,
+    /// zero linear biases. Drawn on the host, copied once into each tensor's memory.
     void bert_init(const Rng& rng) {
         const double sd = cfg_.init_std;
+        std::vector<T> host;
         for (std::size_t k = 0; k < params_.size(); ++k) {
             const auto& p = params_[k];
+            const auto bytes = static_cast<std::size_t>(p.numel()) * sizeof(T);
             if (p.kind == ParamKind::bias) {
-                std::fill(p.value, p.value + p.numel(), T(0));
+                p.memory.zero(p.value, bytes);
                 continue;
             }
             if (p.kind != ParamKind::weight && p.kind != ParamKind::embedding) continue;
             const Rng r = rng.substream(k);
+            host.resize(static_cast<std::size_t>(p.numel()));
             for (index_t i = 0, n = p.numel(); i < n; ++i) {
                 double z = r.normal(std::uint64_t(i));
                 for (std::uint64_t redraw = 1; std::fabs(z) > 2.0; ++redraw)
                     z = r.substream(redraw).normal(std::uint64_t(i));
-                p.value[i] = static_cast<T>(sd * z);
+                host[static_cast<std::size_t>(i)] = static_cast<T>(sd * z);
             }
+            p.memory.upload(p.value, host.data(), bytes);
         }
-        auto& items = embedding_.params().items;
-        std::fill(items.data(), items.data() + cfg_.d_model, T(0));  // padding row
+        auto& items = embedding_.params().items;  // padding row
+        items.memory().zero(items.data(), static_cast<std::size_t>(cfg_.d_model) * sizeof(T));
     }
 
     void check_ids(MatrixView<const row_id_t> ids, index_t max_id, std::string_view op) const {
@@ -332,10 +364,20 @@ private:
     }
 
     /// Rows 0..N of a table [N + 2, D]: the loss's classes (padding row 0 is never a target; [mask] is excluded).
-    MatrixView<const T> classes(const Matrix<T>& items) const {
+    MatrixView<T> classes(Matrix<T, Memory>& items) { return matrix_view(items.data(), cfg_.num_items + 1, cfg_.d_model); }
+    MatrixView<const T> classes(const Matrix<T, Memory>& items) const {
         return matrix_view<const T>(items.data(), cfg_.num_items + 1, cfg_.d_model);
     }
-    static MatrixView<T> head_slice(Matrix<T>& m, index_t rows) { return matrix_view(m.data(), rows, m.extent(1)); }
+    static MatrixView<T> head_slice(Matrix<T, Memory>& m, index_t rows) {
+        return matrix_view(m.data(), rows, m.extent(1));
+    }
+
+    /// Copies host_slots_ (rows of the flattened [B * L, D] hidden states) into Memory.
+    void stage_slots() {
+        const auto n = static_cast<index_t>(host_slots_.size());
+        if (slots_.numel() != n) slots_.resize(Shape<1>{{n}});
+        slots_.memory().upload(slots_.data(), host_slots_.data(), host_slots_.size() * sizeof(row_id_t));
+    }
 
     /// Head scratch for `rows` rows; grows only.
     void reserve_head(index_t rows) {
@@ -345,11 +387,10 @@ private:
             m->resize(Shape<2>{{rows, d}});
         head_mean_.resize(Shape<1>{{rows}});
         head_rstd_.resize(Shape<1>{{rows}});
-        targets_.resize(Shape<1>{{rows}});
     }
 
     /// head_out_[:rows] = LN(GELU(head_in_[:rows] Wᵀ + b)).
-    template <HostBackend Be>
+    template <class Be>
     void head_forward(const Be& be, index_t rows) {
         auto pre = head_slice(head_pre_, rows), act = head_slice(head_act_, rows);
         ops::broadcast_rows(be, head_.dense_b.cview(), T(0), pre);
@@ -362,7 +403,7 @@ private:
     }
 
     /// From d_head_out_[:rows]: parameter gradients added, d_head_in_[:rows] written.
-    template <HostBackend Be>
+    template <class Be>
     void head_backward(const Be& be, index_t rows) {
         auto dact = head_slice(d_head_act_, rows);
         ops::layer_norm_backward(be, MatrixView<const T>(head_slice(head_act_, rows)), head_.norm_w.cview(),
@@ -379,34 +420,32 @@ private:
     }
 
     /// scores [rows, N + 1] from head_out_[:rows]: h · E[1..N]ᵀ + out_bias, column 0 = -inf.
-    template <HostBackend Be>
+    template <class Be>
     void logits(const Be& be, index_t rows, MatrixView<T> scores) {
         const index_t n = cfg_.num_items, d = cfg_.d_model;
         const auto items = matrix_view<const T>(embedding_.params().items.data() + d, n, d);
+        const auto item_scores = matrix_view(scores.data() + 1, rows, n, scores.ld());
         ops::gemm(be, Trans::no, Trans::yes, T(1), MatrixView<const T>(head_slice(head_out_, rows)), items, T(0),
-                  matrix_view(scores.data() + 1, rows, n, scores.ld()));
-        const T* bias = head_.out_bias.data();
-        for (index_t r = 0; r < rows; ++r) {
-            T* s = scores.row(r);
-            s[0] = -std::numeric_limits<T>::infinity();
-            for (index_t i = 1; i <= n; ++i) s[i] += bias[i];
-        }
+                  item_scores);
+        ops::broadcast_rows(be, vector_view<const T>(head_.out_bias.data() + 1, n), T(1), item_scores);
+        ops::broadcast_rows(be, neg_inf_.cview(), T(0), MatrixView<T>(scores.data(), Shape<2>{{rows, 1}}, {scores.ld(), 1}));
     }
 
     Config cfg_;
-    blocks::SequenceEmbedding<T> embedding_;
-    blocks::LayerNorm<T> emb_norm_;
+    blocks::SequenceEmbedding<T, Memory> embedding_;
+    blocks::LayerNorm<T, Memory> emb_norm_;
     blocks::Dropout emb_dropout_;
     Stack stack_;
     Head head_, head_grads_;
-    ParamList<T> params_;
-    losses::SoftmaxCrossEntropy<T> loss_;
-    Tensor<T, 3> emb_, x_, hidden_, dhidden_, dx_, demb_;
-    Matrix<std::uint8_t> keep_;
-    Matrix<T> head_in_, head_pre_, head_act_, head_out_, d_head_out_, d_head_act_, d_head_in_;
-    Vector<T> head_mean_, head_rstd_, sums_;
-    Vector<row_id_t> targets_;
-    std::vector<index_t> rows_;
+    ParamList<T, Memory> params_;
+    losses::SoftmaxCrossEntropy<T, Memory> loss_;
+    Tensor<T, 3, Memory> emb_, x_, hidden_, dhidden_, dx_, demb_;
+    Matrix<std::uint8_t> keep_;  // host: the stack copies it where it computes
+    Matrix<T, Memory> head_in_, head_pre_, head_act_, head_out_, d_head_out_, d_head_act_, d_head_in_;
+    Vector<T, Memory> head_mean_, head_rstd_, sums_;
+    Vector<row_id_t, Memory> slots_;  // rows of the flattened hidden states the head reads
+    Vector<T, Memory> neg_inf_;       // [1]: the padding column's score
+    std::vector<row_id_t> host_slots_, host_targets_;
     Matrix<row_id_t> shifted_;
     std::uint64_t last_step_ = 0;
     bool last_train_ = false;

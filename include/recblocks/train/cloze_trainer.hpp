@@ -20,13 +20,18 @@
 // batch, its masks and its dropout masks are keyed by the global step, so
 // training resumed from a checkpoint (save_checkpoint / load_checkpoint)
 // continues bit-exactly (same options, thread count and kernels). Model
-// needs config().max_len, params(), train_step_ce().
+// needs config().max_len, params(), train_step_ce(). Everything after the
+// batch (loss, finite checks, clipping, AdamW) runs on the backend given to
+// train_step, in the memory the model's parameters live in; checkpoints are
+// written from and read into that memory.
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <map>
 #include <span>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/data/cloze_batches.hpp"
@@ -57,6 +62,8 @@ struct ClozeTrainingOptions {
 
 template <class T, class Model>
 class ClozeTrainer {
+    using Memory = typename std::remove_cvref_t<decltype(std::declval<Model&>().params())>::value_type::memory_type;
+
 public:
     ClozeTrainer(Model& model, const std::vector<std::vector<row_id_t>>& train, index_t num_items,
                  ClozeTrainingOptions opt)
@@ -75,7 +82,7 @@ public:
     [[nodiscard]] std::int64_t step() const { return step_; }
     [[nodiscard]] std::int64_t epoch() const { return step_ / steps_per_epoch(); }
     [[nodiscard]] index_t steps_per_epoch() const { return batches_.batches_per_epoch(opt_.batch_size); }
-    [[nodiscard]] optim::Adam<T>& optimizer() { return adam_; }
+    [[nodiscard]] optim::Adam<T, Memory>& optimizer() { return adam_; }
     /// The learning rate of update `step` (0-based).
     [[nodiscard]] double lr_at(std::int64_t step) const { return schedule_.at(step); }
     /// The learning rate and the gradient norm (before clipping) of the last update.
@@ -110,11 +117,11 @@ public:
         }
         RECBLOCKS_CHECK_VALUE(std::isfinite(loss.loss), "training step ", step_, ": the loss is ", loss.loss,
                               "; stopping before it reaches the weights");
-        optim::check_finite_grads(model_.params(), step_);
-        last_norm_ = opt_.clip_norm > 0 ? optim::clip_grad_norm(model_.params(), opt_.clip_norm)
-                                        : optim::global_grad_norm(model_.params());
+        optim::check_finite_grads(be, model_.params(), step_);
+        last_norm_ = opt_.clip_norm > 0 ? optim::clip_grad_norm(be, model_.params(), opt_.clip_norm)
+                                        : optim::global_grad_norm(be, model_.params());
         last_lr_ = schedule_.at(step_);
-        adam_.step(model_.params(), last_lr_);
+        adam_.step(be, model_.params(), last_lr_);
         ++step_;
         last_batch_ = static_cast<index_t>(nb);
         return loss.loss;
@@ -153,8 +160,8 @@ private:
                               ") for the linear decay; lower warmup_steps or train longer (0 = no decay)");
         return o;
     }
-    static typename optim::Adam<T>::Config adam_config(const ClozeTrainingOptions& o) {
-        typename optim::Adam<T>::Config c;
+    static typename optim::Adam<T, Memory>::Config adam_config(const ClozeTrainingOptions& o) {
+        typename optim::Adam<T, Memory>::Config c;
         c.lr = o.lr;
         c.beta1 = o.beta1;
         c.beta2 = o.beta2;
@@ -168,7 +175,7 @@ private:
     Model& model_;
     ClozeTrainingOptions opt_;
     data::ClozeBatches batches_;
-    optim::Adam<T> adam_;
+    optim::Adam<T, Memory> adam_;
     optim::LearningRateSchedule schedule_;
     std::int64_t step_ = 0;
     EpochBatches epoch_batches_;

@@ -45,6 +45,7 @@ struct CpuKernelTable {
     T (*max_value)(const T*, index_t, index_t, index_t);
     void (*softmax_rows)(const T*, index_t, const std::uint8_t*, index_t, T*, index_t, index_t, index_t);
     void (*softmax_rows_backward)(const T*, index_t, const T*, index_t, T*, index_t, index_t, index_t);
+    double (*softmax_xent_rows)(T*, index_t, const T*, const row_id_t*, T, index_t, index_t);
     void (*layer_norm_forward)(const T*, index_t, const T*, const T*, T, T*, index_t, T*, T*, index_t, index_t);
     void (*layer_norm_backward)(const T*, index_t, const T*, const T*, const T*, const T*, index_t, T*, index_t, T*,
                                 T*, index_t, index_t);
@@ -88,6 +89,7 @@ constexpr CpuKernelTable<T> make_kernel_table() {
             &Blas1Kernels<Arch, T>::max_value,
             &SoftmaxKernels<Arch, T>::softmax_rows,
             &SoftmaxKernels<Arch, T>::softmax_rows_backward,
+            &SoftmaxKernels<Arch, T>::softmax_xent_rows,
             &LayerNormKernels<Arch, T>::forward,
             &LayerNormKernels<Arch, T>::backward,
             &ActivationKernels<Arch, T>::forward,

@@ -352,6 +352,21 @@ struct Primitives<backend::Cpu<Isa>> {
             [](double a, double b) { return a + b; });
     }
 
+    /// Row chunks of about 16k logits over the pool; each chunk's loss sum is
+    /// added in chunk order, so the bits do not depend on the thread count.
+    template <class T>
+    static double softmax_cross_entropy(const B& be, MatrixView<T> logits, VectorView<const T> bias,
+                                        VectorView<const row_id_t> targets, T scale) {
+        const auto& kt = kernels<T>();
+        return parallel_reduce(
+            be.threads(), 0, logits.rows(), cpu::rows_per_chunk(logits.cols()), 0.0,
+            [&](index_t r0, index_t r1) {
+                return kt.softmax_xent_rows(logits.row(r0), logits.ld(), bias.data(), targets.data() + r0, scale,
+                                            r1 - r0, logits.cols());
+            },
+            [](double a, double b) { return a + b; });
+    }
+
     template <class T>
     static index_t attention_state_size(const B&, AttentionShape s, bool dropout) {
         return detail::HostAttention<B, T>::state_size(s, dropout);

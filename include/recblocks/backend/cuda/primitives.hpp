@@ -80,6 +80,15 @@
 //   gathered_dot         ids checked on the device first (a bad id: nothing
 //                        written, IndexError; synchronises), then one warp per
 //                        id, sums in T, fixed shuffle tree: deterministic.
+//   softmax_cross_entropy   (src/cuda/losses_softmax.cu) targets checked on
+//                        the device first (a bad one: nothing written,
+//                        IndexError). One 256-thread block per row: z += bias
+//                        and the row maximum (in T, NaN-ignoring tree), e =
+//                        exp(z - max) in T summed in double (fixed tree), then
+//                        the gradient scale·(e/sum - onehot) in place; each
+//                        row's loss in double, added over rows by one block in
+//                        a fixed order. Deterministic, no atomics on values;
+//                        synchronises (the sum is returned).
 #include <cstdint>
 
 #include "recblocks/backend/cuda/cuda.hpp"
@@ -203,6 +212,11 @@ struct Primitives<backend::Cuda> {
     template <class T>
     static void row_dots(const B& be, MatrixView<const T> a, MatrixView<const T> b, VectorView<T> out);
 
+    // ---- losses (src/cuda/losses_softmax.cu) ----
+    template <class T>
+    static double softmax_cross_entropy(const B& be, MatrixView<T> logits, VectorView<const T> bias,
+                                        VectorView<const row_id_t> targets, T scale);
+
     // ---- optional families (src/cuda/glue.cu) ----
     template <class T>
     static void gathered_dot(const B& be, MatrixView<const T> table, VectorView<const row_id_t> ids,
@@ -288,5 +302,15 @@ RECBLOCKS_CUDA_DECLARE_PRIMITIVES(double);
 RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE(float);
 RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE(double);
 #undef RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE
+
+// ---- losses: defined in src/cuda/losses_softmax.cu for exactly these types ----
+#define RECBLOCKS_CUDA_DECLARE_LOSSES(T)                                                                             \
+    extern template double Primitives<backend::Cuda>::softmax_cross_entropy<T>(                                     \
+        const backend::Cuda&, MatrixView<T>, VectorView<const T>, VectorView<const row_id_t>, T)
+
+RECBLOCKS_CUDA_DECLARE_LOSSES(float);
+RECBLOCKS_CUDA_DECLARE_LOSSES(double);
+#undef RECBLOCKS_CUDA_DECLARE_LOSSES
+// ---- end of losses ----
 
 RECBLOCKS_NAMESPACE_END

@@ -121,6 +121,36 @@ struct Primitives<backend::Reference> {
         return total;
     }
 
+    /// In double throughout: z = logits + bias, log-sum-exp around the row
+    /// maximum, the gradient rounded once to T.
+    template <class T>
+    static double softmax_cross_entropy(const B&, MatrixView<T> logits, VectorView<const T> bias,
+                                        VectorView<const row_id_t> targets, T scale) {
+        double total = 0;
+        const index_t cols = logits.cols();
+        std::vector<double> z(static_cast<std::size_t>(cols));
+        for (index_t r = 0; r < logits.rows(); ++r) {
+            T* row = logits.row(r);
+            const index_t t = targets(r);
+            if (t < 0) {
+                std::fill(row, row + cols, T(0));
+                continue;
+            }
+            double mx = -std::numeric_limits<double>::infinity();
+            for (index_t c = 0; c < cols; ++c) {
+                z[std::size_t(c)] = double(row[c]) + (bias.data() ? double(bias(c)) : 0.0);
+                mx = std::max(mx, z[std::size_t(c)]);
+            }
+            double sum = 0;
+            for (index_t c = 0; c < cols; ++c) sum += std::exp(z[std::size_t(c)] - mx);
+            const double lse = mx + std::log(sum);
+            total += lse - z[std::size_t(t)];
+            for (index_t c = 0; c < cols; ++c)
+                row[c] = static_cast<T>(double(scale) * (std::exp(z[std::size_t(c)] - lse) - (c == t ? 1.0 : 0.0)));
+        }
+        return total;
+    }
+
     template <class T>
     static index_t attention_state_size(const B&, AttentionShape s, bool dropout) {
         return detail::HostAttention<B, T>::state_size(s, dropout);
