@@ -1,0 +1,177 @@
+#pragma once
+// A device backend for machines without a GPU: rbtest::GuardedDevice computes
+// with the Reference backend's primitives, but its memory space says
+// `host_accessible = false` and means it — every block it allocates is
+// mprotect(PROT_NONE) except while one of its primitives (or one of its
+// copies) runs. A component instantiated for it therefore proves, on the CPU,
+// what backend::Cuda needs of it:
+//   * at compile time, no element access on its tensors from the host
+//     (Tensor refuses it for a space that is not host accessible);
+//   * at run time, no host loop over its data through a raw view or pointer
+//     (that read or write faults: a crash naming the line under a debugger),
+//     and every upload/download goes through the memory space.
+// So a model test that passes on GuardedDevice runs the same code path that
+// backend::Cuda runs, with the oracle's arithmetic.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <utility>
+
+#include "recblocks/backend/memory.hpp"
+#include "recblocks/backend/reference/primitives.hpp"
+
+namespace rbtest {
+
+/// Every live guarded block and whether the host may touch them right now.
+class GuardRegistry {
+public:
+    static GuardRegistry& get() {
+        static GuardRegistry r;
+        return r;
+    }
+    void* allocate(std::size_t bytes) {
+        const std::size_t size = round(bytes);
+        void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) throw std::bad_alloc();  // fresh anonymous pages are zero
+        std::lock_guard lock(mutex_);
+        blocks_.emplace(p, size);
+        if (open_ == 0) protect(p, size, PROT_NONE);
+        return p;
+    }
+    void deallocate(void* p) noexcept {
+        std::lock_guard lock(mutex_);
+        const auto it = blocks_.find(p);
+        if (it == blocks_.end()) return;
+        ::munmap(p, it->second);
+        blocks_.erase(it);
+    }
+    void open() {
+        std::lock_guard lock(mutex_);
+        if (open_++ == 0)
+            for (const auto& [p, size] : blocks_) protect(p, size, PROT_READ | PROT_WRITE);
+    }
+    void close() {
+        std::lock_guard lock(mutex_);
+        if (--open_ == 0)
+            for (const auto& [p, size] : blocks_) protect(p, size, PROT_NONE);
+    }
+    /// How many blocks are live (a test can check that a component allocates there).
+    std::size_t live_blocks() {
+        std::lock_guard lock(mutex_);
+        return blocks_.size();
+    }
+
+private:
+    static std::size_t round(std::size_t bytes) {
+        const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        return (bytes + page - 1) / page * page;
+    }
+    static void protect(void* p, std::size_t size, int prot) {
+        if (::mprotect(p, size, prot) != 0) throw std::bad_alloc();
+    }
+    std::mutex mutex_;
+    std::unordered_map<void*, std::size_t> blocks_;
+    int open_ = 0;
+};
+
+/// While alive, the host may touch guarded memory (a primitive or a copy is running).
+struct DeviceAccess {
+    DeviceAccess() { GuardRegistry::get().open(); }
+    ~DeviceAccess() { GuardRegistry::get().close(); }
+    DeviceAccess(const DeviceAccess&) = delete;
+    DeviceAccess& operator=(const DeviceAccess&) = delete;
+};
+
+/// The memory space: page-granular, zero-filled, no host access outside a primitive.
+struct GuardedMemory {
+    static constexpr bool host_accessible = false;
+    [[nodiscard]] void* allocate(std::size_t bytes) const { return GuardRegistry::get().allocate(bytes ? bytes : 1); }
+    void deallocate(void* p, std::size_t) const noexcept { GuardRegistry::get().deallocate(p); }
+    void zero(void* p, std::size_t bytes) const {
+        DeviceAccess open;
+        if (bytes) std::memset(p, 0, bytes);
+    }
+    void copy(void* dst, const void* src, std::size_t bytes) const { zero_or_copy(dst, src, bytes); }
+    void upload(void* dst, const void* host, std::size_t bytes) const { zero_or_copy(dst, host, bytes); }
+    void download(void* host, const void* src, std::size_t bytes) const { zero_or_copy(host, src, bytes); }
+    bool operator==(const GuardedMemory&) const = default;
+
+private:
+    static void zero_or_copy(void* dst, const void* src, std::size_t bytes) {
+        DeviceAccess open;
+        if (bytes) std::memmove(dst, src, bytes);
+    }
+};
+static_assert(recblocks::MemorySpace<GuardedMemory>);
+
+/// The backend tag.
+struct GuardedDevice {};
+
+}  // namespace rbtest
+
+RECBLOCKS_NAMESPACE_BEGIN
+
+template <>
+struct BackendMemory<rbtest::GuardedDevice> {
+    using type = rbtest::GuardedMemory;
+    static rbtest::GuardedMemory of(const rbtest::GuardedDevice&) { return {}; }
+};
+
+// Every primitive of the Reference backend, called with the guard open. Each
+// name gets two forwarders: `Primitives<G>::template f<T>(...)` (the common
+// form) and `Primitives<G>::f(...)` (primitives whose types are deduced). The
+// return types are SFINAE-friendly, so the ops:: `has_*` concepts see exactly
+// the Reference's families.
+#define RBTEST_GUARDED_FORWARD(name)                                                             \
+    template <class X, class... A>                                                               \
+    static auto name(const rbtest::GuardedDevice&, A&&... a)                                     \
+        -> decltype(Primitives<Inner>::template name<X>(Inner{}, std::forward<A>(a)...)) {       \
+        rbtest::DeviceAccess open;                                                               \
+        return Primitives<Inner>::template name<X>(Inner{}, std::forward<A>(a)...);              \
+    }                                                                                            \
+    template <class... A>                                                                        \
+    static auto name(const rbtest::GuardedDevice&, A&&... a)                                     \
+        -> decltype(Primitives<Inner>::name(Inner{}, std::forward<A>(a)...)) {                   \
+        rbtest::DeviceAccess open;                                                               \
+        return Primitives<Inner>::name(Inner{}, std::forward<A>(a)...);                          \
+    }
+
+template <>
+struct Primitives<rbtest::GuardedDevice> {
+    using Inner = backend::Reference;
+    RBTEST_GUARDED_FORWARD(gemm)
+    RBTEST_GUARDED_FORWARD(gemm_batched)
+    RBTEST_GUARDED_FORWARD(dot)
+    RBTEST_GUARDED_FORWARD(axpy)
+    RBTEST_GUARDED_FORWARD(add)
+    RBTEST_GUARDED_FORWARD(copy)
+    RBTEST_GUARDED_FORWARD(adam_update)
+    RBTEST_GUARDED_FORWARD(dropout)
+    RBTEST_GUARDED_FORWARD(softmax_rows)
+    RBTEST_GUARDED_FORWARD(softmax_rows_backward)
+    RBTEST_GUARDED_FORWARD(layer_norm_forward)
+    RBTEST_GUARDED_FORWARD(layer_norm_backward)
+    RBTEST_GUARDED_FORWARD(activation_forward)
+    RBTEST_GUARDED_FORWARD(activation_backward)
+    RBTEST_GUARDED_FORWARD(gather_rows)
+    RBTEST_GUARDED_FORWARD(scatter_add_rows)
+    RBTEST_GUARDED_FORWARD(top_k_rows)
+    RBTEST_GUARDED_FORWARD(sum)
+    RBTEST_GUARDED_FORWARD(max_value)
+    RBTEST_GUARDED_FORWARD(sum_rows)
+    RBTEST_GUARDED_FORWARD(gathered_dot)
+    RBTEST_GUARDED_FORWARD(squared_distances)
+    RBTEST_GUARDED_FORWARD(shifted_argmin_rows)
+    RBTEST_GUARDED_FORWARD(exact_top_k)
+    RBTEST_GUARDED_FORWARD(rerank_top_k)
+    RBTEST_GUARDED_FORWARD(max_sim_scores)
+};
+
+#undef RBTEST_GUARDED_FORWARD
+
+RECBLOCKS_NAMESPACE_END
