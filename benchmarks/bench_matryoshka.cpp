@@ -34,7 +34,7 @@ void BM_MatryoshkaBce_ForwardBackward(benchmark::State& state) {
     }
     rb::losses::MatryoshkaBceWithNegatives<float> loss;
     for (auto _ : state) {
-        auto v = loss.shared(w, h.cview(), table.cview(), pos.cview(), neg.cview(), dh.view(), dt.view());
+        auto v = loss.shared(bench::Be{}, w, h.cview(), table.cview(), pos.cview(), neg.cview(), dh.view(), dt.view());
         benchmark::DoNotOptimize(v.loss);
     }
     // per (row, id): a D-long dot (2D) and two D-long axpys (4D).

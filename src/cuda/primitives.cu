@@ -794,6 +794,33 @@ A reduce_all(cudaStream_t stream, L load, index_t n, Op op, A identity) {
     return fetch_from_device(stream, out);
 }
 
+// logistic_loss: the terms of a binary cross-entropy on logits, in double
+// (the host backends' expressions): softplus(x) = log(1 + e^x) for the loss,
+// sigmoid(x) for the gradient, x = sign * s.
+__device__ inline double device_softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+__device__ inline double device_sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    const double e = exp(x);
+    return e / (1.0 + e);
+}
+template <class T>
+struct SoftplusLoad {  // term m of the loss sum
+    const T* s;
+    const T* sign;
+    __device__ double operator()(index_t i) const {
+        return device_softplus(static_cast<double>(sign[i]) * static_cast<double>(s[i]));
+    }
+};
+// logistic_grad_kernel: g[m] = weight * sign[m] * sigmoid(sign[m] * s[m]),
+// element-wise in double, rounded once to T.
+template <class T>
+__global__ void __launch_bounds__(kBlock) logistic_grad_kernel(const T* s, const T* sign, T weight, T* g, index_t n) {
+    for (index_t i = blockIdx.x * index_t{kBlock} + threadIdx.x; i < n; i += index_t{gridDim.x} * kBlock) {
+        const double sg = static_cast<double>(sign[i]);
+        g[i] = static_cast<T>(static_cast<double>(weight) * sg * device_sigmoid(sg * static_cast<double>(s[i])));
+    }
+}
+
 /// Reduces every element of a matrix (contiguous or with ld > cols); each
 /// element is converted to A before combining.
 template <class A, class T, class Op>
@@ -1551,6 +1578,16 @@ void P::sum_rows(const B& be, MatrixView<const T> x, VectorView<T> out) {
 // Explicit instantiations (declared extern in backend/cuda/primitives.hpp)
 // ============================================================================
 
+template <class T>
+double P::logistic_loss(const B& be, VectorView<const T> s, VectorView<const T> sign, T weight, VectorView<T> g) {
+    const index_t n = s.size();
+    if (n == 0) return 0.0;
+    logistic_grad_kernel<T><<<static_cast<unsigned>(min_index(ceil_div(n, kBlock), 4096)), kBlock, 0, be.stream>>>(
+        s.data(), sign.data(), weight, g.data(), n);
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+    return reduce_all<double>(be.stream, SoftplusLoad<T>{s.data(), sign.data()}, n, SumOp{}, 0.0);
+}
+
 #define RECBLOCKS_CUDA_INSTANTIATE(T)                                                                               \
     template void P::gemm<T>(const backend::Cuda&, Trans, Trans, T, MatrixView<const T>, MatrixView<const T>, T,   \
                              MatrixView<T>);                                                                        \
@@ -1584,7 +1621,9 @@ void P::sum_rows(const B& be, MatrixView<const T> x, VectorView<T> out) {
                                       MatrixView<T>);                                                               \
     template T P::sum<T>(const backend::Cuda&, MatrixView<const T>);                                               \
     template T P::max_value<T>(const backend::Cuda&, MatrixView<const T>);                                         \
-    template void P::sum_rows<T>(const backend::Cuda&, MatrixView<const T>, VectorView<T>)
+    template void P::sum_rows<T>(const backend::Cuda&, MatrixView<const T>, VectorView<T>);                       \
+    template double P::logistic_loss<T>(const backend::Cuda&, VectorView<const T>, VectorView<const T>, T,         \
+                                        VectorView<T>)
 
 RECBLOCKS_CUDA_INSTANTIATE(float);
 RECBLOCKS_CUDA_INSTANTIATE(double);

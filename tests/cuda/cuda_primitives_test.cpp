@@ -43,17 +43,17 @@ namespace {
 
 using namespace recblocks;
 
-// The optional families the Cuda backend does not provide yet (docs/backends.md):
-// code that needs them does not compile with it.
-static_assert(!ops::has_gathered_dot<backend::Cuda, float>);
+// The optional families the Cuda backend provides, and those it does not provide
+// yet (docs/backends.md): code that needs a missing one does not compile with it.
+static_assert(ops::has_gathered_dot<backend::Cuda, float> && ops::has_gathered_dot<backend::Cuda, double>);
 static_assert(ops::has_dropout<backend::Cuda, float> && ops::has_dropout<backend::Cuda, double>);
-// Blocks that still keep host memory refuse a device backend at compile time.
+// A block keeps its tensors in one memory space: in host memory it refuses a device backend at compile time.
 static_assert(!HostBackend<backend::Cuda> && HostBackend<backend::Reference>);
 template <class Block>
 concept serves_on_cuda = requires(Block& b, MatrixView<const float> x, MatrixView<float> y) {
     b.forward_inference(backend::Cuda{}, x, y);
 };
-static_assert(!serves_on_cuda<blocks::FeedForward<float>>);
+static_assert(!serves_on_cuda<blocks::FeedForward<float>> && serves_on_cuda<blocks::FeedForward<float, CudaMemory>>);
 static_assert(!ops::has_panel_scores<backend::Cuda, float> && !ops::has_top_k_selection<backend::Cuda>);
 static_assert(!ops::has_nearest_centroid<backend::Cuda, float>);
 // Whole retrieval searches are single backend calls the Cuda backend has (tests/cuda/cuda_retrieval_test.cpp).
@@ -663,6 +663,55 @@ TEMPLATE_TEST_CASE("cuda gather_rows / scatter_add_rows reject bad ids and write
                             Catch::Contains(expected_scatter));
         REQUIRE(dtable.download().buf == table.buf);  // untouched
     }
+}
+
+// ---- gathered dot --------------------------------------------------------------
+
+TEMPLATE_TEST_CASE("cuda gathered_dot matches the reference and rejects bad ids", "[cuda][gathered_dot]", float,
+                   double) {
+    using T = TestType;
+    const Tolerance t = std::is_same_v<T, float> ? Tolerance{1e-5, 1e-5} : Tolerance{1e-13, 1e-12};
+    for (index_t n_ids : kSizes)
+        for (index_t d : {index_t{1}, index_t{33}, index_t{64}, index_t{1000}}) {
+            INFO("ids=" << n_ids << " D=" << d);
+            const auto seed = static_cast<std::uint64_t>(n_ids * 17 + d);
+            HostMat<T> table(97, d, 1), x(1, d), y(1, n_ids), y2(1, n_ids);
+            fill(table, seed);
+            fill(x, seed + 1);
+            const std::vector<row_id_t> ids = random_ids(n_ids, 97, seed + 2);
+            const auto dids = DeviceBuffer<row_id_t>::from_host(std::span<const row_id_t>(ids));
+            const DevMat<T> dtable(table), dx(x);
+            DevMat<T> dy(y);
+            ops::gathered_dot<backend::Reference, T>(kRef, table.cview(), vector_view(ids.data(), n_ids),
+                                                     vector_view<const T>(x.buf.data(), d), T(0.5),
+                                                     vector_view(y.buf.data(), n_ids));
+            ops::gathered_dot<backend::Cuda, T>(kCuda, dtable.cview(), vector_view<const row_id_t>(dids.data(), n_ids),
+                                                vector_view<const T>(dx.buf.data(), d), T(0.5),
+                                                vector_view(dy.buf.data(), n_ids));
+            const HostMat<T> got = dy.download();
+            require_close(got, y, t);
+            ops::gathered_dot<backend::Cuda, T>(kCuda, dtable.cview(), vector_view<const row_id_t>(dids.data(), n_ids),
+                                                vector_view<const T>(dx.buf.data(), d), T(0.5),
+                                                vector_view(dy.buf.data(), n_ids));
+            REQUIRE(dy.download().buf == got.buf);  // the same bits
+        }
+    const index_t n = 10, d = 33;
+    HostMat<T> table(50, d), x(1, d);
+    fill(table, 44);
+    fill(x, 45);
+    std::vector<row_id_t> ids = random_ids(n, 50, 46);
+    ids[3] = 50;
+    ids[7] = -1;  // a later bad id: the first one (index 3) is reported
+    const auto dids = DeviceBuffer<row_id_t>::from_host(std::span<const row_id_t>(ids));
+    const DevMat<T> dtable(table), dx(x);
+    HostMat<T> y(1, n, 0, T(5));
+    DevMat<T> dy(y);
+    REQUIRE_THROWS_WITH((ops::gathered_dot<backend::Cuda, T>(kCuda, dtable.cview(),
+                                                             vector_view<const row_id_t>(dids.data(), n),
+                                                             vector_view<const T>(dx.buf.data(), d), T(1),
+                                                             vector_view(dy.buf.data(), n))),
+                        Catch::Contains("ops::gathered_dot: ids[3] = 50 is out of range for a table of 50 rows"));
+    REQUIRE(dy.download().buf == y.buf);  // untouched
 }
 
 // ---- top-k ---------------------------------------------------------------------

@@ -52,7 +52,7 @@ TEST_CASE("BCE with negatives: value, gradients, padding", "[losses]") {
     auto run = [&] {
         f.d_table.view().data()[0] = 0;
         std::fill(f.d_table.begin(), f.d_table.end(), 0.0);
-        return losses::bce_with_negatives<double>(f.hidden.cview(), f.table.cview(), f.targets.cview(), neg.cview(),
+        return losses::bce_with_negatives<double>(backend::Reference{}, f.hidden.cview(), f.table.cview(), f.targets.cview(), neg.cview(),
                                                   f.d_hidden.view(), f.d_table.view());
     };
     const auto v = run();

@@ -68,7 +68,7 @@ TEST_CASE("Matryoshka BCE (MRL-E and MRL) matches PyTorch and finite differences
     losses::MatryoshkaBceWithNegatives<double> bce;
     auto shared = [&] {
         g.zero();
-        return bce.shared(g.widths, g.hidden.cview(), g.table.cview(), g.pos.cview(), g.neg.cview(), g.d_hidden.view(),
+        return bce.shared(backend::Reference{}, g.widths, g.hidden.cview(), g.table.cview(), g.pos.cview(), g.neg.cview(), g.d_hidden.view(),
                           g.d_table.view());
     };
     const auto v = shared();
@@ -100,10 +100,10 @@ TEST_CASE("Matryoshka BCE (MRL-E and MRL) matches PyTorch and finite differences
 TEST_CASE("Matryoshka BCE with one width is the plain BCE loss", "[matryoshka][losses]") {
     Golden g;
     losses::MatryoshkaBceWithNegatives<double> bce;
-    const auto v = bce.shared(MatryoshkaWidths({8}, 8), g.hidden.cview(), g.table.cview(), g.pos.cview(),
+    const auto v = bce.shared(backend::Reference{}, MatryoshkaWidths({8}, 8), g.hidden.cview(), g.table.cview(), g.pos.cview(),
                               g.neg.cview(), g.d_hidden.view(), g.d_table.view());
     Matrix<double> dh(g.hidden.shape()), dt(g.table.shape());
-    const auto ref = losses::bce_with_negatives<double>(g.hidden.cview(), g.table.cview(), g.pos.cview(), g.neg.cview(),
+    const auto ref = losses::bce_with_negatives<double>(backend::Reference{}, g.hidden.cview(), g.table.cview(), g.pos.cview(), g.neg.cview(),
                                                         dh.view(), dt.view());
     CHECK(v.loss == Approx(ref.loss).epsilon(1e-14));
     REQUIRE(rbtest::compare(g.d_hidden.cview(), dh.cview(), {1e-15, 1e-14}).ok);
@@ -164,7 +164,7 @@ TEST_CASE("Matryoshka losses: f32 on the CPU backend agrees with f64", "[matryos
     for (index_t i = 0; i < dt.numel(); ++i) CHECK(dt.data()[i] == Approx(want_dt.data()[i]).margin(2e-6));
     losses::MatryoshkaBceWithNegatives<float> bce;
     std::fill(dt.begin(), dt.end(), 0.0f);
-    const auto vb = bce.shared(g.widths, h.cview(), t.cview(), g.pos.cview(), g.neg.cview(), dh.view(), dt.view());
+    const auto vb = bce.shared(backend::Reference{}, g.widths, h.cview(), t.cview(), g.pos.cview(), g.neg.cview(), dh.view(), dt.view());
     CHECK(vb.loss == Approx(g.r.load_scalar<double>("mrl_bce.loss")).epsilon(1e-5));
 }
 
@@ -172,7 +172,7 @@ TEST_CASE("Matryoshka losses: bad shapes and ids are named errors", "[matryoshka
     Golden g;
     losses::MatryoshkaBceWithNegatives<double> bce;
     const MatryoshkaWidths w16({8, 16}, 16);
-    REQUIRE_THROWS_WITH(bce.shared(w16, g.hidden.cview(), g.table.cview(), g.pos.cview(), g.neg.cview(),
+    REQUIRE_THROWS_WITH(bce.shared(backend::Reference{}, w16, g.hidden.cview(), g.table.cview(), g.pos.cview(), g.neg.cview(),
                                    g.d_hidden.view(), g.d_table.view()),
                         Catch::Contains("hidden has 8 columns but the widths end at 16"));
     const auto tabs = g.sep_views();
@@ -181,7 +181,7 @@ TEST_CASE("Matryoshka losses: bad shapes and ids are named errors", "[matryoshka
                                      g.neg.cview(), g.d_hidden.view(), dtabs),
                         Catch::Contains("2 tables and 3 gradients for 3 widths"));
     g.neg(2, 1) = 10;
-    REQUIRE_THROWS_WITH(bce.shared(g.widths, g.hidden.cview(), g.table.cview(), g.pos.cview(), g.neg.cview(),
+    REQUIRE_THROWS_WITH(bce.shared(backend::Reference{}, g.widths, g.hidden.cview(), g.table.cview(), g.pos.cview(), g.neg.cview(),
                                    g.d_hidden.view(), g.d_table.view()),
                         Catch::Contains("neg[2, 1] = 10 is outside [1, 9]"));
     losses::MatryoshkaSoftmaxCrossEntropy<double> ce;

@@ -17,6 +17,14 @@
 //   gemm_batched    the same for each of the leading-dimension batch entries
 //   dot, axpy       x·y;  y += alpha * x
 //   add, copy       out = a + b (out may be a or b itself);  dst = src  (strided rows)
+//   broadcast_rows  out[r, :] = row + beta * out[r, :]   (biases, positions; beta == 0: out not read)
+//   scale_rows      y[r, :] = alpha * s[r] * x[r, :]     (s empty: alpha only; y may be x)
+//   gate_by_nonzero g[i] = ref[i] != 0 ? g[i] * scale : 0  (ReLU + dropout backward in one pass)
+//   row_dots        out[r] = a[r, :] . b[r, :]
+//   logistic_loss   returns Σ softplus(sign[m] s[m]); g[m] = weight sign[m] sigmoid(sign[m] s[m])
+//   attention_forward / _backward   prefix-masked multi-head attention of a whole
+//                   batch (ops/attention.hpp); the forward keeps what the backward
+//                   needs in a backend-defined `state` (attention_state_size elements)
 //   adam_update     one fused Adam/AdamW step of a tensor and its moments, in T
 //   softmax_rows    y = softmax(x) per row over entries whose mask byte != 0
 //                   (all if no mask); a row with nothing kept becomes all zeros
@@ -119,6 +127,15 @@ inline void adam_update_element(const AdamUpdate<T>& u, T& w, T g, T& m, T& v) {
     v = u.beta2 * v + (T(1) - u.beta2) * g * g;
     w -= u.step_size * m / (std::sqrt(v) * u.inv_bc2_sqrt + u.eps);
 }
+
+/// softplus(x) = log(1 + e^x), accurate for both signs; its derivative is
+/// sigmoid(x). The logistic loss's arithmetic on the host backends.
+inline double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
+inline double sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
+    const double e = std::exp(x);
+    return e / (1.0 + e);
+}
 }  // namespace detail
 
 /// Which elements dropout keeps: element j is kept iff the 24 high bits of
@@ -128,6 +145,27 @@ struct DropoutMask {
     std::uint32_t key0 = 0, key1 = 0;
     std::uint64_t stream = 0;
     std::uint32_t threshold = 0;
+};
+
+/// The sizes of one batched attention call: `batch` sequences, `heads` heads of
+/// width head_dim (D = heads * head_dim), q_len query rows and kv_len keys per sequence.
+struct AttentionShape {
+    index_t batch = 0, heads = 1, q_len = 0, kv_len = 0, head_dim = 0;
+    [[nodiscard]] index_t width() const { return heads * head_dim; }
+};
+
+/// Dropout on attention weights: lane (b * heads + h) draws from
+/// Rng(key0 | key1 << 32, stream).substream(lane) (core/rng.hpp); weight (r, j)
+/// of that lane is element r * kv_len + j of the lane's stream, kept iff its
+/// 24 high bits are >= threshold (DropoutMask's rule) and then multiplied by
+/// `scale`. threshold == 0: no dropout.
+template <class T>
+struct AttentionDropout {
+    std::uint32_t key0 = 0, key1 = 0;
+    std::uint64_t stream = 0;
+    std::uint32_t threshold = 0;
+    T scale = T(1);
+    [[nodiscard]] bool active() const { return threshold != 0; }
 };
 
 template <class Backend>

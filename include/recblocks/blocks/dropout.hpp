@@ -49,6 +49,15 @@ public:
                   TensorView<T, 1> dx) const {
         apply(be, rng_.substream(step).substream(lane), dy, dx);
     }
+    /// The masks of forward(step, lane) for every lane of a batched attention
+    /// call (lane = sequence * heads + head; backend/primitives.hpp).
+    template <class T>
+    [[nodiscard]] AttentionDropout<T> attention_masks(std::uint64_t step) const {
+        if (p_ == 0.0) return {};
+        const Rng r = rng_.substream(step);
+        const auto key = r.key();
+        return {key[0], key[1], r.stream(), threshold(), scale<T>()};
+    }
     /// Whether element i is kept at `step`.
     [[nodiscard]] bool kept(std::uint64_t step, std::uint64_t i) const {
         return rng_.substream(step).uniform(i) >= static_cast<float>(p_);

@@ -10,11 +10,20 @@
 // TF code) or [L + 1, D] with PositionRows::from_one (slot t uses row t + 1,
 // row 0 belongs to padding; the pmixer PyTorch port). Padded slots output
 // zeros and receive no gradient; E's row 0 stays a zero vector.
+//
+// Memory is where the tables, gradients and scratch live (host by default,
+// CudaMemory on backend::Cuda). Ids come from the data pipeline and stay in
+// host memory: the block checks them there and copies them, with the slots'
+// keep mask, into its own memory once per call.
 #include <cmath>
+#include <type_traits>
 
+#include "recblocks/backend/memory.hpp"
+#include "recblocks/blocks/bias.hpp"
 #include "recblocks/blocks/dropout.hpp"
 #include "recblocks/params/parameter_list.hpp"
 #include "recblocks/core/tensor.hpp"
+#include "recblocks/ops/elementwise.hpp"
 #include "recblocks/ops/embedding.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -26,7 +35,7 @@ enum class PositionRows : std::uint8_t {
     from_one,  ///< P has L + 1 rows; slot t uses row t + 1, padded slots row 0 (pmixer PyTorch port)
 };
 
-template <class T>
+template <class T, MemorySpace Memory = HostMemory>
 class SequenceEmbedding {
 public:
     struct Config {
@@ -38,27 +47,28 @@ public:
         double dropout = 0.0;
     };
     struct Params {
-        Matrix<T> items;      ///< [N + 1, D]
-        Matrix<T> positions;  ///< [L, D] or [L + 1, D]
+        Matrix<T, Memory> items;      ///< [N + 1, D]
+        Matrix<T, Memory> positions;  ///< [L, D] or [L + 1, D]
     };
 
     /// Tables drawn from N(0, 1/D) (so E * sqrt(D) starts at unit variance);
     /// row 0 of E is zero. Dropout masks come from rng's substream 2.
-    SequenceEmbedding(Config cfg, const Rng& rng) : cfg_(cfg), dropout_(cfg.dropout, rng.substream(2)) {
+    SequenceEmbedding(Config cfg, const Rng& rng, Memory memory = {})
+        : cfg_(cfg), dropout_(cfg.dropout, rng.substream(2)), scratch_(memory), ids_(memory), keep_(memory),
+          sums_(memory) {
         RECBLOCKS_CHECK_VALUE(cfg.num_items >= 1 && cfg.d_model >= 1 && cfg.max_len >= 1,
                               "SequenceEmbedding: num_items, d_model and max_len must be >= 1, got ", cfg.num_items,
                               ", ", cfg.d_model, ", ", cfg.max_len);
         const index_t prows = cfg.positions == PositionRows::per_slot ? cfg.max_len : cfg.max_len + 1;
         for (Params* p : {&params_, &grads_}) {
-            p->items.resize(Shape<2>{{cfg.num_items + 1, cfg.d_model}});
-            p->positions.resize(Shape<2>{{prows, cfg.d_model}});
+            p->items = Matrix<T, Memory>(Shape<2>{{cfg.num_items + 1, cfg.d_model}}, memory);
+            p->positions = Matrix<T, Memory>(Shape<2>{{prows, cfg.d_model}}, memory);
         }
         const double sd = 1.0 / std::sqrt(double(cfg.d_model));
         const Rng ri = rng.substream(0), rp = rng.substream(1);
-        for (index_t i = cfg.d_model; i < params_.items.numel(); ++i)
-            params_.items.data()[i] = static_cast<T>(sd * ri.normal(std::uint64_t(i)));
-        for (index_t i = 0; i < params_.positions.numel(); ++i)
-            params_.positions.data()[i] = static_cast<T>(sd * rp.normal(std::uint64_t(i)));
+        fill_from_host(params_.items,
+                       [&](index_t i) { return i < cfg.d_model ? 0.0 : sd * ri.normal(std::uint64_t(i)); });
+        fill_from_host(params_.positions, [&](index_t i) { return sd * rp.normal(std::uint64_t(i)); });
     }
 
     [[nodiscard]] const Config& config() const { return cfg_; }
@@ -66,36 +76,30 @@ public:
     [[nodiscard]] const Params& params() const { return params_; }
     [[nodiscard]] Params& grads() { return grads_; }
     /// Appends "<prefix>item_emb.weight" and "<prefix>pos_emb.weight".
-    void append_params(std::string_view prefix, ParamList<T>& out) {
+    void append_params(std::string_view prefix, ParamList<T, Memory>& out) {
         append_param(out, prefix, "item_emb.weight", params_.items, grads_.items, ParamKind::embedding);
         append_param(out, prefix, "pos_emb.weight", params_.positions, grads_.positions, ParamKind::embedding);
     }
     void zero_grads() {
-        std::fill(grads_.items.begin(), grads_.items.end(), T(0));
-        std::fill(grads_.positions.begin(), grads_.positions.end(), T(0));
+        grads_.items.zero();
+        grads_.positions.zero();
     }
 
-    /// out [B, L, D] from ids [B, L]. `step` selects the dropout mask (pass the
-    /// training step); `train = false` disables dropout.
-    template <HostBackend Be>
-    void forward(const Be& be, ThreadPool& /*pool: dropout runs on be*/, MatrixView<const row_id_t> ids, TensorView<T, 3> out,
-                 std::uint64_t step, bool train) {
+    /// out [B, L, D] from ids [B, L] (host memory). `step` selects the dropout
+    /// mask (pass the training step); `train = false` disables dropout.
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
+    void forward(const Be& be, ThreadPool& /*pool: everything runs on be*/, MatrixView<const row_id_t> ids,
+                 TensorView<T, 3> out, std::uint64_t step, bool train) {
         check(ids, out, "forward");
+        stage(be, ids);
         const index_t bsz = ids.rows(), len = ids.cols(), d = cfg_.d_model;
         auto flat = matrix_view(out.data(), bsz * len, d);
-        for (index_t b = 0; b < bsz; ++b)
-            ops::gather_rows(be, params_.items.view(), vector_view(ids.row(b), len), flat.slice_rows(b * len, (b + 1) * len));
-        const T s = scale();
-        for (index_t b = 0; b < bsz; ++b)
-            for (index_t t = 0; t < len; ++t) {
-                T* o = flat.row(b * len + t);
-                if (ids(b, t) == 0) {
-                    std::fill(o, o + d, T(0));
-                    continue;
-                }
-                const T* p = params_.positions.view().row(position_row(t));
-                for (index_t c = 0; c < d; ++c) o[c] = o[c] * s + p[c];
-            }
+        ops::gather_rows(be, params_.items.cview(), ids_.cview(), flat);
+        if (cfg_.scale_by_sqrt_d) ops::scale_rows(be, MatrixView<const T>(flat), VectorView<const T>{}, scale(), flat);
+        // + P[pos(t)]: the used rows of P, flattened, added to every sequence's [L * D].
+        ops::broadcast_rows(be, used_positions(), T(1), matrix_view(out.data(), bsz, len * d));
+        ops::scale_rows(be, MatrixView<const T>(flat), keep_.cview(), T(1), flat);  // padded slots -> 0
         if (train && cfg_.dropout > 0)
             dropout_.forward<T>(be, step, vector_view<const T>(out.data(), out.numel()), vector_view(out.data(), out.numel()));
         last_step_ = step;
@@ -104,38 +108,54 @@ public:
 
     /// Adds the gradients of E and P from dout [B, L, D] (of the last forward's
     /// ids and step). dout is overwritten with its dropout-masked version.
-    template <HostBackend Be>
-    void backward(const Be& be, ThreadPool& /*pool: dropout runs on be*/, MatrixView<const row_id_t> ids,
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
+    void backward(const Be& be, ThreadPool& /*pool: everything runs on be*/, MatrixView<const row_id_t> ids,
                   TensorView<T, 3> dout) {
         check(ids, dout, "backward");
+        stage(be, ids);
         const index_t bsz = ids.rows(), len = ids.cols(), d = cfg_.d_model;
         if (last_train_ && cfg_.dropout > 0)
             dropout_.backward<T>(be, last_step_, vector_view<const T>(dout.data(), dout.numel()),
                                  vector_view(dout.data(), dout.numel()));
-        auto flat = matrix_view(dout.data(), bsz * len, d);
-        for (index_t b = 0; b < bsz; ++b)
-            for (index_t t = 0; t < len; ++t) {
-                if (ids(b, t) == 0) continue;  // padded slot: no gradient anywhere
-                T* gp = grads_.positions.view().row(position_row(t));
-                const T* g = flat.row(b * len + t);
-                for (index_t c = 0; c < d; ++c) gp[c] += g[c];
-            }
-        // dE[id] += s * dout (a scaled copy, so dout is left as documented).
-        scratch_.resize(Shape<2>{{bsz * len, d}});
-        const T s = scale();
-        for (index_t r = 0; r < bsz * len; ++r) {
-            const bool pad = ids(r / len, r % len) == 0;
-            for (index_t c = 0; c < d; ++c) scratch_(r, c) = pad ? T(0) : flat(r, c) * s;
-        }
-        for (index_t b = 0; b < bsz; ++b)
-            ops::scatter_add_rows(be, MatrixView<const T>(scratch_.view().slice_rows(b * len, (b + 1) * len)),
-                                  vector_view(ids.row(b), len), grads_.items.view());
-        std::fill(grads_.items.view().row(0), grads_.items.view().row(0) + d, T(0));
+        // Padded slots pass no gradient: g = keep * dout in the scratch (dout is left as documented).
+        if (scratch_.extent(0) != bsz * len) scratch_.resize(Shape<2>{{bsz * len, d}});
+        const auto flat = matrix_view<const T>(dout.data(), bsz * len, d);
+        ops::scale_rows(be, flat, keep_.cview(), T(1), scratch_.view());
+        // dP[pos(t)] += sum over sequences of g[b, t].
+        auto dp = grads_.positions.view();
+        detail::add_column_sums(be, matrix_view<const T>(scratch_.data(), bsz, len * d),
+                                vector_view(dp.row(position_row(0)), len * d), sums_);
+        // dE[id] += s * g; E's row 0 (padding) keeps a zero gradient.
+        if (cfg_.scale_by_sqrt_d)
+            ops::scale_rows(be, scratch_.cview(), VectorView<const T>{}, scale(), scratch_.view());
+        ops::scatter_add_rows(be, scratch_.cview(), ids_.cview(), grads_.items.view());
+        grads_.items.memory().zero(grads_.items.data(), static_cast<std::size_t>(d) * sizeof(T));
     }
 
 private:
     [[nodiscard]] T scale() const { return cfg_.scale_by_sqrt_d ? static_cast<T>(std::sqrt(double(cfg_.d_model))) : T(1); }
     [[nodiscard]] index_t position_row(index_t t) const { return cfg_.positions == PositionRows::per_slot ? t : t + 1; }
+    /// Rows pos(0) .. pos(L - 1) of P as one [L * D] vector.
+    [[nodiscard]] VectorView<const T> used_positions() const {
+        return vector_view<const T>(params_.positions.data() + position_row(0) * cfg_.d_model,
+                                    cfg_.max_len * cfg_.d_model);
+    }
+
+    /// Copies the ids and the slots' keep mask (1 = item, 0 = padding) into the block's memory.
+    template <class Be>
+    void stage(const Be&, MatrixView<const row_id_t> ids) {
+        const index_t n = ids.rows() * ids.cols();
+        host_ids_.resize(Shape<1>{{n}});
+        host_keep_.resize(Shape<1>{{n}});
+        for (index_t b = 0; b < ids.rows(); ++b)
+            for (index_t t = 0; t < ids.cols(); ++t) {
+                host_ids_(b * ids.cols() + t) = ids(b, t);
+                host_keep_(b * ids.cols() + t) = ids(b, t) == 0 ? T(0) : T(1);
+            }
+        copy_tensor(host_ids_, ids_);
+        copy_tensor(host_keep_, keep_);
+    }
 
     void check(MatrixView<const row_id_t> ids, TensorView<T, 3> out, const char* fn) const {
         RECBLOCKS_CHECK_SHAPE(ids.cols() == cfg_.max_len, "SequenceEmbedding::", fn, ": ids is ", ids.shape(),
@@ -153,7 +173,11 @@ private:
     Config cfg_;
     Dropout dropout_;
     Params params_, grads_;
-    Matrix<T> scratch_;
+    Matrix<T, Memory> scratch_;
+    Vector<row_id_t, Memory> ids_;
+    Vector<T, Memory> keep_, sums_;
+    Vector<row_id_t> host_ids_;
+    Vector<T> host_keep_;
     std::uint64_t last_step_ = 0;
     bool last_train_ = false;
 };

@@ -9,6 +9,11 @@
 // are a pure function of (seed, step): set `train` and pass the training step.
 // backward() uses the last forward's activations and ADDS parameter gradients.
 // Scratch is owned and reused: calls of an unchanged shape do not allocate.
+// Memory is where parameters and scratch live (host by default, CudaMemory on
+// backend::Cuda); every method takes a backend computing there.
+#include <type_traits>
+
+#include "recblocks/backend/memory.hpp"
 #include "recblocks/blocks/dropout.hpp"
 #include "recblocks/blocks/feed_forward.hpp"
 #include "recblocks/blocks/layer_norm.hpp"
@@ -31,21 +36,23 @@ struct TransformerBlockConfig {
 };
 
 /// The sublayers and scratch of a block; what a norm placement policy works on.
-template <class T, policies::AttentionMask Mask>
+template <class T, policies::PrefixMask Mask, MemorySpace Memory = HostMemory>
 struct TransformerBlockParts {
     using value_type = T;
 
-    MultiHeadSelfAttention<T, Mask> attention;
-    FeedForward<T> ffn;
-    LayerNorm<T> norm_attention, norm_ffn;
+    MultiHeadSelfAttention<T, Mask, Memory> attention;
+    FeedForward<T, Memory> ffn;
+    LayerNorm<T, Memory> norm_attention, norm_ffn;
     Dropout residual_dropout;
 
-    TransformerBlockParts(const TransformerBlockConfig& c, bool ffn_residual, Mask mask, const Rng& rng)
+    TransformerBlockParts(const TransformerBlockConfig& c, bool ffn_residual, Mask mask, const Rng& rng,
+                          Memory memory = {})
         : attention({c.d_model, c.heads, c.attention_dropout < 0 ? c.dropout : c.attention_dropout}, mask,
-                    rng.substream(0)),
-          ffn({c.d_model, c.ffn_inner, c.activation, c.dropout, ffn_residual, c.ffn_hidden_dropout}, rng.substream(1)),
-          norm_attention({c.d_model, c.ln_eps}), norm_ffn({c.d_model, c.ln_eps}),
-          residual_dropout(c.dropout, rng.substream(2)) {}
+                    rng.substream(0), memory),
+          ffn({c.d_model, c.ffn_inner, c.activation, c.dropout, ffn_residual, c.ffn_hidden_dropout}, rng.substream(1),
+              memory),
+          norm_attention({c.d_model, c.ln_eps}, memory), norm_ffn({c.d_model, c.ln_eps}, memory),
+          residual_dropout(c.dropout, rng.substream(2)), scratch_(memory) {}
 
     /// Sizes `buffers` scratch matrices of [B * L, D] (no allocation when unchanged).
     void resize(index_t bsz, index_t len, index_t d, index_t buffers) {
@@ -81,21 +88,21 @@ struct TransformerBlockParts {
     /// The first B rows of scratch matrix `role`, as [B, D] (inference on the last positions).
     MatrixView<T> head_rows(int role) { return buffer(role).slice_rows(0, bsz_); }
     /// Layer norm for inference (statistics not kept, block state untouched).
-    template <HostBackend Be>
-    static void norm_inference(const Be& be, const LayerNorm<T>& ln, MatrixView<const T> x, MatrixView<T> y) {
+    template <class Be>
+    static void norm_inference(const Be& be, const LayerNorm<T, Memory>& ln, MatrixView<const T> x, MatrixView<T> y) {
         ops::layer_norm_forward(be, x, ln.params().weight.cview(), ln.params().bias.cview(),
                                 static_cast<T>(ln.config().eps), y);
     }
 
     /// Dropout on a sublayer's output (in place), step-keyed.
-    template <HostBackend Be>
+    template <class Be>
     void dropout_residual(const Be& be, std::uint64_t step, bool train, MatrixView<T> m) {
         drop_active_ = train && residual_dropout.p() > 0;
         drop_step_ = step;
         if (drop_active_)
             residual_dropout.forward<T>(be, step, vector_view<const T>(m.data(), m.numel()), vector_view(m.data(), m.numel()));
     }
-    template <HostBackend Be>
+    template <class Be>
     void dropout_residual_backward(const Be& be, MatrixView<T> g) {
         if (drop_active_)
             residual_dropout.backward<T>(be, drop_step_, vector_view<const T>(g.data(), g.numel()),
@@ -103,28 +110,30 @@ struct TransformerBlockParts {
     }
 
 private:
-    Tensor<T, 3> scratch_;
+    Tensor<T, 3, Memory> scratch_;
     index_t bsz_ = 0, len_ = 0;
     std::uint64_t drop_step_ = 0;
     bool drop_active_ = false;
 };
 
 /// A transformer block; Norm meets policies::NormPlacement (checked at forward/backward, where the backend is known).
-template <class T, policies::AttentionMask Mask = policies::CausalMask, class Norm = policies::PreNorm>
+template <class T, policies::PrefixMask Mask = policies::CausalMask, class Norm = policies::PreNorm,
+          MemorySpace Memory = HostMemory>
 class TransformerBlock {
 public:
     using Config = TransformerBlockConfig;
-    using Parts = TransformerBlockParts<T, Mask>;
+    using Parts = TransformerBlockParts<T, Mask, Memory>;
 
-    TransformerBlock(Config cfg, Mask mask, const Rng& rng) : cfg_(cfg), parts_(cfg, Norm::ffn_residual, mask, rng) {}
-    TransformerBlock(Config cfg, const Rng& rng) requires std::default_initializable<Mask>
-        : TransformerBlock(cfg, Mask{}, rng) {}
+    TransformerBlock(Config cfg, Mask mask, const Rng& rng, Memory memory = {})
+        : cfg_(cfg), parts_(cfg, Norm::ffn_residual, mask, rng, memory), full_(memory) {}
+    TransformerBlock(Config cfg, const Rng& rng, Memory memory = {}) requires std::default_initializable<Mask>
+        : TransformerBlock(cfg, Mask{}, rng, memory) {}
 
     [[nodiscard]] const Config& config() const { return cfg_; }
     [[nodiscard]] Parts& parts() { return parts_; }
 
     /// Appends the block's tensors: <prefix>attention.*, ffn.*, norm_attention.*, norm_ffn.*.
-    void append_params(std::string_view prefix, ParamList<T>& out) {
+    void append_params(std::string_view prefix, ParamList<T, Memory>& out) {
         const std::string p(prefix);
         parts_.attention.append_params(p + "attention.", out);
         parts_.norm_attention.append_params(p + "norm_attention.", out);
@@ -134,8 +143,8 @@ public:
 
     /// y [B, L, D] from x [B, L, D] (distinct tensors; x must stay unchanged
     /// until backward). key_keep [B, L] optional: 0 marks a padded key.
-    template <HostBackend Be>
-        requires policies::NormPlacement<Norm, Parts, Be>
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory> && policies::NormPlacement<Norm, Parts, Be>
     void forward(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
                  MatrixView<const std::uint8_t> key_keep, std::uint64_t step, bool train) {
         run_forward(be, pool, x, y, key_keep, step, train, true);
@@ -143,7 +152,8 @@ public:
 
     /// forward() for serving: no dropout, and nothing kept for backward (the
     /// attention weights are never stored; backward() then throws).
-    template <HostBackend Be>
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void forward_inference(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
                            MatrixView<const std::uint8_t> key_keep) {
         run_forward(be, pool, x, y, key_keep, 0, false, false);
@@ -153,7 +163,8 @@ public:
     /// forward(x) without dropout, computing the full-width work (keys and
     /// values) only where it is needed. Policies without forward_last fall
     /// back to a full forward.
-    template <HostBackend Be>
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void forward_last(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, MatrixView<T> y_last,
                       MatrixView<const std::uint8_t> key_keep) {
         RECBLOCKS_CHECK_SHAPE(x.extent(2) == cfg_.d_model && x.is_contiguous() && y_last.rows() == x.extent(0) &&
@@ -167,14 +178,13 @@ public:
         } else {
             if (full_.shape() != x.shape()) full_.resize(x.shape());
             Norm::forward(parts_, be, pool, x, full_.view(), key_keep, 0, false);
-            const auto last = parts_.last_rows(full_.cview());
-            for (index_t b = 0; b < last.rows(); ++b) std::copy(last.row(b), last.row(b) + last.cols(), y_last.row(b));
+            ops::copy(be, parts_.last_rows(full_.cview()), y_last);
         }
     }
 
     /// dx [B, L, D] from dy [B, L, D] (dy is used as scratch and overwritten).
-    template <HostBackend Be>
-        requires policies::NormPlacement<Norm, Parts, Be>
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory> && policies::NormPlacement<Norm, Parts, Be>
     void backward(const Be& be, ThreadPool& pool, TensorView<T, 3> dy, TensorView<T, 3> dx) {
         RECBLOCKS_CHECK_SHAPE(dy.shape() == shape_ && dx.shape() == shape_ && dy.data() != dx.data(),
                               "TransformerBlock::backward: dy is ", dy.shape(), " and dx is ", dx.shape(),
@@ -183,7 +193,7 @@ public:
     }
 
 private:
-    template <HostBackend Be>
+    template <class Be>
     void run_forward(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, TensorView<T, 3> y,
                      MatrixView<const std::uint8_t> key_keep, std::uint64_t step, bool train, bool for_backward) {
         RECBLOCKS_CHECK_SHAPE(x.extent(2) == cfg_.d_model && y.shape() == x.shape() && x.is_contiguous() &&
@@ -199,7 +209,7 @@ private:
     Config cfg_;
     Parts parts_;
     Shape<3> shape_{};
-    Tensor<T, 3> full_;  // forward_last fallback only
+    Tensor<T, 3, Memory> full_;  // forward_last fallback only
 };
 
 }  // namespace blocks

@@ -50,6 +50,10 @@ public:
     [[nodiscard]] index_t extent(std::size_t i) const { return shape_[i]; }
     [[nodiscard]] index_t numel() const { return shape_.numel(); }
     [[nodiscard]] const Memory& memory() const { return buffer_.memory(); }
+    /// Sets every element to zero, in its memory space (no reallocation).
+    void zero() {
+        if (numel()) buffer_.memory().zero(buffer_.data(), static_cast<std::size_t>(numel()) * sizeof(T));
+    }
     T* begin() requires(Memory::host_accessible) { return buffer_.begin(); }
     T* end() requires(Memory::host_accessible) { return buffer_.end(); }
     const T* begin() const requires(Memory::host_accessible) { return buffer_.begin(); }
@@ -96,6 +100,16 @@ void copy_tensor(const Tensor<T, Rank, From>& src, Tensor<T, Rank, To>& dst) {
         copy_tensor(src, staging);
         copy_tensor(staging, dst);
     }
+}
+
+/// t[i] = f(i) for every element (flat index), computed on the host and
+/// copied into t's memory space at once: how parameters are initialised
+/// wherever they live.
+template <class T, std::size_t Rank, MemorySpace Memory, class F>
+void fill_from_host(Tensor<T, Rank, Memory>& t, F&& f) {
+    Tensor<T, Rank> host(t.shape());
+    for (index_t i = 0; i < host.numel(); ++i) host.data()[i] = static_cast<T>(f(i));
+    copy_tensor(host, t);
 }
 
 /// A copy of `src` in memory space `to` (e.g. `copy_to(host_table, CudaMemory{stream})`;

@@ -60,47 +60,18 @@ void check_table(std::string_view op, MatrixView<const T> table, MatrixView<T> d
 template <class T>
 class MatryoshkaBceWithNegatives {
 public:
-    /// MRL-E: table [N + 1, D] shared by all widths (prefix columns).
-    MatryoshkaLossValue shared(const MatryoshkaWidths& widths, MatrixView<const T> hidden,
+    /// MRL-E: table [N + 1, D] shared by all widths (prefix columns), on a
+    /// host backend (BceWithNegatives<T, Memory> is the same loss on any backend).
+    template <HostBackend Be>
+    MatryoshkaLossValue shared(const Be& be, const MatryoshkaWidths& widths, MatrixView<const T> hidden,
                                MatrixView<const T> table, VectorView<const row_id_t> pos, MatrixView<const row_id_t> neg,
                                MatrixView<T> d_hidden, MatrixView<T> d_table) {
         constexpr std::string_view op = "losses::MatryoshkaBceWithNegatives::shared";
         detail::check_tables(op, widths, hidden.cols(), widths.size(), widths.size());
         detail::check_table(op, table, d_table, table.rows(), hidden.cols());
-        const index_t count = prepare(op, widths, hidden, table.rows(), pos, neg, d_hidden);
-        per_width_.assign(static_cast<std::size_t>(widths.size()), 0.0);
-        MatryoshkaLossValue out{0.0, count, per_width_};
-        if (count == 0) return out;
-        const index_t k = widths.size();
-        const double inv = 1.0 / double(count);
-        auto term = [&](index_t r, index_t id, double sign) {
-            const T* h = hidden.row(r);
-            const T* e = table.row(id);
-            double s = 0;
-            for (index_t j = 0; j < k; ++j) {
-                const index_t a = widths.slice_begin(j), b = widths.width(j);
-                s += detail::dot(h + a, e + a, b - a);
-                per_width_[static_cast<std::size_t>(j)] += detail::softplus(sign * s);
-                g_[static_cast<std::size_t>(j)] = widths.weight(j) * sign * detail::sigmoid(sign * s) * inv;
-            }
-            T* dh = d_hidden.row(r);
-            T* de = d_table.row(id);
-            double suffix = 0;
-            for (index_t j = k - 1; j >= 0; --j) {
-                suffix += g_[static_cast<std::size_t>(j)];
-                const T g = static_cast<T>(suffix);
-                for (index_t c = widths.slice_begin(j); c < widths.width(j); ++c) {
-                    dh[c] += g * e[c];
-                    de[c] += g * h[c];
-                }
-            }
-        };
-        for (index_t r = 0; r < hidden.rows(); ++r) {
-            if (pos(r) == 0) continue;
-            term(r, pos(r), -1.0);
-            for (index_t q = 0; q < neg.cols(); ++q) term(r, neg(r, q), +1.0);
-        }
-        return finish(widths, out, inv);
+        const LossValue v = shared_(be, hidden, table, pos, neg, d_hidden, d_table, &widths);
+        per_width_.assign(shared_.per_width().begin(), shared_.per_width().end());
+        return {v.loss, v.count, per_width_};
     }
 
     /// MRL: tables[i] [N + 1, m_i], one per width; d_tables alike.
@@ -174,6 +145,7 @@ private:
     }
 
     std::vector<double> g_, per_width_;
+    BceWithNegatives<T> shared_;
 };
 
 /// Full-softmax cross-entropy at every width. hidden [R, D] (contiguous);

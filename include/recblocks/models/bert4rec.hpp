@@ -352,7 +352,7 @@ private:
     template <HostBackend Be>
     void head_forward(const Be& be, index_t rows) {
         auto pre = head_slice(head_pre_, rows), act = head_slice(head_act_, rows);
-        blocks::detail::broadcast_rows<T>(head_.dense_b.cview(), pre);
+        ops::broadcast_rows(be, head_.dense_b.cview(), T(0), pre);
         ops::gemm(be, Trans::no, Trans::yes, T(1), MatrixView<const T>(head_slice(head_in_, rows)), head_.dense_w.cview(),
                   T(1), pre);
         ops::activation_forward(be, Activation::gelu, MatrixView<const T>(pre), act);

@@ -20,6 +20,11 @@
 // score at width m being F_t[:m] · E[i, :m] on the same tied table
 // (losses::MatryoshkaBceWithNegatives::shared); score_all_at_width() ranks
 // with any prefix width. An empty list is the plain single-width model.
+//
+// Memory is where parameters, gradients and activations live: host memory by
+// default, CudaMemory for a model on backend::Cuda (construct it with
+// memory_of(gpu)). Ids, targets and negatives come from the data pipeline in
+// host memory; scores and encodings are written to the model's memory.
 #include <limits>
 #include <optional>
 #include <string>
@@ -29,7 +34,8 @@
 #include "recblocks/blocks/sequence_embedding.hpp"
 #include "recblocks/blocks/transformer_stack.hpp"
 #include "recblocks/losses/bce_with_negatives.hpp"
-#include "recblocks/losses/matryoshka_loss.hpp"
+#include "recblocks/ops/blas1.hpp"
+#include "recblocks/ops/elementwise.hpp"
 #include "recblocks/ops/gemm.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -50,16 +56,18 @@ struct SASRecConfig {
     std::vector<double> matryoshka_weights;  ///< c_i per width; empty = all 1
 };
 
-template <class T, class Norm = policies::QueryNorm>
+template <class T, class Norm = policies::QueryNorm, MemorySpace Memory = HostMemory>
 class SASRec {
 public:
     using Config = SASRecConfig;
-    using Stack = blocks::TransformerStack<T, policies::CausalMask, Norm>;
+    using Stack = blocks::TransformerStack<T, policies::CausalMask, Norm, Memory>;
 
-    SASRec(Config cfg, const Rng& rng)
+    SASRec(Config cfg, const Rng& rng, Memory memory = {})
         : cfg_(cfg),
-          embedding_({cfg.num_items, cfg.d_model, cfg.max_len, true, cfg.positions, cfg.dropout}, rng.substream(0)),
-          stack_(stack_config(cfg), rng.substream(1)) {
+          embedding_({cfg.num_items, cfg.d_model, cfg.max_len, true, cfg.positions, cfg.dropout}, rng.substream(0),
+                     memory),
+          stack_(stack_config(cfg), rng.substream(1), memory), x_(memory), hidden_(memory), dhidden_(memory),
+          dx_(memory), last_(memory), neg_inf_(Shape<1>{{1}}, memory), bce_(memory) {
         RECBLOCKS_CHECK_VALUE(cfg.l2_emb >= 0, "SASRec: l2_emb must be >= 0, got ", cfg.l2_emb);
         if (!cfg.matryoshka_widths.empty())
             widths_.emplace(cfg.matryoshka_widths, cfg.d_model, cfg.matryoshka_weights);
@@ -67,14 +75,15 @@ public:
             RECBLOCKS_CHECK_VALUE(cfg.matryoshka_weights.empty(), "SASRec: matryoshka_weights given without matryoshka_widths");
         embedding_.append_params("", params_);
         stack_.append_params("", params_);
+        fill_from_host(neg_inf_, [](index_t) { return -std::numeric_limits<T>::infinity(); });
     }
     SASRec(const SASRec&) = delete;  // params() points into the model
     SASRec& operator=(const SASRec&) = delete;
 
     [[nodiscard]] const Config& config() const { return cfg_; }
     /// Every learnable tensor: item_emb.weight, pos_emb.weight, blocks.<i>.*, final_norm.*.
-    [[nodiscard]] const ParamList<T>& params() const { return params_; }
-    [[nodiscard]] blocks::SequenceEmbedding<T>& embedding() { return embedding_; }
+    [[nodiscard]] const ParamList<T, Memory>& params() const { return params_; }
+    [[nodiscard]] blocks::SequenceEmbedding<T, Memory>& embedding() { return embedding_; }
     [[nodiscard]] Stack& stack() { return stack_; }
     [[nodiscard]] MatrixView<const T> item_table() const { return embedding_.params().items.cview(); }
     /// The Matryoshka widths, when training with them.
@@ -86,7 +95,8 @@ public:
     /// [B, L] (pos = the next item of each slot, 0 where padded; one negative
     /// per slot). Zeroes and fills the gradients; returns the loss (including
     /// the l2_emb term) and the number of positions it averages over.
-    template <HostBackend Be>
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     losses::LossValue train_step_bce(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids,
                                      MatrixView<const row_id_t> pos, MatrixView<const row_id_t> neg, std::uint64_t step) {
         RECBLOCKS_CHECK_SHAPE(pos.shape() == ids.shape() && neg.shape() == ids.shape(), "SASRec::train_step_bce: ids is ",
@@ -97,27 +107,16 @@ public:
         const index_t rows = ids.rows() * ids.cols(), d = cfg_.d_model;
         auto& items = embedding_.params().items;
         auto dh = matrix_view(dhidden_.data(), rows, d);
-        losses::LossValue loss;
-        if (widths_) {
-            auto l = mrl_loss_.shared(*widths_, matrix_view<const T>(hidden_.data(), rows, d), items.cview(),
-                                      vector_view(pos.data(), rows), matrix_view(neg.data(), rows, 1), dh,
-                                      embedding_.grads().items.view());
-            loss = {l.loss, l.count};
-            width_losses_.assign(l.per_width.begin(), l.per_width.end());
-        } else {
-            loss = losses::bce_with_negatives<T>(matrix_view<const T>(hidden_.data(), rows, d), items.cview(),
-                                                 vector_view(pos.data(), rows), matrix_view(neg.data(), rows, 1), dh,
-                                                 embedding_.grads().items.view());
-        }
-        if (cfg_.l2_emb > 0) {
-            double sq = 0;
-            T* g = embedding_.grads().items.data();
-            const T* w = items.data();
-            for (index_t i = 0; i < items.numel(); ++i) {
-                sq += double(w[i]) * double(w[i]);
-                g[i] += static_cast<T>(cfg_.l2_emb) * w[i];
-            }
-            loss.loss += 0.5 * cfg_.l2_emb * sq;
+        const losses::LossValue loss_value =
+            bce_(be, matrix_view<const T>(hidden_.data(), rows, d), items.cview(), vector_view(pos.data(), rows),
+                 matrix_view(neg.data(), rows, 1), dh, embedding_.grads().items.view(), widths_ ? &*widths_ : nullptr);
+        losses::LossValue loss = loss_value;
+        if (widths_) width_losses_.assign(bce_.per_width().begin(), bce_.per_width().end());
+        if (cfg_.l2_emb > 0) {  // + l2/2 ||E||², gradient l2 E
+            const auto w = vector_view<const T>(items.data(), items.numel());
+            loss.loss += 0.5 * cfg_.l2_emb * double(ops::dot(be, w, w));
+            ops::axpy(be, static_cast<T>(cfg_.l2_emb), w,
+                      vector_view(embedding_.grads().items.data(), items.numel()));
         }
         stack_.backward(be, pool, dhidden_.view(), dx_.view());
         embedding_.backward(be, pool, ids, dx_.view());
@@ -126,7 +125,8 @@ public:
 
     /// Forward pass: the final hidden states [B, L, D] of ids [B, L], kept in
     /// hidden() until the next call. `train` enables dropout (masks by `step`).
-    template <HostBackend Be>
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void forward(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, std::uint64_t step, bool train) {
         prepare(ids);
         if (hidden_.shape() != x_.shape()) {
@@ -142,7 +142,8 @@ public:
     /// out [B, D] = the final hidden state at the last slot of each row of ids
     /// (left padding puts the newest item there). No dropout; the last block
     /// computes only that slot (TransformerStack::forward_last).
-    template <HostBackend Be>
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void encode_last(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> out) {
         RECBLOCKS_CHECK_SHAPE(out.rows() == ids.rows() && out.cols() == cfg_.d_model, "SASRec::encode_last: out is ",
                               out.shape(), " but need [", ids.rows(), ", ", cfg_.d_model, "]");
@@ -152,14 +153,16 @@ public:
     }
 
     /// scores [B, N + 1]: column i = F_last · E[i]; column 0 (padding) = -inf.
-    template <HostBackend Be>
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void score_all(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores) {
         score_all_at_width(be, pool, ids, scores, cfg_.d_model);
     }
 
     /// scores [B, N + 1] at width m in [1, D]: column i = F_last[:m] · E[i, :m]
     /// (prefix views, no copy); column 0 = -inf. m = D is score_all().
-    template <HostBackend Be>
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void score_all_at_width(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores,
                             index_t m) {
         RECBLOCKS_CHECK_VALUE(m >= 1 && m <= cfg_.d_model, "SASRec::score_all_at_width: width ", m,
@@ -172,7 +175,7 @@ public:
         const auto table = item_table();
         ops::gemm(be, Trans::no, Trans::yes, T(1), matrix_view<const T>(last_.data(), ids.rows(), m, cfg_.d_model),
                   matrix_view<const T>(table.data(), table.rows(), m, table.ld()), T(0), scores);
-        for (index_t b = 0; b < scores.rows(); ++b) scores(b, 0) = -std::numeric_limits<T>::infinity();
+        ops::broadcast_rows(be, neg_inf_.cview(), T(0), MatrixView<T>(scores.data(), Shape<2>{{scores.rows(), 1}}, {scores.ld(), 1}));
     }
 
 private:
@@ -199,14 +202,15 @@ private:
     }
 
     Config cfg_;
-    blocks::SequenceEmbedding<T> embedding_;
+    blocks::SequenceEmbedding<T, Memory> embedding_;
     Stack stack_;
-    ParamList<T> params_;
-    Tensor<T, 3> x_, hidden_, dhidden_, dx_;
-    Matrix<std::uint8_t> keep_;
-    Matrix<T> last_;
+    ParamList<T, Memory> params_;
+    Tensor<T, 3, Memory> x_, hidden_, dhidden_, dx_;
+    Matrix<std::uint8_t> keep_;  // host: the stack copies it where it computes
+    Matrix<T, Memory> last_;
+    Vector<T, Memory> neg_inf_;  // [1]: the padding column's score
     std::optional<MatryoshkaWidths> widths_;
-    losses::MatryoshkaBceWithNegatives<T> mrl_loss_;
+    losses::BceWithNegatives<T, Memory> bce_;
     std::vector<double> width_losses_;
 };
 

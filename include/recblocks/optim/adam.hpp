@@ -25,18 +25,21 @@
 RECBLOCKS_NAMESPACE_BEGIN
 namespace optim {
 
+/// Adam's settings (torch.optim.Adam / AdamW), whatever the element type and memory.
+struct AdamConfig {
+    double lr = 1e-3;
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 0.0;
+    bool decoupled = false;  ///< false: Adam (L2 in the gradient); true: AdamW
+    std::vector<ParamKind> decay_kinds{ParamKind::weight, ParamKind::embedding};
+};
+
 template <class T, MemorySpace Memory = HostMemory>
 class Adam {
 public:
-    struct Config {
-        double lr = 1e-3;
-        double beta1 = 0.9;
-        double beta2 = 0.999;
-        double eps = 1e-8;
-        double weight_decay = 0.0;
-        bool decoupled = false;  ///< false: Adam (L2 in the gradient); true: AdamW
-        std::vector<ParamKind> decay_kinds{ParamKind::weight, ParamKind::embedding};
-    };
+    using Config = AdamConfig;
 
     /// State for `params`, allocated where each tensor lives (its ParamRef's memory space).
     Adam(Config cfg, const ParamList<T, Memory>& params) : cfg_(std::move(cfg)) {
@@ -106,8 +109,8 @@ private:
 /// Adam's configuration from a trainer's options: their lr, beta1, beta2 and
 /// weight_decay; every other field keeps its default.
 template <class T, class Options>
-typename Adam<T>::Config adam_config_from(const Options& o) {
-    typename Adam<T>::Config c;
+AdamConfig adam_config_from(const Options& o) {
+    AdamConfig c;
     c.lr = o.lr;
     c.beta1 = o.beta1;
     c.beta2 = o.beta2;

@@ -22,6 +22,7 @@ enum class ParamKind : std::uint8_t { weight, bias, norm, embedding };
 
 template <class T, MemorySpace Memory = HostMemory>
 struct ParamRef {
+    using memory_type = Memory;
     std::string name;            ///< e.g. "blocks.0.attention.in_proj_weight"
     T* value = nullptr;          ///< in `memory`
     T* grad = nullptr;           ///< in `memory`

@@ -94,7 +94,7 @@ public:
         }
         x_ = x;
         x_hat_ = x_hat;
-        blocks::detail::broadcast_rows<T>(params_.b_enc.cview(), z_.view());
+        ops::broadcast_rows(be, params_.b_enc.cview(), T(0), z_.view());
         ops::gemm(be, Trans::no, Trans::yes, T(1), x, params_.w_enc.cview(), T(1), z_.view());
         for (index_t r = 0; r < rows; ++r)
             for (index_t c = 0; c < nc; ++c) {
@@ -104,7 +104,7 @@ public:
                 const double b = fsq_.bound(z, c);
                 q_(r, c) = static_cast<T>((round ? std::nearbyint(b) : b) / fsq_.half_width(c));
             }
-        blocks::detail::broadcast_rows<T>(params_.b_dec.cview(), x_hat);
+        ops::broadcast_rows(be, params_.b_dec.cview(), T(0), x_hat);
         ops::gemm(be, Trans::no, Trans::yes, T(1), q_.cview(), params_.w_dec.cview(), T(1), x_hat);
         double s = 0;
         for (index_t r = 0; r < rows; ++r)
@@ -159,7 +159,7 @@ public:
         RECBLOCKS_CHECK_SHAPE(x.cols() == cfg_.d_in, "FsqAutoencoder::encode: x is ", x.shape(), " but d_in is ",
                               cfg_.d_in);
         Matrix<T> z(Shape<2>{{x.rows(), fsq_.channels()}});
-        blocks::detail::broadcast_rows<T>(params_.b_enc.cview(), z.view());
+        ops::broadcast_rows(be, params_.b_enc.cview(), T(0), z.view());
         ops::gemm(be, Trans::no, Trans::yes, T(1), x, params_.w_enc.cview(), T(1), z.view());
         fsq_.encode(be, z.cview(), codes);
     }
@@ -172,7 +172,7 @@ public:
                               cfg_.d_in, "]");
         Matrix<T> q(Shape<2>{{codes.rows(), fsq_.channels()}});
         fsq_.decode(be, codes, q.view());
-        blocks::detail::broadcast_rows<T>(params_.b_dec.cview(), x_hat);
+        ops::broadcast_rows(be, params_.b_dec.cview(), T(0), x_hat);
         ops::gemm(be, Trans::no, Trans::yes, T(1), q.cview(), params_.w_dec.cview(), T(1), x_hat);
     }
 

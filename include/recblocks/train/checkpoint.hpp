@@ -14,6 +14,8 @@
 #include <charconv>
 #include <map>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "recblocks/io/param_io.hpp"
 #include "recblocks/optim/adam.hpp"
@@ -28,16 +30,56 @@ struct CheckpointInfo {
     std::map<std::string, std::string> metadata;
 };
 
-template <class T>
-void save_checkpoint(const std::filesystem::path& path, const ParamList<T>& params, optim::Adam<T>* adam,
-                     std::int64_t step, const std::map<std::string, std::string>& metadata = {}) {
+namespace detail {
+/// A host view of tensor `values` described by `p`: the tensor itself when the
+/// host can read its memory, else a copy in `staging` (kept by the caller).
+template <class T, MemorySpace Memory>
+ParamRef<T> host_copy(const ParamRef<T, Memory>& p, const T* values, std::vector<Vector<T>>& staging) {
+    ParamRef<T> h{p.name, nullptr, nullptr, p.shape, p.kind, {}};
+    if constexpr (Memory::host_accessible) {
+        h.value = const_cast<T*>(values);
+    } else {
+        staging.emplace_back(Shape<1>{{p.numel()}});
+        p.memory.download(staging.back().data(), values, static_cast<std::size_t>(p.numel()) * sizeof(T));
+        h.value = staging.back().data();
+    }
+    return h;
+}
+
+/// Loads tensor `name` of `r` into `values` (p's memory space), through the host.
+template <class T, MemorySpace Memory>
+void load_into(const io::SafetensorsReader& r, const std::string& name, const ParamRef<T, Memory>& p, T* values) {
+    ParamRef<T> h{p.name, nullptr, nullptr, p.shape, p.kind, {}};
+    if constexpr (Memory::host_accessible) {
+        h.value = values;
+        io::load_param(r, name, h);
+    } else {
+        Vector<T> staging(Shape<1>{{p.numel()}});
+        h.value = staging.data();
+        io::load_param(r, name, h);
+        p.memory.upload(values, staging.data(), static_cast<std::size_t>(p.numel()) * sizeof(T));
+    }
+}
+}  // namespace detail
+
+/// Writes params (and the optimiser's moments when `adam` is given) from any
+/// memory space: device tensors are copied to the host once.
+template <class T, MemorySpace Memory>
+void save_checkpoint(const std::filesystem::path& path, const ParamList<T, Memory>& params,
+                     std::type_identity_t<optim::Adam<T, Memory>>* adam, std::int64_t step,
+                     const std::map<std::string, std::string>& metadata = {}) {
     io::SafetensorsWriter w;
+    std::vector<Vector<T>> staging;  // host copies of device tensors, alive until the write
+    staging.reserve(params.size() * 3);
     for (std::size_t i = 0; i < params.size(); ++i) {
         const auto& p = params[i];
-        io::add_param(w, p.name, p, p.value);
+        const ParamRef<T> h = detail::host_copy(p, p.value, staging);
+        io::add_param(w, p.name, h, h.value);
         if (adam) {
-            io::add_param(w, "optimizer.m/" + p.name, p, adam->first_moment(i).data());
-            io::add_param(w, "optimizer.v/" + p.name, p, adam->second_moment(i).data());
+            const ParamRef<T> m = detail::host_copy(p, adam->first_moment(i).data(), staging);
+            const ParamRef<T> v = detail::host_copy(p, adam->second_moment(i).data(), staging);
+            io::add_param(w, "optimizer.m/" + p.name, m, m.value);
+            io::add_param(w, "optimizer.v/" + p.name, v, v.value);
         }
     }
     for (const auto& [k, v] : metadata) w.set_metadata(k, v);
@@ -48,10 +90,11 @@ void save_checkpoint(const std::filesystem::path& path, const ParamList<T>& para
 }
 
 /// Loads a checkpoint into params (and the optimiser's state when `adam` is
-/// given: FormatError if the file has none). Returns the step and metadata.
-template <class T>
-CheckpointInfo load_checkpoint(const std::filesystem::path& path, const ParamList<T>& params,
-                               optim::Adam<T>* adam) {
+/// given: FormatError if the file has none), in any memory space. Returns the
+/// step and metadata.
+template <class T, MemorySpace Memory>
+CheckpointInfo load_checkpoint(const std::filesystem::path& path, const ParamList<T, Memory>& params,
+                               std::type_identity_t<optim::Adam<T, Memory>>* adam) {
     const auto r = io::SafetensorsReader::open(path);
     const auto& meta = r.metadata();
     const auto fmt = meta.find("format");
@@ -68,7 +111,7 @@ CheckpointInfo load_checkpoint(const std::filesystem::path& path, const ParamLis
     };
     CheckpointInfo info{integer("step"), meta};
     // Validate everything first: a failed load must not leave a half-loaded model.
-    auto check = [&](const std::string& name, const ParamRef<T>& p) {
+    auto check = [&](const std::string& name, const ParamRef<T, Memory>& p) {
         RECBLOCKS_CHECK_FORMAT(r.contains(name), r.source(), ": checkpoint has no tensor \"", name,
                                "\" (was it saved by a model of another configuration?)");
         RECBLOCKS_CHECK_SHAPE(io::detail::same_shape_modulo_trailing_ones(r.record(name).shape, p.shape, false), r.source(),
@@ -86,13 +129,10 @@ CheckpointInfo load_checkpoint(const std::filesystem::path& path, const ParamLis
     const std::int64_t adam_steps = adam ? integer("optimizer.steps") : 0;
     for (std::size_t i = 0; i < params.size(); ++i) {
         const auto& p = params[i];
-        io::load_param(r, p.name, p);
+        detail::load_into(r, p.name, p, p.value);
         if (adam) {
-            ParamRef<T> m = p, v = p;
-            m.value = adam->first_moment(i).data();
-            v.value = adam->second_moment(i).data();
-            io::load_param(r, "optimizer.m/" + p.name, m);
-            io::load_param(r, "optimizer.v/" + p.name, v);
+            detail::load_into(r, "optimizer.m/" + p.name, p, adam->first_moment(i).data());
+            detail::load_into(r, "optimizer.v/" + p.name, p, adam->second_moment(i).data());
         }
     }
     if (adam) adam->set_steps(adam_steps);

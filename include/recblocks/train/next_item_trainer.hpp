@@ -7,7 +7,11 @@
 // batch, its negatives and its dropout masks are keyed by the global step, so
 // training resumed from a checkpoint at step s continues bit-exactly (same
 // thread count, same kernels). Model needs params(), train_step_bce().
+// Everything after the batch (loss, checks, clipping, Adam) runs on the
+// backend given to train_step, in the memory the model's parameters live in.
 #include <chrono>
+#include <type_traits>
+#include <utility>
 #include <cmath>
 #include <span>
 
@@ -32,6 +36,8 @@ struct NextItemTrainingOptions {
 
 template <class T, class Model>
 class NextItemTrainer {
+    using Memory = typename std::remove_cvref_t<decltype(std::declval<Model&>().params())>::value_type::memory_type;
+
 public:
     NextItemTrainer(Model& model, const std::vector<std::vector<row_id_t>>& train, index_t num_items, index_t max_len,
                     NextItemTrainingOptions opt)
@@ -45,7 +51,7 @@ public:
     [[nodiscard]] std::int64_t step() const { return step_; }
     [[nodiscard]] std::int64_t epoch() const { return step_ / steps_per_epoch(); }
     [[nodiscard]] index_t steps_per_epoch() const { return batches_.batches_per_epoch(opt_.batch_size); }
-    [[nodiscard]] optim::Adam<T>& optimizer() { return adam_; }
+    [[nodiscard]] optim::Adam<T, Memory>& optimizer() { return adam_; }
     /// Continue from a checkpoint taken after `step` updates (the optimiser's
     /// moments and step count must be restored by the caller).
     void set_step(std::int64_t step) {
@@ -67,9 +73,9 @@ public:
                                                 static_cast<std::uint64_t>(step_));
         RECBLOCKS_CHECK_VALUE(std::isfinite(loss.loss), "training step ", step_, ": the loss is ", loss.loss,
                               "; stopping before it reaches the weights");
-        optim::check_finite_grads(model_.params(), step_);
-        if (opt_.clip_norm > 0) optim::clip_grad_norm(model_.params(), opt_.clip_norm);
-        adam_.step(model_.params(), opt_.lr);
+        optim::check_finite_grads(be, model_.params(), step_);
+        if (opt_.clip_norm > 0) optim::clip_grad_norm(be, model_.params(), opt_.clip_norm);
+        adam_.step(be, model_.params(), opt_.lr);
         ++step_;
         last_batch_ = static_cast<index_t>(nb);
         return loss.loss;
@@ -89,7 +95,7 @@ private:
     Model& model_;
     NextItemTrainingOptions opt_;
     data::NextItemBatches batches_;
-    optim::Adam<T> adam_;
+    optim::Adam<T, Memory> adam_;
     std::int64_t step_ = 0;
     EpochBatches epoch_batches_;
     Matrix<row_id_t> ids_, pos_, neg_;

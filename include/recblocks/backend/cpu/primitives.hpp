@@ -19,6 +19,7 @@
 
 #include "recblocks/backend/cpu/cpu_features.hpp"
 #include "recblocks/backend/cpu/kernel_table.hpp"
+#include "recblocks/backend/host_attention.hpp"
 #include "recblocks/backend/cpu/retrieval_search.hpp"
 #include "recblocks/backend/primitives.hpp"
 #include "recblocks/core/thread_scratch.hpp"
@@ -287,6 +288,90 @@ struct Primitives<backend::Cpu<Isa>> {
         parallel_for(be.threads(), 0, dst.rows(), cpu::rows_per_chunk(dst.cols(), 1 << 16), [&](index_t r0, index_t r1) {
             for (index_t r = r0; r < r1; ++r) std::memcpy(static_cast<void*>(dst.row(r)), src.row(r), row_bytes);
         });
+    }
+
+    template <class T>
+    static void broadcast_rows(const B& be, VectorView<const T> row, T beta, MatrixView<T> out) {
+        const auto& kt = kernels<T>();
+        const auto row_bytes = static_cast<std::size_t>(out.cols()) * sizeof(T);
+        // Streaming work: chunks of 64K elements, so small calls run on the caller without waking the pool.
+        parallel_for(be.threads(), 0, out.rows(), cpu::rows_per_chunk(out.cols(), 1 << 16), [&](index_t r0, index_t r1) {
+            for (index_t r = r0; r < r1; ++r) {
+                T* o = out.row(r);
+                if (beta == T(0)) {
+                    std::memcpy(static_cast<void*>(o), row.data(), row_bytes);
+                } else {
+                    if (beta != T(1))
+                        for (index_t c = 0; c < out.cols(); ++c) o[c] *= beta;
+                    kt.axpy(out.cols(), T(1), row.data(), o);
+                }
+            }
+        });
+    }
+
+    template <class T>
+    static void scale_rows(const B& be, MatrixView<const T> x, VectorView<const T> s, T alpha, MatrixView<T> y) {
+        parallel_for(be.threads(), 0, y.rows(), cpu::rows_per_chunk(y.cols(), 1 << 16), [&](index_t r0, index_t r1) {
+            for (index_t r = r0; r < r1; ++r) {
+                const T f = s.data() ? alpha * s(r) : alpha;
+                const T* xr = x.row(r);
+                T* yr = y.row(r);
+                for (index_t c = 0; c < y.cols(); ++c) yr[c] = f * xr[c];
+            }
+        });
+    }
+
+    template <class T>
+    static void gate_by_nonzero(const B& be, VectorView<const T> ref, VectorView<T> g, T scale) {
+        const T* h = ref.data();
+        T* d = g.data();
+        parallel_for(be.threads(), 0, g.size(), 1 << 16, [&](index_t i0, index_t i1) {
+            for (index_t i = i0; i < i1; ++i) d[i] = h[i] != T(0) ? d[i] * scale : T(0);
+        });
+    }
+
+    template <class T>
+    static void row_dots(const B& be, MatrixView<const T> a, MatrixView<const T> b, VectorView<T> out) {
+        const auto& kt = kernels<T>();
+        parallel_for(be.threads(), 0, a.rows(), cpu::rows_per_chunk(a.cols()), [&](index_t r0, index_t r1) {
+            for (index_t r = r0; r < r1; ++r) out(r) = kt.dot(a.row(r), b.row(r), a.cols());
+        });
+    }
+
+    template <class T>
+    static double logistic_loss(const B& be, VectorView<const T> s, VectorView<const T> sign, T weight, VectorView<T> g) {
+        return parallel_reduce(
+            be.threads(), 0, s.size(), 4096, 0.0,
+            [&](index_t m0, index_t m1) {
+                double part = 0;
+                for (index_t m = m0; m < m1; ++m) {
+                    const double z = double(sign(m)) * double(s(m));
+                    part += detail::softplus(z);
+                    g(m) = static_cast<T>(double(weight) * double(sign(m)) * detail::sigmoid(z));
+                }
+                return part;
+            },
+            [](double a, double b) { return a + b; });
+    }
+
+    template <class T>
+    static index_t attention_state_size(const B&, AttentionShape s, bool dropout) {
+        return detail::HostAttention<B, T>::state_size(s, dropout);
+    }
+    template <class T>
+    static void attention_forward(const B& be, AttentionShape s, MatrixView<const T> q, MatrixView<const T> k,
+                                  MatrixView<const T> v, VectorView<const index_t> key_end,
+                                  MatrixView<const std::uint8_t> keep, T scale, const AttentionDropout<T>& drop,
+                                  VectorView<T> state, MatrixView<T> ctx) {
+        detail::HostAttention<B, T>::forward(be, s, q, k, v, key_end, keep, scale, drop, state, ctx);
+    }
+    template <class T>
+    static void attention_backward(const B& be, AttentionShape s, MatrixView<const T> q, MatrixView<const T> k,
+                                   MatrixView<const T> v, VectorView<const index_t> key_end,
+                                   MatrixView<const std::uint8_t>, T scale, const AttentionDropout<T>& drop,
+                                   VectorView<const T> state, MatrixView<const T> /*ctx*/, MatrixView<const T> dctx,
+                                   MatrixView<T> dq, MatrixView<T> dk, MatrixView<T> dv) {
+        detail::HostAttention<B, T>::backward(be, s, q, k, v, key_end, drop, state, dctx, scale, dq, dk, dv);
     }
 
     template <class T>

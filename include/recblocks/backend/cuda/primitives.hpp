@@ -20,6 +20,8 @@
 //                        warp per column adds them in a fixed tree:
 //                        deterministic, no atomics.
 //   axpy                 element-wise fma in T.
+//   logistic_loss        g element-wise (double math, rounded once to T); the
+//                        softplus sum by the same two-stage reduction as sum.
 //   add, copy            element-wise over strided rows (copy: cudaMemcpy2DAsync).
 //   adam_update          fused: one pass over value, gradient and moments, in T.
 //   dropout              the CPU's Philox4x32-10 words (one thread per 4-element
@@ -59,6 +61,25 @@
 //                        ties (lower index first). Suited to small k
 //                        (recommendation top-10..100). Returns the first row
 //                        with a NaN (rows with NaN are not written).
+//   attention_forward / attention_backward   (src/cuda/attention.cu) batched
+//                        prefix attention, flash-style: no [L, L] tensor in
+//                        device memory. Forward: one block per (sequence, head,
+//                        query tile), online softmax over key tiles in shared
+//                        memory; keeps the row log-sum-exp (state) for the
+//                        backward. Backward (FlashAttention-2): D_r = dctx·ctx,
+//                        then dK/dV with one block per (sequence, head, key
+//                        tile) looping over query tiles and dQ with one block
+//                        per query tile looping over key tiles, P recomputed
+//                        from the saved statistic. Sums in T, fixed order:
+//                        deterministic, no atomics. Dropout bits: the Philox
+//                        words of core/rng.hpp (the CPU's mask).
+//   broadcast_rows, gate_by_nonzero, scale_rows   (src/cuda/glue.cu)
+//                        element-wise in T.
+//   row_dots             one warp per row, sums in T, fixed shuffle tree:
+//                        deterministic.
+//   gathered_dot         ids checked on the device first (a bad id: nothing
+//                        written, IndexError; synchronises), then one warp per
+//                        id, sums in T, fixed shuffle tree: deterministic.
 #include <cstdint>
 
 #include "recblocks/backend/cuda/cuda.hpp"
@@ -183,6 +204,45 @@ struct Primitives<backend::Cuda> {
 
     template <class T>
     static void sum_rows(const B& be, MatrixView<const T> x, VectorView<T> out);
+
+    template <class T>
+    static double logistic_loss(const B& be, VectorView<const T> s, VectorView<const T> sign, T weight,
+                                VectorView<T> g);
+
+    // ---- attention (src/cuda/attention.cu) ----
+    template <class T>
+    static index_t attention_state_size(const B& be, AttentionShape s, bool dropout);
+
+    template <class T>
+    static void attention_forward(const B& be, AttentionShape s, MatrixView<const T> q, MatrixView<const T> k,
+                                  MatrixView<const T> v, VectorView<const index_t> key_end,
+                                  MatrixView<const std::uint8_t> keep, T scale, const AttentionDropout<T>& drop,
+                                  VectorView<T> state, MatrixView<T> ctx);
+
+    template <class T>
+    static void attention_backward(const B& be, AttentionShape s, MatrixView<const T> q, MatrixView<const T> k,
+                                   MatrixView<const T> v, VectorView<const index_t> key_end,
+                                   MatrixView<const std::uint8_t> keep, T scale, const AttentionDropout<T>& drop,
+                                   VectorView<const T> state, MatrixView<const T> ctx, MatrixView<const T> dctx,
+                                   MatrixView<T> dq, MatrixView<T> dk, MatrixView<T> dv);
+
+    // ---- small glue (src/cuda/glue.cu) ----
+    template <class T>
+    static void broadcast_rows(const B& be, VectorView<const T> row, T beta, MatrixView<T> out);
+
+    template <class T>
+    static void gate_by_nonzero(const B& be, VectorView<const T> ref, VectorView<T> g, T scale);
+
+    template <class T>
+    static void scale_rows(const B& be, MatrixView<const T> x, VectorView<const T> s, T alpha, MatrixView<T> y);
+
+    template <class T>
+    static void row_dots(const B& be, MatrixView<const T> a, MatrixView<const T> b, VectorView<T> out);
+
+    // ---- optional families (src/cuda/glue.cu) ----
+    template <class T>
+    static void gathered_dot(const B& be, MatrixView<const T> table, VectorView<const row_id_t> ids,
+                             VectorView<const T> x, T alpha, VectorView<T> y);
 };
 
 // ---- retrieval: defined in src/cuda/retrieval.cu for exactly these types ----------------------------------------
@@ -251,10 +311,40 @@ extern template void Primitives<backend::Cuda>::max_sim_scores<float>(const back
     extern template T Primitives<backend::Cuda>::sum<T>(const backend::Cuda&, MatrixView<const T>);                 \
     extern template T Primitives<backend::Cuda>::max_value<T>(const backend::Cuda&, MatrixView<const T>);           \
     extern template void Primitives<backend::Cuda>::sum_rows<T>(const backend::Cuda&, MatrixView<const T>,          \
-                                                                VectorView<T>)
+                                                                VectorView<T>);                                      \
+    extern template double Primitives<backend::Cuda>::logistic_loss<T>(const backend::Cuda&, VectorView<const T>,   \
+                                                                       VectorView<const T>, T, VectorView<T>)
 
 RECBLOCKS_CUDA_DECLARE_PRIMITIVES(float);
 RECBLOCKS_CUDA_DECLARE_PRIMITIVES(double);
 #undef RECBLOCKS_CUDA_DECLARE_PRIMITIVES
+
+// Defined in src/cuda/attention.cu and src/cuda/glue.cu for exactly these types.
+#define RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE(T)                                                                 \
+    extern template index_t Primitives<backend::Cuda>::attention_state_size<T>(const backend::Cuda&, AttentionShape, \
+                                                                               bool);                                \
+    extern template void Primitives<backend::Cuda>::attention_forward<T>(                                           \
+        const backend::Cuda&, AttentionShape, MatrixView<const T>, MatrixView<const T>, MatrixView<const T>,         \
+        VectorView<const index_t>, MatrixView<const std::uint8_t>, T, const AttentionDropout<T>&, VectorView<T>,     \
+        MatrixView<T>);                                                                                              \
+    extern template void Primitives<backend::Cuda>::attention_backward<T>(                                          \
+        const backend::Cuda&, AttentionShape, MatrixView<const T>, MatrixView<const T>, MatrixView<const T>,         \
+        VectorView<const index_t>, MatrixView<const std::uint8_t>, T, const AttentionDropout<T>&,                    \
+        VectorView<const T>, MatrixView<const T>, MatrixView<const T>, MatrixView<T>, MatrixView<T>, MatrixView<T>); \
+    extern template void Primitives<backend::Cuda>::broadcast_rows<T>(const backend::Cuda&, VectorView<const T>, T, \
+                                                                      MatrixView<T>);                                \
+    extern template void Primitives<backend::Cuda>::gate_by_nonzero<T>(const backend::Cuda&, VectorView<const T>,   \
+                                                                       VectorView<T>, T);                            \
+    extern template void Primitives<backend::Cuda>::scale_rows<T>(const backend::Cuda&, MatrixView<const T>,        \
+                                                                  VectorView<const T>, T, MatrixView<T>);            \
+    extern template void Primitives<backend::Cuda>::row_dots<T>(const backend::Cuda&, MatrixView<const T>,          \
+                                                                MatrixView<const T>, VectorView<T>);                 \
+    extern template void Primitives<backend::Cuda>::gathered_dot<T>(const backend::Cuda&, MatrixView<const T>,      \
+                                                                    VectorView<const row_id_t>, VectorView<const T>, \
+                                                                    T, VectorView<T>)
+
+RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE(float);
+RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE(double);
+#undef RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE
 
 RECBLOCKS_NAMESPACE_END

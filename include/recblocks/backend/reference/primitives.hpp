@@ -10,6 +10,7 @@
 #include <numeric>
 #include <vector>
 
+#include "recblocks/backend/host_attention.hpp"
 #include "recblocks/backend/primitives.hpp"
 #include "recblocks/backend/retrieval.hpp"
 #include "recblocks/core/rng.hpp"
@@ -79,6 +80,66 @@ struct Primitives<backend::Reference> {
     static void copy(const B&, MatrixView<const T> src, MatrixView<T> dst) {
         for (index_t r = 0; r < dst.rows(); ++r)
             for (index_t c = 0; c < dst.cols(); ++c) dst(r, c) = src(r, c);
+    }
+
+    template <class T>
+    static void broadcast_rows(const B&, VectorView<const T> row, T beta, MatrixView<T> out) {
+        for (index_t r = 0; r < out.rows(); ++r)
+            for (index_t c = 0; c < out.cols(); ++c)
+                out(r, c) = beta == T(0) ? row(c) : static_cast<T>(double(row(c)) + double(beta) * double(out(r, c)));
+    }
+
+    template <class T>
+    static void scale_rows(const B&, MatrixView<const T> x, VectorView<const T> s, T alpha, MatrixView<T> y) {
+        for (index_t r = 0; r < y.rows(); ++r) {
+            const double f = double(alpha) * (s.data() ? double(s(r)) : 1.0);
+            for (index_t c = 0; c < y.cols(); ++c) y(r, c) = static_cast<T>(f * double(x(r, c)));
+        }
+    }
+
+    template <class T>
+    static void gate_by_nonzero(const B&, VectorView<const T> ref, VectorView<T> g, T scale) {
+        for (index_t i = 0; i < g.size(); ++i) g(i) = ref(i) != T(0) ? g(i) * scale : T(0);
+    }
+
+    template <class T>
+    static void row_dots(const B&, MatrixView<const T> a, MatrixView<const T> b, VectorView<T> out) {
+        for (index_t r = 0; r < a.rows(); ++r) {
+            double acc = 0.0;
+            for (index_t c = 0; c < a.cols(); ++c) acc += double(a(r, c)) * double(b(r, c));
+            out(r) = static_cast<T>(acc);
+        }
+    }
+
+    template <class T>
+    static double logistic_loss(const B&, VectorView<const T> s, VectorView<const T> sign, T weight, VectorView<T> g) {
+        double total = 0;
+        for (index_t m = 0; m < s.size(); ++m) {
+            const double z = double(sign(m)) * double(s(m));
+            total += detail::softplus(z);
+            g(m) = static_cast<T>(double(weight) * double(sign(m)) * detail::sigmoid(z));
+        }
+        return total;
+    }
+
+    template <class T>
+    static index_t attention_state_size(const B&, AttentionShape s, bool dropout) {
+        return detail::HostAttention<B, T>::state_size(s, dropout);
+    }
+    template <class T>
+    static void attention_forward(const B& be, AttentionShape s, MatrixView<const T> q, MatrixView<const T> k,
+                                  MatrixView<const T> v, VectorView<const index_t> key_end,
+                                  MatrixView<const std::uint8_t> keep, T scale, const AttentionDropout<T>& drop,
+                                  VectorView<T> state, MatrixView<T> ctx) {
+        detail::HostAttention<B, T>::forward(be, s, q, k, v, key_end, keep, scale, drop, state, ctx);
+    }
+    template <class T>
+    static void attention_backward(const B& be, AttentionShape s, MatrixView<const T> q, MatrixView<const T> k,
+                                   MatrixView<const T> v, VectorView<const index_t> key_end,
+                                   MatrixView<const std::uint8_t>, T scale, const AttentionDropout<T>& drop,
+                                   VectorView<const T> state, MatrixView<const T> /*ctx*/, MatrixView<const T> dctx,
+                                   MatrixView<T> dq, MatrixView<T> dk, MatrixView<T> dv) {
+        detail::HostAttention<B, T>::backward(be, s, q, k, v, key_end, drop, state, dctx, scale, dq, dk, dv);
     }
 
     template <class T>
