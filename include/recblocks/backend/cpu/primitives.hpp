@@ -20,6 +20,7 @@
 #include "recblocks/backend/cpu/cpu_features.hpp"
 #include "recblocks/backend/cpu/kernel_table.hpp"
 #include "recblocks/backend/host_attention.hpp"
+#include "recblocks/backend/cpu/retrieval_search.hpp"
 #include "recblocks/backend/primitives.hpp"
 #include "recblocks/core/thread_scratch.hpp"
 
@@ -526,6 +527,37 @@ struct Primitives<backend::Cpu<Isa>> {
 
     static std::uint32_t kth_largest_key(const B&, VectorView<const std::uint32_t> keys, index_t k, index_t slack) {
         return kernels<float>().retrieval.kth_largest(keys.data(), keys.size(), k, slack);
+    }
+
+    // Whole searches (cpu/retrieval_search.hpp): threads split the table
+    // (one query) or its item tiles (a batch), at fixed boundaries.
+    template <class E>
+    static void exact_top_k(const B& be, PanelView<E> items, MatrixView<const float> queries, index_t k,
+                            VectorView<const index_t> ex_offsets, VectorView<const row_id_t> ex_ids,
+                            MatrixView<row_id_t> ids, MatrixView<float> scores) {
+        const auto gemm = [](Trans ta, Trans tb, MatrixView<const float> a, MatrixView<const float> b,
+                             MatrixView<float> c) { gemm_single<float>(ta, tb, 1.0f, a, b, 0.0f, c); };
+        const cpu::retrieval_search::PanelSearch<E, decltype(gemm)> search{kernels<float>().retrieval, be.threads(),
+                                                                           gemm, items};
+        search.run(queries, k, ex_offsets, ex_ids, ids, scores);
+    }
+
+    template <class T>
+    static void rerank_top_k(const B& be, MatrixView<const T> rows, MatrixView<const T> queries,
+                             MatrixView<const row_id_t> candidates, index_t k, MatrixView<row_id_t> ids,
+                             MatrixView<T> scores) {
+        static_assert(std::is_same_v<T, float>, "rerank_top_k scores float rows");
+        cpu::retrieval_search::rerank_top_k(kernels<float>().retrieval, be.threads(), rows, queries, candidates, k,
+                                            ids, scores);
+    }
+
+    template <class T>
+    static void max_sim_scores(const B& be, MatrixView<const T> query, MatrixView<const T> vectors,
+                               VectorView<const index_t> offsets, VectorView<T> scores, MatrixView<index_t> argmax) {
+        static_assert(std::is_same_v<T, float>, "max_sim_scores scores float vectors");
+        const auto gemm = [](Trans ta, Trans tb, MatrixView<const float> a, MatrixView<const float> b,
+                             MatrixView<float> c) { gemm_single<float>(ta, tb, 1.0f, a, b, 0.0f, c); };
+        cpu::retrieval_search::max_sim_scores(be.threads(), gemm, query, vectors, offsets, scores, argmax);
     }
 
     // Nearest centroid: on the calling thread (k-means runs blocks of rows on the pool).
