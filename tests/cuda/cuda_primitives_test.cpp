@@ -35,6 +35,7 @@
 #include "recblocks/ops/reduce.hpp"
 #include "recblocks/ops/softmax.hpp"
 #include "recblocks/ops/top_k.hpp"
+#include "recblocks/ops/top_k_selection.hpp"
 #include "recblocks/retrieval/index.hpp"
 #include "support/compare.hpp"
 
@@ -54,7 +55,9 @@ concept serves_on_cuda = requires(Block& b, MatrixView<const float> x, MatrixVie
 };
 static_assert(!serves_on_cuda<blocks::FeedForward<float>> && serves_on_cuda<blocks::FeedForward<float, CudaMemory>>);
 static_assert(!ops::has_panel_scores<backend::Cuda, float> && !ops::has_top_k_selection<backend::Cuda>);
-static_assert(!ops::has_nearest_centroid<backend::Cuda, float> && !retrieval::IndexBackend<backend::Cuda>);
+static_assert(ops::has_nearest_centroid<backend::Cuda, float> && !ops::has_beam_selection<backend::Cuda, float>);
+// Whole retrieval searches are single backend calls the Cuda backend has (tests/cuda/cuda_retrieval_test.cpp).
+static_assert(retrieval::IndexBackend<backend::Cuda>);
 
 using rbtest::Tolerance;
 

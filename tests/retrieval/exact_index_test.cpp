@@ -13,6 +13,7 @@
 
 #include "backend/backends.hpp"
 #include "recblocks/core/rng.hpp"
+#include "retrieval/device_helpers.hpp"
 #include "recblocks/retrieval/exact_index.hpp"
 
 using namespace recblocks;
@@ -107,6 +108,79 @@ void check_exact(const B& be, const std::string& name, const Data& t, index_t nq
     }
 }
 
+/// One query on a host index (Reference backend) and on its device twin: ids and scores.
+template <class T>
+void same_one_query_on_device(MatrixView<const float> items, const std::vector<float>& q, index_t k) {
+    const retrieval::ExactIndex<T> host(items);
+    const retrieval::ExactIndex<T, rbtest::GuardedMemory> dev(items, memory_of(rbtest::kDevice));
+    const index_t d = items.cols();
+    std::vector<row_id_t> ids(static_cast<std::size_t>(k));
+    std::vector<float> scores(static_cast<std::size_t>(k));
+    host.search(backend::Reference{}, vector_view(q.data(), d), k, vector_view(ids.data(), k),
+                vector_view(scores.data(), k));
+    const auto dq = rbtest::upload(q);
+    auto did = make_tensor<row_id_t>(rbtest::kDevice, Shape<1>{{k}});
+    auto ds = make_tensor<float>(rbtest::kDevice, Shape<1>{{k}});
+    dev.search(rbtest::kDevice, dq.cview(), k, did.view(), ds.view());
+    REQUIRE(rbtest::download(did) == ids);
+    REQUIRE(rbtest::download(ds) == scores);
+}
+
+/// The same searches on an index in device memory (rbtest::GuardedDevice)
+/// and on the host index with the Reference backend: the same bits.
+template <class T>
+void check_device(const Data& t, index_t nq, index_t k, bool with_exclusion) {
+    INFO("guarded device n=" << t.n << " d=" << t.d << " nq=" << nq << " k=" << k << " exclusion=" << with_exclusion);
+    using rbtest::kDevice;
+    const backend::Reference ref;
+    const auto items = matrix_view(static_cast<const float*>(t.items.data()), t.n, t.d);
+    const retrieval::ExactIndex<T> host(items);
+    const retrieval::ExactIndex<T, rbtest::GuardedMemory> dev(items, memory_of(kDevice));
+    const auto q = integer_queries(nq, t.d, 7 + nq);
+    std::vector<index_t> offsets{0};
+    std::vector<row_id_t> ex_ids;
+    for (index_t b = 0; b < nq; ++b) {
+        if (with_exclusion)
+            for (index_t r = b % 5; r < t.n; r += b + 3) ex_ids.push_back(row_id_t(r));
+        offsets.push_back(index_t(ex_ids.size()));
+    }
+    const retrieval::ExcludedIds host_ex =
+        with_exclusion ? retrieval::ExcludedIds{offsets, ex_ids} : retrieval::ExcludedIds{};
+    const rbtest::DeviceExclusions dev_ex(with_exclusion ? offsets : std::vector<index_t>{}, ex_ids);
+    const auto dq = rbtest::upload(q);
+    std::vector<row_id_t> ids(std::size_t(nq * k));
+    std::vector<float> scores(std::size_t(nq * k));
+    auto did = make_tensor<row_id_t>(kDevice, Shape<2>{{nq, k}});
+    auto ds = make_tensor<float>(kDevice, Shape<2>{{nq, k}});
+    host.search_batch(ref, matrix_view(q.data(), nq, t.d), k, matrix_view(ids.data(), nq, k),
+                      matrix_view(scores.data(), nq, k), host_ex);
+    dev.search_batch(kDevice, matrix_view(static_cast<const float*>(dq.data()), nq, t.d), k, did.view(), ds.view(),
+                     dev_ex.view());
+    REQUIRE(rbtest::download(did) == ids);
+    REQUIRE(rbtest::download(ds) == scores);
+    for (index_t b = 0; b < nq; ++b) {
+        INFO("query " << b);
+        const auto from = std::size_t(offsets[std::size_t(b)]), len = std::size_t(offsets[std::size_t(b + 1)]) - from;
+        const auto ex_host = std::span<const row_id_t>(ex_ids).subspan(from, len);
+        const auto ex_dev = rbtest::span_of(dev_ex.ids).subspan(from, len);
+        const auto qh = vector_view(q.data() + b * t.d, t.d);
+        const auto qd = vector_view(static_cast<const float*>(dq.data()) + b * t.d, t.d);
+        host.search(ref, qh, k, vector_view(ids.data(), k), vector_view(scores.data(), k), ex_host);
+        dev.search(kDevice, qd, k, vector_view(did.data(), k), vector_view(ds.data(), k), ex_dev);
+        const auto got_ids = rbtest::download(did);
+        const auto got_scores = rbtest::download(ds);
+        REQUIRE(std::equal(ids.begin(), ids.begin() + k, got_ids.begin()));
+        REQUIRE(std::equal(scores.begin(), scores.begin() + k, got_scores.begin()));
+        host.search_unordered(ref, qh, k, vector_view(ids.data(), k), ex_host);
+        dev.search_unordered(kDevice, qd, k, vector_view(did.data(), k), ex_dev);
+        auto set = rbtest::download(did);
+        set.resize(std::size_t(k));
+        std::sort(set.begin(), set.end());
+        std::sort(ids.begin(), ids.begin() + k);
+        REQUIRE(std::equal(ids.begin(), ids.begin() + k, set.begin()));
+    }
+}
+
 }  // namespace
 
 TEST_CASE("ExactIndex: exact top-k with ties, every storage and backend", "[retrieval]") {
@@ -123,6 +197,14 @@ TEST_CASE("ExactIndex: exact top-k with ties, every storage and backend", "[retr
         }
         check_exact<float>(be, name, small, 70, 7, false);  // GEMM path over five item tiles
     });
+    for (bool ex : {false, true}) {
+        check_device<float>(small, 5, 10, ex);
+        check_device<bf16>(small, 5, 10, ex);
+        check_device<std::int8_t>(small, 5, 10, ex);
+        check_device<float>(odd, 3, 1, ex);
+        check_device<std::int8_t>(odd, 6, 40, ex);
+        check_device<bf16>(odd, 4, 100, ex);
+    }
 }
 
 TEST_CASE("ExactIndex: large k (the collector compacts many times) keeps ties exact", "[retrieval]") {
@@ -134,6 +216,11 @@ TEST_CASE("ExactIndex: large k (the collector compacts many times) keeps ties ex
             check_exact<std::int8_t>(be, name, mid, 1, 1, ex);
         }
     });
+    for (bool ex : {false, true}) {
+        check_device<float>(mid, 2, 300, ex);
+        check_device<bf16>(mid, 1, 700, ex);
+        check_device<std::int8_t>(mid, 1, 1, ex);
+    }
 }
 
 TEST_CASE("ExactIndex: thread split of a large table gives the reference", "[retrieval]") {
@@ -167,6 +254,7 @@ TEST_CASE("ExactIndex: random float tables match the double reference within rou
             REQUIRE(ids[std::size_t(i)] == ref_ids[std::size_t(i)]);  // no near-ties at this seed
         }
     });
+    same_one_query_on_device<float>(matrix_view(static_cast<const float*>(t.items.data()), n, d), q, k);
 }
 
 TEST_CASE("ExactIndex<int8>: scores follow the dequantized table; score_ids gives the scan's bits", "[retrieval]") {
@@ -194,6 +282,7 @@ TEST_CASE("ExactIndex<int8>: scores follow the dequantized table; score_ids give
         index.score_ids(be, q.data(), ids.data(), k, again.data());
         REQUIRE(again == scores);
     });
+    same_one_query_on_device<std::int8_t>(matrix_view(static_cast<const float*>(items.data()), n, d), q, k);
 }
 
 TEST_CASE("ExactIndex: bad input raises clear errors", "[retrieval]") {
@@ -233,4 +322,59 @@ TEST_CASE("ExactIndex: bad input raises clear errors", "[retrieval]") {
     REQUIRE_THROWS_WITH(empty.search(be, vector_view(static_cast<const float*>(q.data()), 8), 1,
                                      vector_view(ids.data(), 1), vector_view(scores.data(), 1)),
                         Catch::Contains("empty"));
+}
+
+TEST_CASE("ops::exact_top_k: bad input names what was wrong, on host and device memory", "[retrieval]") {
+    const Data t = integer_items(50, 8, 4);
+    const auto items = matrix_view(static_cast<const float*>(t.items.data()), t.n, t.d);
+    const retrieval::ExactIndex<float> host(items);
+    const retrieval::ExactIndex<float, rbtest::GuardedMemory> dev(items, memory_of(rbtest::kDevice));
+    const backend::Cpu<isa::Dispatch> cpu{&rbtest::pool1()};
+    const std::vector<float> q(16, 1.0f);  // two queries
+    std::vector<row_id_t> ids(100);
+    std::vector<float> scores(100);
+    const std::vector<index_t> offsets{0, 2, 4};
+    // Shapes (checked before any backend call, the same for every backend).
+    auto call = [&](const auto& be, const auto& panels, const float* qd, row_id_t* id, float* sc, index_t nq,
+                    index_t k, index_t id_cols, std::span<const index_t> off, std::span<const row_id_t> ex) {
+        ops::exact_top_k(be, panels, matrix_view(qd, nq, 8), k, retrieval::detail::as_view(off),
+                         retrieval::detail::as_view(ex), matrix_view(id, nq, id_cols), matrix_view(sc, nq, k));
+    };
+    const auto dq = rbtest::upload(q);
+    auto did = make_tensor<row_id_t>(rbtest::kDevice, Shape<1>{{100}});
+    auto ds = make_tensor<float>(rbtest::kDevice, Shape<1>{{100}});
+    REQUIRE_THROWS_WITH(call(cpu, host.panels(), q.data(), ids.data(), scores.data(), 2, 5, 4, {}, {}),
+                        Catch::Contains("ops::exact_top_k: ids is [2, 4] but expected [2, 5]"));
+    REQUIRE_THROWS_WITH(ops::exact_top_k(cpu, host.panels(), matrix_view(q.data(), 2, 7), 5, {}, {},
+                                         matrix_view(ids.data(), 2, 5), matrix_view(scores.data(), 2, 5)),
+                        Catch::Contains("x has 7 entries but items have 8 columns"));
+    REQUIRE_THROWS_WITH(call(cpu, host.panels(), q.data(), ids.data(), scores.data(), 2, 5, 5,
+                             std::span<const index_t>(offsets).first(2), std::vector<row_id_t>{1, 2}),
+                        Catch::Contains("exclude offsets have 2 entries but expected 3"));
+    REQUIRE_THROWS_AS(call(rbtest::kDevice, dev.panels(), dq.data(), did.data(), ds.data(), 2, 51, 51, {}, {}), ValueError);
+    // Data (host memory: checked by ops; device memory: by the backend, with the same messages).
+    const std::vector<row_id_t> unsorted{1, 2, 7, 3}, out_of_range{1, 2, 3, 50}, many{0, 1, 2, 3};
+    const auto d_unsorted = rbtest::upload(unsorted), d_out = rbtest::upload(out_of_range), d_many = rbtest::upload(many);
+    const auto d_offsets = rbtest::upload(offsets);
+    for (int on_device = 0; on_device < 2; ++on_device) {
+        INFO((on_device ? "device" : "host"));
+        auto run = [&](index_t k, const std::vector<row_id_t>& ex, const Vector<row_id_t, rbtest::GuardedMemory>& dex,
+                       bool shared) {
+            const std::span<const index_t> off = shared ? std::span<const index_t>{} : std::span<const index_t>(offsets);
+            if (on_device)
+                call(rbtest::kDevice, dev.panels(), dq.data(), did.data(), ds.data(), 2, k, k,
+                     shared ? std::span<const index_t>{} : rbtest::span_of(d_offsets), rbtest::span_of(dex));
+            else
+                call(cpu, host.panels(), q.data(), ids.data(), scores.data(), 2, k, k, off, ex);
+        };
+        REQUIRE_THROWS_WITH(run(5, unsorted, d_unsorted, false),
+                            Catch::Contains("excluded ids of query 1 must be sorted ascending without repeats; got 7 then 3"));
+        REQUIRE_THROWS_AS(run(5, out_of_range, d_out, false), IndexError);
+        REQUIRE_THROWS_WITH(run(5, out_of_range, d_out, false),
+                            Catch::Contains("excluded id 50 of query 1 is out of range for 50 items"));
+        REQUIRE_THROWS_WITH(run(47, many, d_many, true),
+                            Catch::Contains("k = 47 but only 46 items remain after excluding 4 of query 0"));
+        REQUIRE_NOTHROW(run(46, many, d_many, true));
+        REQUIRE_NOTHROW(run(48, many, d_many, false));
+    }
 }

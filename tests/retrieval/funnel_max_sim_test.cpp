@@ -11,6 +11,7 @@
 #include "recblocks/core/rng.hpp"
 #include "recblocks/retrieval/funnel_index.hpp"
 #include "recblocks/retrieval/max_sim.hpp"
+#include "retrieval/device_helpers.hpp"
 
 using namespace recblocks;
 
@@ -39,6 +40,25 @@ std::vector<row_id_t> reference_top(const std::vector<float>& items, index_t d, 
     std::vector<row_id_t> ids;
     for (index_t i = 0; i < k; ++i) ids.push_back(all[std::size_t(i)].second);
     return ids;
+}
+
+/// A funnel search on a host index (Reference backend) and on its twin in
+/// device memory: the same ids and scores.
+void same_funnel_on_device(const retrieval::FunnelIndex<>& host,
+                           const retrieval::FunnelIndex<rbtest::GuardedMemory>& dev, const std::vector<float>& q,
+                           index_t k, index_t shortlist, const std::vector<row_id_t>& exclude) {
+    const index_t d = host.dim();
+    std::vector<row_id_t> ids(static_cast<std::size_t>(k));
+    std::vector<float> scores(static_cast<std::size_t>(k));
+    host.search(backend::Reference{}, vector_view(q.data(), d), k, shortlist, vector_view(ids.data(), k),
+                vector_view(scores.data(), k), exclude);
+    const auto dq = rbtest::upload(q);
+    const auto dex = rbtest::upload(exclude);
+    auto did = make_tensor<row_id_t>(rbtest::kDevice, Shape<1>{{k}});
+    auto ds = make_tensor<float>(rbtest::kDevice, Shape<1>{{k}});
+    dev.search(rbtest::kDevice, dq.cview(), k, shortlist, did.view(), ds.view(), rbtest::span_of(dex));
+    REQUIRE(rbtest::download(did) == ids);
+    REQUIRE(rbtest::download(ds) == scores);
 }
 
 }  // namespace
@@ -70,6 +90,15 @@ TEST_CASE("FunnelIndex: prefix shortlist then full-width re-rank", "[retrieval]"
         for (row_id_t id : ids) REQUIRE(std::find(ex.begin(), ex.end(), id) == ex.end());
         REQUIRE(ids[0] == exact_ref[1]);
     });
+    {
+        const retrieval::FunnelIndex<rbtest::GuardedMemory> dev(matrix_view(items.data(), n, d), d1, 200,
+                                                                memory_of(rbtest::kDevice));
+        same_funnel_on_device(funnel, dev, q, k, shortlist, {});
+        same_funnel_on_device(funnel, dev, q, k, n, {});
+        std::vector<row_id_t> ex{exact_ref[0], exact_ref[2]};
+        std::sort(ex.begin(), ex.end());
+        same_funnel_on_device(funnel, dev, q, k, n - 2, ex);
+    }
     const backend::Cpu<isa::Dispatch> be{&rbtest::pool1()};
     std::vector<row_id_t> ids(8);
     std::vector<float> scores(8);
@@ -116,6 +145,12 @@ TEST_CASE("FunnelIndex: the shortlist is the exact prefix top-k (ties, exclusion
             }
         }
     });
+    const retrieval::FunnelIndex<rbtest::GuardedMemory> dev(matrix_view(items.data(), n, d), d1, 200,
+                                                            memory_of(rbtest::kDevice));
+    for (const index_t shortlist : {index_t(5), index_t(37), n - 600}) {
+        INFO("guarded device, shortlist " << shortlist);
+        same_funnel_on_device(funnel, dev, q, k, shortlist, shortlist == n - 600 ? prefix_best : std::vector<row_id_t>{});
+    }
 }
 
 TEST_CASE("rerank_top_k: a shortlist re-scored from an ExactIndex<float>", "[retrieval]") {
@@ -142,6 +177,59 @@ TEST_CASE("rerank_top_k: a shortlist re-scored from an ExactIndex<float>", "[ret
     std::vector<row_id_t> ids(2), bad{1, n};
     std::vector<float> scores(2);
     REQUIRE_THROWS_AS(retrieval::rerank_top_k(be, full, q.data(), bad, 2, ids.data(), scores.data()), IndexError);
+}
+
+TEST_CASE("ops::rerank_top_k: a batch of shortlists re-ranked, host and device memory", "[retrieval]") {
+    const index_t n = 300, d = 12, nq = 3, s = 40, k = 7;
+    const auto rows = normals(std::size_t(n * d), 51);
+    const auto queries = normals(std::size_t(nq * d), 52);
+    std::vector<row_id_t> cand(static_cast<std::size_t>(nq * s));
+    for (index_t b = 0; b < nq; ++b)
+        for (index_t j = 0; j < s; ++j) cand[std::size_t(b * s + j)] = row_id_t((j * 7 + b * 13) % n);
+    std::vector<row_id_t> want;
+    for (index_t b = 0; b < nq; ++b) {
+        const std::vector<row_id_t> among(cand.begin() + b * s, cand.begin() + (b + 1) * s);
+        const auto top = reference_top(rows, d, d, queries.data() + b * d, k, among);
+        want.insert(want.end(), top.begin(), top.end());
+    }
+    const auto rv = matrix_view(rows.data(), n, d);
+    const auto qv = matrix_view(queries.data(), nq, d);
+    const auto cv = matrix_view(static_cast<const row_id_t*>(cand.data()), nq, s);
+    std::vector<row_id_t> ids(static_cast<std::size_t>(nq * k));
+    std::vector<float> scores(static_cast<std::size_t>(nq * k)), ref_scores(static_cast<std::size_t>(nq * k));
+    ops::rerank_top_k(backend::Reference{}, rv, qv, cv, k, matrix_view(ids.data(), nq, k),
+                      matrix_view(ref_scores.data(), nq, k));
+    REQUIRE(ids == want);
+    rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+        INFO(name);
+        ops::rerank_top_k(be, rv, qv, cv, k, matrix_view(ids.data(), nq, k), matrix_view(scores.data(), nq, k));
+        REQUIRE(ids == want);
+        for (std::size_t i = 0; i < scores.size(); ++i) REQUIRE(std::abs(scores[i] - ref_scores[i]) < 1e-4);
+    });
+    using rbtest::kDevice;
+    const auto drows = rbtest::upload(rows), dq = rbtest::upload(queries);
+    auto dcand = rbtest::upload(cand);
+    auto did = make_tensor<row_id_t>(kDevice, Shape<2>{{nq, k}});
+    auto ds = make_tensor<float>(kDevice, Shape<2>{{nq, k}});
+    auto run = [&](const Vector<row_id_t, rbtest::GuardedMemory>& c) {
+        ops::rerank_top_k(kDevice, matrix_view(static_cast<const float*>(drows.data()), n, d),
+                          matrix_view(static_cast<const float*>(dq.data()), nq, d),
+                          matrix_view(static_cast<const row_id_t*>(c.data()), nq, s), k, did.view(), ds.view());
+    };
+    run(dcand);
+    REQUIRE(rbtest::download(did) == want);
+    REQUIRE(rbtest::download(ds) == ref_scores);
+    // Errors: k past the shortlist (shape), an id out of range (data: ops on the host, the backend on a device).
+    REQUIRE_THROWS_WITH(ops::rerank_top_k(backend::Reference{}, rv, qv, cv, s + 1, matrix_view(ids.data(), nq, 1),
+                                          matrix_view(scores.data(), nq, 1)),
+                        Catch::Contains("k = 41 but there are 40 candidates per query"));
+    auto bad = cand;
+    bad[std::size_t(s + 3)] = row_id_t(n);
+    REQUIRE_THROWS_WITH(ops::rerank_top_k(backend::Reference{}, rv, qv, matrix_view(static_cast<const row_id_t*>(bad.data()), nq, s), k,
+                                          matrix_view(ids.data(), nq, k), matrix_view(scores.data(), nq, k)),
+                        Catch::Contains("candidate 3 of query 1 = 300 is out of range for 300 items"));
+    const auto dbad = rbtest::upload(bad);
+    REQUIRE_THROWS_WITH(run(dbad), Catch::Contains("candidate 3 of query 1 = 300 is out of range for 300 items"));
 }
 
 TEST_CASE("MaxSim: scores, argmax, top-k and gradients", "[retrieval]") {
@@ -184,6 +272,34 @@ TEST_CASE("MaxSim: scores, argmax, top-k and gradients", "[retrieval]") {
         std::sort(order.begin(), order.end(), [&](index_t a, index_t b) { return ref[std::size_t(a)] > ref[std::size_t(b)]; });
         for (index_t i = 0; i < 5; ++i) REQUIRE(ids[std::size_t(i)] == order[std::size_t(i)]);
     });
+    {  // The same scores, argmax and top-k from device memory as from the host on the Reference backend.
+        using rbtest::kDevice;
+        std::vector<float> scores(static_cast<std::size_t>(n)), top(5);
+        std::vector<index_t> arg(static_cast<std::size_t>(n * q));
+        std::vector<row_id_t> ids(5);
+        retrieval::max_sim_scores(backend::Reference{}, qv, vv, offsets, vector_view(scores.data(), n),
+                                  matrix_view(arg.data(), n, q));
+        retrieval::max_sim_top_k(backend::Reference{}, qv, vv, offsets, 5, vector_view(ids.data(), 5),
+                                 vector_view(top.data(), 5));
+        const auto dq = rbtest::upload(query), dv = rbtest::upload(vectors);
+        const auto doff = rbtest::upload(offsets);
+        auto ds = make_tensor<float>(kDevice, Shape<1>{{n}});
+        auto darg = make_tensor<index_t>(kDevice, Shape<2>{{n, q}});
+        auto did = make_tensor<row_id_t>(kDevice, Shape<1>{{5}});
+        auto dtop = make_tensor<float>(kDevice, Shape<1>{{5}});
+        const auto dqv = matrix_view(static_cast<const float*>(dq.data()), q, d);
+        const auto dvv = matrix_view(static_cast<const float*>(dv.data()), total, d);
+        retrieval::max_sim_scores(kDevice, dqv, dvv, rbtest::span_of(doff), ds.view(), darg.view());
+        retrieval::max_sim_top_k(kDevice, dqv, dvv, rbtest::span_of(doff), 5, did.view(), dtop.view());
+        REQUIRE(rbtest::download(ds) == scores);
+        REQUIRE(rbtest::download(darg) == arg);
+        REQUIRE(rbtest::download(did) == ids);
+        REQUIRE(rbtest::download(dtop) == top);
+        const auto bad = rbtest::upload(std::vector<index_t>{0, 2, 2, total});
+        auto ds3 = make_tensor<float>(kDevice, Shape<1>{{3}});
+        REQUIRE_THROWS_WITH(retrieval::max_sim_scores(kDevice, dqv, dvv, rbtest::span_of(bad), ds3.view()),
+                            Catch::Contains("item 1 has offsets 2 .. 2"));
+    }
     // Backward against central finite differences of L = sum_i g_i score_i.
     const backend::Cpu<isa::Dispatch> be{&rbtest::pool1()};
     const auto g = normals(std::size_t(n), 33);

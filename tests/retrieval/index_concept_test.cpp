@@ -11,6 +11,7 @@
 #include "recblocks/retrieval/exact_index.hpp"
 #include "recblocks/retrieval/funnel_index.hpp"
 #include "recblocks/retrieval/index.hpp"
+#include "retrieval/device_helpers.hpp"
 
 using namespace recblocks;
 
@@ -19,10 +20,17 @@ namespace rt = recblocks::retrieval;
 static_assert(rt::Index<rt::ExactIndex<float>, backend::Cpu<isa::Auto>>);
 static_assert(rt::Index<rt::ExactIndex<bf16>, backend::Cpu<isa::Dispatch>>);
 static_assert(rt::Index<rt::ExactIndex<std::int8_t>, backend::Cpu<isa::Avx2>>);
-static_assert(rt::Index<rt::FunnelIndex, backend::Cpu<isa::Auto>>);
+static_assert(rt::Index<rt::FunnelIndex<>, backend::Cpu<isa::Auto>>);
 static_assert(rt::Index<rt::ExactIndex<float>, backend::Reference>);
-static_assert(rt::Index<rt::FunnelIndex, backend::Reference>);
+static_assert(rt::Index<rt::FunnelIndex<>, backend::Reference>);
 static_assert(!rt::Index<std::vector<float>, backend::Reference>);
+// A device backend: the indexes in its memory space meet the contract; a host
+// index does not accept it (its table is not where the backend computes).
+static_assert(rt::IndexBackend<rbtest::GuardedDevice>);
+static_assert(rt::Index<rt::ExactIndex<float, rbtest::GuardedMemory>, rbtest::GuardedDevice>);
+static_assert(rt::Index<rt::FunnelIndex<rbtest::GuardedMemory>, rbtest::GuardedDevice>);
+static_assert(!rt::Index<rt::ExactIndex<float>, rbtest::GuardedDevice>);
+static_assert(!rt::Index<rt::ExactIndex<float, rbtest::GuardedMemory>, backend::Reference>);
 
 namespace {
 
@@ -71,4 +79,17 @@ TEST_CASE("ExactIndex and FunnelIndex meet retrieval::Index with the same result
         REQUIRE(top_k_unseen(exact, be, queries, k, offsets, seen) == want);
         REQUIRE(top_k_unseen(funnel, be, queries, k, offsets, seen) == want);
     });
+    // The same generic code on indexes in device memory (views and exclusions there too).
+    using rbtest::kDevice;
+    const rt::ExactIndex<float, rbtest::GuardedMemory> dev_exact(view, memory_of(kDevice));
+    const rt::FunnelIndex<rbtest::GuardedMemory> dev_funnel(view, d, n, memory_of(kDevice));
+    const auto dq = rbtest::upload(queries);
+    const rbtest::DeviceExclusions dev_ex(offsets, seen);
+    auto dev_ids = make_tensor<row_id_t>(kDevice, Shape<2>{{nq, k}});
+    auto dev_scores = make_tensor<float>(kDevice, Shape<2>{{nq, k}});
+    const auto dqv = matrix_view(static_cast<const float*>(dq.data()), nq, d);
+    dev_exact.search_batch(kDevice, dqv, k, dev_ids.view(), dev_scores.view(), dev_ex.view());
+    REQUIRE(rbtest::download(dev_ids) == want);
+    dev_funnel.search_batch(kDevice, dqv, k, dev_ids.view(), dev_scores.view(), dev_ex.view());
+    REQUIRE(rbtest::download(dev_ids) == want);
 }

@@ -46,7 +46,8 @@
 //   retrieval       optional (Reference, CPU), float queries against item
 //                   tables in column panels (backend/panels.hpp; E = float,
 //                   bf16 bits or int8 codes with per-row scales); on the CPU
-//                   each runs on the calling thread (indexes split the rows):
+//                   each runs on the calling thread (the building blocks of the
+//                   whole searches below):
 //     panel_scores        y[r] = scale[r] * <items[r], x> for every row
 //     panel_scores_above  (score, first + r) of the rows scoring > threshold,
 //                         in row order; returns how many (outputs: rows + 16)
@@ -60,6 +61,25 @@
 //                         returns how many (outputs: n + 16)
 //     kth_largest_key     a threshold t (not necessarily a key) with
 //                         count(keys >= t) >= k and count(keys > t) <= k + slack
+//   whole searches  optional (Reference, CPU, Cuda; ops/retrieval.hpp): one
+//                   call per search, so each backend does it its own way
+//                   (CPU: threaded panel scans + threshold buffer; Cuda: a fused
+//                   scan-and-select). Order: score desc, then id asc; the same
+//                   results on any thread count. Data errors (non-finite
+//                   queries, exclusions unsorted / out of range / leaving fewer
+//                   than k items, candidate ids out of range, bad MaxSim
+//                   offsets) raise backend/retrieval.hpp's messages; a NaN
+//                   score among the results raises ValueError.
+//     exact_top_k<E>     queries [Q, D] against panels (E as above): ids [Q, k]
+//                        and scores [Q, k] of the k best rows per query, never
+//                        an excluded one (ex_offsets [Q + 1] CSR into ex_ids, or
+//                        empty: ex_ids excluded for every query); scores empty:
+//                        the same k ids per query in any order (a shortlist)
+//     rerank_top_k<T>    the k best of candidates [Q, S] (row ids of f32 rows
+//                        [N, D]) by <rows[id], query>: ids, scores [Q, k]
+//     max_sim_scores<T>  scores[i] = sum_r max_j <query[r], vectors[j]> over
+//                        item i's rows offsets[i] .. offsets[i + 1]; argmax
+//                        [n, q] (first winner) when not empty
 //   nearest centroid   optional (Reference, CPU): k-means / residual quantizer
 //                   assignment after g = x·cᵀ (CPU: on the calling thread):
 //     squared_distances    out[i] = ||x_i - y||² (y empty: ||x_i||²)

@@ -6,26 +6,27 @@
 //
 // Items form a ragged table: `vectors` [total, D] with item i in rows
 // offsets[i] .. offsets[i+1] (every item needs at least one vector).
-// Forward runs GEMM tiles of the query against groups of whole items (fixed
-// groups, so results do not depend on the thread count) and records, per
-// (item, query row), the winning vector (first one on ties). Backward sends
-// each score's gradient to the winner only:
+// The forward pass is one backend call, ops::max_sim_scores (on the CPU: GEMM
+// tiles of the query against fixed groups of whole items, so results do not
+// depend on the thread count); it records, per (item, query row), the winning
+// vector (first one on ties). Every view and the offsets live in the backend's
+// memory space. Backward (host memory) sends each score's gradient to the
+// winner only:
 //   dQ[r] += g_i * V[a(i, r)],   dV[a(i, r)] += g_i * Q[r].
 #include <algorithm>
 #include <cmath>
 #include <span>
 
+#include "recblocks/backend/memory.hpp"
 #include "recblocks/core/thread_scratch.hpp"
-#include "recblocks/ops/gemm.hpp"
+#include "recblocks/ops/retrieval.hpp"
 #include "recblocks/ops/top_k.hpp"
 #include "recblocks/ops/validate.hpp"
-#include "recblocks/retrieval/index.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace retrieval {
 
 namespace detail {
-struct MaxSimTag {};
 struct MaxSimScoresTag {};
 
 inline void check_max_sim_inputs(std::string_view op, MatrixView<const float> query, MatrixView<const float> vectors,
@@ -34,76 +35,42 @@ inline void check_max_sim_inputs(std::string_view op, MatrixView<const float> qu
     ops::detail::check_layout(op, "vectors", vectors);
     RECBLOCKS_CHECK_SHAPE(query.rows() >= 1 && query.cols() == vectors.cols(), op, ": query is ", query.shape(),
                           " and vectors ", vectors.shape(), "; need >= 1 query vector of the same width");
-    RECBLOCKS_CHECK_SHAPE(offsets.size() >= 1 && offsets.front() == 0 && offsets.back() == vectors.rows(), op,
-                          ": offsets must run from 0 to the ", vectors.rows(), " vectors");
-    for (std::size_t i = 0; i + 1 < offsets.size(); ++i)
-        RECBLOCKS_CHECK_VALUE(offsets[i] < offsets[i + 1], op, ": item ", i, " has offsets ", offsets[i], " .. ",
-                              offsets[i + 1], "; every item needs at least one vector");
-    for (index_t r = 0; r < query.rows(); ++r)
-        for (index_t c = 0; c < query.cols(); ++c)
-            RECBLOCKS_CHECK_VALUE(std::isfinite(query(r, c)), op, ": query[", r, ", ", c, "] is ", query(r, c),
-                                  "; queries must be finite");
+    RECBLOCKS_CHECK_SHAPE(offsets.size() >= 1, op, ": offsets must run from 0 to the ", vectors.rows(),
+                          " vectors; got none");
+    ::recblocks::detail::check_max_sim_data(op, query, vectors.rows(),
+                                            vector_view(offsets.data(), index_t(offsets.size())));
 }
 }  // namespace detail
 
 /// scores [n] of the n = offsets.size() - 1 items; argmax [n, q] (global
 /// vector rows of the winners) is written when not empty (needed for backward).
 template <class Be>
-    requires host_memory_v<Be>
+    requires ops::has_max_sim<Be>
 void max_sim_scores(const Be& be, MatrixView<const float> query, MatrixView<const float> vectors,
                     std::span<const index_t> offsets, VectorView<float> scores, MatrixView<index_t> argmax = {}) {
-    constexpr std::string_view op = "retrieval::max_sim_scores";
-    detail::check_max_sim_inputs(op, query, vectors, offsets);
-    const index_t n = index_t(offsets.size()) - 1, q = query.rows();
-    RECBLOCKS_CHECK_SHAPE(scores.size() == n, op, ": scores has ", scores.size(), " entries but there are ", n,
-                          " items");
-    const bool want_arg = !argmax.empty();
-    if (want_arg)
-        RECBLOCKS_CHECK_SHAPE(argmax.rows() == n && argmax.cols() == q, op, ": argmax is ", argmax.shape(),
-                              " but expected [", n, ", ", q, "]");
-    constexpr index_t kItemsPerChunk = 64;     // fixed: same groups for any thread count
-    constexpr index_t kVectorsPerGemm = 256;  // tile [q, 256] stays in L1/L2
-    const Be one = detail::serial(be);  // each chunk's GEMMs run whole on its thread
-    detail::for_chunks(be, n, kItemsPerChunk, [&](index_t i0, index_t i1) {
-        for (index_t g0 = i0; g0 < i1;) {
-            index_t g1 = g0 + 1;  // items g0..g1 together hold about kVectorsPerGemm vectors
-            while (g1 < i1 && offsets[std::size_t(g1 + 1)] - offsets[std::size_t(g0)] <= kVectorsPerGemm) ++g1;
-            const index_t v0 = offsets[std::size_t(g0)], nv = offsets[std::size_t(g1)] - v0;
-            auto& tile = thread_scratch<float, detail::MaxSimTag>(std::size_t(q * nv));
-            ops::gemm(one, Trans::no, Trans::yes, 1.0f, query, vectors.slice_rows(v0, v0 + nv), 0.0f,
-                      matrix_view(tile.data(), q, nv, nv));
-            for (index_t i = g0; i < g1; ++i) {
-                const index_t a = offsets[std::size_t(i)] - v0, b = offsets[std::size_t(i + 1)] - v0;
-                float total = 0.0f;
-                for (index_t r = 0; r < q; ++r) {
-                    const float* row = tile.data() + r * nv;
-                    index_t best = a;
-                    for (index_t j = a + 1; j < b; ++j)
-                        if (row[j] > row[best]) best = j;
-                    total += row[best];
-                    if (want_arg) argmax(i, r) = v0 + best;
-                }
-                RECBLOCKS_CHECK_VALUE(!std::isnan(total), op, ": the score of item ", i,
-                                      " is NaN (its vectors hold NaN or the products overflow)");
-                scores(i) = total;
-            }
-            g0 = g1;
-        }
-    });
+    ops::max_sim_scores(be, query, vectors, vector_view(offsets.data(), index_t(offsets.size())), scores, argmax);
 }
 
 /// The k best items by MaxSim (score desc, id asc); ids / scores [k].
 template <class Be>
-    requires host_memory_v<Be>
+    requires ops::has_max_sim<Be>
 void max_sim_top_k(const Be& be, MatrixView<const float> query, MatrixView<const float> vectors,
                    std::span<const index_t> offsets, index_t k, VectorView<row_id_t> ids, VectorView<float> scores) {
     const index_t n = index_t(offsets.size()) - 1;
     RECBLOCKS_CHECK_VALUE(n >= 1 && k >= 1 && k <= n, "retrieval::max_sim_top_k: k = ", k, " but there are ", n,
                           " items; need 1 <= k <= N");
-    auto& all = thread_scratch<float, detail::MaxSimScoresTag>(std::size_t(n));
-    max_sim_scores(be, query, vectors, offsets, vector_view(all.data(), n));
-    ops::top_k_rows<Be, float>(be, matrix_view(static_cast<const float*>(all.data()), 1, n), k,
-                                              matrix_view(ids.data(), 1, k), matrix_view(scores.data(), 1, k));
+    auto top = [&](VectorView<float> all) {
+        max_sim_scores(be, query, vectors, offsets, all);
+        ops::top_k_rows<Be, float>(be, matrix_view(static_cast<const float*>(all.data()), 1, n), k,
+                                   matrix_view(ids.data(), 1, k), matrix_view(scores.data(), 1, k));
+    };
+    if constexpr (host_memory_v<Be>) {
+        auto& all = thread_scratch<float, detail::MaxSimScoresTag>(std::size_t(n));
+        top(vector_view(all.data(), n));
+    } else {
+        auto all = make_tensor<float>(be, Shape<1>{{n}});
+        top(all.view());
+    }
 }
 
 /// Gradients of sum_i d_scores[i] * score_i: d_query [q, D] and d_vectors

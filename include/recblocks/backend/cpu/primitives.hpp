@@ -20,6 +20,7 @@
 #include "recblocks/backend/cpu/cpu_features.hpp"
 #include "recblocks/backend/cpu/kernel_table.hpp"
 #include "recblocks/backend/host_attention.hpp"
+#include "recblocks/backend/cpu/retrieval_search.hpp"
 #include "recblocks/backend/primitives.hpp"
 #include "recblocks/core/thread_scratch.hpp"
 
@@ -293,7 +294,8 @@ struct Primitives<backend::Cpu<Isa>> {
     static void broadcast_rows(const B& be, VectorView<const T> row, T beta, MatrixView<T> out) {
         const auto& kt = kernels<T>();
         const auto row_bytes = static_cast<std::size_t>(out.cols()) * sizeof(T);
-        parallel_for(be.threads(), 0, out.rows(), cpu::rows_per_chunk(out.cols()), [&](index_t r0, index_t r1) {
+        // Streaming work: chunks of 64K elements, so small calls run on the caller without waking the pool.
+        parallel_for(be.threads(), 0, out.rows(), cpu::rows_per_chunk(out.cols(), 1 << 16), [&](index_t r0, index_t r1) {
             for (index_t r = r0; r < r1; ++r) {
                 T* o = out.row(r);
                 if (beta == T(0)) {
@@ -309,7 +311,7 @@ struct Primitives<backend::Cpu<Isa>> {
 
     template <class T>
     static void scale_rows(const B& be, MatrixView<const T> x, VectorView<const T> s, T alpha, MatrixView<T> y) {
-        parallel_for(be.threads(), 0, y.rows(), cpu::rows_per_chunk(y.cols()), [&](index_t r0, index_t r1) {
+        parallel_for(be.threads(), 0, y.rows(), cpu::rows_per_chunk(y.cols(), 1 << 16), [&](index_t r0, index_t r1) {
             for (index_t r = r0; r < r1; ++r) {
                 const T f = s.data() ? alpha * s(r) : alpha;
                 const T* xr = x.row(r);
@@ -323,7 +325,7 @@ struct Primitives<backend::Cpu<Isa>> {
     static void gate_by_nonzero(const B& be, VectorView<const T> ref, VectorView<T> g, T scale) {
         const T* h = ref.data();
         T* d = g.data();
-        parallel_for(be.threads(), 0, g.size(), 1 << 14, [&](index_t i0, index_t i1) {
+        parallel_for(be.threads(), 0, g.size(), 1 << 16, [&](index_t i0, index_t i1) {
             for (index_t i = i0; i < i1; ++i) d[i] = h[i] != T(0) ? d[i] * scale : T(0);
         });
     }
@@ -540,6 +542,37 @@ struct Primitives<backend::Cpu<Isa>> {
 
     static std::uint32_t kth_largest_key(const B&, VectorView<const std::uint32_t> keys, index_t k, index_t slack) {
         return kernels<float>().retrieval.kth_largest(keys.data(), keys.size(), k, slack);
+    }
+
+    // Whole searches (cpu/retrieval_search.hpp): threads split the table
+    // (one query) or its item tiles (a batch), at fixed boundaries.
+    template <class E>
+    static void exact_top_k(const B& be, PanelView<E> items, MatrixView<const float> queries, index_t k,
+                            VectorView<const index_t> ex_offsets, VectorView<const row_id_t> ex_ids,
+                            MatrixView<row_id_t> ids, MatrixView<float> scores) {
+        const auto gemm = [](Trans ta, Trans tb, MatrixView<const float> a, MatrixView<const float> b,
+                             MatrixView<float> c) { gemm_single<float>(ta, tb, 1.0f, a, b, 0.0f, c); };
+        const cpu::retrieval_search::PanelSearch<E, decltype(gemm)> search{kernels<float>().retrieval, be.threads(),
+                                                                           gemm, items};
+        search.run(queries, k, ex_offsets, ex_ids, ids, scores);
+    }
+
+    template <class T>
+    static void rerank_top_k(const B& be, MatrixView<const T> rows, MatrixView<const T> queries,
+                             MatrixView<const row_id_t> candidates, index_t k, MatrixView<row_id_t> ids,
+                             MatrixView<T> scores) {
+        static_assert(std::is_same_v<T, float>, "rerank_top_k scores float rows");
+        cpu::retrieval_search::rerank_top_k(kernels<float>().retrieval, be.threads(), rows, queries, candidates, k,
+                                            ids, scores);
+    }
+
+    template <class T>
+    static void max_sim_scores(const B& be, MatrixView<const T> query, MatrixView<const T> vectors,
+                               VectorView<const index_t> offsets, VectorView<T> scores, MatrixView<index_t> argmax) {
+        static_assert(std::is_same_v<T, float>, "max_sim_scores scores float vectors");
+        const auto gemm = [](Trans ta, Trans tb, MatrixView<const float> a, MatrixView<const float> b,
+                             MatrixView<float> c) { gemm_single<float>(ta, tb, 1.0f, a, b, 0.0f, c); };
+        cpu::retrieval_search::max_sim_scores(be.threads(), gemm, query, vectors, offsets, scores, argmax);
     }
 
     // Nearest centroid: on the calling thread (k-means runs blocks of rows on the pool).

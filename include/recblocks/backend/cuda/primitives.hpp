@@ -77,6 +77,10 @@
 //                        element-wise in T.
 //   row_dots             one warp per row, sums in T, fixed shuffle tree:
 //                        deterministic.
+//   squared_distances,   one warp per row, sums in T in a fixed shuffle tree;
+//   shifted_argmin_rows  the argmin keeps the first smallest (NaN ranks last)
+//                        (src/cuda/nearest_centroid.cu). Not offer_smallest: the
+//                        beam list is a sequential host step (has_beam_selection).
 //   gathered_dot         ids checked on the device first (a bad id: nothing
 //                        written, IndexError; synchronises), then one warp per
 //                        id, sums in T, fixed shuffle tree: deterministic.
@@ -169,6 +173,42 @@ struct Primitives<backend::Cuda> {
     static index_t top_k_rows(const B& be, MatrixView<const T> scores, index_t k, MatrixView<row_id_t> ids,
                               MatrixView<T> values);
 
+    // ---- retrieval (src/cuda/retrieval.cu) ------------------------------------------------------------------
+    //   exact_top_k      fused scan-and-select, no [N] score array: each warp of
+    //                    the grid scans a fixed range of 64-row panels (lane l:
+    //                    rows l and l + 32) for a tile of 1-8 queries at once,
+    //                    keeping per query a buffer of 64-bit (score, id) keys
+    //                    above a threshold in shared memory (full: sort, keep
+    //                    the best k, raise the threshold to the k-th); then one
+    //                    block per query merges the warps' k-lists by an 8-pass
+    //                    radix select and sorts the k by rank. k + 32 > 512:
+    //                    every row's key goes to device memory (queries in
+    //                    chunks of 2^25 keys) and the same merge selects.
+    //                    Exclusions by binary search, only for scores above the
+    //                    threshold. Sums in f32 (fma, column order); selection
+    //                    on unique keys: deterministic. int8 scores use the
+    //                    float query (the dequantized table; the CPU rounds the
+    //                    query to int16). Data checked on the device (flags),
+    //                    messages rebuilt on the host; synchronises.
+    //   rerank_top_k     one warp per (query, candidate): row gathered whole,
+    //                    shuffle-tree sum; the same merge. Synchronises.
+    //   max_sim_scores   one warp per item; per query row the first best
+    //                    vector, row maxima summed in order, in f32. Synchronises.
+    template <class E>
+    static void exact_top_k(const B& be, PanelView<E> items, MatrixView<const float> queries, index_t k,
+                            VectorView<const index_t> ex_offsets, VectorView<const row_id_t> ex_ids,
+                            MatrixView<row_id_t> ids, MatrixView<float> scores);
+
+    template <class T>
+    static void rerank_top_k(const B& be, MatrixView<const T> rows, MatrixView<const T> queries,
+                             MatrixView<const row_id_t> candidates, index_t k, MatrixView<row_id_t> ids,
+                             MatrixView<T> scores);
+
+    template <class T>
+    static void max_sim_scores(const B& be, MatrixView<const T> query, MatrixView<const T> vectors,
+                               VectorView<const index_t> offsets, VectorView<T> scores, MatrixView<index_t> argmax);
+    // ---- end of retrieval -----------------------------------------------------------------------------------
+
     template <class T>
     static T sum(const B& be, MatrixView<const T> x);
 
@@ -221,7 +261,37 @@ struct Primitives<backend::Cuda> {
     template <class T>
     static void gathered_dot(const B& be, MatrixView<const T> table, VectorView<const row_id_t> ids,
                              VectorView<const T> x, T alpha, VectorView<T> y);
+
+    // ---- nearest centroid without the beam list (src/cuda/nearest_centroid.cu) ----
+    template <class T>
+    static void squared_distances(const B& be, MatrixView<const T> x, VectorView<const T> y, VectorView<T> out);
+
+    template <class T>
+    static void shifted_argmin_rows(const B& be, MatrixView<T> g, VectorView<const T> norms, VectorView<index_t> arg,
+                                    VectorView<T> best);
 };
+
+// ---- retrieval: defined in src/cuda/retrieval.cu for exactly these types ----------------------------------------
+extern template void Primitives<backend::Cuda>::exact_top_k<float>(const backend::Cuda&, PanelView<float>,
+                                                                   MatrixView<const float>, index_t,
+                                                                   VectorView<const index_t>,
+                                                                   VectorView<const row_id_t>, MatrixView<row_id_t>,
+                                                                   MatrixView<float>);
+extern template void Primitives<backend::Cuda>::exact_top_k<std::uint16_t>(
+    const backend::Cuda&, PanelView<std::uint16_t>, MatrixView<const float>, index_t, VectorView<const index_t>,
+    VectorView<const row_id_t>, MatrixView<row_id_t>, MatrixView<float>);
+extern template void Primitives<backend::Cuda>::exact_top_k<std::int8_t>(
+    const backend::Cuda&, PanelView<std::int8_t>, MatrixView<const float>, index_t, VectorView<const index_t>,
+    VectorView<const row_id_t>, MatrixView<row_id_t>, MatrixView<float>);
+extern template void Primitives<backend::Cuda>::rerank_top_k<float>(const backend::Cuda&, MatrixView<const float>,
+                                                                    MatrixView<const float>,
+                                                                    MatrixView<const row_id_t>, index_t,
+                                                                    MatrixView<row_id_t>, MatrixView<float>);
+extern template void Primitives<backend::Cuda>::max_sim_scores<float>(const backend::Cuda&, MatrixView<const float>,
+                                                                      MatrixView<const float>,
+                                                                      VectorView<const index_t>, VectorView<float>,
+                                                                      MatrixView<index_t>);
+// ---- end of retrieval -------------------------------------------------------------------------------------------
 
 // Defined in src/cuda/primitives.cu for exactly these types.
 #define RECBLOCKS_CUDA_DECLARE_PRIMITIVES(T)                                                                         \
@@ -302,6 +372,17 @@ RECBLOCKS_CUDA_DECLARE_PRIMITIVES(double);
 RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE(float);
 RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE(double);
 #undef RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE
+
+// Defined in src/cuda/nearest_centroid.cu for exactly these types.
+#define RECBLOCKS_CUDA_DECLARE_NEAREST_CENTROID(T)                                                                   \
+    extern template void Primitives<backend::Cuda>::squared_distances<T>(const backend::Cuda&, MatrixView<const T>,  \
+                                                                         VectorView<const T>, VectorView<T>);        \
+    extern template void Primitives<backend::Cuda>::shifted_argmin_rows<T>(                                         \
+        const backend::Cuda&, MatrixView<T>, VectorView<const T>, VectorView<index_t>, VectorView<T>)
+
+RECBLOCKS_CUDA_DECLARE_NEAREST_CENTROID(float);
+RECBLOCKS_CUDA_DECLARE_NEAREST_CENTROID(double);
+#undef RECBLOCKS_CUDA_DECLARE_NEAREST_CENTROID
 
 // ---- losses: defined in src/cuda/losses_softmax.cu for exactly these types ----
 #define RECBLOCKS_CUDA_DECLARE_LOSSES(T)                                                                             \

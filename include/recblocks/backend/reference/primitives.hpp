@@ -12,6 +12,7 @@
 
 #include "recblocks/backend/host_attention.hpp"
 #include "recblocks/backend/primitives.hpp"
+#include "recblocks/backend/retrieval.hpp"
 #include "recblocks/core/rng.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -435,6 +436,86 @@ struct Primitives<backend::Reference> {
         }
     }
 
+    // Whole searches: the plain definition. Every score of every row in
+    // double, rounded once; a full sort by (score desc, id asc). The data are
+    // checked here too (backend/retrieval.hpp), so a device backend built on
+    // these raises the errors ops/ raises for host memory.
+    template <class E>
+    static void exact_top_k(const B&, PanelView<E> items, MatrixView<const float> queries, index_t k,
+                            VectorView<const index_t> ex_offsets, VectorView<const row_id_t> ex_ids,
+                            MatrixView<row_id_t> ids, MatrixView<float> scores) {
+        constexpr std::string_view op = "ops::exact_top_k";
+        detail::check_exact_top_k_data(op, items.rows, k, queries, ex_offsets, ex_ids);
+        std::vector<std::uint64_t> keys;
+        for (index_t b = 0; b < queries.rows(); ++b) {
+            const row_id_t *ex, *ex_end;
+            detail::excluded_range(ex_offsets, ex_ids, b, ex, ex_end);
+            const auto x = vector_view(queries.row(b), queries.cols());
+            keys.clear();
+            for (index_t r = 0; r < items.rows; ++r) {
+                if (std::binary_search(ex, ex_end, static_cast<row_id_t>(r))) continue;
+                const float s = panel_score(items, r, x);
+                RECBLOCKS_CHECK_VALUE(!std::isnan(s), op, ": the score of item ", r, " for query ", b,
+                                      " is NaN (the query times the table overflows)");
+                keys.push_back(retrieval_keys::rank_key(s, static_cast<row_id_t>(r)));
+            }
+            write_top_keys(keys, k, ids.row(b), scores.empty() ? nullptr : scores.row(b));
+        }
+    }
+
+    template <class T>
+    static void rerank_top_k(const B& be, MatrixView<const T> rows, MatrixView<const T> queries,
+                             MatrixView<const row_id_t> candidates, index_t k, MatrixView<row_id_t> ids,
+                             MatrixView<T> scores) {
+        static_assert(std::is_same_v<T, float>, "rerank_top_k scores float rows");
+        constexpr std::string_view op = "ops::rerank_top_k";
+        detail::check_candidates(op, candidates, rows.rows());
+        std::vector<float> s(static_cast<std::size_t>(candidates.cols()));
+        std::vector<std::uint64_t> keys;
+        for (index_t b = 0; b < queries.rows(); ++b) {
+            score_ids(be, rows, vector_view(candidates.row(b), candidates.cols()),
+                      vector_view(queries.row(b), queries.cols()), vector_view(s.data(), candidates.cols()));
+            keys.clear();
+            for (index_t j = 0; j < candidates.cols(); ++j) {
+                RECBLOCKS_CHECK_VALUE(!std::isnan(s[std::size_t(j)]), op, ": the score of item ", candidates(b, j),
+                                      " for query ", b, " is NaN (the query times the table overflows)");
+                keys.push_back(retrieval_keys::rank_key(s[std::size_t(j)], candidates(b, j)));
+            }
+            write_top_keys(keys, k, ids.row(b), scores.row(b));
+        }
+    }
+
+    /// Each (item, query row): the largest dot product (each in double, rounded
+    /// once) and its first vector; an item's score sums its rows' maxima in double.
+    template <class T>
+    static void max_sim_scores(const B&, MatrixView<const T> query, MatrixView<const T> vectors,
+                               VectorView<const index_t> offsets, VectorView<T> scores, MatrixView<index_t> argmax) {
+        static_assert(std::is_same_v<T, float>, "max_sim_scores scores float vectors");
+        constexpr std::string_view op = "ops::max_sim_scores";
+        detail::check_max_sim_data(op, query, vectors.rows(), offsets);
+        for (index_t i = 0; i + 1 < offsets.size(); ++i) {
+            double total = 0.0;
+            for (index_t r = 0; r < query.rows(); ++r) {
+                index_t best = -1;
+                float best_s = 0.0f;
+                for (index_t j = offsets(i); j < offsets(i + 1); ++j) {
+                    double acc = 0.0;
+                    for (index_t c = 0; c < query.cols(); ++c) acc += double(query(r, c)) * double(vectors(j, c));
+                    const auto s = static_cast<float>(acc);
+                    if (best < 0 || s > best_s) {
+                        best = j;
+                        best_s = s;
+                    }
+                }
+                total += double(best_s);
+                if (!argmax.empty()) argmax(i, r) = best;
+            }
+            RECBLOCKS_CHECK_VALUE(!std::isnan(total), op, ": the score of item ", i,
+                                  " is NaN (its vectors hold NaN or the products overflow)");
+            scores(i) = static_cast<float>(total);
+        }
+    }
+
     /// The heap kept sorted worst first (a sorted array is a min-heap too).
     static index_t offer_top_k(const B&, VectorView<const float> s, row_id_t first, index_t k,
                                VectorView<float> heap_scores, VectorView<row_id_t> heap_ids, index_t size,
@@ -541,6 +622,15 @@ struct Primitives<backend::Reference> {
             }
         }
         return -1;
+    }
+
+    /// ids (and scores, if not null) [k] = the k largest keys, best first.
+    static void write_top_keys(std::vector<std::uint64_t>& keys, index_t k, row_id_t* ids, float* scores) {
+        std::sort(keys.begin(), keys.end(), std::greater<>());
+        for (index_t i = 0; i < k; ++i) {
+            ids[i] = retrieval_keys::key_id(keys[std::size_t(i)]);
+            if (scores) scores[i] = retrieval_keys::key_score(keys[std::size_t(i)]);
+        }
     }
 
     template <class T>
