@@ -67,7 +67,7 @@ TEST_CASE("reference softmax_cross_entropy is the textbook loss and gradient", "
     big(0, 2) = -1000;
     const row_id_t t1 = 1;
     const double l = ops::softmax_cross_entropy(ref, big.view(), {}, vector_view<const row_id_t>(&t1, 1), 1.0);
-    CHECK(l == Approx(1.0 + std::log1p(std::exp(-1.0))).epsilon(1e-14));
+    CHECK(l == Approx(1.0 + std::log1p(std::exp(-1.0))).epsilon(1e-12));  // 1000 - 999: absolute error ~1e-13
 }
 
 TEMPLATE_TEST_CASE("cpu softmax_cross_entropy matches reference, with and without bias", "[backend][softmax_cross_entropy]",

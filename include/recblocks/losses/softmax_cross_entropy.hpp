@@ -127,10 +127,11 @@ private:
     }
     [[nodiscard]] index_t first_row_of_chunk(index_t c0) const { return host_rows_[static_cast<std::size_t>(c0)]; }
 
-    /// Copies a host list into Memory (reallocating only on a size change).
+    /// Copies a host list into the front of dst, which only grows (a step
+    /// with fewer targets than an earlier one allocates nothing).
     static void upload(const std::vector<row_id_t>& host, Vector<row_id_t, Memory>& dst) {
         const auto n = static_cast<index_t>(host.size());
-        if (dst.numel() != n) dst.resize(Shape<1>{{n}});
+        if (dst.numel() < n) dst.resize(Shape<1>{{n}});
         dst.memory().upload(dst.data(), host.data(), host.size() * sizeof(row_id_t));
     }
 

@@ -185,8 +185,7 @@ public:
         const index_t count = static_cast<index_t>(host_slots_.size());
         if (count == 0) return {};
         reserve_head(count);
-        stage_slots();
-        const auto slots = slots_.cview();
+        const auto slots = stage_slots();
         ops::gather_rows(be, matrix_view<const T>(hidden_.data(), rows, d), slots, head_slice(head_in_, count));
         head_forward(be, count);
         auto& g = embedding_.grads();
@@ -244,8 +243,7 @@ public:
         }
         if (count == 0) return;
         reserve_head(count);
-        stage_slots();
-        ops::gather_rows(be, matrix_view<const T>(hidden_.data(), rows, d), slots_.cview(), head_slice(head_in_, count));
+        ops::gather_rows(be, matrix_view<const T>(hidden_.data(), rows, d), stage_slots(), head_slice(head_in_, count));
         head_forward(be, count);
         logits(be, count, scores);
     }
@@ -372,11 +370,13 @@ private:
         return matrix_view(m.data(), rows, m.extent(1));
     }
 
-    /// Copies host_slots_ (rows of the flattened [B * L, D] hidden states) into Memory.
-    void stage_slots() {
+    /// Copies host_slots_ (rows of the flattened [B * L, D] hidden states) into
+    /// the front of slots_, which only grows; returns that prefix.
+    VectorView<const row_id_t> stage_slots() {
         const auto n = static_cast<index_t>(host_slots_.size());
-        if (slots_.numel() != n) slots_.resize(Shape<1>{{n}});
+        if (slots_.numel() < n) slots_.resize(Shape<1>{{n}});
         slots_.memory().upload(slots_.data(), host_slots_.data(), host_slots_.size() * sizeof(row_id_t));
+        return vector_view<const row_id_t>(slots_.data(), n);
     }
 
     /// Head scratch for `rows` rows; grows only.
