@@ -175,6 +175,11 @@ struct Primitives<rbtest::GuardedDevice> {
     RBTEST_GUARDED_FORWARD(gathered_dot)
     RBTEST_GUARDED_FORWARD(squared_distances)
     RBTEST_GUARDED_FORWARD(shifted_argmin_rows)
+    RBTEST_GUARDED_FORWARD(multiply)
+    RBTEST_GUARDED_FORWARD(bce_with_logits)
+    RBTEST_GUARDED_FORWARD(search_segments)
+    RBTEST_GUARDED_FORWARD(attend_rows)
+    RBTEST_GUARDED_FORWARD(attend_rows_backward)
 };
 
 #undef RBTEST_GUARDED_FORWARD
