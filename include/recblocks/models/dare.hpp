@@ -37,7 +37,6 @@
 #include <type_traits>
 #include <vector>
 
-#include "recblocks/backend/memory.hpp"
 #include "recblocks/blocks/bias.hpp"
 #include "recblocks/blocks/decoupled_embedding.hpp"
 #include "recblocks/ops/activation.hpp"
@@ -108,7 +107,7 @@ public:
                rng.substream(0), memory),
           memory_(memory), targets_(memory), history_(memory), offsets_(memory), labels_(memory), q_(memory),
           scores_(memory), sel_logit_(memory), w_(memory), dw_(memory), dl_(memory), sel_pos_(memory), sel_ids_(memory),
-          v_(memory), a_(memory), dv_(memory), da_(memory), input_(memory), dinput_(memory), gt_(memory), du_(memory),
+          v_(memory), a_(memory), dv_(memory), da_(memory), input_(memory), dinput_(memory), et_(memory), u_(memory), gt_(memory), du_(memory),
           dq_(memory) {
         RECBLOCKS_CHECK_VALUE(cfg_.top_k >= 1, "DareModel: top_k must be >= 1, got ", cfg_.top_k);
         RECBLOCKS_CHECK_VALUE(cfg_.max_history >= cfg_.top_k, "DareModel: max_history (", cfg_.max_history,
@@ -185,10 +184,11 @@ public:
         ops::softmax_rows(be, sel_logit_.cview(), w_.view());
         ops::gather_rows(be, repr, kept_ids(), v_.view());
         const auto x = input_.view();
-        ops::gather_rows(be, repr, targets_.cview(), cols(x, 0, dr));
-        ops::attend_rows(be, w_.cview(), v_.cview(), cols(x, dr, 2 * dr));
-        ops::multiply(be, cols(MatrixView<const T>(x), 0, dr), cols(MatrixView<const T>(x), dr, 2 * dr),
-                      cols(x, 2 * dr, 3 * dr));
+        ops::gather_rows(be, repr, targets_.cview(), et_.view());
+        ops::attend_rows(be, w_.cview(), v_.cview(), u_.view());
+        ops::multiply(be, et_.cview(), u_.cview(), cols(x, 2 * dr, 3 * dr));
+        ops::copy(be, et_.cview(), cols(x, 0, dr));
+        ops::copy(be, u_.cview(), cols(x, dr, 2 * dr));
         // MLP: z_l = a_{l-1} W_lᵀ + b_l; ReLU on every layer but the last.
         MatrixView<const T> a = input_.cview();
         for (std::size_t l = 0; l < layers_.size(); ++l) {
@@ -250,8 +250,7 @@ public:
         const Table att_role = decoupled() ? Table::attention : Table::representation;
         auto& g_att = emb_.grad(att_role);
         auto& g_repr = emb_.grad(Table::representation);
-        const MatrixView<const T> x = input_.cview(), dx = dinput_.cview();
-        const auto et = cols(x, 0, dr), u = cols(x, dr, 2 * dr);
+        const MatrixView<const T> dx = dinput_.cview(), et = et_.cview(), u = u_.cview();
         const auto dx0 = cols(dx, 0, dr), dx1 = cols(dx, dr, 2 * dr), dx2 = cols(dx, 2 * dr, 3 * dr);
         // d e_t = dx0 + dx2 ⊙ u
         ops::multiply(be, dx2, u, gt_.view());
@@ -380,8 +379,7 @@ private:
         da_.resize(Shape<2>{{B * k, da}});
         input_.resize(Shape<2>{{B, 3 * dr}});
         dinput_.resize(Shape<2>{{B, 3 * dr}});
-        gt_.resize(Shape<2>{{B, dr}});
-        du_.resize(Shape<2>{{B, dr}});
+        for (Matrix<T, Memory>* m : {&et_, &u_, &gt_, &du_}) m->resize(Shape<2>{{B, dr}});
         for (Layer& L : layers_) {
             const index_t out = L.w.extent(0);
             for (Matrix<T, Memory>* m : {&L.z, &L.a, &L.dz}) m->resize(Shape<2>{{B, out}});
@@ -402,6 +400,7 @@ private:
     Matrix<row_id_t, Memory> sel_pos_, sel_ids_;  // kept positions and ids [B, k]
     Matrix<T, Memory> v_, a_, dv_, da_;         // kept E_repr / E_att rows and their gradients [B k, d]
     Matrix<T, Memory> input_, dinput_;          // the MLP's input [B, 3 d_r] and its gradient
+    Matrix<T, Memory> et_, u_;                  // E_repr(t) and u [B, d_r] (the MLP input's first two thirds)
     Matrix<T, Memory> gt_, du_, dq_;            // d E_repr(t), d u [B, d_r]; d q [B, d_a]
 };
 
