@@ -12,6 +12,8 @@
 //   BM_Cuda_TopK/rows/N/k              top_k_rows
 //   BM_Cuda_Mips/B/N/D/k               exact MIPS: gemm (queries x items^T) + top_k_rows
 //   BM_Cuda_Sum/n                      sum of a [1, n] matrix
+//   BM_Cuda_SASRecServe/B/N            SASRec (D 50, L 200, 2 blocks) on the GPU: score_all + top_k_rows
+//   BM_Cuda_SASRecTrainStep/B/N        SASRec training step on the GPU: forward, BCE, backward, Adam
 //
 // Timing: every iteration records a CUDA event before and after the op on the
 // backend's stream, waits for the second and reports the elapsed GPU time
@@ -51,6 +53,8 @@
 #include <vector>
 
 #include "recblocks/backend/cuda/primitives.hpp"
+#include "recblocks/models/sasrec.hpp"
+#include "recblocks/optim/adam.hpp"
 #include "recblocks/ops/embedding.hpp"
 #include "recblocks/ops/gemm.hpp"
 #include "recblocks/ops/layer_norm.hpp"
@@ -466,6 +470,84 @@ void BM_Cuda_Sum(benchmark::State& state) {
     set_counters(state, calls, s, 4.0 * double(n), 0.0, double(n));
 }
 BENCHMARK(BM_Cuda_Sum)->ArgNames({"n", "b2b"})->ArgsProduct({{10000000}, {0, 1}})->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// ---- whole models --------------------------------------------------------------
+
+/// SASRec as the speed bars measure it: D = 50, L = 200, 2 blocks, 1 head,
+/// histories of 50..200 items (left-padded), N items; the model's tensors live
+/// on the GPU (SASRec<float, QueryNorm, CudaMemory>), ids come from the host.
+rb::models::SASRecConfig sasrec_config(index_t n) {
+    rb::models::SASRecConfig c;
+    c.num_items = n;
+    c.max_len = 200;
+    c.d_model = 50;
+    c.num_blocks = 2;
+    c.heads = 1;
+    c.dropout = 0.2;
+    return c;
+}
+rb::Matrix<rb::row_id_t> sasrec_histories(index_t b, index_t n, std::uint64_t seed) {
+    rb::Matrix<rb::row_id_t> ids(rb::Shape<2>{{b, 200}});
+    std::uint64_t s = seed;
+    auto next = [&] { return (s = s * 6364136223846793005ull + 1442695040888963407ull) >> 33; };
+    for (index_t r = 0; r < b; ++r) {
+        const index_t len = 50 + static_cast<index_t>(next() % 151);
+        for (index_t t = 0; t < 200; ++t)
+            ids(r, t) = t < 200 - len ? 0 : static_cast<rb::row_id_t>(1 + next() % static_cast<std::uint64_t>(n));
+    }
+    return ids;
+}
+
+void BM_Cuda_SASRecServe(benchmark::State& state) {
+    if (skip_without_gpu(state)) return;
+    const int calls = calls_per_iteration(state, 2);
+    const index_t b = state.range(0), n = state.range(1);
+    rb::models::SASRec<float, rb::policies::QueryNorm, rb::CudaMemory> model(sasrec_config(n), rb::Rng(1),
+                                                                             rb::memory_of(kBe));
+    const auto ids = sasrec_histories(b, n, 7);
+    auto scores = rb::make_tensor<float>(kBe, rb::Shape<2>{{b, n + 1}});
+    auto top = rb::make_tensor<rb::row_id_t>(kBe, rb::Shape<2>{{b, 10}});
+    auto top_s = rb::make_tensor<float>(kBe, rb::Shape<2>{{b, 10}});
+    const double s = timed_loop(state, kBe.stream, calls, [&] {
+        model.score_all(kBe, rb::ThreadPool::global(), ids.cview(), scores.view());
+        rb::ops::top_k_rows(kBe, scores.cview(), 10, top.view(), top_s.view());
+    });
+    set_counters(state, calls, s, 4.0 * double(n) * 50.0, 0.0, double(b));
+    state.counters["seq_per_s"] = benchmark::Counter(double(b) * calls, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Cuda_SASRecServe)
+    ->ArgNames({"B", "N", "b2b"})
+    ->ArgsProduct({{1, 1024}, {9724}, {0, 1}})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+
+void BM_Cuda_SASRecTrainStep(benchmark::State& state) {
+    if (skip_without_gpu(state)) return;
+    const index_t b = state.range(0), n = state.range(1);
+    rb::models::SASRec<float, rb::policies::QueryNorm, rb::CudaMemory> model(sasrec_config(n), rb::Rng(1),
+                                                                             rb::memory_of(kBe));
+    rb::optim::Adam<float, rb::CudaMemory> adam({1e-3, 0.9, 0.98}, model.params());
+    const auto ids = sasrec_histories(b, n, 7);
+    rb::Matrix<rb::row_id_t> pos(ids.shape()), neg(ids.shape());
+    std::uint64_t s = 3;
+    for (index_t i = 0; i < ids.numel(); ++i) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        pos.data()[i] = ids.data()[i] == 0 ? 0 : static_cast<rb::row_id_t>(1 + (s >> 33) % std::uint64_t(n));
+        neg.data()[i] = ids.data()[i] == 0 ? 0 : static_cast<rb::row_id_t>(1 + (s >> 13) % std::uint64_t(n));
+    }
+    std::uint64_t step = 0;
+    const double t = timed_loop(state, kBe.stream, 1, [&] {
+        model.train_step_bce(kBe, rb::ThreadPool::global(), ids.cview(), pos.cview(), neg.cview(), step++);
+        adam.step(kBe, model.params(), 1e-3);
+    });
+    set_counters(state, 1, t, 0.0, 0.0, double(b));
+    state.counters["seq_per_s"] = benchmark::Counter(double(b), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Cuda_SASRecTrainStep)
+    ->ArgNames({"B", "N"})
+    ->ArgsProduct({{128, 1024}, {9724}})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -54,7 +54,7 @@ concept serves_on_cuda = requires(Block& b, MatrixView<const float> x, MatrixVie
 };
 static_assert(!serves_on_cuda<blocks::FeedForward<float>> && serves_on_cuda<blocks::FeedForward<float, CudaMemory>>);
 static_assert(!ops::has_panel_scores<backend::Cuda, float> && !ops::has_top_k_selection<backend::Cuda>);
-static_assert(!ops::has_nearest_centroid<backend::Cuda, float> && !retrieval::IndexBackend<backend::Cuda>);
+static_assert(ops::has_nearest_centroid<backend::Cuda, float> && !ops::has_beam_selection<backend::Cuda, float>);
 
 using rbtest::Tolerance;
 

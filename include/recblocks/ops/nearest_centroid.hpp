@@ -9,11 +9,20 @@
 RECBLOCKS_NAMESPACE_BEGIN
 namespace ops {
 
+/// Distances and the nearest centroid of every row: what k-means assignment
+/// and a greedy residual-quantizer encode need (any backend, GPUs included).
 template <class B, class T = float>
 concept has_nearest_centroid = requires(const B& be, MatrixView<const T> x, MatrixView<T> g, VectorView<T> v,
                                         VectorView<const T> norms, VectorView<index_t> arg) {
     Primitives<B>::template squared_distances<T>(be, x, norms, v);
     Primitives<B>::template shifted_argmin_rows<T>(be, g, norms, arg, v);
+};
+
+/// The beam search's sorted list of the smallest candidates, updated one row of
+/// candidates at a time: a sequential host-side step (Reference and Cpu).
+template <class B, class T = float>
+concept has_beam_selection = has_nearest_centroid<B, T> && requires(const B& be, VectorView<T> v,
+                                                                    VectorView<const T> norms, VectorView<index_t> arg) {
     { Primitives<B>::template offer_smallest<T>(be, v, norms, T(0), index_t{0}, v, arg, index_t{0}) } -> std::same_as<index_t>;
 };
 
@@ -50,7 +59,7 @@ void shifted_argmin_rows(const B& be, MatrixView<T> g, std::type_identity_t<Vect
 /// (best_scores, best_ids) [cap] of the cap smallest, sorted ascending, of
 /// which `filled` are set; returns the new count. g [K] is overwritten.
 template <class B, class T>
-    requires has_nearest_centroid<B, T>
+    requires has_beam_selection<B, T>
 index_t offer_smallest(const B& be, VectorView<T> g, std::type_identity_t<VectorView<const T>> norms, T base,
                        index_t first, VectorView<T> best_scores, VectorView<index_t> best_ids, index_t filled) {
     constexpr std::string_view op = "ops::offer_smallest";

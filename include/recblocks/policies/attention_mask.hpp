@@ -9,15 +9,17 @@
 //                      (bidirectional inside an item's tokens, causal across
 //                      items)                       RecGPT's hybrid attention
 //
-// A user-defined mask is any type with `bool visible(index_t q, index_t k) const`
-// (the AttentionMask concept); it may carry state, like BlockCausalMask.
+// A mask is any type with `bool visible(index_t q, index_t k) const` (the
+// AttentionMask concept); it may carry state, like BlockCausalMask. The
+// attention block takes prefix masks (below), which every backend runs as one
+// batched call.
 // Optionally `index_t key_end(index_t q_end) const`: no query below q_end sees a
 // key at or after key_end(q_end). The attention block then skips those scores
 // (for causal masks, about a third of the attention work).
 // A mask whose visible keys for query q are exactly [0, key_end(q + 1)) (every
 // key when it has no key_end) may declare `static constexpr bool prefix = true`
-// (the PrefixMask concept): attention then runs the fused prefix kernel
-// (ops/prefix_attention.hpp) and never builds an [L, L] mask. All three below do.
+// (the PrefixMask concept): attention runs it as one batched call
+// (ops/attention.hpp) and never builds an [L, L] mask. All three below do.
 #include <algorithm>
 #include <concepts>
 

@@ -293,7 +293,8 @@ struct Primitives<backend::Cpu<Isa>> {
     static void broadcast_rows(const B& be, VectorView<const T> row, T beta, MatrixView<T> out) {
         const auto& kt = kernels<T>();
         const auto row_bytes = static_cast<std::size_t>(out.cols()) * sizeof(T);
-        parallel_for(be.threads(), 0, out.rows(), cpu::rows_per_chunk(out.cols()), [&](index_t r0, index_t r1) {
+        // Streaming work: chunks of 64K elements, so small calls run on the caller without waking the pool.
+        parallel_for(be.threads(), 0, out.rows(), cpu::rows_per_chunk(out.cols(), 1 << 16), [&](index_t r0, index_t r1) {
             for (index_t r = r0; r < r1; ++r) {
                 T* o = out.row(r);
                 if (beta == T(0)) {
@@ -309,7 +310,7 @@ struct Primitives<backend::Cpu<Isa>> {
 
     template <class T>
     static void scale_rows(const B& be, MatrixView<const T> x, VectorView<const T> s, T alpha, MatrixView<T> y) {
-        parallel_for(be.threads(), 0, y.rows(), cpu::rows_per_chunk(y.cols()), [&](index_t r0, index_t r1) {
+        parallel_for(be.threads(), 0, y.rows(), cpu::rows_per_chunk(y.cols(), 1 << 16), [&](index_t r0, index_t r1) {
             for (index_t r = r0; r < r1; ++r) {
                 const T f = s.data() ? alpha * s(r) : alpha;
                 const T* xr = x.row(r);
@@ -323,7 +324,7 @@ struct Primitives<backend::Cpu<Isa>> {
     static void gate_by_nonzero(const B& be, VectorView<const T> ref, VectorView<T> g, T scale) {
         const T* h = ref.data();
         T* d = g.data();
-        parallel_for(be.threads(), 0, g.size(), 1 << 14, [&](index_t i0, index_t i1) {
+        parallel_for(be.threads(), 0, g.size(), 1 << 16, [&](index_t i0, index_t i1) {
             for (index_t i = i0; i < i1; ++i) d[i] = h[i] != T(0) ? d[i] * scale : T(0);
         });
     }

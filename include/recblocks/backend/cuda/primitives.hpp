@@ -77,6 +77,10 @@
 //                        element-wise in T.
 //   row_dots             one warp per row, sums in T, fixed shuffle tree:
 //                        deterministic.
+//   squared_distances,   one warp per row, sums in T in a fixed shuffle tree;
+//   shifted_argmin_rows  the argmin keeps the first smallest (NaN ranks last)
+//                        (src/cuda/nearest_centroid.cu). Not offer_smallest: the
+//                        beam list is a sequential host step (has_beam_selection).
 //   gathered_dot         ids checked on the device first (a bad id: nothing
 //                        written, IndexError; synchronises), then one warp per
 //                        id, sums in T, fixed shuffle tree: deterministic.
@@ -225,6 +229,14 @@ struct Primitives<backend::Cuda> {
     static void gathered_dot(const B& be, MatrixView<const T> table, VectorView<const row_id_t> ids,
                              VectorView<const T> x, T alpha, VectorView<T> y);
 
+    // ---- nearest centroid without the beam list (src/cuda/nearest_centroid.cu) ----
+    template <class T>
+    static void squared_distances(const B& be, MatrixView<const T> x, VectorView<const T> y, VectorView<T> out);
+
+    template <class T>
+    static void shifted_argmin_rows(const B& be, MatrixView<T> g, VectorView<const T> norms, VectorView<index_t> arg,
+                                    VectorView<T> best);
+
     // ---- DARE: element-wise product, BCE on logits, target attention (src/cuda/dare.cu) ----
     template <class T>
     static void multiply(const B& be, MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> out);
@@ -327,6 +339,17 @@ RECBLOCKS_CUDA_DECLARE_PRIMITIVES(double);
 RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE(float);
 RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE(double);
 #undef RECBLOCKS_CUDA_DECLARE_ATTENTION_AND_GLUE
+
+// Defined in src/cuda/nearest_centroid.cu for exactly these types.
+#define RECBLOCKS_CUDA_DECLARE_NEAREST_CENTROID(T)                                                                   \
+    extern template void Primitives<backend::Cuda>::squared_distances<T>(const backend::Cuda&, MatrixView<const T>,  \
+                                                                         VectorView<const T>, VectorView<T>);        \
+    extern template void Primitives<backend::Cuda>::shifted_argmin_rows<T>(                                         \
+        const backend::Cuda&, MatrixView<T>, VectorView<const T>, VectorView<index_t>, VectorView<T>)
+
+RECBLOCKS_CUDA_DECLARE_NEAREST_CENTROID(float);
+RECBLOCKS_CUDA_DECLARE_NEAREST_CENTROID(double);
+#undef RECBLOCKS_CUDA_DECLARE_NEAREST_CENTROID
 
 // ---- DARE: defined in src/cuda/dare.cu for exactly these types ----
 #define RECBLOCKS_CUDA_DECLARE_DARE(T)                                                                               \
