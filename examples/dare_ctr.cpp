@@ -10,7 +10,7 @@
 // the user never rated, same history. The last --test_events events of each
 // user are the test impressions.
 //
-// Models (models/dare.hpp), trained with the same seed, batches and Adam:
+// Models (models/dare.hpp), trained with the same seed, batches and Adam (train::CtrTrainer):
 //   coupled     one table [N, D_R] for search, attention and representation
 //   decoupled   attention table [N, D_A] + representation table [N, D_R]
 // and, when --attention_dim differs from --dim, a second decoupled model at
@@ -26,7 +26,7 @@
 #include <recblocks/data/long_history_ctr.hpp>
 #include <recblocks/eval/auc.hpp>
 #include <recblocks/models/dare.hpp>
-#include <recblocks/optim/adam.hpp>
+#include <recblocks/train/ctr_trainer.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -98,13 +98,12 @@ Result train_and_test(const Setup& s, const Be& be, const std::string& name, rb:
     cfg.policy = policy;
     cfg.max_history = 10000;
     rb::models::DareModel<float> model(cfg, rb::Rng(s.seed));
-    rb::optim::Adam<float>::Config ac;
-    ac.lr = s.lr;
-    rb::optim::Adam<float> adam(ac, model.params());
+    rb::train::CtrTrainingOptions to;
+    to.lr = s.lr;
+    rb::train::CtrTrainer<float, rb::models::DareModel<float>> trainer(model, to);
 
     std::vector<std::size_t> order(s.task.train.size());
     BatchBuffers buf;
-    std::vector<float> logits;
     const auto t0 = std::chrono::steady_clock::now();
     double loss_sum = 0;
     index_t loss_n = 0;
@@ -119,13 +118,8 @@ Result train_and_test(const Setup& s, const Be& be, const std::string& name, rb:
         for (std::size_t i0 = 0; i0 < order.size(); i0 += std::size_t(s.batch)) {
             const std::size_t i1 = std::min(order.size(), i0 + std::size_t(s.batch));
             buf.fill(s.data, s.task.train, order, i0, i1);
-            logits.resize(i1 - i0);
-            model.zero_grads();
-            model.forward(be, buf.batch(), logits);
-            loss_sum += model.loss(buf.labels);
+            loss_sum += trainer.train_step(be, buf.batch(), buf.labels);
             ++loss_n;
-            model.backward(be, buf.labels);
-            adam.step(model.params(), s.lr);
         }
         std::fprintf(stderr, "  %-26s epoch %lld: train loss %.4f (%.1f s)\n", name.c_str(),
                      static_cast<long long>(epoch + 1), loss_sum / double(loss_n), seconds_since(t0));

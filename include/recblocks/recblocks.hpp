@@ -34,6 +34,7 @@
 #include "recblocks/ops/layer_norm.hpp"
 #include "recblocks/ops/reduce.hpp"
 #include "recblocks/ops/softmax.hpp"
+#include "recblocks/ops/target_attention.hpp"
 #include "recblocks/ops/top_k.hpp"
 #include "recblocks/ops/validate.hpp"
 
@@ -115,3 +116,4 @@
 #include "recblocks/data/long_history_ctr.hpp"
 #include "recblocks/eval/auc.hpp"
 #include "recblocks/models/dare.hpp"
+#include "recblocks/train/ctr_trainer.hpp"

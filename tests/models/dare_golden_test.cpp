@@ -47,7 +47,7 @@ TEST_CASE("DareModel matches PyTorch: logits, loss and gradients, coupled and de
         model.forward(be, batch, logits);
         const auto want_logits = r.load<double, 1>(prefix + "logits");
         for (index_t i = 0; i < 3; ++i) REQUIRE(logits[std::size_t(i)] == Approx(want_logits(i)).epsilon(1e-12).margin(1e-13));
-        REQUIRE(model.loss(y) == Approx(r.load_scalar<double>(prefix + "loss")).epsilon(1e-12));
+        REQUIRE(model.loss(be, y) == Approx(r.load_scalar<double>(prefix + "loss")).epsilon(1e-12));
         model.backward(be, y);
         for (const auto& p : model.params()) {
             std::vector<double> want(static_cast<std::size_t>(p.numel()));

@@ -185,7 +185,7 @@ TEST_CASE("DareModel: gradients of both stages, both policies, against finite di
         std::vector<double> logits(3);
         auto loss = [&] {
             model.forward(be, batch, logits);
-            return model.loss(d.labels);
+            return model.loss(be, d.labels);
         };
         model.zero_grads();
         loss();

@@ -179,6 +179,11 @@ struct Primitives<rbtest::GuardedDevice> {
     RBTEST_GUARDED_FORWARD(exact_top_k)
     RBTEST_GUARDED_FORWARD(rerank_top_k)
     RBTEST_GUARDED_FORWARD(max_sim_scores)
+    RBTEST_GUARDED_FORWARD(multiply)
+    RBTEST_GUARDED_FORWARD(bce_with_logits)
+    RBTEST_GUARDED_FORWARD(search_segments)
+    RBTEST_GUARDED_FORWARD(attend_rows)
+    RBTEST_GUARDED_FORWARD(attend_rows_backward)
 };
 
 #undef RBTEST_GUARDED_FORWARD

@@ -20,11 +20,13 @@
 //   broadcast_rows  out[r, :] = row + beta * out[r, :]   (biases, positions; beta == 0: out not read)
 //   scale_rows      y[r, :] = alpha * s[r] * x[r, :]     (s empty: alpha only; y may be x)
 //   gate_by_nonzero g[i] = ref[i] != 0 ? g[i] * scale : 0  (ReLU + dropout backward in one pass)
+//   multiply        out = a ⊙ b  (strided rows; out may be a or b itself)
 //   row_dots        out[r] = a[r, :] . b[r, :]
 //   logistic_loss   returns Σ softplus(sign[m] s[m]); g[m] = weight sign[m] sigmoid(sign[m] s[m])
 //   softmax_cross_entropy   per row of logits [R, C] with target t >= 0, z = logits + bias:
 //                   returns Σ (logsumexp(z) - z_t); logits = scale (softmax(z) - onehot(t)) in
 //                   place; a negative target zeroes the row (ops/softmax_cross_entropy.hpp)
+//   bce_with_logits returns Σ max(z, 0) - z y + log1p(e^-|z|); g[m] = weight (sigmoid(z[m]) - y[m])
 //   attention_forward / _backward   prefix-masked multi-head attention of a whole
 //                   batch (ops/attention.hpp); the forward keeps what the backward
 //                   needs in a backend-defined `state` (attention_state_size elements)
@@ -43,6 +45,12 @@
 //                   with keep(j) a pure function of (DropoutMask, j); y may alias x
 //   gathered_dot    optional (Reference, CPU): y[i] = alpha * <table[ids[i]], x>
 //                   (one query against rows picked by id; CPU: on the calling thread)
+//   target attention  optional (Reference, CPU, CUDA; ops/target_attention.hpp):
+//     search_segments      per segment of ids: gathered scores against the
+//                          segment's query and its top k (positions, ids);
+//                          returns the first segment with a NaN score or -1
+//     attend_rows          out[s] = Σ_j w[s, j] rows[s k + j]
+//     attend_rows_backward dw[s, j] = <dout[s], rows[s k + j]>, drows[s k + j] = w[s, j] dout[s]
 //   retrieval       optional (Reference, CPU), float queries against item
 //                   tables in column panels (backend/panels.hpp; E = float,
 //                   bf16 bits or int8 codes with per-row scales); on the CPU

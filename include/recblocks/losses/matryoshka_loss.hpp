@@ -25,6 +25,7 @@
 #include <cmath>
 #include <limits>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "recblocks/params/matryoshka_widths.hpp"
@@ -57,12 +58,18 @@ void check_table(std::string_view op, MatrixView<const T> table, MatrixView<T> d
 }  // namespace detail
 
 /// BCE with sampled negatives at every width. hidden [R, D]; pos [R]; neg [R, K].
-template <class T>
+/// Memory is where the shared form keeps its scratch and reads hidden and the
+/// table (host by default, CudaMemory on backend::Cuda); pos and neg are host ids.
+template <class T, MemorySpace Memory = HostMemory>
 class MatryoshkaBceWithNegatives {
 public:
-    /// MRL-E: table [N + 1, D] shared by all widths (prefix columns), on a
-    /// host backend (BceWithNegatives<T, Memory> is the same loss on any backend).
-    template <HostBackend Be>
+    explicit MatryoshkaBceWithNegatives(Memory memory = {}) : shared_(memory) {}
+
+    /// MRL-E: table [N + 1, D] shared by all widths (prefix columns), on any
+    /// backend computing in Memory (BceWithNegatives with widths: gather,
+    /// row_dots, logistic_loss, scatter, one pass for all widths).
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     MatryoshkaLossValue shared(const Be& be, const MatryoshkaWidths& widths, MatrixView<const T> hidden,
                                MatrixView<const T> table, VectorView<const row_id_t> pos, MatrixView<const row_id_t> neg,
                                MatrixView<T> d_hidden, MatrixView<T> d_table) {
@@ -74,11 +81,13 @@ public:
         return {v.loss, v.count, per_width_};
     }
 
-    /// MRL: tables[i] [N + 1, m_i], one per width; d_tables alike.
+    /// MRL: tables[i] [N + 1, m_i], one per width; d_tables alike. Host memory only.
     MatryoshkaLossValue separate(const MatryoshkaWidths& widths, MatrixView<const T> hidden,
                                  std::span<const MatrixView<const T>> tables, VectorView<const row_id_t> pos,
                                  MatrixView<const row_id_t> neg, MatrixView<T> d_hidden,
-                                 std::span<const MatrixView<T>> d_tables) {
+                                 std::span<const MatrixView<T>> d_tables)
+        requires(Memory::host_accessible)
+    {
         constexpr std::string_view op = "losses::MatryoshkaBceWithNegatives::separate";
         detail::check_tables(op, widths, hidden.cols(), static_cast<index_t>(tables.size()),
                              static_cast<index_t>(d_tables.size()));
@@ -145,7 +154,7 @@ private:
     }
 
     std::vector<double> g_, per_width_;
-    BceWithNegatives<T> shared_;
+    BceWithNegatives<T, Memory> shared_;
 };
 
 /// Full-softmax cross-entropy at every width. hidden [R, D] (contiguous);

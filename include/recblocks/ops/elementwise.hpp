@@ -1,6 +1,6 @@
 #pragma once
 // Element-wise matrix glue between the larger primitives: out = a + b
-// (residual connections), copies, a row broadcast into every row (biases,
+// (residual connections), element-wise products, copies, a row broadcast into every row (biases,
 // positional tables), per-row scaling (masks, embedding scale), the ReLU +
 // dropout gradient gate and row-wise dot products. Views may be strided (a block of a larger
 // matrix, e.g. the last position of every sequence); on a device backend they
@@ -76,6 +76,23 @@ void gate_by_nonzero(const B& be, std::type_identity_t<VectorView<const T>> ref,
     detail::check_length(op, "g", g, ref.size(), "ref's length");
     if (g.size() == 0) return;
     Primitives<B>::template gate_by_nonzero<T>(be, ref, g, scale);
+}
+
+/// out [R, C] = a [R, C] ⊙ b [R, C] (element-wise product). `out` may be `a`
+/// or `b` itself (same data and leading dimension); any other overlap is an error.
+template <class B, class T>
+void multiply(const B& be, std::type_identity_t<MatrixView<const T>> a, std::type_identity_t<MatrixView<const T>> b,
+              MatrixView<T> out) {
+    constexpr std::string_view op = "ops::multiply";
+    detail::check_layout(op, "a", a);
+    detail::check_layout(op, "b", b);
+    detail::check_layout(op, "out", out);
+    detail::check_same_shape(op, "a", a, "b", b);
+    detail::check_same_shape(op, "a", a, "out", out);
+    detail::check_alias_or_disjoint(op, "a", a, "out", MatrixView<const T>(out));
+    detail::check_alias_or_disjoint(op, "b", b, "out", MatrixView<const T>(out));
+    if (out.empty()) return;
+    Primitives<B>::template multiply<T>(be, a, b, out);
 }
 
 /// out[r] = a[r, :] . b[r, :] for a, b [R, C].

@@ -370,6 +370,110 @@ struct Primitives<backend::Cpu<Isa>> {
     }
 
     template <class T>
+    static void multiply(const B& be, MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> out) {
+        parallel_for(be.threads(), 0, out.rows(), cpu::rows_per_chunk(out.cols()), [&](index_t r0, index_t r1) {
+            for (index_t r = r0; r < r1; ++r) {
+                const T* x = a.row(r);
+                const T* y = b.row(r);
+                T* o = out.row(r);
+                for (index_t c = 0; c < out.cols(); ++c) o[c] = x[c] * y[c];
+            }
+        });
+    }
+
+    template <class T>
+    static double bce_with_logits(const B& be, VectorView<const T> z, VectorView<const T> y, T weight, VectorView<T> g) {
+        return parallel_reduce(
+            be.threads(), 0, z.size(), 4096, 0.0,
+            [&](index_t m0, index_t m1) {
+                double part = 0;
+                for (index_t m = m0; m < m1; ++m) {
+                    const double zm = z(m), ym = y(m);
+                    part += std::max(zm, 0.0) - zm * ym + std::log1p(std::exp(-std::fabs(zm)));
+                    g(m) = static_cast<T>(double(weight) * (detail::sigmoid(zm) - ym));
+                }
+                return part;
+            },
+            [](double a, double b) { return a + b; });
+    }
+
+    /// Segments split over the threads in contiguous ranges; each segment's
+    /// scores and selection on one thread (the gather kernel, then top-k while
+    /// the scores are still in L1/L2). A segment's result does not depend on the split.
+    template <class T>
+    static index_t search_segments(const B& be, MatrixView<const T> table, VectorView<const row_id_t> ids,
+                                   VectorView<const index_t> offsets, MatrixView<const T> queries, T alpha, index_t k,
+                                   VectorView<T> scores, MatrixView<T> top_values, MatrixView<row_id_t> top_positions,
+                                   MatrixView<row_id_t> top_ids) {
+        const auto& kt = kernels<T>();
+        const index_t segments = offsets.size() - 1;
+        const index_t parts = std::min<index_t>(be.threads().size(), segments);
+        auto range = [&](index_t s0, index_t s1) {
+            index_t first_nan = -1;
+            for (index_t s = s0; s < s1; ++s) {
+                const index_t b = offsets(s), n = offsets(s + 1) - b;
+                kt.gathered_dot(table.data(), table.ld(), ids.data() + b, n, queries.row(s), table.cols(), alpha,
+                                scores.data() + b);
+                if (kt.top_k(scores.data() + b, n, k, 0, top_values.row(s), top_positions.row(s))) {
+                    if (first_nan < 0) first_nan = s;
+                    continue;
+                }
+                if (top_ids.data())
+                    for (index_t j = 0; j < k; ++j) top_ids(s, j) = ids(b + top_positions(s, j));
+            }
+            return first_nan;
+        };
+        if (parts <= 1) return range(0, segments);
+        auto& nan_of = cpu::thread_scratch<index_t, struct SearchSegmentsNan>(static_cast<std::size_t>(parts));
+        be.threads().run(parts, [&](index_t p) {
+            nan_of[static_cast<std::size_t>(p)] = range(segments * p / parts, segments * (p + 1) / parts);
+        });
+        for (index_t p = 0; p < parts; ++p)
+            if (nan_of[static_cast<std::size_t>(p)] >= 0) return nan_of[static_cast<std::size_t>(p)];
+        return -1;
+    }
+
+    template <class T>
+    static void attend_rows(const B& be, MatrixView<const T> w, MatrixView<const T> rows, MatrixView<T> out) {
+        const index_t k = w.cols(), d = rows.cols();
+        parallel_for(be.threads(), 0, w.rows(), cpu::rows_per_chunk(k * d), [&](index_t s0, index_t s1) {
+            for (index_t s = s0; s < s1; ++s) {
+                T* o = out.row(s);
+                std::fill(o, o + d, T(0));
+                for (index_t j = 0; j < k; ++j) {
+                    const T wj = w(s, j);
+                    const T* v = rows.row(s * k + j);
+                    for (index_t c = 0; c < d; ++c) o[c] += wj * v[c];
+                }
+            }
+        });
+    }
+
+    template <class T>
+    static void attend_rows_backward(const B& be, MatrixView<const T> w, MatrixView<const T> rows,
+                                     MatrixView<const T> dout, MatrixView<T> dw, MatrixView<T> drows) {
+        const index_t k = w.cols(), d = rows.cols();
+        parallel_for(be.threads(), 0, w.rows(), cpu::rows_per_chunk(k * d), [&](index_t s0, index_t s1) {
+            for (index_t s = s0; s < s1; ++s) {
+                const T* g = dout.row(s);
+                for (index_t j = 0; j < k; ++j) {
+                    const T* v = rows.row(s * k + j);
+                    if (dw.data()) {
+                        T acc = 0;
+                        for (index_t c = 0; c < d; ++c) acc += g[c] * v[c];
+                        dw(s, j) = acc;
+                    }
+                    if (drows.data()) {
+                        const T wj = w(s, j);
+                        T* dv = drows.row(s * k + j);
+                        for (index_t c = 0; c < d; ++c) dv[c] = wj * g[c];
+                    }
+                }
+            }
+        });
+    }
+
+    template <class T>
     static index_t attention_state_size(const B&, AttentionShape s, bool dropout) {
         return detail::HostAttention<B, T>::state_size(s, dropout);
     }

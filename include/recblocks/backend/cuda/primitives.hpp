@@ -93,6 +93,23 @@
 //                        row's loss in double, added over rows by one block in
 //                        a fixed order. Deterministic, no atomics on values;
 //                        synchronises (the sum is returned).
+//   DARE (src/cuda/dare.cu):
+//   multiply             element-wise in T.
+//   bce_with_logits      g element-wise (double math, rounded once to T); the
+//                        loss sum in double by one block's fixed tree
+//                        (synchronises): deterministic.
+//   search_segments      ids and segment lengths checked on the device first
+//                        (nothing written on a problem; IndexError / ValueError,
+//                        synchronises); scores by one warp per id (its segment
+//                        found by bisection of the offsets; the gathered_dot
+//                        order); then one block per segment: a NaN pass, and k
+//                        selection passes (each takes the best (score, earlier
+//                        position) ranking after the previous pick, a fixed
+//                        tree per pass). O(k n) per segment, exact,
+//                        deterministic ties; returns the first NaN segment.
+//   attend_rows          one thread per output element, the k terms in order (fma in T).
+//   attend_rows_backward dw: one warp per (segment, j), fixed shuffle tree;
+//                        drows element-wise in T. Deterministic, no atomics.
 #include <cstdint>
 
 #include "recblocks/backend/cuda/cuda.hpp"
@@ -269,6 +286,28 @@ struct Primitives<backend::Cuda> {
     template <class T>
     static void shifted_argmin_rows(const B& be, MatrixView<T> g, VectorView<const T> norms, VectorView<index_t> arg,
                                     VectorView<T> best);
+
+    // ---- DARE: element-wise product, BCE on logits, target attention (src/cuda/dare.cu) ----
+    template <class T>
+    static void multiply(const B& be, MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> out);
+
+    template <class T>
+    static double bce_with_logits(const B& be, VectorView<const T> z, VectorView<const T> y, T weight,
+                                  VectorView<T> g);
+
+    template <class T>
+    static index_t search_segments(const B& be, MatrixView<const T> table, VectorView<const row_id_t> ids,
+                                   VectorView<const index_t> offsets, MatrixView<const T> queries, T alpha, index_t k,
+                                   VectorView<T> scores, MatrixView<T> top_values, MatrixView<row_id_t> top_positions,
+                                   MatrixView<row_id_t> top_ids);
+
+    template <class T>
+    static void attend_rows(const B& be, MatrixView<const T> w, MatrixView<const T> rows, MatrixView<T> out);
+
+    template <class T>
+    static void attend_rows_backward(const B& be, MatrixView<const T> w, MatrixView<const T> rows,
+                                     MatrixView<const T> dout, MatrixView<T> dw, MatrixView<T> drows);
+    // ---- end DARE ----
 };
 
 // ---- retrieval: defined in src/cuda/retrieval.cu for exactly these types ----------------------------------------
@@ -393,5 +432,24 @@ RECBLOCKS_CUDA_DECLARE_LOSSES(float);
 RECBLOCKS_CUDA_DECLARE_LOSSES(double);
 #undef RECBLOCKS_CUDA_DECLARE_LOSSES
 // ---- end of losses ----
+// ---- DARE: defined in src/cuda/dare.cu for exactly these types ----
+#define RECBLOCKS_CUDA_DECLARE_DARE(T)                                                                               \
+    extern template void Primitives<backend::Cuda>::multiply<T>(const backend::Cuda&, MatrixView<const T>,          \
+                                                                MatrixView<const T>, MatrixView<T>);                 \
+    extern template double Primitives<backend::Cuda>::bce_with_logits<T>(const backend::Cuda&, VectorView<const T>, \
+                                                                         VectorView<const T>, T, VectorView<T>);     \
+    extern template index_t Primitives<backend::Cuda>::search_segments<T>(                                          \
+        const backend::Cuda&, MatrixView<const T>, VectorView<const row_id_t>, VectorView<const index_t>,            \
+        MatrixView<const T>, T, index_t, VectorView<T>, MatrixView<T>, MatrixView<row_id_t>, MatrixView<row_id_t>);  \
+    extern template void Primitives<backend::Cuda>::attend_rows<T>(const backend::Cuda&, MatrixView<const T>,       \
+                                                                   MatrixView<const T>, MatrixView<T>);              \
+    extern template void Primitives<backend::Cuda>::attend_rows_backward<T>(                                        \
+        const backend::Cuda&, MatrixView<const T>, MatrixView<const T>, MatrixView<const T>, MatrixView<T>,          \
+        MatrixView<T>)
+
+RECBLOCKS_CUDA_DECLARE_DARE(float);
+RECBLOCKS_CUDA_DECLARE_DARE(double);
+#undef RECBLOCKS_CUDA_DECLARE_DARE
+// ---- end DARE ----
 
 RECBLOCKS_NAMESPACE_END

@@ -153,6 +153,71 @@ struct Primitives<backend::Reference> {
     }
 
     template <class T>
+    static void multiply(const B&, MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> out) {
+        for (index_t r = 0; r < out.rows(); ++r)
+            for (index_t c = 0; c < out.cols(); ++c) out(r, c) = static_cast<T>(double(a(r, c)) * double(b(r, c)));
+    }
+
+    template <class T>
+    static double bce_with_logits(const B&, VectorView<const T> z, VectorView<const T> y, T weight, VectorView<T> g) {
+        double total = 0;
+        for (index_t m = 0; m < z.size(); ++m) {
+            const double zm = z(m), ym = y(m);
+            total += std::max(zm, 0.0) - zm * ym + std::log1p(std::exp(-std::fabs(zm)));
+            g(m) = static_cast<T>(double(weight) * (detail::sigmoid(zm) - ym));
+        }
+        return total;
+    }
+
+    // Target attention (ops/target_attention.hpp): sums in double, rounded once.
+    template <class T>
+    static index_t search_segments(const B& be, MatrixView<const T> table, VectorView<const row_id_t> ids,
+                                   VectorView<const index_t> offsets, MatrixView<const T> queries, T alpha, index_t k,
+                                   VectorView<T> scores, MatrixView<T> top_values, MatrixView<row_id_t> top_positions,
+                                   MatrixView<row_id_t> top_ids) {
+        for (index_t s = 0; s + 1 < offsets.size(); ++s) {
+            const index_t b = offsets(s), n = offsets(s + 1) - b;
+            const auto seg_ids = vector_view(ids.data() + b, n);
+            gathered_dot<T>(be, table, seg_ids, vector_view(queries.row(s), queries.cols()), alpha,
+                            vector_view(scores.data() + b, n));
+            if (top_k_rows<T>(be, matrix_view<const T>(scores.data() + b, 1, n), k,
+                              matrix_view(top_positions.row(s), 1, k), matrix_view(top_values.row(s), 1, k)) >= 0)
+                return s;
+            if (top_ids.data())
+                for (index_t j = 0; j < k; ++j) top_ids(s, j) = seg_ids(top_positions(s, j));
+        }
+        return -1;
+    }
+
+    template <class T>
+    static void attend_rows(const B&, MatrixView<const T> w, MatrixView<const T> rows, MatrixView<T> out) {
+        const index_t k = w.cols();
+        for (index_t s = 0; s < w.rows(); ++s)
+            for (index_t c = 0; c < rows.cols(); ++c) {
+                double acc = 0.0;
+                for (index_t j = 0; j < k; ++j) acc += double(w(s, j)) * double(rows(s * k + j, c));
+                out(s, c) = static_cast<T>(acc);
+            }
+    }
+
+    template <class T>
+    static void attend_rows_backward(const B&, MatrixView<const T> w, MatrixView<const T> rows,
+                                     MatrixView<const T> dout, MatrixView<T> dw, MatrixView<T> drows) {
+        const index_t k = w.cols();
+        for (index_t s = 0; s < w.rows(); ++s)
+            for (index_t j = 0; j < k; ++j) {
+                if (dw.data()) {
+                    double acc = 0.0;
+                    for (index_t c = 0; c < rows.cols(); ++c) acc += double(dout(s, c)) * double(rows(s * k + j, c));
+                    dw(s, j) = static_cast<T>(acc);
+                }
+                if (drows.data())
+                    for (index_t c = 0; c < rows.cols(); ++c)
+                        drows(s * k + j, c) = static_cast<T>(double(w(s, j)) * double(dout(s, c)));
+            }
+    }
+
+    template <class T>
     static index_t attention_state_size(const B&, AttentionShape s, bool dropout) {
         return detail::HostAttention<B, T>::state_size(s, dropout);
     }
