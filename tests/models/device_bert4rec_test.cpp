@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../support/guarded_device.hpp"
+#include "../support/same_bits.hpp"
 #include "../support/temp_dir.hpp"
 #include "recblocks/losses/sampled_softmax.hpp"
 #include "recblocks/losses/softmax_cross_entropy.hpp"
@@ -23,36 +24,13 @@
 using namespace recblocks;
 using rbtest::GuardedDevice;
 using rbtest::GuardedMemory;
+using rbtest::same_bits;
+using rbtest::same_params;
 
 namespace {
 
 const backend::Reference kRef{};
 const GuardedDevice kDev{};
-
-template <class T, std::size_t R>
-bool same_bits(const Tensor<T, R, GuardedMemory>& device, const Tensor<T, R>& host) {
-    const Tensor<T, R> back = to_host(device);
-    return back.shape() == host.shape() &&
-           std::memcmp(back.data(), host.data(), static_cast<std::size_t>(host.numel()) * sizeof(T)) == 0;
-}
-
-/// Every value (or gradient) of a device list equals the host list's, bit for bit.
-template <class T>
-bool same_params(const ParamList<T, GuardedMemory>& dev, const ParamList<T>& host, bool grads) {
-    if (dev.size() != host.size()) return false;
-    for (std::size_t i = 0; i < host.size(); ++i) {
-        const auto& h = host[i];
-        const auto& d = dev[i];
-        if (d.name != h.name || d.numel() != h.numel()) return false;
-        std::vector<T> back(static_cast<std::size_t>(h.numel()));
-        d.memory.download(back.data(), grads ? d.grad : d.value, back.size() * sizeof(T));
-        if (std::memcmp(back.data(), grads ? h.grad : h.value, back.size() * sizeof(T)) != 0) {
-            UNSCOPED_INFO("first difference in " << h.name << (grads ? " (gradient)" : " (value)"));
-            return false;
-        }
-    }
-    return true;
-}
 
 models::BERT4RecConfig tiny_config() {
     models::BERT4RecConfig c;

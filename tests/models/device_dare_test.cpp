@@ -12,6 +12,7 @@
 
 #include "../support/compare.hpp"
 #include "../support/guarded_device.hpp"
+#include "../support/same_bits.hpp"
 #include "recblocks/blocks/matryoshka_embedding.hpp"
 #include "recblocks/blocks/matryoshka_linear.hpp"
 #include "recblocks/losses/matryoshka_loss.hpp"
@@ -22,31 +23,13 @@
 using namespace recblocks;
 using rbtest::GuardedDevice;
 using rbtest::GuardedMemory;
+using rbtest::same_bits;
+using rbtest::same_params;
 
 namespace {
 
 const backend::Reference kRef{};
 const GuardedDevice kDev{};
-
-template <class T>
-bool same_bits(const T* device, const T* host, index_t n, const GuardedMemory& memory) {
-    std::vector<T> back(static_cast<std::size_t>(n));
-    memory.download(back.data(), device, back.size() * sizeof(T));
-    return std::memcmp(back.data(), host, back.size() * sizeof(T)) == 0;
-}
-
-template <class T, MemorySpace M>
-bool same_params(const ParamList<T, GuardedMemory>& dev, const ParamList<T, M>& host, bool grads) {
-    REQUIRE(dev.size() == host.size());
-    for (std::size_t i = 0; i < host.size(); ++i) {
-        INFO(host[i].name << (grads ? " (gradient)" : ""));
-        REQUIRE(dev[i].name == host[i].name);
-        if (!same_bits(grads ? dev[i].grad : dev[i].value, grads ? host[i].grad : host[i].value, host[i].numel(),
-                       GuardedMemory{}))
-            return false;
-    }
-    return true;
-}
 
 struct ToyDare {
     std::vector<row_id_t> targets{3, 7, 0, 11};

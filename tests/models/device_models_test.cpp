@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "../support/guarded_device.hpp"
+#include "../support/same_bits.hpp"
 #include "../support/temp_dir.hpp"
 #include "../support/tiny_sasrec_batch.hpp"
 #include "recblocks/models/sasrec.hpp"
@@ -19,18 +20,13 @@
 using namespace recblocks;
 using rbtest::GuardedDevice;
 using rbtest::GuardedMemory;
+using rbtest::same_bits;
+using rbtest::same_params;
 
 namespace {
 
 const backend::Reference kRef{};
 const GuardedDevice kDev{};
-
-template <class T, std::size_t R>
-bool same_bits(const Tensor<T, R, GuardedMemory>& device, const Tensor<T, R>& host) {
-    const Tensor<T, R> back = to_host(device);
-    return back.shape() == host.shape() &&
-           std::memcmp(back.data(), host.data(), static_cast<std::size_t>(host.numel()) * sizeof(T)) == 0;
-}
 
 template <class Norm>
 void check_sasrec_on_device(models::SASRecConfig cfg) {

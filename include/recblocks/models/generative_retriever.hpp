@@ -36,6 +36,15 @@
 //
 // Shapes: ids / pos [B, L]; scores [B, N + 1] (column 0 = -inf); the decode
 // context prepared by prepare_queries(ids [Q, L]) holds [Q, ΣK_j] log-probs.
+//
+// Memory is where parameters, gradients, activations and the loss's scratch
+// live: host memory by default, CudaMemory for a model on backend::Cuda
+// (construct it with memory_of(gpu)). Item ids, targets and the token map stay
+// on the host (checked there, copied in once per call). Training and the
+// forward pass are backend calls. The decode context is small ([Q, ΣK_j]): its
+// logits are computed in Memory and copied to the host once per
+// prepare_queries, where the log-softmax and the beam search's selection run;
+// score_all sums those host log-probs per item and writes the scores to Memory.
 // Memory: all scratch is kept and reused; after the first call of a batch
 // shape nothing allocates (train_step, prepare_queries, next_code_log_probs).
 // Errors: ValueError for bad configs, ShapeError for bad shapes, IndexError for
@@ -48,12 +57,15 @@
 #include <limits>
 #include <numeric>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "recblocks/blocks/sequence_embedding.hpp"
 #include "recblocks/blocks/transformer_stack.hpp"
 #include "recblocks/decoding/constrained_beam_search.hpp"
 #include "recblocks/losses/softmax_cross_entropy.hpp"
+#include "recblocks/ops/elementwise.hpp"
+#include "recblocks/ops/embedding.hpp"
 #include "recblocks/ops/gemm.hpp"
 #include "recblocks/policies/attention_mask.hpp"
 #include "recblocks/tokenizers/semantic_ids.hpp"
@@ -71,21 +83,23 @@ struct GenerativeRetrieverConfig {
     double ln_eps = 1e-6;
 };
 
-template <class T, class Norm = policies::PreNorm>
+template <class T, class Norm = policies::PreNorm, MemorySpace Memory = HostMemory>
 class GenerativeRetriever {
 public:
     using Config = GenerativeRetrieverConfig;
-    using Stack = blocks::TransformerStack<T, policies::BlockCausalMask, Norm>;
+    using Stack = blocks::TransformerStack<T, policies::BlockCausalMask, Norm, Memory>;
 
     /// ids: the semantic IDs of the catalogue; row i - 1 belongs to dataset item i.
-    GenerativeRetriever(Config cfg, const tokenizers::SemanticIds& ids, const Rng& rng)
+    GenerativeRetriever(Config cfg, const tokenizers::SemanticIds& ids, const Rng& rng, Memory memory = {})
         : cfg_(validated(cfg, ids)), levels_(ids.levels()), num_items_(ids.num_items()),
           sizes_(ids.codebook_sizes().begin(), ids.codebook_sizes().end()),
           embedding_({total_codes(ids), cfg.d_model, cfg.max_len * ids.levels(), true, blocks::PositionRows::per_slot,
                       cfg.dropout},
-                     rng.substream(0)),
-          stack_(stack_config(cfg), policies::BlockCausalMask(ids.levels()), rng.substream(1)),
-          ce_(static_cast<std::size_t>(ids.levels())) {
+                     rng.substream(0), memory),
+          stack_(stack_config(cfg), policies::BlockCausalMask(ids.levels()), rng.substream(1), memory),
+          memory_(memory), x_(memory), hidden_(memory), dhidden_(memory), dx_(memory), dlevel_(memory),
+          last_h_(memory), logits_(memory), last_rows_(memory) {
+        for (index_t j = 0; j < ids.levels(); ++j) ce_.emplace_back(memory);
         offsets_.assign(static_cast<std::size_t>(levels_) + 1, 0);
         for (index_t j = 0; j < levels_; ++j)
             offsets_[static_cast<std::size_t>(j) + 1] = offsets_[static_cast<std::size_t>(j)] + sizes_[static_cast<std::size_t>(j)];
@@ -108,8 +122,8 @@ public:
     [[nodiscard]] index_t num_items() const { return num_items_; }
     [[nodiscard]] std::span<const std::int32_t> codebook_sizes() const { return sizes_; }
     /// code_emb.weight (named item_emb.weight: the SequenceEmbedding's table), pos_emb.weight, blocks.<i>.*, final_norm.*.
-    [[nodiscard]] const ParamList<T>& params() const { return params_; }
-    [[nodiscard]] blocks::SequenceEmbedding<T>& embedding() { return embedding_; }
+    [[nodiscard]] const ParamList<T, Memory>& params() const { return params_; }
+    [[nodiscard]] blocks::SequenceEmbedding<T, Memory>& embedding() { return embedding_; }
     [[nodiscard]] Stack& stack() { return stack_; }
 
     /// Token ids [B, L·M] of item ids [B, L] (what the transformer reads).
@@ -127,20 +141,16 @@ public:
     }
 
     /// One training step's forward and backward: ids, pos [B, L] (pos = the next
-    /// item of each slot, 0 where none). Zeroes and fills the gradients; returns
-    /// Σ_j mean CE_j and the number of (token, target) pairs.
-    template <HostBackend Be>
+    /// item of each slot, 0 where none), both in host memory. Zeroes and fills
+    /// the gradients; returns Σ_j mean CE_j and the number of (token, target) pairs.
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     losses::LossValue train_step(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids,
                                  MatrixView<const row_id_t> pos, std::uint64_t step) {
         RECBLOCKS_CHECK_SHAPE(pos.shape() == ids.shape(), "GenerativeRetriever::train_step: ids is ", ids.shape(),
                               " but pos is ", pos.shape());
-        recblocks::zero_grads(params_);
-        forward(be, pool, ids, step, true);
         const index_t bsz = ids.rows(), len = ids.cols(), rows = bsz * len * levels_, d = cfg_.d_model;
-        if (targets_.extent(1) != rows) {
-            targets_.resize(Shape<2>{{levels_, rows}});
-            dlevel_.resize(Shape<2>{{rows, d}});
-        }
+        if (targets_.extent(1) != rows) targets_.resize(Shape<2>{{levels_, rows}});
         std::fill(targets_.begin(), targets_.end(), row_id_t{0});
         for (index_t b = 0; b < bsz; ++b)
             for (index_t k = 0; k < len; ++k) {
@@ -152,9 +162,12 @@ public:
                 for (index_t j = 0; j < levels_; ++j)
                     targets_(j, r + j) = item_tokens_(p, j) - static_cast<row_id_t>(offsets_[static_cast<std::size_t>(j)]);
             }
+        recblocks::zero_grads(params_);
+        forward(be, pool, ids, step, true);
+        if (dlevel_.extent(0) != rows) dlevel_.resize(Shape<2>{{rows, d}});
         const auto h = matrix_view<const T>(hidden_.data(), rows, d);
-        auto dh = matrix_view(dhidden_.data(), rows, d);
-        std::fill(dhidden_.begin(), dhidden_.end(), T(0));
+        const auto dh = matrix_view(dhidden_.data(), rows, d);
+        dhidden_.zero();
         auto& table = embedding_.params().items;
         auto& dtable = embedding_.grads().items;
         losses::LossValue total;
@@ -168,17 +181,17 @@ public:
                                                              dlevel_.view(), dtj, VectorView<T>{});
             total.loss += lv.loss;
             total.count += lv.count;
-            const T* g = dlevel_.data();
-            T* o = dh.data();
-            for (index_t i = 0; i < rows * d; ++i) o[i] += g[i];
+            ops::add(be, MatrixView<const T>(dh), dlevel_.cview(), dh);
         }
         stack_.backward(be, pool, dhidden_.view(), dx_.view());
         embedding_.backward(be, pool, tokens_.cview(), dx_.view());
         return total;
     }
 
-    /// Forward pass: final hidden states [B, L·M, D] of ids [B, L] in hidden().
-    template <HostBackend Be>
+    /// Forward pass: final hidden states [B, L·M, D] (in Memory) of ids [B, L]
+    /// (host memory) in hidden().
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void forward(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, std::uint64_t step, bool train) {
         prepare(ids);
         embedding_.forward(be, pool, tokens_.cview(), x_.view(), step, train);
@@ -187,28 +200,34 @@ public:
     [[nodiscard]] TensorView<const T, 3> hidden() const { return hidden_.cview(); }
 
     /// Sets up the decode context of Q queries: the per-level next-code
-    /// log-probabilities of each row of ids [Q, L] (no dropout).
-    template <HostBackend Be>
+    /// log-probabilities of each row of ids [Q, L] (no dropout), kept on the host.
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void prepare_queries(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids) {
         forward(be, pool, ids, 0, false);
         const index_t q = ids.rows(), len = ids.cols() * levels_, d = cfg_.d_model, total = offsets_.back();
+        const index_t widest = *std::max_element(sizes_.begin(), sizes_.end());
         if (logp_.extent(0) != q) {
             logp_.resize(Shape<2>{{q, total}});
             last_h_.resize(Shape<2>{{q, d}});
-            logits_.resize(Shape<2>{{q, *std::max_element(sizes_.begin(), sizes_.end())}});
+            logits_.resize(Shape<2>{{q, widest}});
+            host_logits_.resize(Shape<2>{{q, widest}});
+            host_rows_.resize(static_cast<std::size_t>(q));
+            last_rows_.resize(Shape<1>{{q}});
         }
         const auto& table = embedding_.params().items;
         for (index_t j = 0; j < levels_; ++j) {
             const index_t off = offsets_[static_cast<std::size_t>(j)], kj = sizes_[static_cast<std::size_t>(j)];
-            for (index_t b = 0; b < q; ++b) {
-                const T* src = hidden_.data() + ((b * len) + len - levels_ + j) * d;
-                std::copy(src, src + d, last_h_.view().row(b));
-            }
+            // Query b's level-j token of its last item: row b·len + len - M + j of the hidden states.
+            for (index_t b = 0; b < q; ++b) host_rows_[static_cast<std::size_t>(b)] = static_cast<row_id_t>(b * len + len - levels_ + j);
+            memory_.upload(last_rows_.data(), host_rows_.data(), host_rows_.size() * sizeof(row_id_t));
+            ops::gather_rows(be, matrix_view<const T>(hidden_.data(), q * len, d), last_rows_.cview(), last_h_.view());
             auto lg = matrix_view<T>(logits_.data(), q, kj);
             ops::gemm(be, Trans::no, Trans::yes, T(1), last_h_.cview(),
                       matrix_view<const T>(table.data() + (1 + off) * d, kj, d), T(0), lg);
+            memory_.download(host_logits_.data(), logits_.data(), static_cast<std::size_t>(q * kj) * sizeof(T));
             for (index_t b = 0; b < q; ++b) {
-                const T* z = lg.row(b);
+                const T* z = host_logits_.data() + b * kj;
                 double mx = -std::numeric_limits<double>::infinity();
                 for (index_t c = 0; c < kj; ++c) mx = std::max(mx, double(z[c]));
                 double s = 0;
@@ -242,24 +261,26 @@ public:
         }
     }
 
-    /// scores [B, N + 1]: column i = Σ_j log p_j(c_j(i)) of the next item;
-    /// column 0 (padding) = -inf. Exact full ranking under the model.
-    template <HostBackend Be>
+    /// scores [B, N + 1] (in Memory): column i = Σ_j log p_j(c_j(i)) of the
+    /// next item; column 0 (padding) = -inf. Exact full ranking under the model.
+    /// The sums are formed on the host from the decode context (B·N·M adds)
+    /// and copied into Memory once when it is not the host's.
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     void score_all(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores) {
         RECBLOCKS_CHECK_SHAPE(scores.rows() == ids.rows() && scores.cols() == num_items_ + 1,
                               "GenerativeRetriever::score_all: scores is ", scores.shape(), " but need [", ids.rows(),
                               ", ", num_items_ + 1, "]");
         prepare_queries(be, pool, ids);
+        const index_t n1 = num_items_ + 1;
+        if constexpr (!Memory::host_accessible) {
+            if (host_scores_.numel() < n1) host_scores_.resize(Shape<1>{{n1}});
+        }
         for (index_t b = 0; b < ids.rows(); ++b) {
-            const float* lp = logp_.view().row(b) - 1;  // token t of level j is column t - 1
-            T* s = scores.row(b);
-            s[0] = -std::numeric_limits<T>::infinity();
-            for (index_t i = 1; i <= num_items_; ++i) {
-                const row_id_t* tk = item_tokens_.view().row(i);
-                float acc = 0;
-                for (index_t j = 0; j < levels_; ++j) acc += lp[tk[j]];
-                s[i] = static_cast<T>(acc);
-            }
+            T* s = Memory::host_accessible ? scores.row(b) : host_scores_.data();
+            sum_item_log_probs(b, s);
+            if constexpr (!Memory::host_accessible)
+                memory_.upload(scores.row(b), host_scores_.data(), static_cast<std::size_t>(n1) * sizeof(T));
         }
     }
 
@@ -293,6 +314,18 @@ private:
         return s;
     }
 
+    /// s [N + 1] = the item scores of prepared query b (s[0] = -inf).
+    void sum_item_log_probs(index_t b, T* s) const {
+        const float* lp = logp_.view().row(b) - 1;  // token t of level j is column t - 1
+        s[0] = -std::numeric_limits<T>::infinity();
+        for (index_t i = 1; i <= num_items_; ++i) {
+            const row_id_t* tk = item_tokens_.view().row(i);
+            float acc = 0;
+            for (index_t j = 0; j < levels_; ++j) acc += lp[tk[j]];
+            s[i] = static_cast<T>(acc);
+        }
+    }
+
     void prepare(MatrixView<const row_id_t> ids) {
         const index_t bsz = ids.rows(), len = ids.cols() * levels_;
         RECBLOCKS_CHECK_SHAPE(ids.cols() == cfg_.max_len, "GenerativeRetriever: ids is ", ids.shape(),
@@ -302,9 +335,7 @@ private:
             tokens_.resize(Shape<2>{{bsz, len}});
             keep_.resize(Shape<2>{{bsz, len}});
             x_.resize(Shape<3>{{bsz, len, cfg_.d_model}});
-            hidden_.resize(x_.shape());
-            dhidden_.resize(x_.shape());
-            dx_.resize(x_.shape());
+            for (auto* t : {&hidden_, &dhidden_, &dx_}) t->resize(x_.shape());
         }
         tokens_of(ids, tokens_.view());
         for (index_t i = 0; i < bsz * len; ++i) keep_.data()[i] = static_cast<std::uint8_t>(tokens_.data()[i] != 0);
@@ -314,16 +345,21 @@ private:
     index_t levels_, num_items_;
     std::vector<std::int32_t> sizes_;
     std::vector<index_t> offsets_;  // [M + 1]
-    Matrix<row_id_t> item_tokens_;  // [N + 1, M]
-    blocks::SequenceEmbedding<T> embedding_;
+    Matrix<row_id_t> item_tokens_;  // [N + 1, M], host
+    blocks::SequenceEmbedding<T, Memory> embedding_;
     Stack stack_;
-    std::vector<losses::SoftmaxCrossEntropy<T>> ce_;
-    ParamList<T> params_;
-    Matrix<row_id_t> tokens_, targets_;
-    Matrix<std::uint8_t> keep_;
-    Tensor<T, 3> x_, hidden_, dhidden_, dx_;
-    Matrix<T> dlevel_, last_h_, logits_;
-    Matrix<float> logp_;
+    Memory memory_;
+    std::vector<losses::SoftmaxCrossEntropy<T, Memory>> ce_;
+    ParamList<T, Memory> params_;
+    Matrix<row_id_t> tokens_, targets_;  // host
+    Matrix<std::uint8_t> keep_;          // host
+    Tensor<T, 3, Memory> x_, hidden_, dhidden_, dx_;
+    Matrix<T, Memory> dlevel_, last_h_, logits_;
+    Vector<row_id_t, Memory> last_rows_;
+    Matrix<T> host_logits_;
+    Vector<T> host_scores_;
+    std::vector<row_id_t> host_rows_;
+    Matrix<float> logp_;  // host: the decode context
     index_t prepared_ = 0;
 };
 

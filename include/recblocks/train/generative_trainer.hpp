@@ -4,6 +4,8 @@
 // train::NextItemTrainer at the same seed), Adam, optional clipping, a NaN/Inf
 // guard. Each step is keyed by its global index (deterministic). Kept out of the
 // model's header so that models/ does not depend on optim/ or train/.
+// The optimiser state lives in the model's Memory and every step after the
+// batch (loss, checks, clipping, Adam) runs on the backend passed in.
 #include <cmath>
 #include <span>
 #include <vector>
@@ -31,10 +33,10 @@ struct GenerativeTrainingOptions {
 /// Epochs of shuffled users (data::NextItemBatches: the same batches as
 /// train::NextItemTrainer at the same seed), Adam, optional clipping, a
 /// NaN/Inf guard. Each step is keyed by its global index (deterministic).
-template <class T, class Norm = policies::PreNorm>
+template <class T, class Norm = policies::PreNorm, MemorySpace Memory = HostMemory>
 class GenerativeTrainer {
 public:
-    using Model = models::GenerativeRetriever<T, Norm>;
+    using Model = models::GenerativeRetriever<T, Norm, Memory>;
     GenerativeTrainer(Model& model, const std::vector<std::vector<row_id_t>>& train, GenerativeTrainingOptions opt)
         : model_(model), opt_(opt), batches_(train, model.num_items(), model.config().max_len, opt.seed),
           adam_(optim::adam_config_from<T>(opt), model.params()) {
@@ -45,6 +47,7 @@ public:
     [[nodiscard]] std::int64_t step() const { return step_; }
     [[nodiscard]] index_t steps_per_epoch() const { return batches_.batches_per_epoch(opt_.batch_size); }
     [[nodiscard]] index_t last_batch_size() const { return last_batch_; }
+    [[nodiscard]] optim::Adam<T, Memory>& optimizer() { return adam_; }
 
     template <class Be>
     double train_step(const Be& be, ThreadPool& pool) {
@@ -56,9 +59,9 @@ public:
         const auto loss = model_.train_step(be, pool, ids_.cview(), pos_.cview(), static_cast<std::uint64_t>(step_));
         RECBLOCKS_CHECK_VALUE(std::isfinite(loss.loss), "training step ", step_, ": the loss is ", loss.loss,
                               "; stopping before it reaches the weights");
-        optim::check_finite_grads(model_.params(), step_);
-        if (opt_.clip_norm > 0) optim::clip_grad_norm(model_.params(), opt_.clip_norm);
-        adam_.step(model_.params(), opt_.lr);
+        optim::check_finite_grads(be, model_.params(), step_);
+        if (opt_.clip_norm > 0) optim::clip_grad_norm(be, model_.params(), opt_.clip_norm);
+        adam_.step(be, model_.params(), opt_.lr);
         ++step_;
         last_batch_ = nb;
         return loss.loss;
@@ -72,7 +75,7 @@ private:
     Model& model_;
     GenerativeTrainingOptions opt_;
     data::NextItemBatches batches_;  // its negatives are drawn and ignored
-    optim::Adam<T> adam_;
+    optim::Adam<T, Memory> adam_;
     train::EpochBatches epoch_batches_;
     std::int64_t step_ = 0;
     index_t last_batch_ = 0;
