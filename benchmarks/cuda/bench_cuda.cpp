@@ -13,6 +13,8 @@
 //   BM_Cuda_Mips/B/N/D/k               exact MIPS: gemm (queries x items^T) + top_k_rows
 //   BM_Cuda_Sum/n                      sum of a [1, n] matrix
 //   BM_Cuda_SASRecServe/B/N            SASRec (D 50, L 200, 2 blocks) on the GPU: score_all + top_k_rows
+//   BM_Cuda_SASRecServeGraph/B/N       the same through a CUDA graph per batch shape (CudaGraphCache):
+//                                      stage_queries + graph launch + top_k_rows, on a stream of its own
 //   BM_Cuda_SASRecTrainStep/B/N        SASRec training step on the GPU: forward, BCE, backward, Adam
 //
 // Timing: every iteration records a CUDA event before and after the op on the
@@ -52,6 +54,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "recblocks/backend/cuda/graph.hpp"
 #include "recblocks/backend/cuda/primitives.hpp"
 #include "recblocks/models/sasrec.hpp"
 #include "recblocks/optim/adam.hpp"
@@ -516,6 +519,40 @@ void BM_Cuda_SASRecServe(benchmark::State& state) {
     state.counters["seq_per_s"] = benchmark::Counter(double(b) * calls, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_Cuda_SASRecServe)
+    ->ArgNames({"B", "N", "b2b"})
+    ->ArgsProduct({{1, 1024}, {9724}, {0, 1}})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+
+void BM_Cuda_SASRecServeGraph(benchmark::State& state) {
+    if (skip_without_gpu(state)) return;
+    const int calls = calls_per_iteration(state, 2);
+    const index_t b = state.range(0), n = state.range(1);
+    cudaStream_t stream = nullptr;  // graphs cannot be captured on the legacy default stream
+    RECBLOCKS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    {
+        const Cuda gpu{stream};
+        rb::models::SASRec<float, rb::policies::QueryNorm, rb::CudaMemory> model(sasrec_config(n), rb::Rng(1),
+                                                                                 rb::memory_of(gpu));
+        const auto ids = sasrec_histories(b, n, 7);
+        auto scores = rb::make_tensor<float>(gpu, rb::Shape<2>{{b, n + 1}});
+        auto top = rb::make_tensor<rb::row_id_t>(gpu, rb::Shape<2>{{b, 10}});
+        auto top_s = rb::make_tensor<float>(gpu, rb::Shape<2>{{b, 10}});
+        rb::CudaGraphCache graphs;
+        const double s = timed_loop(state, stream, calls, [&] {
+            model.stage_queries(ids.cview());
+            graphs.run(gpu, static_cast<std::uint64_t>(b), [&](const Cuda& be) {
+                model.score_all_staged(be, rb::ThreadPool::global(), scores.view());
+            });
+            rb::ops::top_k_rows(gpu, scores.cview(), 10, top.view(), top_s.view());
+        });
+        set_counters(state, calls, s, 4.0 * double(n) * 50.0, 0.0, double(b));
+        state.counters["seq_per_s"] =
+            benchmark::Counter(double(b) * calls, benchmark::Counter::kIsIterationInvariantRate);
+    }
+    RECBLOCKS_CUDA_CHECK(cudaStreamDestroy(stream));
+}
+BENCHMARK(BM_Cuda_SASRecServeGraph)
     ->ArgNames({"B", "N", "b2b"})
     ->ArgsProduct({{1, 1024}, {9724}, {0, 1}})
     ->UseManualTime()

@@ -86,7 +86,7 @@ TEST_CASE("Matryoshka BCE (MRL-E and MRL) matches PyTorch and finite differences
     const auto dtabs = g.d_sep_views();
     auto separate = [&] {
         g.zero();
-        return bce.separate(g.widths, g.hidden.cview(), tabs, g.pos.cview(), g.neg.cview(), g.d_hidden.view(), dtabs);
+        return bce.separate(backend::Reference{}, g.widths, g.hidden.cview(), tabs, g.pos.cview(), g.neg.cview(), g.d_hidden.view(), dtabs);
     };
     CHECK(separate().loss == Approx(g.r.load_scalar<double>("mrl_bce_sep.loss")).epsilon(1e-12));
     require_close(g.r, "mrl_bce_sep.grad.hidden", g.d_hidden, 1e-12);
@@ -177,7 +177,7 @@ TEST_CASE("Matryoshka losses: bad shapes and ids are named errors", "[matryoshka
                         Catch::Contains("hidden has 8 columns but the widths end at 16"));
     const auto tabs = g.sep_views();
     const auto dtabs = g.d_sep_views();
-    REQUIRE_THROWS_WITH(bce.separate(g.widths, g.hidden.cview(), std::span(tabs).first(2), g.pos.cview(),
+    REQUIRE_THROWS_WITH(bce.separate(backend::Reference{}, g.widths, g.hidden.cview(), std::span(tabs).first(2), g.pos.cview(),
                                      g.neg.cview(), g.d_hidden.view(), dtabs),
                         Catch::Contains("2 tables and 3 gradients for 3 widths"));
     g.neg(2, 1) = 10;

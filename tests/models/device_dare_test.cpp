@@ -168,3 +168,90 @@ TEST_CASE("device Matryoshka blocks and MRL-E loss: the host's bits", "[matryosh
         REQUIRE(same_bits(dev.grad().data(), host.grad().data(), host.grad().numel(), GuardedMemory{}));
     }
 }
+
+TEST_CASE("device Matryoshka losses: softmax CE (MRL-E with bias, MRL) and the BCE's MRL form give the host's bits",
+          "[matryoshka][device]") {
+    const MatryoshkaWidths widths({2, 4, 8}, 8, {1.0, 0.5, 2.0});
+    const index_t rows = 5, n = 9, d = 8;
+    const Rng rng(13);
+    auto fill = [&](auto& t, std::uint64_t stream) {
+        for (index_t i = 0; i < t.numel(); ++i) t.data()[i] = 0.5 * rng.substream(stream).normal(std::uint64_t(i));
+    };
+    Matrix<double> hidden(Shape<2>{{rows, d}}), table(Shape<2>{{n + 1, d}});
+    Vector<double> bias(Shape<1>{{n + 1}});
+    fill(hidden, 0);
+    fill(table, 1);
+    fill(bias, 2);
+    std::vector<Matrix<double>> seps;
+    for (index_t i = 0; i < 3; ++i) {
+        seps.emplace_back(Shape<2>{{n + 1, widths.width(i)}});
+        fill(seps.back(), 3 + std::uint64_t(i));
+    }
+    Vector<row_id_t> targets(Shape<1>{{rows}}), pos(Shape<1>{{rows}});
+    Matrix<row_id_t> neg(Shape<2>{{rows, 2}});
+    for (index_t r = 0; r < rows; ++r) {
+        targets(r) = r == 3 ? 0 : static_cast<row_id_t>(1 + (4 * r) % n);
+        pos(r) = r == 1 ? 0 : static_cast<row_id_t>(n - r);
+        neg(r, 0) = static_cast<row_id_t>(1 + r);
+        neg(r, 1) = static_cast<row_id_t>(2 + 2 * r % 7);
+    }
+    const auto hd = to(kDev, hidden), td = to(kDev, table);
+    const auto bd = to(kDev, bias);
+    std::vector<Matrix<double, GuardedMemory>> seps_d;
+    for (const auto& t : seps) seps_d.push_back(to(kDev, t));
+    auto views = [](const auto& ts) {
+        std::vector<MatrixView<const double>> v;
+        for (const auto& t : ts) v.push_back(t.cview());
+        return v;
+    };
+    for (index_t chunk : {2, 128}) {
+        // Host side, and device side from zeroed gradients.
+        Matrix<double> dh(hidden.shape()), dt(table.shape());
+        Vector<double> db(bias.shape());
+        auto dhd = make_tensor<double>(kDev, hidden.shape());
+        auto dtd = make_tensor<double>(kDev, table.shape());
+        auto dbd = make_tensor<double>(kDev, bias.shape());
+        losses::MatryoshkaSoftmaxCrossEntropy<double> ch(chunk);
+        losses::MatryoshkaSoftmaxCrossEntropy<double, GuardedMemory> cd(chunk, memory_of(kDev));
+        const auto vh = ch.shared(kRef, widths, hidden.cview(), table.cview(), bias.cview(), targets.cview(), dh.view(),
+                                  dt.view(), db.view());
+        const auto vd = cd.shared(kDev, widths, hd.cview(), td.cview(), bd.cview(), targets.cview(), dhd.view(),
+                                  dtd.view(), dbd.view());
+        REQUIRE(vh.count == 4);
+        REQUIRE(vd.loss == vh.loss);
+        REQUIRE(same_bits(dhd, dh));
+        REQUIRE(same_bits(dtd, dt));
+        REQUIRE(same_bits(dbd, db));
+
+        std::vector<Matrix<double>> dseps;
+        std::vector<Matrix<double, GuardedMemory>> dseps_d;
+        for (const auto& t : seps) {
+            dseps.emplace_back(t.shape());
+            dseps_d.push_back(make_tensor<double>(kDev, t.shape()));
+        }
+        auto mviews = [](auto& ts) {
+            std::vector<MatrixView<double>> v;
+            for (auto& t : ts) v.push_back(t.view());
+            return v;
+        };
+        const auto sh = ch.separate(kRef, widths, hidden.cview(), views(seps), targets.cview(), dh.view(), mviews(dseps));
+        const auto sd = cd.separate(kDev, widths, hd.cview(), views(seps_d), targets.cview(), dhd.view(),
+                                    mviews(dseps_d));
+        REQUIRE(sd.loss == sh.loss);
+        REQUIRE(same_bits(dhd, dh));
+        for (std::size_t i = 0; i < seps.size(); ++i) REQUIRE(same_bits(dseps_d[i], dseps[i]));
+
+        // The BCE's MRL form (one table per width).
+        losses::MatryoshkaBceWithNegatives<double> bh;
+        losses::MatryoshkaBceWithNegatives<double, GuardedMemory> bd2(memory_of(kDev));
+        const auto bvh = bh.separate(kRef, widths, hidden.cview(), views(seps), pos.cview(), neg.cview(), dh.view(),
+                                     mviews(dseps));
+        const auto bvd = bd2.separate(kDev, widths, hd.cview(), views(seps_d), pos.cview(), neg.cview(), dhd.view(),
+                                      mviews(dseps_d));
+        REQUIRE(bvh.count == 4);
+        REQUIRE(bvd.loss == bvh.loss);
+        REQUIRE(std::equal(bvd.per_width.begin(), bvd.per_width.end(), bvh.per_width.begin()));
+        REQUIRE(same_bits(dhd, dh));
+        for (std::size_t i = 0; i < seps.size(); ++i) REQUIRE(same_bits(dseps_d[i], dseps[i]));
+    }
+}

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../support/semantic_id_fixtures.hpp"
 #include "../support/guarded_device.hpp"
 #include "../support/same_bits.hpp"
 #include "recblocks/decoding/constrained_beam_search.hpp"
@@ -27,17 +28,6 @@ namespace {
 const backend::Reference kRef{};
 const GuardedDevice kDev{};
 
-// 12 items, 3 levels (K = 2, 3, 2): every tuple used once.
-tokenizers::SemanticIds ids_12() {
-    Matrix<std::int32_t> codes(Shape<2>{{12, 3}});
-    for (index_t i = 0; i < 12; ++i) {
-        codes(i, 0) = static_cast<std::int32_t>(i / 6);
-        codes(i, 1) = static_cast<std::int32_t>((i / 2) % 3);
-        codes(i, 2) = static_cast<std::int32_t>(i % 2);
-    }
-    return tokenizers::SemanticIds(codes.cview(), {2, 3, 2});
-}
-
 std::vector<std::vector<row_id_t>> users_of(index_t users, index_t n) {
     std::vector<std::vector<row_id_t>> out;
     for (index_t u = 0; u < users; ++u) {
@@ -52,7 +42,7 @@ std::vector<std::vector<row_id_t>> users_of(index_t users, index_t n) {
 
 TEST_CASE("device models: the generative retriever trains, decodes and scores on a device backend with the host's bits",
           "[models][device][generative]") {
-    const auto ids = ids_12();
+    const auto ids = rbtest::ids_12();
     models::GenerativeRetrieverConfig cfg;
     cfg.max_len = 4;
     cfg.d_model = 8;

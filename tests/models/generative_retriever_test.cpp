@@ -6,6 +6,7 @@
 
 #include <set>
 
+#include "../support/semantic_id_fixtures.hpp"
 #include "../support/gradcheck.hpp"
 #include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/backend/reference/primitives.hpp"
@@ -50,18 +51,6 @@ std::vector<std::vector<row_id_t>> cyclic_users(index_t users, index_t n, index_
     }
     return out;
 }
-
-tokenizers::SemanticIds ids_12() {
-    // 12 items, 3 levels (K = 2, 3, 2): every tuple used exactly once.
-    Matrix<std::int32_t> codes(Shape<2>{{12, 3}});
-    for (index_t i = 0; i < 12; ++i) {
-        codes(i, 0) = static_cast<std::int32_t>(i / 6);
-        codes(i, 1) = static_cast<std::int32_t>((i / 2) % 3);
-        codes(i, 2) = static_cast<std::int32_t>(i % 2);
-    }
-    return tokenizers::SemanticIds(codes.cview(), {2, 3, 2});
-}
-
 }  // namespace
 
 TEST_CASE("generative retriever: training gradients match finite differences", "[generative][gradcheck]") {
@@ -134,7 +123,7 @@ TEST_CASE("generative retriever: training lowers the loss; constrained decoding 
           "[generative]") {
     ThreadPool pool(2);
     const backend::Cpu<isa::Dispatch> be{&pool};
-    const auto ids = ids_12();
+    const auto ids = rbtest::ids_12();
     models::GenerativeRetrieverConfig cfg;
     cfg.max_len = 6;
     cfg.d_model = 16;
@@ -205,7 +194,7 @@ TEST_CASE("generative retriever: training lowers the loss; constrained decoding 
 }
 
 TEST_CASE("generative retriever: same losses and scores on 1 and 2 threads", "[generative]") {
-    const auto ids = ids_12();
+    const auto ids = rbtest::ids_12();
     models::GenerativeRetrieverConfig cfg;
     cfg.max_len = 6;
     cfg.d_model = 16;

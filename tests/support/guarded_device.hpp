@@ -12,15 +12,28 @@
 //     and every upload/download goes through the memory space.
 // So a model test that passes on GuardedDevice runs the same code path that
 // backend::Cuda runs, with the oracle's arithmetic.
+//
+// It also stands in for CUDA graph capture (backend/cuda/graph.hpp): while an
+// rbtest::GraphCapture records, primitives and uploads/copies/zeroings are
+// recorded instead of run (an upload reads its host source when replayed, as
+// a graph's copy node reads page-locked memory), and what a captured CUDA
+// stream refuses fails with CaptureError: a primitive that returns a value or
+// a download (a host synchronisation), an allocation (workspaces must be sized
+// by an eager call first). replay() runs the recording.
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstddef>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <new>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "recblocks/backend/memory.hpp"
 #include "recblocks/backend/reference/primitives.hpp"
@@ -79,6 +92,53 @@ private:
     int open_ = 0;
 };
 
+/// What a captured CUDA stream would refuse.
+struct CaptureError : std::logic_error {
+    using std::logic_error::logic_error;
+};
+
+/// A recording of device work (the stand-in for a CUDA graph).
+class GraphCapture {
+public:
+    GraphCapture() = default;
+    GraphCapture(const GraphCapture&) = delete;
+    GraphCapture& operator=(const GraphCapture&) = delete;
+    /// Records (instead of running) every device operation of `work()` on this thread.
+    template <class F>
+    void capture(F&& work) {
+        ops_.clear();
+        active() = this;
+        try {
+            work();
+        } catch (...) {
+            active() = nullptr;
+            throw;
+        }
+        active() = nullptr;
+    }
+    /// Runs the recorded operations in order.
+    void replay() const {
+        for (const auto& op : ops_) op();
+    }
+    [[nodiscard]] std::size_t size() const { return ops_.size(); }
+
+    /// The recording of this thread, or nullptr.
+    static GraphCapture*& active() {
+        thread_local GraphCapture* a = nullptr;
+        return a;
+    }
+    void record(std::function<void()> op) { ops_.push_back(std::move(op)); }
+
+private:
+    std::vector<std::function<void()>> ops_;
+};
+
+/// Throws CaptureError when a recording is active.
+inline void refuse_in_capture(const std::string& what) {
+    if (GraphCapture::active() != nullptr)
+        throw CaptureError(what + " inside a captured call (a CUDA graph cannot capture it)");
+}
+
 /// While alive, the host may touch guarded memory (a primitive or a copy is running).
 struct DeviceAccess {
     DeviceAccess() { GuardRegistry::get().open(); }
@@ -90,21 +150,35 @@ struct DeviceAccess {
 /// The memory space: page-granular, zero-filled, no host access outside a primitive.
 struct GuardedMemory {
     static constexpr bool host_accessible = false;
-    [[nodiscard]] void* allocate(std::size_t bytes) const { return GuardRegistry::get().allocate(bytes ? bytes : 1); }
+    [[nodiscard]] void* allocate(std::size_t bytes) const {
+        refuse_in_capture("an allocation of " + std::to_string(bytes) + " bytes");
+        return GuardRegistry::get().allocate(bytes ? bytes : 1);
+    }
     void deallocate(void* p, std::size_t) const noexcept { GuardRegistry::get().deallocate(p); }
     void zero(void* p, std::size_t bytes) const {
-        DeviceAccess open;
-        if (bytes) std::memset(p, 0, bytes);
+        if (auto* g = GraphCapture::active()) return g->record([=] { zero_now(p, bytes); });
+        zero_now(p, bytes);
     }
-    void copy(void* dst, const void* src, std::size_t bytes) const { zero_or_copy(dst, src, bytes); }
-    void upload(void* dst, const void* host, std::size_t bytes) const { zero_or_copy(dst, host, bytes); }
-    void download(void* host, const void* src, std::size_t bytes) const { zero_or_copy(host, src, bytes); }
+    void copy(void* dst, const void* src, std::size_t bytes) const { copy_or_record(dst, src, bytes); }
+    void upload(void* dst, const void* host, std::size_t bytes) const { copy_or_record(dst, host, bytes); }
+    void download(void* host, const void* src, std::size_t bytes) const {
+        refuse_in_capture("a download (a host synchronisation)");
+        copy_now(host, src, bytes);
+    }
     bool operator==(const GuardedMemory&) const = default;
 
 private:
-    static void zero_or_copy(void* dst, const void* src, std::size_t bytes) {
+    static void zero_now(void* p, std::size_t bytes) {
+        DeviceAccess open;
+        if (bytes) std::memset(p, 0, bytes);
+    }
+    static void copy_now(void* dst, const void* src, std::size_t bytes) {
         DeviceAccess open;
         if (bytes) std::memmove(dst, src, bytes);
+    }
+    static void copy_or_record(void* dst, const void* src, std::size_t bytes) {
+        if (auto* g = GraphCapture::active()) return g->record([=] { copy_now(dst, src, bytes); });
+        copy_now(dst, src, bytes);
     }
 };
 static_assert(recblocks::MemorySpace<GuardedMemory>);
@@ -126,19 +200,43 @@ struct BackendMemory<rbtest::GuardedDevice> {
 // name gets two forwarders: `Primitives<G>::template f<T>(...)` (the common
 // form) and `Primitives<G>::f(...)` (primitives whose types are deduced). The
 // return types are SFINAE-friendly, so the ops:: `has_*` concepts see exactly
-// the Reference's families.
+// the Reference's families. While a GraphCapture records, a primitive that
+// returns nothing is recorded (its arguments — views and values — copied) and
+// one that returns a value is refused.
+#define RBTEST_GUARDED_CALL(name, call)                                                          \
+    using R = decltype(call);                                                                    \
+    if (rbtest::GraphCapture::active() != nullptr) {                                             \
+        if constexpr (std::is_void_v<R>) {                                                       \
+            rbtest::GraphCapture::active()->record([... a = std::decay_t<A>(a)]() mutable {      \
+                rbtest::DeviceAccess open;                                                       \
+                call;                                                                            \
+            });                                                                                  \
+            return;                                                                              \
+        } else {                                                                                 \
+            rbtest::refuse_in_capture("primitive " #name ", which returns a value (a host synchronisation),"); \
+        }                                                                                        \
+    }                                                                                            \
+    rbtest::DeviceAccess open;                                                                   \
+    return call;
+
 #define RBTEST_GUARDED_FORWARD(name)                                                             \
     template <class X, class... A>                                                               \
     static auto name(const rbtest::GuardedDevice&, A&&... a)                                     \
         -> decltype(Primitives<Inner>::template name<X>(Inner{}, std::forward<A>(a)...)) {       \
-        rbtest::DeviceAccess open;                                                               \
-        return Primitives<Inner>::template name<X>(Inner{}, std::forward<A>(a)...);              \
+        RBTEST_GUARDED_CALL(name, Primitives<Inner>::template name<X>(Inner{}, a...))           \
     }                                                                                            \
     template <class... A>                                                                        \
     static auto name(const rbtest::GuardedDevice&, A&&... a)                                     \
         -> decltype(Primitives<Inner>::name(Inner{}, std::forward<A>(a)...)) {                   \
-        rbtest::DeviceAccess open;                                                               \
-        return Primitives<Inner>::name(Inner{}, std::forward<A>(a)...);                          \
+        RBTEST_GUARDED_CALL(name, Primitives<Inner>::name(Inner{}, a...))                       \
+    }
+
+// A query of sizes only (no device data): runs even while capturing.
+#define RBTEST_GUARDED_QUERY(name)                                                               \
+    template <class X, class... A>                                                               \
+    static auto name(const rbtest::GuardedDevice&, A&&... a)                                     \
+        -> decltype(Primitives<Inner>::template name<X>(Inner{}, std::forward<A>(a)...)) {       \
+        return Primitives<Inner>::template name<X>(Inner{}, std::forward<A>(a)...);              \
     }
 
 template <>
@@ -156,7 +254,7 @@ struct Primitives<rbtest::GuardedDevice> {
     RBTEST_GUARDED_FORWARD(row_dots)
     RBTEST_GUARDED_FORWARD(logistic_loss)
     RBTEST_GUARDED_FORWARD(softmax_cross_entropy)
-    RBTEST_GUARDED_FORWARD(attention_state_size)
+    RBTEST_GUARDED_QUERY(attention_state_size)
     RBTEST_GUARDED_FORWARD(attention_forward)
     RBTEST_GUARDED_FORWARD(attention_backward)
     RBTEST_GUARDED_FORWARD(adam_update)
@@ -187,5 +285,7 @@ struct Primitives<rbtest::GuardedDevice> {
 };
 
 #undef RBTEST_GUARDED_FORWARD
+#undef RBTEST_GUARDED_QUERY
+#undef RBTEST_GUARDED_CALL
 
 RECBLOCKS_NAMESPACE_END

@@ -118,5 +118,32 @@ private:
     }
 };
 
+/// The batched-attention primitives of a host backend B (attention_state_size,
+/// attention_forward, attention_backward) as HostAttention<B, T> runs them;
+/// Primitives<Reference> and Primitives<Cpu<Isa>> inherit them.
+template <class B>
+struct HostAttentionPrimitives {
+    template <class T>
+    static index_t attention_state_size(const B&, AttentionShape s, bool dropout) {
+        return HostAttention<B, T>::state_size(s, dropout);
+    }
+    template <class T>
+    static void attention_forward(const B& be, AttentionShape s, MatrixView<const T> q, MatrixView<const T> k,
+                                  MatrixView<const T> v, VectorView<const index_t> key_end,
+                                  MatrixView<const std::uint8_t> keep, T scale, const AttentionDropout<T>& drop,
+                                  VectorView<T> state, MatrixView<T> ctx) {
+        HostAttention<B, T>::forward(be, s, q, k, v, key_end, keep, scale, drop, state, ctx);
+    }
+    template <class T>
+    static void attention_backward(const B& be, AttentionShape s, MatrixView<const T> q, MatrixView<const T> k,
+                                   MatrixView<const T> v, VectorView<const index_t> key_end,
+                                   MatrixView<const std::uint8_t> /*keep: the forward's state holds it*/, T scale,
+                                   const AttentionDropout<T>& drop, VectorView<const T> state,
+                                   MatrixView<const T> /*ctx*/, MatrixView<const T> dctx, MatrixView<T> dq,
+                                   MatrixView<T> dk, MatrixView<T> dv) {
+        HostAttention<B, T>::backward(be, s, q, k, v, key_end, drop, state, dctx, scale, dq, dk, dv);
+    }
+};
+
 }  // namespace detail
 RECBLOCKS_NAMESPACE_END

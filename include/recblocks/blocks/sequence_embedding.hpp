@@ -15,6 +15,13 @@
 // CudaMemory on backend::Cuda). Ids come from the data pipeline and stay in
 // host memory: the block checks them there and copies them, with the slots'
 // keep mask, into its own memory once per call.
+//
+// forward() is two phases, also callable apart (serving through a captured
+// CUDA graph replays the second one only): stage(ids) is host work — checks,
+// and the ids and keep mask written into staging buffers (page-locked for
+// CudaMemory: staging_memory_t) — and forward_staged() is backend work only:
+// the uploads from those buffers and the kernels, no host synchronisation and,
+// after the first call of a shape, no allocation.
 #include <cmath>
 #include <type_traits>
 
@@ -89,11 +96,45 @@ public:
     /// mask (pass the training step); `train = false` disables dropout.
     template <class Be>
         requires std::is_same_v<memory_space_t<Be>, Memory>
-    void forward(const Be& be, ThreadPool& /*pool: everything runs on be*/, MatrixView<const row_id_t> ids,
-                 TensorView<T, 3> out, std::uint64_t step, bool train) {
+    void forward(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, TensorView<T, 3> out,
+                 std::uint64_t step, bool train) {
         check(ids, out, "forward");
-        stage(be, ids);
-        const index_t bsz = ids.rows(), len = ids.cols(), d = cfg_.d_model;
+        stage(ids);
+        forward_staged(be, pool, out, step, train);
+    }
+
+    /// Host phase of forward(): checks ids [B, L] (host memory) and writes
+    /// them and the keep mask into the staging buffers (waiting first for any
+    /// upload from them still in flight).
+    void stage(MatrixView<const row_id_t> ids) {
+        RECBLOCKS_CHECK_SHAPE(ids.cols() == cfg_.max_len, "SequenceEmbedding::stage: ids is ", ids.shape(),
+                              " but max_len is ", cfg_.max_len);
+        check_ids(ids, "stage");
+        wait_for_staged_uploads(ids_.memory());
+        const index_t n = ids.rows() * ids.cols();
+        if (host_ids_.numel() != n) {
+            host_ids_.resize(Shape<1>{{n}});
+            host_keep_.resize(Shape<1>{{n}});
+        }
+        for (index_t b = 0; b < ids.rows(); ++b)
+            for (index_t t = 0; t < ids.cols(); ++t) {
+                host_ids_(b * ids.cols() + t) = ids(b, t);
+                host_keep_(b * ids.cols() + t) = ids(b, t) == 0 ? T(0) : T(1);
+            }
+        staged_rows_ = ids.rows();
+    }
+    /// Sequences of the last stage().
+    [[nodiscard]] index_t staged_rows() const { return staged_rows_; }
+
+    /// Device phase of forward() for the ids of the last stage(): out [B, L, D].
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
+    void forward_staged(const Be& be, ThreadPool& /*pool: everything runs on be*/, TensorView<T, 3> out,
+                        std::uint64_t step, bool train) {
+        const index_t bsz = staged_rows_, len = cfg_.max_len, d = cfg_.d_model;
+        RECBLOCKS_CHECK_VALUE(bsz >= 1, "SequenceEmbedding::forward_staged: call stage(ids) first");
+        check_output(bsz, out, "forward_staged");
+        upload_staged();
         auto flat = matrix_view(out.data(), bsz * len, d);
         ops::gather_rows(be, params_.items.cview(), ids_.cview(), flat);
         if (cfg_.scale_by_sqrt_d) ops::scale_rows(be, MatrixView<const T>(flat), VectorView<const T>{}, scale(), flat);
@@ -113,7 +154,8 @@ public:
     void backward(const Be& be, ThreadPool& /*pool: everything runs on be*/, MatrixView<const row_id_t> ids,
                   TensorView<T, 3> dout) {
         check(ids, dout, "backward");
-        stage(be, ids);
+        stage(ids);
+        upload_staged();
         const index_t bsz = ids.rows(), len = ids.cols(), d = cfg_.d_model;
         if (last_train_ && cfg_.dropout > 0)
             dropout_.backward<T>(be, last_step_, vector_view<const T>(dout.data(), dout.numel()),
@@ -142,17 +184,9 @@ private:
                                     cfg_.max_len * cfg_.d_model);
     }
 
-    /// Copies the ids and the slots' keep mask (1 = item, 0 = padding) into the block's memory.
-    template <class Be>
-    void stage(const Be&, MatrixView<const row_id_t> ids) {
-        const index_t n = ids.rows() * ids.cols();
-        host_ids_.resize(Shape<1>{{n}});
-        host_keep_.resize(Shape<1>{{n}});
-        for (index_t b = 0; b < ids.rows(); ++b)
-            for (index_t t = 0; t < ids.cols(); ++t) {
-                host_ids_(b * ids.cols() + t) = ids(b, t);
-                host_keep_(b * ids.cols() + t) = ids(b, t) == 0 ? T(0) : T(1);
-            }
+    /// Copies the staged ids and keep mask into the block's memory (an upload
+    /// from the staging buffers, ordered with the kernels that follow).
+    void upload_staged() {
         copy_tensor(host_ids_, ids_);
         copy_tensor(host_keep_, keep_);
     }
@@ -160,10 +194,16 @@ private:
     void check(MatrixView<const row_id_t> ids, TensorView<T, 3> out, const char* fn) const {
         RECBLOCKS_CHECK_SHAPE(ids.cols() == cfg_.max_len, "SequenceEmbedding::", fn, ": ids is ", ids.shape(),
                               " but max_len is ", cfg_.max_len);
-        RECBLOCKS_CHECK_SHAPE(out.extent(0) == ids.rows() && out.extent(1) == ids.cols() && out.extent(2) == cfg_.d_model &&
+        check_output(ids.rows(), out, fn);
+        check_ids(ids, fn);
+    }
+    void check_output(index_t bsz, TensorView<T, 3> out, const char* fn) const {
+        RECBLOCKS_CHECK_SHAPE(out.extent(0) == bsz && out.extent(1) == cfg_.max_len && out.extent(2) == cfg_.d_model &&
                                   out.is_contiguous(),
                               "SequenceEmbedding::", fn, ": output is ", out.shape(), " but expected contiguous [",
-                              ids.rows(), ", ", ids.cols(), ", ", cfg_.d_model, "]");
+                              bsz, ", ", cfg_.max_len, ", ", cfg_.d_model, "]");
+    }
+    void check_ids(MatrixView<const row_id_t> ids, const char* fn) const {
         for (index_t b = 0; b < ids.rows(); ++b)
             for (index_t t = 0; t < ids.cols(); ++t)
                 RECBLOCKS_CHECK_INDEX(ids(b, t) >= 0 && ids(b, t) <= cfg_.num_items, "SequenceEmbedding::", fn, ": ids[",
@@ -176,8 +216,9 @@ private:
     Matrix<T, Memory> scratch_;
     Vector<row_id_t, Memory> ids_;
     Vector<T, Memory> keep_, sums_;
-    Vector<row_id_t> host_ids_;
-    Vector<T> host_keep_;
+    Vector<row_id_t, staging_memory_t<Memory>> host_ids_;  // staging: the host copies of ids_ and keep_
+    Vector<T, staging_memory_t<Memory>> host_keep_;
+    index_t staged_rows_ = 0;
     std::uint64_t last_step_ = 0;
     bool last_train_ = false;
 };

@@ -12,6 +12,9 @@
 // Memory is where the blocks keep their tensors (host by default, CudaMemory
 // on backend::Cuda). keep comes from the data pipeline in host memory; the
 // stack copies it (and the positions' 0/1 mask) into its memory once per call.
+// As in SequenceEmbedding, forward_last() is stage(keep) (host work into
+// staging buffers) then forward_last_staged() (backend work only), callable
+// apart for serving through a captured CUDA graph.
 #include <type_traits>
 #include <vector>
 
@@ -72,7 +75,8 @@ public:
             grad_.resize(Shape<3>{{2, bsz * len, d}});
         }
         x_ = x;
-        const auto key_keep = stage(keep);
+        stage(keep);
+        const auto key_keep = upload_staged();
         for (index_t i = 0; i < n; ++i) {
             // The last block writes y directly when there is no final norm.
             TensorView<T, 3> out = (i == n - 1 && !cfg_.final_norm) ? y : act(i);
@@ -91,9 +95,39 @@ public:
         requires std::is_same_v<memory_space_t<Be>, Memory>
     void forward_last(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, MatrixView<const std::uint8_t> keep,
                       MatrixView<T> y_last) {
+        RECBLOCKS_CHECK_SHAPE(keep.rows() == x.extent(0) && keep.cols() == x.extent(1),
+                              "TransformerStack::forward_last: keep is ", keep.shape(), " but x is ", x.shape());
+        stage(keep);
+        forward_last_staged(be, pool, x, y_last);
+    }
+
+    /// Host phase: writes keep [B, L] (host memory) into the staging buffers
+    /// (waiting first for any upload from them still in flight).
+    void stage(MatrixView<const std::uint8_t> keep) {
+        const index_t bsz = keep.rows(), len = keep.cols();
+        wait_for_staged_uploads(keep_rows_.memory());
+        if (host_bytes_.extent(0) != bsz || host_bytes_.extent(1) != len) {
+            host_bytes_.resize(Shape<2>{{bsz, len}});
+            host_rows_.resize(Shape<1>{{bsz * len}});
+            host_last_.resize(Shape<1>{{bsz}});
+        }
+        for (index_t b = 0; b < bsz; ++b) {
+            for (index_t t = 0; t < len; ++t) {
+                host_bytes_(b, t) = keep(b, t);
+                host_rows_(b * len + t) = keep(b, t) ? T(1) : T(0);
+            }
+            host_last_(b) = len > 0 && keep(b, len - 1) ? T(1) : T(0);
+        }
+    }
+
+    /// Device phase of forward_last() for the keep mask of the last stage().
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
+    void forward_last_staged(const Be& be, ThreadPool& pool, TensorView<const T, 3> x, MatrixView<T> y_last) {
         const index_t bsz = x.extent(0), len = x.extent(1), d = cfg_.block.d_model;
-        RECBLOCKS_CHECK_SHAPE(keep.rows() == bsz && keep.cols() == len, "TransformerStack::forward_last: keep is ",
-                              keep.shape(), " but x is ", x.shape());
+        RECBLOCKS_CHECK_SHAPE(host_bytes_.extent(0) == bsz && host_bytes_.extent(1) == len,
+                              "TransformerStack::forward_last_staged: the staged keep mask is ", host_bytes_.shape(),
+                              " but x is ", x.shape(), " (call stage(keep) first)");
         RECBLOCKS_CHECK_SHAPE(x.is_contiguous() && x.extent(2) == d && y_last.rows() == bsz && y_last.cols() == d,
                               "TransformerStack::forward_last: x is ", x.shape(), " and y_last is ", y_last.shape(),
                               " but need contiguous [B, L, ", d, "] and [B, ", d, "]");
@@ -104,7 +138,7 @@ public:
         }
         if (last_.extent(0) != bsz) last_.resize(Shape<2>{{bsz, d}});
         x_ = x;
-        const auto key_keep = stage(keep);
+        const auto key_keep = upload_staged();
         for (index_t i = 0; i + 1 < n; ++i) {
             TensorView<const T, 3> in = i == 0 ? x : TensorView<const T, 3>(act(i - 1));
             blocks_[static_cast<std::size_t>(i)].forward_inference(be, pool, in, act(i), key_keep);
@@ -155,20 +189,9 @@ private:
         ops::scale_rows(be, MatrixView<const T>(m), keep_rows_.cview(), T(1), m);
     }
 
-    /// Copies keep [B, L] (host) into the stack's memory, as bytes for the
+    /// Copies the staged masks into the stack's memory: as bytes for the
     /// attention and as a 0/1 row mask; returns the attention's key mask.
-    MatrixView<const std::uint8_t> stage(MatrixView<const std::uint8_t> keep) {
-        const index_t bsz = keep.rows(), len = keep.cols();
-        host_bytes_.resize(Shape<2>{{bsz, len}});
-        host_rows_.resize(Shape<1>{{bsz * len}});
-        host_last_.resize(Shape<1>{{bsz}});
-        for (index_t b = 0; b < bsz; ++b) {
-            for (index_t t = 0; t < len; ++t) {
-                host_bytes_(b, t) = keep(b, t);
-                host_rows_(b * len + t) = keep(b, t) ? T(1) : T(0);
-            }
-            host_last_(b) = len > 0 && keep(b, len - 1) ? T(1) : T(0);
-        }
+    MatrixView<const std::uint8_t> upload_staged() {
         copy_tensor(host_bytes_, keep_bytes_);
         copy_tensor(host_rows_, keep_rows_);
         copy_tensor(host_last_, keep_last_);
@@ -183,8 +206,8 @@ private:
     TensorView<const T, 3> x_;
     Matrix<std::uint8_t, Memory> keep_bytes_;
     Vector<T, Memory> keep_rows_, keep_last_;  // per row of [B * L, D]; per sequence's last slot
-    Matrix<std::uint8_t> host_bytes_;
-    Vector<T> host_rows_, host_last_;
+    Matrix<std::uint8_t, staging_memory_t<Memory>> host_bytes_;  // staging: host copies of the three masks
+    Vector<T, staging_memory_t<Memory>> host_rows_, host_last_;
 };
 
 }  // namespace blocks

@@ -41,11 +41,26 @@ concept MemorySpace = std::copyable<M> && requires(const M& m, void* p, const vo
     m.download(p, q, n);
 };
 
+namespace detail {
+/// zero / copy / upload / download of a host-accessible space: plain memset and memcpy.
+struct HostCopies {
+    void zero(void* p, std::size_t bytes) const {
+        if (bytes) std::memset(p, 0, bytes);
+    }
+    void copy(void* dst, const void* src, std::size_t bytes) const {
+        if (bytes) std::memcpy(dst, src, bytes);
+    }
+    void upload(void* dst, const void* host, std::size_t bytes) const { copy(dst, host, bytes); }
+    void download(void* host, const void* src, std::size_t bytes) const { copy(host, src, bytes); }
+    bool operator==(const HostCopies&) const = default;
+};
+}  // namespace detail
+
 /// Host memory: 64-byte aligned. Blocks of 4 MiB and more are aligned to 2 MiB
 /// and, on Linux, asked to be backed by transparent huge pages (madvise, before
 /// the first touch): a streamed table then takes one page fault and one TLB
 /// entry per 2 MiB instead of per 4 KiB (DARE's gathered search 2.5x -> 3.0x; docs/dare.md).
-struct HostMemory {
+struct HostMemory : detail::HostCopies {
     static constexpr bool host_accessible = true;
 
     [[nodiscard]] void* allocate(std::size_t bytes) const {
@@ -62,17 +77,28 @@ struct HostMemory {
         return p;
     }
     void deallocate(void* p, std::size_t) const noexcept { std::free(p); }
-    void zero(void* p, std::size_t bytes) const {
-        if (bytes) std::memset(p, 0, bytes);
-    }
-    void copy(void* dst, const void* src, std::size_t bytes) const {
-        if (bytes) std::memcpy(dst, src, bytes);
-    }
-    void upload(void* dst, const void* host, std::size_t bytes) const { copy(dst, host, bytes); }
-    void download(void* host, const void* src, std::size_t bytes) const { copy(host, src, bytes); }
     bool operator==(const HostMemory&) const = default;
 };
 
 static_assert(MemorySpace<HostMemory>);
+
+/// Where a component working in Memory keeps the host-side copies of its
+/// inputs (ids, masks) before they are uploaded: ordinary host memory, except
+/// where the device copies best (or only, inside a captured CUDA graph) from
+/// page-locked memory — backend/cuda/memory.hpp maps CudaMemory to
+/// CudaPinnedMemory. A staging space is always host accessible.
+template <MemorySpace Memory>
+struct StagingMemory {
+    using type = HostMemory;
+};
+template <MemorySpace Memory>
+using staging_memory_t = typename StagingMemory<Memory>::type;
+
+/// Called by a component before it rewrites its staging buffers: returns once
+/// no upload from them is still in flight. Uploads into host memory are done
+/// on return, so this waits for nothing; backend/cuda/memory.hpp overloads it
+/// for CudaMemory (uploads from page-locked memory are asynchronous).
+template <MemorySpace Memory>
+void wait_for_staged_uploads(const Memory&) {}
 
 RECBLOCKS_NAMESPACE_END

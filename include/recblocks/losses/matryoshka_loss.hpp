@@ -18,9 +18,13 @@
 // Like the single-width losses: row 0 of a table is padding, target / pos 0
 // ignores a row, every term is divided by the number of counted rows,
 // d_hidden is overwritten (zero on ignored rows), table gradients accumulate.
-// The softmax runs on the backend's row kernel (ops::softmax_rows), so the
-// reported CE of a row saturates at -log(smallest normal T) (87.3 in f32)
-// where the target's probability underflows; the gradients do not.
+//
+// Memory is where the losses keep their scratch and read hidden, the tables
+// and the gradients (host by default, CudaMemory on backend::Cuda); ids and
+// targets are host data, checked there and copied once per call. Every step
+// is a backend call: the softmax CE runs the fused log-sum-exp with its
+// gradient (ops::softmax_cross_entropy) per width on each chunk of rows; the
+// separate BCE runs BceWithNegatives once per width's table.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -31,7 +35,10 @@
 #include "recblocks/params/matryoshka_widths.hpp"
 #include "recblocks/losses/bce_with_negatives.hpp"
 #include "recblocks/ops/gemm.hpp"
-#include "recblocks/ops/softmax.hpp"
+#include "recblocks/ops/elementwise.hpp"
+#include "recblocks/ops/embedding.hpp"
+#include "recblocks/ops/reduce.hpp"
+#include "recblocks/ops/softmax_cross_entropy.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace losses {
@@ -63,7 +70,7 @@ void check_table(std::string_view op, MatrixView<const T> table, MatrixView<T> d
 template <class T, MemorySpace Memory = HostMemory>
 class MatryoshkaBceWithNegatives {
 public:
-    explicit MatryoshkaBceWithNegatives(Memory memory = {}) : shared_(memory) {}
+    explicit MatryoshkaBceWithNegatives(Memory memory = {}) : shared_(memory), zeros_(memory), dh_(memory) {}
 
     /// MRL-E: table [N + 1, D] shared by all widths (prefix columns), on any
     /// backend computing in Memory (BceWithNegatives with widths: gather,
@@ -81,94 +88,67 @@ public:
         return {v.loss, v.count, per_width_};
     }
 
-    /// MRL: tables[i] [N + 1, m_i], one per width; d_tables alike. Host memory only.
-    MatryoshkaLossValue separate(const MatryoshkaWidths& widths, MatrixView<const T> hidden,
+    /// MRL: tables[i] [N + 1, m_i], one per width; d_tables alike (in Memory).
+    /// One BceWithNegatives call per width on hidden's first m_i columns, its
+    /// gradient (weighted by c_i) added into d_hidden's prefix.
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
+    MatryoshkaLossValue separate(const Be& be, const MatryoshkaWidths& widths, MatrixView<const T> hidden,
                                  std::span<const MatrixView<const T>> tables, VectorView<const row_id_t> pos,
                                  MatrixView<const row_id_t> neg, MatrixView<T> d_hidden,
-                                 std::span<const MatrixView<T>> d_tables)
-        requires(Memory::host_accessible)
-    {
+                                 std::span<const MatrixView<T>> d_tables) {
         constexpr std::string_view op = "losses::MatryoshkaBceWithNegatives::separate";
         detail::check_tables(op, widths, hidden.cols(), static_cast<index_t>(tables.size()),
                              static_cast<index_t>(d_tables.size()));
-        const index_t n1 = tables[0].rows();
+        const index_t rows = hidden.rows(), d = hidden.cols(), n1 = tables[0].rows();
         for (index_t i = 0; i < widths.size(); ++i)
             detail::check_table(op, tables[static_cast<std::size_t>(i)], d_tables[static_cast<std::size_t>(i)], n1,
                                 widths.width(i));
-        const index_t count = prepare(op, widths, hidden, n1, pos, neg, d_hidden);
-        per_width_.assign(static_cast<std::size_t>(widths.size()), 0.0);
-        MatryoshkaLossValue out{0.0, count, per_width_};
-        if (count == 0) return out;
-        const double inv = 1.0 / double(count);
-        auto term = [&](index_t r, index_t id, double sign) {
-            const T* h = hidden.row(r);
-            T* dh = d_hidden.row(r);
-            for (index_t i = 0; i < widths.size(); ++i) {
-                const index_t m = widths.width(i);
-                const T* e = tables[static_cast<std::size_t>(i)].row(id);
-                T* de = d_tables[static_cast<std::size_t>(i)].row(id);
-                const double s = detail::dot(h, e, m);
-                per_width_[static_cast<std::size_t>(i)] += detail::softplus(sign * s);
-                const T g = static_cast<T>(widths.weight(i) * sign * detail::sigmoid(sign * s) * inv);
-                for (index_t c = 0; c < m; ++c) {
-                    dh[c] += g * e[c];
-                    de[c] += g * h[c];
-                }
-            }
-        };
-        for (index_t r = 0; r < hidden.rows(); ++r) {
-            if (pos(r) == 0) continue;
-            term(r, pos(r), -1.0);
-            for (index_t q = 0; q < neg.cols(); ++q) term(r, neg(r, q), +1.0);
-        }
-        return finish(widths, out, inv);
-    }
-
-private:
-    index_t prepare(std::string_view op, const MatryoshkaWidths& widths, MatrixView<const T> hidden,
-                    index_t table_rows, VectorView<const row_id_t> pos, MatrixView<const row_id_t> neg,
-                    MatrixView<T> d_hidden) {
-        const index_t rows = hidden.rows();
-        RECBLOCKS_CHECK_SHAPE(pos.size() == rows && neg.rows() == rows && neg.cols() >= 1, op, ": pos is ", pos.shape(),
-                              " and neg is ", neg.shape(), " but hidden has ", rows, " rows");
         RECBLOCKS_CHECK_SHAPE(d_hidden.shape() == hidden.shape(), op, ": d_hidden is ", d_hidden.shape(),
                               " but hidden is ", hidden.shape());
-        index_t count = 0;
-        for (index_t r = 0; r < rows; ++r) {
-            if (pos(r) == 0) continue;
-            detail::check_id(op, "pos", r, -1, pos(r), table_rows);
-            for (index_t q = 0; q < neg.cols(); ++q) detail::check_id(op, "neg", r, q, neg(r, q), table_rows);
-            ++count;
-        }
-        for (index_t r = 0; r < rows; ++r) std::fill(d_hidden.row(r), d_hidden.row(r) + hidden.cols(), T(0));
-        g_.resize(static_cast<std::size_t>(widths.size()));
-        return count;
-    }
-    MatryoshkaLossValue finish(const MatryoshkaWidths& widths, MatryoshkaLossValue out, double inv) {
+        if (zeros_.numel() != d) zeros_.resize(Shape<1>{{d}});
+        if (dh_.extent(0) != rows || dh_.extent(1) != d) dh_.resize(Shape<2>{{rows, d}});
+        ops::broadcast_rows(be, zeros_.cview(), T(0), d_hidden);
+        per_width_.assign(static_cast<std::size_t>(widths.size()), 0.0);
+        MatryoshkaLossValue out{0.0, 0, per_width_};
         for (index_t i = 0; i < widths.size(); ++i) {
-            auto& l = per_width_[static_cast<std::size_t>(i)];
-            l *= inv;
-            out.loss += widths.weight(i) * l;
+            const index_t m = widths.width(i);
+            const MatryoshkaWidths one({m}, m, {widths.weight(i)});  // width i alone, weighted c_i
+            const auto dh = matrix_view(dh_.data(), rows, m, d);
+            const LossValue v = shared_(be, matrix_view<const T>(hidden.data(), rows, m, hidden.ld()),
+                                        tables[static_cast<std::size_t>(i)], pos, neg, dh,
+                                        d_tables[static_cast<std::size_t>(i)], &one);
+            const auto dprefix = matrix_view(d_hidden.data(), rows, m, d_hidden.ld());
+            ops::add(be, MatrixView<const T>(dprefix), MatrixView<const T>(dh), dprefix);
+            per_width_[static_cast<std::size_t>(i)] = shared_.per_width()[0];
+            out.loss += v.loss;
+            out.count = v.count;
         }
         return out;
     }
 
-    std::vector<double> g_, per_width_;
+private:
+    std::vector<double> per_width_;
     BceWithNegatives<T, Memory> shared_;
+    Vector<T, Memory> zeros_;
+    Matrix<T, Memory> dh_;  // one width's d_hidden (its first m_i columns)
 };
 
-/// Full-softmax cross-entropy at every width. hidden [R, D] (contiguous);
-/// targets [R] in [0, N]. Rows go in chunks of `chunk_rows`; the logits of
-/// every width of a chunk live in reused scratch ([K][chunk, N]).
-template <class T>
+/// Full-softmax cross-entropy at every width. hidden [R, D]; targets [R] in
+/// [0, N] (host memory). Rows go in chunks of `chunk_rows`; the logits of
+/// every width of a chunk live in reused scratch ([K][chunk, N]) in Memory.
+template <class T, MemorySpace Memory = HostMemory>
 class MatryoshkaSoftmaxCrossEntropy {
 public:
-    explicit MatryoshkaSoftmaxCrossEntropy(index_t chunk_rows = 128) : chunk_(chunk_rows) {
+    explicit MatryoshkaSoftmaxCrossEntropy(index_t chunk_rows = 128, Memory memory = {})
+        : chunk_(chunk_rows), memory_(memory), rows_(memory), cols_(memory), zeros_(memory), h_(memory), dh_(memory),
+          colsum_(memory) {
         RECBLOCKS_CHECK_VALUE(chunk_rows >= 1, "MatryoshkaSoftmaxCrossEntropy: chunk_rows must be >= 1, got ", chunk_rows);
     }
 
     /// MRL-E: table [N + 1, D]; bias [N + 1] or empty (shared by all widths).
     template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     MatryoshkaLossValue shared(const Be& be, const MatryoshkaWidths& widths, MatrixView<const T> hidden,
                                MatrixView<const T> table, VectorView<const T> bias, VectorView<const row_id_t> targets,
                                MatrixView<T> d_hidden, MatrixView<T> d_table, VectorView<T> d_bias) {
@@ -185,6 +165,7 @@ public:
 
     /// MRL: tables[i] [N + 1, m_i], one per width (no bias).
     template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
     MatryoshkaLossValue separate(const Be& be, const MatryoshkaWidths& widths, MatrixView<const T> hidden,
                                  std::span<const MatrixView<const T>> tables, VectorView<const row_id_t> targets,
                                  MatrixView<T> d_hidden, std::span<const MatrixView<T>> d_tables) {
@@ -207,20 +188,25 @@ private:
         const index_t rows = hidden.rows(), d = hidden.cols(), n = tables[0].rows() - 1, k = widths.size();
         RECBLOCKS_CHECK_SHAPE(targets.size() == rows, op, ": targets is ", targets.shape(), " but hidden has ", rows,
                               " rows");
-        RECBLOCKS_CHECK_SHAPE(d_hidden.shape() == hidden.shape() && hidden.is_contiguous() && d_hidden.is_contiguous(),
-                              op, ": d_hidden is ", d_hidden.shape(), " but hidden is ", hidden.shape(),
-                              " (both contiguous)");
-        rows_.clear();
+        RECBLOCKS_CHECK_SHAPE(d_hidden.shape() == hidden.shape(), op, ": d_hidden is ", d_hidden.shape(),
+                              " but hidden is ", hidden.shape());
+        // The counted rows and their targets' columns (t - 1), checked on the host.
+        host_rows_.clear();
+        host_cols_.clear();
         for (index_t r = 0; r < rows; ++r) {
             RECBLOCKS_CHECK_INDEX(targets(r) >= 0 && targets(r) <= n, op, ": targets[", r, "] = ", targets(r),
                                   " is outside [0, ", n, "]");
-            if (targets(r) != 0) rows_.push_back(r);
+            if (targets(r) == 0) continue;
+            host_rows_.push_back(static_cast<row_id_t>(r));
+            host_cols_.push_back(targets(r) - 1);
         }
-        for (index_t r = 0; r < rows; ++r) std::fill(d_hidden.row(r), d_hidden.row(r) + d, T(0));
-        const index_t count = static_cast<index_t>(rows_.size());
+        ops::broadcast_rows(be, zeros_of(d), T(0), d_hidden);
+        const index_t count = static_cast<index_t>(host_rows_.size());
         per_width_.assign(static_cast<std::size_t>(k), 0.0);
         MatryoshkaLossValue out{0.0, count, per_width_};
         if (count == 0) return out;
+        upload(host_rows_, rows_);
+        upload(host_cols_, cols_);
         // Rows 1..N of a table (row 0 is padding, never a class), columns [a, b).
         auto items = [&](index_t t, index_t a, index_t b) {
             const auto& m = tables[static_cast<std::size_t>(t)];
@@ -231,91 +217,76 @@ private:
             return matrix_view<T>(m.data() + m.ld() + a, n, b - a, m.ld());
         };
         const index_t chunk = std::min(chunk_, count);
-        if (static_cast<index_t>(logits_.size()) != k) logits_.resize(static_cast<std::size_t>(k));
-        for (auto& z : logits_)
+        while (static_cast<index_t>(logits_.size()) < k) logits_.emplace_back(memory_);
+        for (index_t j = 0; j < k; ++j) {
+            auto& z = logits_[static_cast<std::size_t>(j)];
             if (z.extent(0) < chunk || z.extent(1) != n) z.resize(Shape<2>{{chunk, n}});
+        }
         if (h_.extent(0) < chunk || h_.extent(1) != d) {
             h_.resize(Shape<2>{{chunk, d}});
             dh_.resize(Shape<2>{{chunk, d}});
         }
+        if (bias.data() && colsum_.numel() != n) colsum_.resize(Shape<1>{{n}});
+        const auto item_bias = bias.data() ? vector_view<const T>(bias.data() + 1, n) : VectorView<const T>{};
         const double inv = 1.0 / double(count);
         for (index_t c0 = 0; c0 < count; c0 += chunk) {
             const index_t rc = std::min(chunk, count - c0);
+            const auto rows_c = vector_view<const row_id_t>(rows_.data() + c0, rc);
+            const auto cols_c = vector_view<const row_id_t>(cols_.data() + c0, rc);
             auto h = h_.view().slice_rows(0, rc);
-            for (index_t i = 0; i < rc; ++i) std::copy(hidden.row(rows_[c0 + i]), hidden.row(rows_[c0 + i]) + d, h.row(i));
+            ops::gather_rows(be, hidden, rows_c, h);
             auto hcols = [&](index_t a, index_t b) { return matrix_view<const T>(h.data() + a, rc, b - a, d); };
-            // Logits of every width; shared: width j = width j-1 + slice j's product.
+            auto logits = [&](index_t j) { return logits_[static_cast<std::size_t>(j)].view().slice_rows(0, rc); };
+            // Logits of every width; shared: width j = width j-1 + slice j's product (the bias in width 0).
             for (index_t j = 0; j < k; ++j) {
-                auto z = logits_[static_cast<std::size_t>(j)].view().slice_rows(0, rc);
+                auto z = logits(j);
                 if (!shared) {
                     ops::gemm(be, Trans::no, Trans::yes, T(1), hcols(0, widths.width(j)), items(j, 0, widths.width(j)),
                               T(0), z);
                     continue;
                 }
                 const index_t a = widths.slice_begin(j), b = widths.width(j);
-                if (j == 0) {
-                    for (index_t i = 0; i < rc; ++i) {
-                        T* zr = z.row(i);
-                        if (bias.data()) std::copy(bias.data() + 1, bias.data() + 1 + n, zr);
-                        else std::fill(zr, zr + n, T(0));
-                    }
-                } else {
-                    const auto prev = logits_[static_cast<std::size_t>(j - 1)].view().slice_rows(0, rc);
-                    for (index_t i = 0; i < rc; ++i) std::copy(prev.row(i), prev.row(i) + n, z.row(i));
-                }
+                if (j == 0) ops::broadcast_rows(be, item_bias.data() ? item_bias : zeros_of(n), T(0), z);
+                else ops::copy(be, MatrixView<const T>(logits(j - 1)), z);
                 ops::gemm(be, Trans::no, Trans::yes, T(1), hcols(a, b), items(0, a, b), T(1), z);
             }
-            // Softmax per width (the dispatched row kernel); logits become c_j (p - onehot) / count.
+            // Per width, the fused log-sum-exp: logits become c_j (p - onehot) / count.
             for (index_t j = 0; j < k; ++j) {
-                auto z = logits_[static_cast<std::size_t>(j)].view().slice_rows(0, rc);
-                ops::softmax_rows(be, MatrixView<const T>(z), z);
-                const T scale = static_cast<T>(widths.weight(j) * inv);
-                for (index_t i = 0; i < rc; ++i) {
-                    T* zr = z.row(i);
-                    const index_t t = targets(rows_[c0 + i]) - 1;
-                    const double pt = double(zr[t]);
-                    RECBLOCKS_CHECK_VALUE(std::isfinite(pt), op, ": non-finite logits in row ", rows_[c0 + i],
-                                          " at width ", widths.width(j));
-                    // -log p_t; saturates where p_t underflows (a logit gap beyond ~87 in f32)
-                    per_width_[static_cast<std::size_t>(j)] -= std::log(std::max(pt, double(std::numeric_limits<T>::min())));
-                    for (index_t q = 0; q < n; ++q) zr[q] *= scale;
-                    zr[t] -= scale;
-                }
+                const double part = ops::softmax_cross_entropy(be, logits(j), VectorView<const T>{}, cols_c,
+                                                               static_cast<T>(widths.weight(j) * inv));
+                RECBLOCKS_CHECK_VALUE(std::isfinite(part), op, ": non-finite logits at width ", widths.width(j),
+                                      " among the ", rc, " counted rows from row ",
+                                      host_rows_[static_cast<std::size_t>(c0)], " on (their loss sum is ", part, ")");
+                per_width_[static_cast<std::size_t>(j)] += part;
             }
             auto dh = dh_.view().slice_rows(0, rc);
             auto dhcols = [&](index_t a, index_t b) { return matrix_view<T>(dh.data() + a, rc, b - a, d); };
             if (shared) {
                 // Suffix sums G_j = Σ_{i >= j} dlogits_i, in place from the widest down.
-                for (index_t j = k - 2; j >= 0; --j) {
-                    auto z = logits_[static_cast<std::size_t>(j)].view().slice_rows(0, rc);
-                    const auto up = logits_[static_cast<std::size_t>(j + 1)].view().slice_rows(0, rc);
-                    for (index_t i = 0; i < rc; ++i) {
-                        T* zr = z.row(i);
-                        const T* ur = up.row(i);
-                        for (index_t q = 0; q < n; ++q) zr[q] += ur[q];
-                    }
-                }
-                if (d_bias.data()) {  // the bias sees every width: Σ_i dlogits_i = G_0
-                    const auto g0 = logits_[0].view().slice_rows(0, rc);
-                    for (index_t i = 0; i < rc; ++i)
-                        for (index_t q = 0; q < n; ++q) d_bias(q + 1) += g0(i, q);
+                for (index_t j = k - 2; j >= 0; --j)
+                    ops::add(be, MatrixView<const T>(logits(j)), MatrixView<const T>(logits(j + 1)), logits(j));
+                if (d_bias.data()) {  // the bias sees every width: d_bias[1..N] += column sums of G_0
+                    ops::sum_rows(be, MatrixView<const T>(logits(0)), colsum_.view());
+                    const auto db = matrix_view(d_bias.data() + 1, 1, n);
+                    ops::add(be, MatrixView<const T>(db), matrix_view<const T>(colsum_.data(), 1, n), db);
                 }
                 for (index_t j = 0; j < k; ++j) {
-                    const MatrixView<const T> g = logits_[static_cast<std::size_t>(j)].view().slice_rows(0, rc);
+                    const MatrixView<const T> g = logits(j);
                     const index_t a = widths.slice_begin(j), b = widths.width(j);
                     ops::gemm(be, Trans::no, Trans::no, T(1), g, items(0, a, b), T(0), dhcols(a, b));
                     ops::gemm(be, Trans::yes, Trans::no, T(1), g, hcols(a, b), T(1), d_items(0, a, b));
                 }
             } else {
-                for (index_t i = 0; i < rc; ++i) std::fill(dh.row(i), dh.row(i) + d, T(0));
+                ops::broadcast_rows(be, zeros_of(d), T(0), dh);
                 for (index_t j = 0; j < k; ++j) {
-                    const MatrixView<const T> g = logits_[static_cast<std::size_t>(j)].view().slice_rows(0, rc);
+                    const MatrixView<const T> g = logits(j);
                     const index_t m = widths.width(j);
                     ops::gemm(be, Trans::no, Trans::no, T(1), g, items(j, 0, m), T(1), dhcols(0, m));
                     ops::gemm(be, Trans::yes, Trans::no, T(1), g, hcols(0, m), T(1), d_items(j, 0, m));
                 }
             }
-            for (index_t i = 0; i < rc; ++i) std::copy(dh.row(i), dh.row(i) + d, d_hidden.row(rows_[c0 + i]));
+            // The rows are distinct and d_hidden is zero there: the scatter is a copy.
+            ops::scatter_add_rows(be, MatrixView<const T>(dh), rows_c, d_hidden);
         }
         for (index_t j = 0; j < k; ++j) {
             auto& l = per_width_[static_cast<std::size_t>(j)];
@@ -325,11 +296,27 @@ private:
         return out;
     }
 
+    /// n zeros in Memory (grows only).
+    VectorView<const T> zeros_of(index_t n) {
+        if (zeros_.numel() < n) zeros_.resize(Shape<1>{{n}});
+        return vector_view<const T>(zeros_.data(), n);
+    }
+    /// Copies a host list into the front of dst, which only grows.
+    static void upload(const std::vector<row_id_t>& host, Vector<row_id_t, Memory>& dst) {
+        const auto n = static_cast<index_t>(host.size());
+        if (dst.numel() < n) dst.resize(Shape<1>{{n}});
+        dst.memory().upload(dst.data(), host.data(), host.size() * sizeof(row_id_t));
+    }
+
     index_t chunk_;
-    std::vector<index_t> rows_;
+    Memory memory_;
+    std::vector<row_id_t> host_rows_, host_cols_;
+    Vector<row_id_t, Memory> rows_, cols_;  // counted rows of hidden; their targets' columns (t - 1)
+    Vector<T, Memory> zeros_;
     std::vector<double> per_width_;
-    std::vector<Matrix<T>> logits_;
-    Matrix<T> h_, dh_;
+    std::vector<Matrix<T, Memory>> logits_;
+    Matrix<T, Memory> h_, dh_;
+    Vector<T, Memory> colsum_;
 };
 
 }  // namespace losses

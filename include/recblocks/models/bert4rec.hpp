@@ -37,7 +37,9 @@
 // (construct it with memory_of(gpu)). Ids and labels come from the data
 // pipeline in host memory and are checked there; scores are written to the
 // model's memory. Every step is a sequence of backend calls, so the same
-// class runs on every backend.
+// class runs on every backend. Serving also comes in two phases, as SASRec's:
+// stage_queries(ids) (host work) then score_all_staged() (backend work only,
+// what a captured CUDA graph replays; backend/cuda/graph.hpp).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -255,20 +257,36 @@ public:
     template <class Be>
         requires std::is_same_v<memory_space_t<Be>, Memory>
     void score_all(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores) {
-        constexpr std::string_view op = "BERT4Rec::score_all";
+        stage_queries(ids);
+        score_all_staged(be, pool, scores);
+    }
+
+    /// Host phase of score_all(): checks ids [B, L] (items, host memory),
+    /// shifts them and appends [mask], and stages them and their masks.
+    void stage_queries(MatrixView<const row_id_t> ids) {
+        constexpr std::string_view op = "BERT4Rec::stage_queries";
         const index_t bsz = ids.rows(), len = cfg_.max_len;
         check_ids(ids, cfg_.num_items, op);
-        RECBLOCKS_CHECK_SHAPE(scores.rows() == bsz && scores.cols() == cfg_.num_items + 1, op, ": scores is ",
-                              scores.shape(), " but need [", bsz, ", ", cfg_.num_items + 1, "]");
         if (shifted_.extent(0) != bsz) shifted_.resize(Shape<2>{{bsz, len}});
         for (index_t b = 0; b < bsz; ++b) {
             std::copy(ids.row(b) + 1, ids.row(b) + len, shifted_.view().row(b));
             shifted_(b, len - 1) = mask_token();
         }
-        // Only the [mask] slot is read: the last block computes that row alone.
-        embed(be, pool, shifted_.cview(), 0, false, op);
+        stage_embedding(shifted_.cview(), op);
+        stack_.stage(keep_.cview());
         reserve_head(bsz);
-        stack_.forward_last(be, pool, x_.cview(), keep_.cview(), head_slice(head_in_, bsz));
+    }
+
+    /// Device phase of score_all() for the staged queries: scores [B, N + 1] in Memory.
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
+    void score_all_staged(const Be& be, ThreadPool& pool, MatrixView<T> scores) {
+        const index_t bsz = embedding_.staged_rows();
+        RECBLOCKS_CHECK_SHAPE(scores.rows() == bsz && scores.cols() == cfg_.num_items + 1, "BERT4Rec::score_all: scores is ",
+                              scores.shape(), " but need [", bsz, ", ", cfg_.num_items + 1, "]");
+        // Only the [mask] slot is read: the last block computes that row alone.
+        embed_staged(be, pool, 0, false);
+        stack_.forward_last_staged(be, pool, x_.cview(), head_slice(head_in_, bsz));
         head_forward(be, bsz);
         logits(be, bsz, scores);
     }
@@ -286,6 +304,11 @@ private:
     template <class Be>
     void embed(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, std::uint64_t step, bool train,
                std::string_view op) {
+        stage_embedding(ids, op);
+        embed_staged(be, pool, step, train);
+    }
+    /// Host part of embed(): checks ids, sizes the scratch, fills keep_ and stages the embedding's input.
+    void stage_embedding(MatrixView<const row_id_t> ids, std::string_view op) {
         check_ids(ids, cfg_.num_items + 1, op);
         const index_t bsz = ids.rows(), len = ids.cols(), d = cfg_.d_model;
         if (x_.extent(0) != bsz) {
@@ -294,8 +317,14 @@ private:
             keep_.resize(Shape<2>{{bsz, len}});
         }
         for (index_t i = 0; i < bsz * len; ++i) keep_.data()[i] = static_cast<std::uint8_t>(ids.data()[i] != 0);
-        embedding_.forward(be, pool, ids, emb_.view(), step, false);
-        emb_norm_.forward(be, matrix_view<const T>(emb_.data(), bsz * len, d), matrix_view(x_.data(), bsz * len, d));
+        embedding_.stage(ids);
+    }
+    /// Backend part of embed() for the staged ids.
+    template <class Be>
+    void embed_staged(const Be& be, ThreadPool& pool, std::uint64_t step, bool train) {
+        const index_t rows = emb_.extent(0) * emb_.extent(1), d = cfg_.d_model;
+        embedding_.forward_staged(be, pool, emb_.view(), step, false);
+        emb_norm_.forward(be, matrix_view<const T>(emb_.data(), rows, d), matrix_view(x_.data(), rows, d));
         last_train_ = train;
         last_step_ = step;
         if (train && emb_dropout_.p() > 0)

@@ -25,6 +25,13 @@
 // default, CudaMemory for a model on backend::Cuda (construct it with
 // memory_of(gpu)). Ids, targets and negatives come from the data pipeline in
 // host memory; scores and encodings are written to the model's memory.
+//
+// Serving in two phases (what a captured CUDA graph needs; see
+// backend/cuda/graph.hpp): stage_queries(ids) is the host work — id checks,
+// masks written into the blocks' staging buffers — and score_all_staged() /
+// encode_last_staged() are backend work only: uploads from those buffers and
+// kernels, with no host synchronisation and, after the first call of a batch
+// shape, no allocation. score_all(ids) is the two in a row.
 #include <limits>
 #include <optional>
 #include <string>
@@ -147,9 +154,36 @@ public:
     void encode_last(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> out) {
         RECBLOCKS_CHECK_SHAPE(out.rows() == ids.rows() && out.cols() == cfg_.d_model, "SASRec::encode_last: out is ",
                               out.shape(), " but need [", ids.rows(), ", ", cfg_.d_model, "]");
+        stage_queries(ids);
+        encode_last_staged(be, pool, out);
+    }
+
+    /// Host phase of serving: checks ids [B, L] (host memory) and stages them
+    /// and their masks for encode_last_staged() / score_all_staged().
+    void stage_queries(MatrixView<const row_id_t> ids) {
         prepare(ids);
-        embedding_.forward(be, pool, ids, x_.view(), 0, false);
-        stack_.forward_last(be, pool, x_.cview(), keep_.cview(), out);
+        embedding_.stage(ids);
+        stack_.stage(keep_.cview());
+    }
+    /// Sequences of the last stage_queries().
+    [[nodiscard]] index_t staged_queries() const { return embedding_.staged_rows(); }
+
+    /// Device phase of encode_last() for the staged queries: out [B, D].
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
+    void encode_last_staged(const Be& be, ThreadPool& pool, MatrixView<T> out) {
+        const index_t bsz = staged_queries();
+        RECBLOCKS_CHECK_SHAPE(out.rows() == bsz && out.cols() == cfg_.d_model, "SASRec::encode_last: out is ",
+                              out.shape(), " but need [", bsz, ", ", cfg_.d_model, "]");
+        embedding_.forward_staged(be, pool, x_.view(), 0, false);
+        stack_.forward_last_staged(be, pool, x_.cview(), out);
+    }
+
+    /// Device phase of score_all() for the staged queries: scores [B, N + 1] in Memory.
+    template <class Be>
+        requires std::is_same_v<memory_space_t<Be>, Memory>
+    void score_all_staged(const Be& be, ThreadPool& pool, MatrixView<T> scores) {
+        score_staged_at_width(be, pool, scores, cfg_.d_model);
     }
 
     /// scores [B, N + 1]: column i = F_last · E[i]; column 0 (padding) = -inf.
@@ -165,20 +199,27 @@ public:
         requires std::is_same_v<memory_space_t<Be>, Memory>
     void score_all_at_width(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids, MatrixView<T> scores,
                             index_t m) {
+        stage_queries(ids);
+        score_staged_at_width(be, pool, scores, m);
+    }
+
+private:
+    template <class Be>
+    void score_staged_at_width(const Be& be, ThreadPool& pool, MatrixView<T> scores, index_t m) {
+        const index_t bsz = staged_queries();
         RECBLOCKS_CHECK_VALUE(m >= 1 && m <= cfg_.d_model, "SASRec::score_all_at_width: width ", m,
                               " is outside [1, ", cfg_.d_model, "]");
-        RECBLOCKS_CHECK_SHAPE(scores.rows() == ids.rows() && scores.cols() == cfg_.num_items + 1,
-                              "SASRec::score_all: scores is ", scores.shape(), " but need [", ids.rows(), ", ",
+        RECBLOCKS_CHECK_SHAPE(scores.rows() == bsz && scores.cols() == cfg_.num_items + 1,
+                              "SASRec::score_all: scores is ", scores.shape(), " but need [", bsz, ", ",
                               cfg_.num_items + 1, "]");
-        if (last_.extent(0) != ids.rows()) last_.resize(Shape<2>{{ids.rows(), cfg_.d_model}});
-        encode_last(be, pool, ids, last_.view());
+        if (last_.extent(0) != bsz) last_.resize(Shape<2>{{bsz, cfg_.d_model}});
+        encode_last_staged(be, pool, last_.view());
         const auto table = item_table();
-        ops::gemm(be, Trans::no, Trans::yes, T(1), matrix_view<const T>(last_.data(), ids.rows(), m, cfg_.d_model),
+        ops::gemm(be, Trans::no, Trans::yes, T(1), matrix_view<const T>(last_.data(), bsz, m, cfg_.d_model),
                   matrix_view<const T>(table.data(), table.rows(), m, table.ld()), T(0), scores);
         ops::broadcast_rows(be, neg_inf_.cview(), T(0), MatrixView<T>(scores.data(), Shape<2>{{scores.rows(), 1}}, {scores.ld(), 1}));
     }
 
-private:
     /// Sizes the input scratch for ids [B, L] and fills the keep mask.
     void prepare(MatrixView<const row_id_t> ids) {
         const index_t bsz = ids.rows(), len = ids.cols();

@@ -147,7 +147,7 @@ void eigen_gemm(Trans ta, Trans tb, T alpha, MatrixView<const T> a, MatrixView<c
 }  // namespace cpu
 
 template <class Isa>
-struct Primitives<backend::Cpu<Isa>> {
+struct Primitives<backend::Cpu<Isa>> : detail::HostAttentionPrimitives<backend::Cpu<Isa>> {
     using B = backend::Cpu<Isa>;
     template <class T>
     static const cpu::CpuKernelTable<T>& kernels() {
@@ -471,26 +471,6 @@ struct Primitives<backend::Cpu<Isa>> {
                 }
             }
         });
-    }
-
-    template <class T>
-    static index_t attention_state_size(const B&, AttentionShape s, bool dropout) {
-        return detail::HostAttention<B, T>::state_size(s, dropout);
-    }
-    template <class T>
-    static void attention_forward(const B& be, AttentionShape s, MatrixView<const T> q, MatrixView<const T> k,
-                                  MatrixView<const T> v, VectorView<const index_t> key_end,
-                                  MatrixView<const std::uint8_t> keep, T scale, const AttentionDropout<T>& drop,
-                                  VectorView<T> state, MatrixView<T> ctx) {
-        detail::HostAttention<B, T>::forward(be, s, q, k, v, key_end, keep, scale, drop, state, ctx);
-    }
-    template <class T>
-    static void attention_backward(const B& be, AttentionShape s, MatrixView<const T> q, MatrixView<const T> k,
-                                   MatrixView<const T> v, VectorView<const index_t> key_end,
-                                   MatrixView<const std::uint8_t>, T scale, const AttentionDropout<T>& drop,
-                                   VectorView<const T> state, MatrixView<const T> /*ctx*/, MatrixView<const T> dctx,
-                                   MatrixView<T> dq, MatrixView<T> dk, MatrixView<T> dv) {
-        detail::HostAttention<B, T>::backward(be, s, q, k, v, key_end, drop, state, dctx, scale, dq, dk, dv);
     }
 
     template <class T>

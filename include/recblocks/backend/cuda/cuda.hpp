@@ -100,9 +100,15 @@ namespace backend {
 ///              (one per device, created on first use). A handle given here must be
 ///              in CUBLAS_POINTER_MODE_HOST (the default); gemm binds `stream` to it
 ///              (cublasSetStream) before each call.
+/// @var trusted_ids  the ids passed to gather_rows were checked on the host (as
+///              the models do when they stage their inputs): the kernel still
+///              refuses to write on a bad id, but the call does not wait for the
+///              device to report one. What a captured CUDA graph needs
+///              (backend/cuda/graph.hpp sets it); false by default.
 struct Cuda {
     cudaStream_t stream = nullptr;
     cublasHandle_t cublas = nullptr;
+    bool trusted_ids = false;
 
     /// The handle gemm uses: `cublas`, or the thread's default one.
     [[nodiscard]] cublasHandle_t blas() const { return cublas != nullptr ? cublas : detail::default_cublas_handle(); }

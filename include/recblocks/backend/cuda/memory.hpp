@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstring>
 
 #include "recblocks/backend/cuda/cuda.hpp"
 #include "recblocks/backend/memory.hpp"
@@ -52,6 +53,38 @@ struct CudaMemory {
 };
 
 static_assert(MemorySpace<CudaMemory>);
+
+/// Page-locked host memory (cudaMallocHost): host accessible, and the source
+/// of uploads that the GPU copies by DMA without a staging copy — the only
+/// kind a captured CUDA graph may copy from. Models on CudaMemory stage their
+/// ids and masks here (staging_memory_t<CudaMemory>).
+struct CudaPinnedMemory : detail::HostCopies {
+    static constexpr bool host_accessible = true;
+
+    [[nodiscard]] void* allocate(std::size_t bytes) const {
+        const std::size_t padded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+        void* p = nullptr;
+        RECBLOCKS_CUDA_CHECK(cudaMallocHost(&p, padded ? padded : kAlignment));
+        std::memset(p, 0, padded);
+        return p;
+    }
+    void deallocate(void* p, std::size_t) const noexcept { (void)cudaFreeHost(p); }
+    bool operator==(const CudaPinnedMemory&) const = default;
+};
+
+static_assert(MemorySpace<CudaPinnedMemory>);
+
+template <>
+struct StagingMemory<CudaMemory> {
+    using type = CudaPinnedMemory;
+};
+
+/// An upload from page-locked memory may still be reading it: wait for the
+/// stream before the staging buffers are rewritten (found by ADL, preferred
+/// over the generic no-op).
+inline void wait_for_staged_uploads(const CudaMemory& memory) {
+    RECBLOCKS_CUDA_CHECK(cudaStreamSynchronize(memory.stream));
+}
 
 template <>
 struct BackendMemory<backend::Cuda> {

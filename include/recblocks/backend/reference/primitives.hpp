@@ -18,7 +18,7 @@
 RECBLOCKS_NAMESPACE_BEGIN
 
 template <>
-struct Primitives<backend::Reference> {
+struct Primitives<backend::Reference> : detail::HostAttentionPrimitives<backend::Reference> {
     using B = backend::Reference;
 
     template <class T>
@@ -215,26 +215,6 @@ struct Primitives<backend::Reference> {
                     for (index_t c = 0; c < rows.cols(); ++c)
                         drows(s * k + j, c) = static_cast<T>(double(w(s, j)) * double(dout(s, c)));
             }
-    }
-
-    template <class T>
-    static index_t attention_state_size(const B&, AttentionShape s, bool dropout) {
-        return detail::HostAttention<B, T>::state_size(s, dropout);
-    }
-    template <class T>
-    static void attention_forward(const B& be, AttentionShape s, MatrixView<const T> q, MatrixView<const T> k,
-                                  MatrixView<const T> v, VectorView<const index_t> key_end,
-                                  MatrixView<const std::uint8_t> keep, T scale, const AttentionDropout<T>& drop,
-                                  VectorView<T> state, MatrixView<T> ctx) {
-        detail::HostAttention<B, T>::forward(be, s, q, k, v, key_end, keep, scale, drop, state, ctx);
-    }
-    template <class T>
-    static void attention_backward(const B& be, AttentionShape s, MatrixView<const T> q, MatrixView<const T> k,
-                                   MatrixView<const T> v, VectorView<const index_t> key_end,
-                                   MatrixView<const std::uint8_t>, T scale, const AttentionDropout<T>& drop,
-                                   VectorView<const T> state, MatrixView<const T> /*ctx*/, MatrixView<const T> dctx,
-                                   MatrixView<T> dq, MatrixView<T> dk, MatrixView<T> dv) {
-        detail::HostAttention<B, T>::backward(be, s, q, k, v, key_end, drop, state, dctx, scale, dq, dk, dv);
     }
 
     template <class T>
