@@ -20,7 +20,20 @@
 // dimensions; FAISS's convention in its benchmarks). Deterministic at a fixed seed for any
 // thread count. Caveat: like FAISS, distances by expansion are computed in f32.
 //
-// Errors: ValueError (bad config, NaN/Inf data, untrained use, N < K at training);
+// Where things live: BasicResidualQuantizer<Memory> keeps its codebooks [M·K, d], their norms and
+// all scratch in Memory (ResidualQuantizer: host memory; ResidualQuantizerOn<Be> for any backend,
+// e.g. backend::Cuda); x and x_hat are views in Memory; codes are ids and live in host memory.
+// Greedy training and encoding are backend calls per block (ops::gemm, ops::shifted_argmin_rows,
+// then ops::gather_rows + ops::axpy for the residual update), each level's codes downloaded and
+// uploaded again as row ids; decode is ops::gather_rows + ops::add. Each level's codebook norms
+// are computed on the host (Reference backend, from a downloaded copy) and uploaded. The beam
+// search (beam > 1, train_beam_size > 1) keeps a sorted list per row with ops::offer_smallest, a
+// sequential host step: it runs only on a backend with ops::has_beam_selection on host memory
+// (Reference, Cpu); elsewhere such a call throws ValueError. On the CPU the results are the bits
+// of the host-only implementation this replaced.
+//
+// Errors: ValueError (bad config, NaN/Inf data, untrained use, N < K at training, beams on a
+// backend without beam selection);
 // ShapeError (dimension or code-matrix shape mismatch); IndexError (a code outside [0, K) in
 // decode or set_codebooks' shapes).
 #include <algorithm>
