@@ -18,6 +18,7 @@
 #include "recblocks/tokenizers/finite_scalar_quantizer.hpp"
 #include "recblocks/tokenizers/fsq_autoencoder.hpp"
 #include "recblocks/tokenizers/kmeans.hpp"
+#include "recblocks/tokenizers/quantizer.hpp"
 #include "recblocks/tokenizers/residual_quantizer.hpp"
 
 using namespace recblocks;
@@ -25,6 +26,10 @@ using rbtest::GuardedDevice;
 using rbtest::GuardedMemory;
 using rbtest::same_bits;
 using rbtest::same_params;
+
+// One contract on every backend: the device instantiations are quantizers for the device backend.
+static_assert(tokenizers::Quantizer<tokenizers::ResidualQuantizerOn<rbtest::GuardedDevice>, rbtest::GuardedDevice>);
+static_assert(tokenizers::Quantizer<tokenizers::FiniteScalarQuantizer, rbtest::GuardedDevice>);
 
 namespace {
 
