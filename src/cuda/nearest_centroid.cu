@@ -83,6 +83,40 @@ __global__ void __launch_bounds__(kBlock) shifted_argmin_kernel(T* g, index_t ld
     }
 }
 
+// mean_by_label_kernel: one block per centroid k (grid-stride over k). The
+// labels are staged through shared memory a tile at a time, in row order; thread
+// t adds column base + t of every row labelled k into a double, so each sum adds
+// its rows in row order (as the host backends do) and the result has their bits.
+// Columns beyond the block's width take further passes over the labels.
+constexpr int kMeanTile = 1024;
+
+template <class T>
+__global__ void __launch_bounds__(kBlock)
+    mean_by_label_kernel(const T* x, index_t ldx, const index_t* labels, index_t n, T* c, index_t ldc,
+                         index_t* counts, index_t k_total, index_t d) {
+    __shared__ index_t tile[kMeanTile];
+    for (index_t k = blockIdx.x; k < k_total; k += gridDim.x) {
+        for (index_t base = 0; base < d; base += kBlock) {
+            const index_t col = base + threadIdx.x;
+            double acc = 0.0;
+            index_t count = 0;
+            for (index_t i0 = 0; i0 < n; i0 += kMeanTile) {
+                const index_t len = min_index(kMeanTile, n - i0);
+                __syncthreads();  // the previous tile has been read
+                for (index_t j = threadIdx.x; j < len; j += kBlock) tile[j] = labels[i0 + j];
+                __syncthreads();
+                for (index_t j = 0; j < len; ++j) {
+                    if (tile[j] != k) continue;
+                    ++count;
+                    if (col < d) acc += static_cast<double>(x[(i0 + j) * ldx + col]);
+                }
+            }
+            if (base == 0 && threadIdx.x == 0) counts[k] = count;
+            if (count > 0 && col < d) c[k * ldc + col] = static_cast<T>(acc * (1.0 / static_cast<double>(count)));
+        }
+    }
+}
+
 }  // namespace
 }  // namespace cuda_detail
 
@@ -108,11 +142,25 @@ void P::shifted_argmin_rows(const B& be, MatrixView<T> g, VectorView<const T> no
     RECBLOCKS_CUDA_CHECK_LAUNCH();
 }
 
+template <class T>
+void P::mean_by_label(const B& be, MatrixView<const T> x, VectorView<const index_t> labels, MatrixView<T> centroids,
+                      VectorView<index_t> counts) {
+    const index_t k = centroids.rows();
+    if (k == 0) return;
+    const auto grid = static_cast<unsigned>(min_index(k, 65535));
+    mean_by_label_kernel<T><<<grid, kBlock, 0, be.stream>>>(x.data(), nc_ld(x), labels.data(), x.rows(),
+                                                           centroids.data(), nc_ld(centroids), counts.data(), k,
+                                                           centroids.cols());
+    RECBLOCKS_CUDA_CHECK_LAUNCH();
+}
+
 #define RECBLOCKS_CUDA_INSTANTIATE_NEAREST(T)                                                                        \
     template void P::squared_distances<T>(const backend::Cuda&, MatrixView<const T>, VectorView<const T>,            \
                                           VectorView<T>);                                                            \
     template void P::shifted_argmin_rows<T>(const backend::Cuda&, MatrixView<T>, VectorView<const T>,                \
-                                            VectorView<index_t>, VectorView<T>)
+                                            VectorView<index_t>, VectorView<T>);                             \
+    template void P::mean_by_label<T>(const backend::Cuda&, MatrixView<const T>, VectorView<const index_t>,          \
+                                      MatrixView<T>, VectorView<index_t>)
 
 RECBLOCKS_CUDA_INSTANTIATE_NEAREST(float);
 RECBLOCKS_CUDA_INSTANTIATE_NEAREST(double);

@@ -274,6 +274,7 @@ struct Primitives<rbtest::GuardedDevice> {
     RBTEST_GUARDED_FORWARD(gathered_dot)
     RBTEST_GUARDED_FORWARD(squared_distances)
     RBTEST_GUARDED_FORWARD(shifted_argmin_rows)
+    RBTEST_GUARDED_FORWARD(mean_by_label)
     RBTEST_GUARDED_FORWARD(exact_top_k)
     RBTEST_GUARDED_FORWARD(rerank_top_k)
     RBTEST_GUARDED_FORWARD(max_sim_scores)

@@ -88,11 +88,14 @@
 //     max_sim_scores<T>  scores[i] = sum_r max_j <query[r], vectors[j]> over
 //                        item i's rows offsets[i] .. offsets[i + 1]; argmax
 //                        [n, q] (first winner) when not empty
-//   nearest centroid   optional (Reference, CPU): k-means / residual quantizer
+//   nearest centroid   optional (Reference, CPU, Cuda but offer_smallest): k-means / residual quantizer
 //                   assignment after g = x·cᵀ (CPU: on the calling thread):
 //     squared_distances    out[i] = ||x_i - y||² (y empty: ||x_i||²)
 //     shifted_argmin_rows  g[i, k] = norms[k] - 2 g[i, k]; arg[i] = the first k
 //                          of the smallest, best[i] its value
+//     mean_by_label        counts[k] = rows labelled k; centroid k = their mean
+//                          (double sums in row order, scaled once by 1 / count;
+//                          a centroid without rows is left as it was); also Cuda
 //     offer_smallest       offers (base + norms[k] - 2 g[k], first + k) to a list
 //                          of the cap smallest kept sorted (ties: earlier offer
 //                          first; g is scratch); returns its new length

@@ -1,7 +1,9 @@
 #pragma once
 // Nearest-centroid search after a GEMM g = x·cᵀ (k-means assignment, residual
 // quantizer beams): ||x - c_k||² = ||x||² + ||c_k||² - 2 g[k], so the nearest
-// centroid is the argmin of the shifted ||c_k||² - 2 g[k].
+// centroid is the argmin of the shifted ||c_k||² - 2 g[k]. The k-means update
+// (mean_by_label) belongs to the family: assignment and update both run where
+// the data live.
 #include <concepts>
 
 #include "recblocks/ops/validate.hpp"
@@ -9,13 +11,16 @@
 RECBLOCKS_NAMESPACE_BEGIN
 namespace ops {
 
-/// Distances and the nearest centroid of every row: what k-means assignment
-/// and a greedy residual-quantizer encode need (any backend, GPUs included).
+/// Distances, the nearest centroid of every row and the mean of each
+/// cluster: what k-means and a greedy residual-quantizer encode need (any
+/// backend, GPUs included).
 template <class B, class T = float>
 concept has_nearest_centroid = requires(const B& be, MatrixView<const T> x, MatrixView<T> g, VectorView<T> v,
-                                        VectorView<const T> norms, VectorView<index_t> arg) {
+                                        VectorView<const T> norms, VectorView<index_t> arg,
+                                        VectorView<const index_t> labels) {
     Primitives<B>::template squared_distances<T>(be, x, norms, v);
     Primitives<B>::template shifted_argmin_rows<T>(be, g, norms, arg, v);
+    Primitives<B>::template mean_by_label<T>(be, x, labels, g, arg);
 };
 
 /// The beam search's sorted list of the smallest candidates, updated one row of
@@ -53,6 +58,32 @@ void shifted_argmin_rows(const B& be, MatrixView<T> g, std::type_identity_t<Vect
     detail::check_length(op, "best", best, g.rows(), "the number of rows of g");
     if (g.rows() == 0) return;
     Primitives<B>::template shifted_argmin_rows<T>(be, g, norms, arg, best);
+}
+
+/// The k-means update: counts [K] = how many rows of x [N, D] carry each
+/// label of labels [N] (each in [0, K)), and row k of centroids [K, D] = the
+/// mean of those rows, summed in double in row order (the same bits on every
+/// thread count and on every backend that keeps the order: Reference, Cpu,
+/// Cuda), scaled once by 1 / count. A centroid with no rows is left as it was.
+/// Labels are checked on host memory (IndexError); a device backend skips a
+/// row whose label is out of range.
+template <class B, class T>
+    requires has_nearest_centroid<B, T>
+void mean_by_label(const B& be, std::type_identity_t<MatrixView<const T>> x, VectorView<const index_t> labels,
+                   MatrixView<T> centroids, VectorView<index_t> counts) {
+    constexpr std::string_view op = "ops::mean_by_label";
+    detail::check_layout(op, "x", x);
+    detail::check_layout(op, "centroids", centroids);
+    detail::check_length(op, "labels", labels, x.rows(), "the number of rows of x");
+    detail::check_length(op, "counts", counts, centroids.rows(), "the number of rows of centroids");
+    RECBLOCKS_CHECK_SHAPE(centroids.cols() == x.cols(), op, ": centroids is ", centroids.shape(), " but x is ",
+                          x.shape(), "; the widths must match");
+    if constexpr (host_memory_v<B>)
+        for (index_t i = 0; i < labels.size(); ++i)
+            RECBLOCKS_CHECK_INDEX(labels(i) >= 0 && labels(i) < centroids.rows(), op, ": labels[", i, "] = ",
+                                  labels(i), " is outside [0, ", centroids.rows(), ")");
+    if (centroids.rows() == 0) return;
+    Primitives<B>::template mean_by_label<T>(be, x, labels, centroids, counts);
 }
 
 /// Offers (base + norms[k] - 2 g[k], first + k) for k in [0, K) to the list

@@ -18,6 +18,12 @@
 // Keeps the tokenizers::Quantizer contract (tokenizers/quantizer.hpp) with RQ:
 // train (nothing to learn: checks only), encode (z → codes), decode (codes → values).
 //
+// Where things live: z and the values are in the memory of the backend passed in; codes
+// (ids) and indices are in host memory. The per-channel maths runs on the host in double
+// (the same codes on every backend, NumPy's codes): on a device backend z is copied to the
+// host once per encode / train and the values copied back once per decode. FSQ has C
+// channels (4 to 8 in practice), so that is a narrow [N, C] matrix; nothing is stored.
+//
 // Errors: ValueError (levels < 2, a codebook larger than 2^62, NaN/Inf input, bad config);
 // ShapeError (channel or row mismatch); IndexError (a code or index out of range).
 #include <cmath>
@@ -25,12 +31,35 @@
 #include <limits>
 #include <vector>
 
+#include "recblocks/backend/primitives.hpp"
 #include "recblocks/core/check.hpp"
 #include "recblocks/core/rng.hpp"
 #include "recblocks/core/tensor.hpp"
+#include "recblocks/core/thread_scratch.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace tokenizers {
+
+namespace detail {
+
+struct FsqHostTag {};
+
+/// The elements of m (in be's memory) readable on the host: m itself on host
+/// memory, else a copy (thread-local scratch, reused) made row by row.
+template <class Be, class T>
+MatrixView<const T> host_readable(const Be& be, MatrixView<const T> m) {
+    if constexpr (host_memory_v<Be>) {
+        return m;
+    } else {
+        auto& buf = thread_scratch<T, FsqHostTag>(static_cast<std::size_t>(m.rows() * m.cols()));
+        const auto memory = memory_of(be);
+        for (index_t r = 0; r < m.rows(); ++r)
+            memory.download(buf.data() + r * m.cols(), m.row(r), static_cast<std::size_t>(m.cols()) * sizeof(T));
+        return matrix_view<const T>(buf.data(), m.rows(), m.cols());
+    }
+}
+
+}  // namespace detail
 
 enum class FsqVariant : std::uint8_t {
     paper,       ///< google-research notebook: half = (L-1)(1-eps)/2, shift = tan(offset/half)
@@ -109,25 +138,27 @@ public:
     /// FSQ learns nothing: its grid is fixed by the levels (what is learned is
     /// the projection into it, FsqAutoencoder). train() only checks z [N, C]
     /// as encode() would (ShapeError, ValueError for NaN/Inf), so FSQ keeps the
-    /// tokenizers::Quantizer contract with RQ.
+    /// tokenizers::Quantizer contract with RQ. z is in be's memory.
     template <class T, class Be>
-    void train(const Be& /*be*/, MatrixView<const T> z) const {
-        RECBLOCKS_CHECK_SHAPE(z.cols() == channels(), "FiniteScalarQuantizer::train: z is ", z.shape(), " but there are ",
-                              channels(), " channels");
+    void train(const Be& be, MatrixView<const T> z_in) const {
+        RECBLOCKS_CHECK_SHAPE(z_in.cols() == channels(), "FiniteScalarQuantizer::train: z is ", z_in.shape(),
+                              " but there are ", channels(), " channels");
+        const auto z = detail::host_readable(be, z_in);
         for (index_t r = 0; r < z.rows(); ++r)
             for (index_t c = 0; c < z.cols(); ++c)
                 RECBLOCKS_CHECK_VALUE(std::isfinite(static_cast<double>(z(r, c))), "FiniteScalarQuantizer::train: z[", r,
                                       ", ", c, "] = ", z(r, c), " is not finite");
     }
 
-    /// codes [N, C] (each in [0, L_c - 1]) of z [N, C]. The backend is unused
-    /// (scalar maths in double); it is taken for the tokenizers::Quantizer contract.
+    /// codes [N, C] (host memory; each in [0, L_c - 1]) of z [N, C] (in be's
+    /// memory). The scalar maths runs on the host in double.
     template <class T, class Be>
-    void encode(const Be& /*be*/, MatrixView<const T> z, MatrixView<std::int32_t> codes) const {
-        const index_t n = z.rows(), nc = channels();
-        RECBLOCKS_CHECK_SHAPE(z.cols() == nc && codes.rows() == n && codes.cols() == nc,
-                              "FiniteScalarQuantizer::encode: z is ", z.shape(), " and codes is ", codes.shape(),
+    void encode(const Be& be, MatrixView<const T> z_in, MatrixView<std::int32_t> codes) const {
+        const index_t n = z_in.rows(), nc = channels();
+        RECBLOCKS_CHECK_SHAPE(z_in.cols() == nc && codes.rows() == n && codes.cols() == nc,
+                              "FiniteScalarQuantizer::encode: z is ", z_in.shape(), " and codes is ", codes.shape(),
                               " but there are ", nc, " channels");
+        const auto z = detail::host_readable(be, z_in);
         for (index_t r = 0; r < n; ++r)
             for (index_t c = 0; c < nc; ++c) {
                 const double v = static_cast<double>(z(r, c));
@@ -138,10 +169,23 @@ public:
     }
 
     /// The normalised values [N, C] ((code - L//2) / (L//2), in [-1, 1]) of
-    /// codes [N, C]: the quantized z, as FSQ's quantize() returns it.
+    /// codes [N, C]: the quantized z, as FSQ's quantize() returns it. Codes in
+    /// host memory, values in be's memory (computed on the host, copied once).
     template <class T, class Be>
-    void decode(const Be& /*be*/, MatrixView<const std::int32_t> codes, MatrixView<T> values) const {
-        codes_to_values(codes, values);
+    void decode(const Be& be, MatrixView<const std::int32_t> codes, MatrixView<T> values) const {
+        if constexpr (host_memory_v<Be>) {
+            codes_to_values(codes, values);
+        } else {
+            RECBLOCKS_CHECK_SHAPE(values.rows() == codes.rows() && values.cols() == channels(),
+                                  "FiniteScalarQuantizer::decode: codes is ", codes.shape(), " and values is ",
+                                  values.shape(), "; ", channels(), " channels");
+            auto& buf = thread_scratch<T, detail::FsqHostTag>(static_cast<std::size_t>(values.rows() * values.cols()));
+            codes_to_values(codes, matrix_view(buf.data(), values.rows(), values.cols()));
+            const auto memory = memory_of(be);
+            for (index_t r = 0; r < values.rows(); ++r)
+                memory.upload(values.row(r), buf.data() + r * values.cols(),
+                              static_cast<std::size_t>(values.cols()) * sizeof(T));
+        }
     }
 
     /// index [N] (mixed radix, channel 0 least significant) of codes [N, C].

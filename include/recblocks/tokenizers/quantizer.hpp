@@ -10,6 +10,9 @@
 //   q.decode(be, codes, x_hat)    x_hat [N, d]: the vector the codes stand for
 //   q.code_length()               codes per vector: RQ's M levels, FSQ's C channels
 //
+// x and x_hat live where the backend computes (host memory for Reference and
+// Cpu, device memory for Cuda, with the quantizer instantiated for that memory:
+// ResidualQuantizerOn<Be>); codes are ids and live in host memory.
 // Codes are the per-level matrix, not a packed index: RQ's M·log2(K) bits do
 // not fit one integer in general, and FSQ's mixed-radix index is one call away
 // (FiniteScalarQuantizer::codes_to_indices). Errors are the same everywhere:

@@ -672,6 +672,38 @@ struct Primitives<backend::Cpu<Isa>> : detail::HostAttentionPrimitives<backend::
                                          best.data());
     }
 
+    /// The clusters are cut into ranges (about 8, fixed by K), one task each
+    /// scanning every label in row order: each centroid's double sum adds its
+    /// rows in row order whatever the thread count (the Reference's bits).
+    template <class T>
+    static void mean_by_label(const B& be, MatrixView<const T> x, VectorView<const index_t> labels,
+                              MatrixView<T> centroids, VectorView<index_t> counts) {
+        struct SumsTag {};
+        const index_t n = x.rows(), k = centroids.rows(), d = centroids.cols();
+        const index_t per = std::max<index_t>(1, (k + 7) / 8);
+        parallel_for(be.threads(), 0, k, per, [&](index_t k0, index_t k1) {
+            auto& sums = thread_scratch<double, SumsTag>(static_cast<std::size_t>((k1 - k0) * d));
+            std::fill_n(sums.begin(), (k1 - k0) * d, 0.0);
+            for (index_t l = k0; l < k1; ++l) counts(l) = 0;
+            for (index_t i = 0; i < n; ++i) {
+                const index_t l = labels(i);
+                if (l < k0 || l >= k1) continue;
+                ++counts(l);
+                double* s = sums.data() + (l - k0) * d;
+                const T* p = x.row(i);
+                for (index_t t = 0; t < d; ++t) s[t] += p[t];
+            }
+            for (index_t l = k0; l < k1; ++l) {
+                const index_t cnt = counts(l);
+                if (cnt == 0) continue;
+                const double inv = 1.0 / double(cnt);
+                T* c = centroids.row(l);
+                const double* s = sums.data() + (l - k0) * d;
+                for (index_t t = 0; t < d; ++t) c[t] = static_cast<T>(s[t] * inv);
+            }
+        });
+    }
+
     template <class T>
     static index_t offer_smallest(const B&, VectorView<T> g, VectorView<const T> norms, T base, index_t first,
                                   VectorView<T> best_scores, VectorView<index_t> best_ids, index_t filled) {

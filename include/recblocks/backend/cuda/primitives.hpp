@@ -81,6 +81,12 @@
 //   shifted_argmin_rows  the argmin keeps the first smallest (NaN ranks last)
 //                        (src/cuda/nearest_centroid.cu). Not offer_smallest: the
 //                        beam list is a sequential host step (has_beam_selection).
+//   mean_by_label        one block per centroid (grid-stride over centroids):
+//                        the labels are read in row order in shared-memory tiles
+//                        and each thread adds its columns of the matching rows
+//                        in double, in row order, then scales once by 1 / count:
+//                        the Reference's bits, deterministic, no atomics. A row
+//                        whose label is outside [0, K) matches no block (skipped).
 //   gathered_dot         ids checked on the device first (a bad id: nothing
 //                        written, IndexError; synchronises), then one warp per
 //                        id, sums in T, fixed shuffle tree: deterministic.
@@ -286,6 +292,10 @@ struct Primitives<backend::Cuda> {
     template <class T>
     static void shifted_argmin_rows(const B& be, MatrixView<T> g, VectorView<const T> norms, VectorView<index_t> arg,
                                     VectorView<T> best);
+
+    template <class T>
+    static void mean_by_label(const B& be, MatrixView<const T> x, VectorView<const index_t> labels,
+                              MatrixView<T> centroids, VectorView<index_t> counts);
 
     // ---- DARE: element-wise product, BCE on logits, target attention (src/cuda/dare.cu) ----
     template <class T>

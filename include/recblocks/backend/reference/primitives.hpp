@@ -633,6 +633,28 @@ struct Primitives<backend::Reference> : detail::HostAttentionPrimitives<backend:
         }
     }
 
+    /// Rows added in row order in double, each centroid's sum scaled once by
+    /// 1 / count and rounded to T; an empty cluster keeps its centroid.
+    template <class T>
+    static void mean_by_label(const B&, MatrixView<const T> x, VectorView<const index_t> labels,
+                              MatrixView<T> centroids, VectorView<index_t> counts) {
+        const index_t k = centroids.rows(), d = centroids.cols();
+        std::vector<double> sums(static_cast<std::size_t>(k * d), 0.0);
+        for (index_t c = 0; c < k; ++c) counts(c) = 0;
+        for (index_t i = 0; i < x.rows(); ++i) {
+            const index_t l = labels(i);
+            if (l < 0 || l >= k) continue;  // ops:: has rejected these on host memory
+            ++counts(l);
+            double* s = sums.data() + l * d;
+            for (index_t t = 0; t < d; ++t) s[t] += double(x(i, t));
+        }
+        for (index_t c = 0; c < k; ++c) {
+            if (counts(c) == 0) continue;
+            const double inv = 1.0 / double(counts(c));
+            for (index_t t = 0; t < d; ++t) centroids(c, t) = static_cast<T>(sums[std::size_t(c * d + t)] * inv);
+        }
+    }
+
     template <class T>
     static index_t offer_smallest(const B&, VectorView<T> g, VectorView<const T> norms, T base, index_t first,
                                   VectorView<T> best_scores, VectorView<index_t> best_ids, index_t filled) {
