@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "args.hpp"
+#include "memory_budget.hpp"
 
 namespace examples {
 
@@ -28,9 +29,14 @@ inline rb::data::SequenceDataset read_dataset(const Args& a) {
     throw rb::ValueError("--format must be user-item or movielens-csv, got '" + format + "'");
 }
 
-/// --threads T (0 or absent: every hardware thread).
+/// Upper bounds of the count flags: sizes beyond these are typos, and the
+/// memory budget (memory_budget.hpp) judges everything below them.
+inline constexpr long long kMaxCount = 2147483647;  // int32: ids, lengths and widths are int32 somewhere
+inline constexpr long long kMaxThreads = 1024;
+
+/// --threads T in [0, 1024] (0 or absent: every hardware thread).
 inline int thread_count(const Args& a) {
-    const int threads = static_cast<int>(a.integer("threads", 0));
+    const int threads = static_cast<int>(a.integer_in("threads", 0, 0, kMaxThreads));
     return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
@@ -48,7 +54,7 @@ int print_recommendations(const Args& a, const rb::data::SequenceDataset& datase
                           rb::ThreadPool& pool, rb::index_t max_len) {
     const rb::index_t n_items = dataset.num_items();
     const long long user = a.integer("user", -1);
-    const rb::index_t k = a.integer("k", 10);
+    const rb::index_t k = a.integer_in("k", 10, 1, kMaxCount);
     if (k < 1 || k > n_items) throw rb::ValueError("--k must be in [1, " + std::to_string(n_items) + "]");
     rb::index_t u = -1;
     for (std::size_t i = 0; i < dataset.user_ids.size(); ++i)
