@@ -4,7 +4,7 @@
 // mask_prob 0.2, maxlen 200; AdamW with weight decay 0.01, 100 warm-up steps
 // then linear decay to 0 at the last step, gradient clipping at norm 5).
 //
-//   bert4rec --dataset FILE [--format user-item|movielens-csv] [--maxlen 200] [--hidden_units 64]
+//   bert4rec --dataset FILE [--format user-item|sequences|movielens-csv] [--maxlen 200] [--hidden_units 64]
 //            [--num_blocks 2] [--num_heads 2] [--dropout_rate 0.2] [--attention_dropout P]
 //            [--lr 0.0001] [--batch_size 256] [--num_epochs 200] [--mask_prob 0.2] [--mask_last_prob 0]
 //            [--warmup_steps 100] [--weight_decay 0.01] [--clip_norm 5] [--seed 42] [--threads 0]
@@ -62,7 +62,7 @@ const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_uni
 
 void usage() {
     std::fprintf(stderr,
-                 "usage: bert4rec --dataset FILE [--format user-item|movielens-csv] [--maxlen N] [--hidden_units D]\n"
+                 "usage: bert4rec --dataset FILE [--format user-item|sequences|movielens-csv] [--maxlen N] [--hidden_units D]\n"
                  "                [--num_blocks N] [--num_heads H] [--dropout_rate P] [--attention_dropout P]\n"
                  "                [--lr LR] [--batch_size B] [--num_epochs E] [--mask_prob R] [--mask_last_prob Q]\n"
                  "                [--warmup_steps W] [--weight_decay WD] [--clip_norm C] [--seed S] [--threads T]\n"

@@ -1,7 +1,7 @@
 // sasrec: train, evaluate and serve SASRec (Kang & McAuley, 2018) from the
 // command line, with the flags of the reference implementations.
 //
-//   sasrec --dataset FILE [--format user-item|movielens-csv] [--maxlen 200] [--hidden_units 50]
+//   sasrec --dataset FILE [--format user-item|sequences|movielens-csv] [--maxlen 200] [--hidden_units 50]
 //          [--num_blocks 2] [--num_heads 1] [--dropout_rate 0.2] [--lr 0.001] [--batch_size 128]
 //          [--num_epochs 200] [--l2_emb 0] [--seed 42] [--threads 0] [--eval sampled|full]
 //          [--eval_every 20] [--norm query|pre|post] [--mask_padding_keys 0|1]
@@ -81,7 +81,7 @@ const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_uni
 
 void usage() {
     std::fprintf(stderr,
-                 "usage: sasrec --dataset FILE [--format user-item|movielens-csv] [--maxlen N] [--hidden_units D]\n"
+                 "usage: sasrec --dataset FILE [--format user-item|sequences|movielens-csv] [--maxlen N] [--hidden_units D]\n"
                  "              [--num_blocks N] [--num_heads H] [--dropout_rate P] [--lr LR] [--batch_size B]\n"
                  "              [--num_epochs E] [--l2_emb W] [--seed S] [--threads T] [--eval sampled|full]\n"
                  "              [--eval_every E] [--norm query|pre|post] [--mask_padding_keys 0|1]\n"

@@ -30,10 +30,17 @@ struct ModelSizes {
     double catalogue_rows = 0;
 };
 
-/// Physical memory in bytes (0 if unknown).
+/// The memory this process may use, in bytes (0 if unknown): the physical
+/// memory, or a cgroup v2 limit below it (a container's memory.max).
 inline double physical_memory_bytes() {
     const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
-    return pages > 0 && page > 0 ? double(pages) * double(page) : 0.0;
+    double bytes = pages > 0 && page > 0 ? double(pages) * double(page) : 0.0;
+    if (std::FILE* f = std::fopen("/sys/fs/cgroup/memory.max", "r")) {
+        double limit = 0;
+        if (std::fscanf(f, "%lf", &limit) == 1 && limit > 0 && (bytes == 0 || limit < bytes)) bytes = limit;
+        std::fclose(f);
+    }
+    return bytes;
 }
 
 /// Throws std::invalid_argument naming the largest part and its flags when the

@@ -18,15 +18,17 @@ namespace examples {
 
 namespace rb = recblocks;
 
-/// --dataset FILE with --format user-item|movielens-csv (default: by extension).
+/// --dataset FILE with --format user-item|sequences|movielens-csv (default: by
+/// extension; sequences = S3-Rec's "user item item ..." lines).
 inline rb::data::SequenceDataset read_dataset(const Args& a) {
     const std::string path = a.str("dataset", "");
     if (path.empty()) throw rb::ValueError("--dataset FILE is required");
     std::string format = a.str("format", "");
     if (format.empty()) format = path.size() >= 4 && path.substr(path.size() - 4) == ".csv" ? "movielens-csv" : "user-item";
     if (format == "user-item") return rb::data::read_user_item_file(path);
+    if (format == "sequences") return rb::data::read_sequence_file(path);
     if (format == "movielens-csv") return rb::data::read_movielens_csv(path);
-    throw rb::ValueError("--format must be user-item or movielens-csv, got '" + format + "'");
+    throw rb::ValueError("--format must be user-item, sequences or movielens-csv, got '" + format + "'");
 }
 
 /// Upper bounds of the count flags: sizes beyond these are typos, and the

@@ -90,6 +90,35 @@ TEST_CASE("data: user-item file errors name file and line", "[data][errors]") {
     REQUIRE_THROWS_AS(data::read_user_item_file("/nonexistent/recblocks.txt"), IoError);
 }
 
+TEST_CASE("data: S3-Rec sequence file: one line per user, items remapped densely", "[data]") {
+    TempFile f("2 9 4 9\n1 4 7\r\n\n3\t7 100000000000\n1 9\n");
+    const auto d = data::read_sequence_file(f.path);
+    REQUIRE(d.item_ids == std::vector<std::int64_t>{0, 4, 7, 9, 100000000000});
+    REQUIRE(d.user_ids == std::vector<std::int64_t>{1, 2, 3});
+    REQUIRE(d.sequences[0] == std::vector<row_id_t>{1, 2, 3});  // user 1's two lines, in file order
+    REQUIRE(d.sequences[1] == std::vector<row_id_t>{3, 1, 3});
+    REQUIRE(d.sequences[2] == std::vector<row_id_t>{2, 4});
+    TempFile lonely("1 2 3\n4\n");
+    REQUIRE_THROWS_MATCHES(data::read_sequence_file(lonely.path), FormatError,
+                           Catch::Message("[recblocks.format] " + lonely.path +
+                                          ":2: expected 'user item item ...' (a user and at least one item), got '4'"));
+    TempFile zero("1 2 0\n");
+    REQUIRE_THROWS_WITH(data::read_sequence_file(zero.path), Contains(":1: field 3 '0' is not an id (an integer >= 1)"));
+    TempFile empty("\n\n");
+    REQUIRE_THROWS_WITH(data::read_sequence_file(empty.path), Contains(": no interactions"));
+    REQUIRE_THROWS_WITH(data::read_sequence_file(std::filesystem::temp_directory_path().string()),
+                        Contains("is a directory, not a file"));
+}
+
+TEST_CASE("data: the Amazon Sports file of the S3-Rec format reads as it is numbered", "[data]") {
+    // A few lines of the public file's head: ids there are 1..N already, so the remap keeps them.
+    TempFile f("1 1 2 3 4 5 6 7 8\n2 9 10 11 12 13 14 15 16 1 17 18 19 20 21 22 23 24 25 26\n");
+    const auto d = data::read_sequence_file(f.path);
+    REQUIRE(d.num_items() == 26);
+    for (index_t i = 0; i <= 26; ++i) REQUIRE(d.item_ids[std::size_t(i)] == i);
+    REQUIRE(d.sequences[1][8] == 1);
+}
+
 TEST_CASE("data: MovieLens CSV sorts by time and remaps movies densely", "[data]") {
     TempFile f("userId,movieId,rating,timestamp\n7,300,4.0,30\n7,100,3.5,10\n3,300,5.0,5\n7,200,1.0,10\n");
     const auto d = data::read_movielens_csv(f.path);

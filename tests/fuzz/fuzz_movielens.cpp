@@ -1,5 +1,6 @@
-// libFuzzer harness: data::read_movielens_csv (MovieLens ratings CSV), then what a program does next
-// (leave-one-out split, the evaluation preconditions of both protocols).
+// libFuzzer harness: data::read_movielens_csv (MovieLens ratings CSV), then
+// what a program does next (leave-one-out split, the evaluation preconditions
+// of both protocols).
 #include "fuzz_support.hpp"
 #include "recblocks/data/leave_one_out.hpp"
 #include "recblocks/data/sequence_dataset.hpp"

@@ -5,7 +5,7 @@
 //
 // OUT_DIR/<harness>/ gets a few valid files each (safetensors of every dtype
 // and rank, checkpoints with and without Adam state, PyTorch state_dicts under
-// the programs' name maps, semantic IDs, user-item and MovieLens text); the
+// the programs' name maps, semantic IDs, user-item, S3-Rec and MovieLens text); the
 // MovieLens seed is the head of SOURCE_DIR/data/ml-latest-small/ratings.csv.
 #include <cstdio>
 #include <filesystem>
@@ -92,7 +92,9 @@ void semantic_id_seeds(const fs::path& dir) {
                                       rb::tokenizers::SemanticIds(codes.cview(), {2, 2, 4}, true));
 }
 
-void text_seeds(const fs::path& user_item, const fs::path& movielens, const fs::path& source_dir) {
+void text_seeds(const fs::path& user_item, const fs::path& sequences, const fs::path& movielens,
+                const fs::path& source_dir) {
+    write_text(sequences / "small.txt", "1 1 2 3 4 5 6 7 8\n2 9 10 11 12 13 14 15 16 1 17\r\n\n3\t2 9 2 415016111\n");
     write_text(user_item / "small.txt", "1 1\n1 2\n1 3\n2 2\n2 4\n2 5\n3 1\n3 5\n3 2\n3 4\n");
     write_text(user_item / "sparse_ids.txt", "23 415016111\n23 2147483647\n7 9223372036854775807\n7 5\r\n\n");
     std::string many;
@@ -118,14 +120,15 @@ int main(int argc, char** argv) {
     }
     try {
         const fs::path out = argv[1], source = argv[2];
-        for (const char* d : {"safetensors", "checkpoint", "pytorch_import", "semantic_ids", "user_item", "movielens"})
+        for (const char* d :
+             {"safetensors", "checkpoint", "pytorch_import", "semantic_ids", "user_item", "sequences", "movielens"})
             fs::create_directories(out / d);
         rbfuzz::TinyModels m;
         safetensors_seeds(out / "safetensors");
         checkpoint_seeds(out / "checkpoint", m);
         pytorch_seeds(out / "pytorch_import", m);
         semantic_id_seeds(out / "semantic_ids");
-        text_seeds(out / "user_item", out / "movielens", source);
+        text_seeds(out / "user_item", out / "sequences", out / "movielens", source);
         // Every safetensors seed is also a seed of the other safetensors loaders, and the reverse.
         for (const char* d : {"checkpoint", "pytorch_import", "semantic_ids"})
             for (const auto& e : fs::directory_iterator(out / d))

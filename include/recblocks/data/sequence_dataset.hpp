@@ -7,6 +7,10 @@
 //                           each user's lines in time order; item ids remapped
 //                           densely to 1..N in ascending order (item_ids[i]
 //                           gives the file's id back).
+//   read_sequence_file      the S3-Rec format (Amazon Beauty / Sports / Toys as S3-Rec,
+//                           TIGER and most later papers ship them): one line per user,
+//                           "user item item ...", items in time order; ids >= 1,
+//                           items remapped densely as above.
 //   read_movielens_csv      "userId,movieId,rating,timestamp" with a header line;
 //                           sorted by time per user (file order breaks ties),
 //                           movieIds remapped densely to 1..N in ascending order.
@@ -139,6 +143,51 @@ inline SequenceDataset read_user_item_file(const std::string& path) {
     for (auto& [user, seq] : by_user) {
         d.user_ids.push_back(user);
         d.sequences.push_back(std::move(seq));
+    }
+    return d;
+}
+
+/// Reads S3-Rec-style lines "user item item ..." (whitespace separated, ids >= 1,
+/// at least one item). A user on several lines gets the items of each, in file
+/// order. Users are ordered by id; item ids are remapped densely.
+inline SequenceDataset read_sequence_file(const std::string& path) {
+    auto in = detail::open_for_reading(path, "data::read_sequence_file");
+    std::map<std::int64_t, std::vector<std::int64_t>> by_user;  // source item ids
+    std::vector<std::int64_t> items;                             // every item, for the remap
+    std::string line;
+    for (std::int64_t no = 1; std::getline(in, line); ++no) {
+        const std::string_view v(line);
+        if (v.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+        std::size_t i = 0, n_fields = 0;
+        std::int64_t user = 0;
+        std::vector<std::int64_t>* seq = nullptr;
+        while (i < v.size()) {
+            while (i < v.size() && (v[i] == ' ' || v[i] == '\t' || v[i] == '\r')) ++i;
+            const std::size_t b = i;
+            while (i < v.size() && v[i] != ' ' && v[i] != '\t' && v[i] != '\r') ++i;
+            if (i == b) break;
+            std::int64_t id = 0;
+            RECBLOCKS_CHECK_FORMAT(detail::parse_int(v.substr(b, i - b), id) && id >= 1, path, ":", no, ": field ",
+                                   n_fields + 1, " '", v.substr(b, i - b), "' is not an id (an integer >= 1)");
+            if (n_fields++ == 0) {
+                user = id;
+                continue;
+            }
+            if (!seq) seq = &by_user[user];
+            seq->push_back(id);
+            items.push_back(id);
+        }
+        RECBLOCKS_CHECK_FORMAT(n_fields >= 2, path, ":", no, ": expected 'user item item ...' (a user and at least one "
+                               "item), got '", line, "'");
+    }
+    RECBLOCKS_CHECK_FORMAT(!items.empty(), path, ": no interactions (the file is empty or has only blank lines)");
+    SequenceDataset d;
+    const auto dense = detail::remap_items(path, items, d);
+    for (auto& [user, seq] : by_user) {
+        d.user_ids.push_back(user);
+        auto& out = d.sequences.emplace_back();
+        out.reserve(seq.size());
+        for (const std::int64_t it : seq) out.push_back(dense.at(it));
     }
     return d;
 }
