@@ -62,13 +62,16 @@ const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_uni
 
 void usage() {
     std::fprintf(stderr,
-                 "usage: bert4rec --dataset FILE [--format user-item|sequences|movielens-csv] [--maxlen N] [--hidden_units D]\n"
-                 "                [--num_blocks N] [--num_heads H] [--dropout_rate P] [--attention_dropout P]\n"
-                 "                [--lr LR] [--batch_size B] [--num_epochs E] [--mask_prob R] [--mask_last_prob Q]\n"
-                 "                [--warmup_steps W] [--weight_decay WD] [--clip_norm C] [--seed S] [--threads T]\n"
-                 "                [--eval sampled|full] [--eval_every E] [--save FILE] [--load FILE] [--max_seconds S]\n"
-                 "                [--init_std 0.02]\n"
-                 "       bert4rec recommend --load FILE --dataset FILE --user ID [--k 10]\n");
+                 "usage: bert4rec --dataset FILE [options]          train, evaluate (last line: JSON)\n"
+                 "       bert4rec recommend --load FILE --dataset FILE --user ID [--k 10] [model options]\n"
+                 "data:      --format user-item|sequences|movielens-csv (by extension: .csv = movielens-csv, else user-item)\n"
+                 "model:     --maxlen 200  --hidden_units 64  --num_blocks 2  --num_heads 2  --dropout_rate 0.2\n"
+                 "           --attention_dropout P (default: --dropout_rate)  --init_std 0.02\n"
+                 "training:  --lr 0.0001  --batch_size 256  --num_epochs 200  --mask_prob 0.2  --mask_last_prob 0\n"
+                 "           --warmup_steps 100  --weight_decay 0.01  --clip_norm 5  --seed 42\n"
+                 "           --threads 0 (0: every hardware thread)  --max_seconds 0 (0: no limit)\n"
+                 "           --save FILE  --load FILE\n"
+                 "eval:      --eval sampled|full (sampled)  --eval_every 20 (0: only at the end)\n");
 }
 
 rb::models::BERT4RecConfig model_config(const examples::Args& a, index_t num_items) {

@@ -81,17 +81,19 @@ const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_uni
 
 void usage() {
     std::fprintf(stderr,
-                 "usage: sasrec --dataset FILE [--format user-item|sequences|movielens-csv] [--maxlen N] [--hidden_units D]\n"
-                 "              [--num_blocks N] [--num_heads H] [--dropout_rate P] [--lr LR] [--batch_size B]\n"
-                 "              [--num_epochs E] [--l2_emb W] [--seed S] [--threads T] [--eval sampled|full]\n"
-                 "              [--eval_every E] [--norm query|pre|post] [--mask_padding_keys 0|1]\n"
-                 "              [--positions from_one|per_slot] [--init xavier_normal|scaled_normal]\n"
-                 "              [--save FILE] [--load FILE] [--max_seconds S]\n"
-                 "              [--load_pytorch FILE [--ffn conv1d|linear]]\n"
-                 "              [--matryoshka W1,...,D [--matryoshka_weights C1,...] [--eval_widths W1,...,D]]\n"
-                 "              [--save_embeddings FILE]\n"
+                 "usage: sasrec --dataset FILE [options]            train, evaluate (last line: JSON)\n"
                  "       sasrec recommend (--load FILE | --load_pytorch FILE [--ffn conv1d|linear]) --dataset FILE\n"
-                 "              --user ID [--k 10]\n");
+                 "              --user ID [--k 10]\n"
+                 "data:      --format user-item|sequences|movielens-csv (by extension: .csv = movielens-csv, else user-item)\n"
+                 "model:     --maxlen 200  --hidden_units 50  --num_blocks 2  --num_heads 1  --dropout_rate 0.2\n"
+                 "           --norm query|pre|post (query)  --positions from_one|per_slot (from_one)\n"
+                 "           --mask_padding_keys 0|1 (0)  --init xavier_normal|scaled_normal (xavier_normal)\n"
+                 "training:  --lr 0.001  --batch_size 128  --num_epochs 200  --l2_emb 0  --seed 42\n"
+                 "           --threads 0 (0: every hardware thread)  --max_seconds 0 (0: no limit)\n"
+                 "           --save FILE  --load FILE  --load_pytorch FILE [--ffn conv1d|linear (conv1d)]\n"
+                 "           --matryoshka W1,...,D [--matryoshka_weights C1,... (all 1)] [--eval_widths W1,...,D]\n"
+                 "eval:      --eval sampled|full (sampled)  --eval_every 20 (0: only at the end)\n"
+                 "output:    --save_embeddings FILE\n");
 }
 
 rb::models::SASRecConfig model_config(const examples::Args& a, index_t num_items) {
