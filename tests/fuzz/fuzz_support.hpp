@@ -28,12 +28,20 @@ namespace rbfuzz {
 
 namespace rb = recblocks;
 
+/// This process's input file, removed when the process exits normally (a crash
+/// leaves it, beside the artifact libFuzzer writes).
+struct InputFile {
+    std::string path;
+    ~InputFile() { ::unlink(path.c_str()); }
+};
+
 /// Writes the input to this process's file and returns its path.
 inline const std::string& input_file(const std::uint8_t* data, std::size_t size, const char* name) {
-    static const std::string path = [&] {
+    static const InputFile file{[&] {
         const char* dir = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
         return std::string(dir) + "/recblocks_fuzz_" + name + "_" + std::to_string(::getpid());
-    }();
+    }()};
+    const std::string& path = file.path;
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) std::abort();
     for (std::size_t done = 0; done < size;) {
