@@ -4,12 +4,18 @@
 // mask_prob 0.2, maxlen 200; AdamW with weight decay 0.01, 100 warm-up steps
 // then linear decay to 0 at the last step, gradient clipping at norm 5).
 //
-//   bert4rec --dataset FILE [--format user-item|movielens-csv] [--maxlen 200] [--hidden_units 64]
+//   bert4rec --dataset FILE [--format user-item|sequences|movielens-csv] [--maxlen 200] [--hidden_units 64]
 //            [--num_blocks 2] [--num_heads 2] [--dropout_rate 0.2] [--attention_dropout P]
 //            [--lr 0.0001] [--batch_size 256] [--num_epochs 200] [--mask_prob 0.2] [--mask_last_prob 0]
 //            [--warmup_steps 100] [--weight_decay 0.01] [--clip_norm 5] [--seed 42] [--threads 0]
 //            [--eval sampled|full] [--eval_every 20] [--save FILE] [--load FILE] [--max_seconds S]
+//            [--init_std 0.02]
 //   bert4rec recommend --load FILE --dataset FILE [--format ...] --user ID [--k 10]
+//
+// --init_std S: weights and tables start from a normal of std S truncated at
+// 2 S, biases at 0 (the authors' initializer_range 0.02; 0 keeps PyTorch-style
+// layer defaults). Every count is checked before anything is allocated, and
+// the evaluation protocol before the first epoch.
 //
 // An epoch masks every training user's sequence once (fresh masks each
 // epoch; the paper's code masks each sequence 10 times ahead of training and
@@ -36,6 +42,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <unistd.h>
 
@@ -51,36 +58,55 @@ namespace {
 const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_units", "num_blocks", "num_heads",
                                       "dropout_rate", "attention_dropout", "lr", "batch_size", "num_epochs",
                                       "mask_prob", "mask_last_prob", "warmup_steps", "weight_decay", "clip_norm", "seed", "threads",
-                                      "eval", "eval_every", "save", "load", "user", "k", "max_seconds"};
+                                      "eval", "eval_every", "save", "load", "user", "k", "max_seconds", "init_std"};
 
 void usage() {
     std::fprintf(stderr,
-                 "usage: bert4rec --dataset FILE [--format user-item|movielens-csv] [--maxlen N] [--hidden_units D]\n"
-                 "                [--num_blocks N] [--num_heads H] [--dropout_rate P] [--attention_dropout P]\n"
-                 "                [--lr LR] [--batch_size B] [--num_epochs E] [--mask_prob R] [--mask_last_prob Q]\n"
-                 "                [--warmup_steps W] [--weight_decay WD] [--clip_norm C] [--seed S] [--threads T]\n"
-                 "                [--eval sampled|full] [--eval_every E] [--save FILE] [--load FILE] [--max_seconds S]\n"
-                 "       bert4rec recommend --load FILE --dataset FILE --user ID [--k 10]\n");
+                 "usage: bert4rec --dataset FILE [options]          train, evaluate (last line: JSON)\n"
+                 "       bert4rec recommend --load FILE --dataset FILE --user ID [--k 10] [model options]\n"
+                 "data:      --format user-item|sequences|movielens-csv (by extension: .csv = movielens-csv, else user-item)\n"
+                 "model:     --maxlen 200  --hidden_units 64  --num_blocks 2  --num_heads 2  --dropout_rate 0.2\n"
+                 "           --attention_dropout P (default: --dropout_rate)  --init_std 0.02\n"
+                 "training:  --lr 0.0001  --batch_size 256  --num_epochs 200  --mask_prob 0.2  --mask_last_prob 0\n"
+                 "           --warmup_steps 100  --weight_decay 0.01  --clip_norm 5  --seed 42\n"
+                 "           --threads 0 (0: every hardware thread)  --max_seconds 0 (0: no limit)\n"
+                 "           --save FILE  --load FILE\n"
+                 "eval:      --eval sampled|full (sampled)  --eval_every 20 (0: only at the end)\n");
 }
 
 rb::models::BERT4RecConfig model_config(const examples::Args& a, index_t num_items) {
     rb::models::BERT4RecConfig c;
     c.num_items = num_items;
-    c.max_len = a.integer("maxlen", 200);
-    c.d_model = a.integer("hidden_units", 64);
-    c.num_blocks = a.integer("num_blocks", 2);
-    c.heads = a.integer("num_heads", 2);
-    c.dropout = a.real("dropout_rate", 0.2);
-    c.attention_dropout = a.real("attention_dropout", -1.0);
+    c.max_len = a.integer_in("maxlen", 200, 1, examples::kMaxCount);
+    c.d_model = a.integer_in("hidden_units", 64, 1, examples::kMaxCount);
+    c.num_blocks = a.integer_in("num_blocks", 2, 1, examples::kMaxCount);
+    c.heads = a.integer_in("num_heads", 2, 1, c.d_model);
+    if (c.d_model % c.heads != 0)
+        throw rb::ValueError("--num_heads " + std::to_string(c.heads) + " must divide --hidden_units " +
+                             std::to_string(c.d_model));
+    c.dropout = a.real_in("dropout_rate", 0.2, 0.0, 1.0, true);
+    // -1 (the default): the same as --dropout_rate.
+    c.attention_dropout = a.has("attention_dropout") ? a.real_in("attention_dropout", 0.0, 0.0, 1.0, true) : -1.0;
+    c.init_std = a.real_in("init_std", 0.02, 0.0, 1e3);
     return c;
+}
+
+/// What the model and a training step will allocate, checked before they do.
+void check_sizes(const rb::models::BERT4RecConfig& cfg, index_t batch, double mask_prob) {
+    examples::check_memory_budget({.items = cfg.num_items, .maxlen = cfg.max_len, .dim = cfg.d_model,
+                                   .heads = cfg.heads, .blocks = cfg.num_blocks, .batch = batch,
+                                   .catalogue_rows = double(batch) * double(cfg.max_len) * mask_prob + double(batch)});
 }
 
 int recommend(const examples::Args& a) {
     if (!a.has("load")) throw rb::ValueError("recommend needs --load FILE");
+    const int threads = examples::thread_count(a);
+    model_config(a, 1);  // the model flags, before reading the data
     const auto dataset = examples::read_dataset(a);
     const index_t n_items = dataset.num_items();
     const auto cfg = model_config(a, n_items);
-    rb::ThreadPool pool(examples::thread_count(a));
+    check_sizes(cfg, 1, 0.0);
+    rb::ThreadPool pool(threads);
     const rb::backend::Cpu<rb::isa::Dispatch> be{&pool};
     rb::models::BERT4Rec<float> model(cfg, rb::Rng(0));
     rb::train::load_checkpoint<float>(a.str("load", ""), model.params(), nullptr);
@@ -89,26 +115,40 @@ int recommend(const examples::Args& a) {
 }
 
 int train(const examples::Args& a) {
+    // Every flag is checked before the data is read and before anything is allocated from it.
+    rb::train::ClozeTrainingOptions topt;
+    topt.batch_size = a.integer_in("batch_size", 256, 1, examples::kMaxCount);
+    topt.lr = a.positive("lr", 1e-4);
+    topt.mask_prob = a.real_in("mask_prob", 0.2, 0.0, 1.0);
+    if (topt.mask_prob == 0.0) throw rb::ValueError("--mask_prob must be in (0, 1], got '" + a.str("mask_prob", "") + "'");
+    topt.mask_last_prob = a.real_in("mask_last_prob", 0.0, 0.0, 1.0);
+    topt.warmup_steps = a.integer_in("warmup_steps", 100, 0, std::numeric_limits<std::int64_t>::max());
+    topt.weight_decay = a.real_in("weight_decay", 0.01, 0.0, std::numeric_limits<double>::max());
+    topt.clip_norm = a.real_in("clip_norm", 5.0, 0.0, std::numeric_limits<double>::max());
+    const index_t epochs = a.integer_in("num_epochs", 200, 0, examples::kMaxCount);
+    const index_t eval_every = a.integer_in("eval_every", 20, 0, examples::kMaxCount);
+    const double max_seconds = a.real_in("max_seconds", 0.0, 0.0, std::numeric_limits<double>::max());
+    (void)a.integer_in("k", 10, 1, examples::kMaxCount);  // recommend's, checked in every mode
+    const int threads = examples::thread_count(a);
+    const std::string proto = a.str("eval", "sampled");
+    if (proto != "sampled" && proto != "full") throw rb::ValueError("--eval must be sampled or full, got '" + proto + "'");
+    const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 42));
+    model_config(a, 1);
+
     const auto dataset = examples::read_dataset(a);
     const auto split = rb::data::leave_one_out(dataset);
     const index_t n_items = dataset.num_items();
     const auto cfg = model_config(a, n_items);
-    const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 42));
-    rb::ThreadPool pool(examples::thread_count(a));
+    check_sizes(cfg, topt.batch_size, topt.mask_prob);
+    rb::eval::NextItemEvalOptions eopt;
+    eopt.protocol = proto == "sampled" ? rb::eval::Protocol::sampled : rb::eval::Protocol::full;
+    eopt.seed = seed;
+    rb::eval::check_evaluation(split, n_items, eopt);  // not after the last epoch
+    rb::ThreadPool pool(threads);
     const rb::backend::Cpu<rb::isa::Dispatch> be{&pool};
     rb::models::BERT4Rec<float> model(cfg, rb::Rng(seed));
 
-    rb::train::ClozeTrainingOptions topt;
-    topt.batch_size = a.integer("batch_size", 256);
-    topt.lr = a.real("lr", 1e-4);
-    topt.mask_prob = a.real("mask_prob", 0.2);
-    topt.mask_last_prob = a.real("mask_last_prob", 0.0);
-    topt.warmup_steps = a.integer("warmup_steps", 100);
-    topt.weight_decay = a.real("weight_decay", 0.01);
-    topt.clip_norm = a.real("clip_norm", 5.0);
     topt.seed = seed;
-    const index_t epochs = a.integer("num_epochs", 200), eval_every = a.integer("eval_every", 20);
-    if (epochs < 0) throw rb::ValueError("--num_epochs must be >= 0");
     {
         // The decay needs the run's length: steps per epoch from the data.
         const rb::data::ClozeBatches probe(split.train, n_items, cfg.max_len, topt.mask_prob, seed);
@@ -127,12 +167,6 @@ int train(const examples::Args& a) {
                          it->second.c_str(), static_cast<unsigned long long>(seed));
         std::fprintf(stderr, "loaded %s (step %lld)\n", a.str("load", "").c_str(), static_cast<long long>(ck.step));
     }
-    const double max_seconds = a.real("max_seconds", 0.0);
-    const std::string proto = a.str("eval", "sampled");
-    if (proto != "sampled" && proto != "full") throw rb::ValueError("--eval must be sampled or full, got '" + proto + "'");
-    rb::eval::NextItemEvalOptions eopt;
-    eopt.protocol = proto == "sampled" ? rb::eval::Protocol::sampled : rb::eval::Protocol::full;
-    eopt.seed = seed;
     std::printf("bert4rec: %lld users, %lld items, %zu interactions; D=%lld L=%lld blocks=%lld heads=%lld "
                 "mask_prob=%g steps=%lld threads=%d\n",
                 static_cast<long long>(dataset.num_users()), static_cast<long long>(n_items),

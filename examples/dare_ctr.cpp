@@ -177,17 +177,19 @@ double search_microseconds(const Be& be, index_t items, index_t d, index_t k, in
 }
 
 int run(const examples::Args& a) {
-    const bool quick = a.integer("quick", 0) != 0;
+    // Every count is checked (an error naming the flag) before the data is read or anything allocated.
+    const bool quick = a.integer_in("quick", 0, 0, 1) != 0;
     Setup s;
+    s.seed = static_cast<std::uint64_t>(a.integer("seed", 42));
+    s.dim = a.integer_in("dim", quick ? 16 : 64, 1, 65536);
+    const index_t att_dim = a.integer_in("attention_dim", s.dim / 4 > 0 ? s.dim / 4 : 1, 1, 65536);
+    s.top_k = a.integer_in("top_k", 20, 1, 1000000);
+    s.batch = a.integer_in("batch", 256, 1, 1000000);
+    s.epochs = a.integer_in("epochs", quick ? 1 : 3, 0, 1000000);
+    s.lr = a.positive("lr", 1e-3);
+    const index_t test_events = a.integer_in("test_events", 5, 1, 1000000);
     const std::string dir = a.str("data", std::string(RECBLOCKS_SOURCE_DIR) + "/data/ml-latest-small");
     s.data = rb::data::read_movielens_csv(dir + "/ratings.csv");
-    s.seed = static_cast<std::uint64_t>(a.integer("seed", 42));
-    s.dim = a.integer("dim", quick ? 16 : 64);
-    const index_t att_dim = a.integer("attention_dim", s.dim / 4 > 0 ? s.dim / 4 : 1);
-    s.top_k = a.integer("top_k", 20);
-    s.batch = a.integer("batch", 256);
-    s.epochs = a.integer("epochs", quick ? 1 : 3);
-    s.lr = a.real("lr", 1e-3);
     if (quick) {  // every 8th user: a smoke test of a few seconds
         rb::data::SequenceDataset small;
         small.item_ids = s.data.item_ids;
@@ -199,7 +201,7 @@ int run(const examples::Args& a) {
     }
     rb::data::LongHistoryCtrOptions to;
     to.min_history = s.top_k;
-    to.test_events = a.integer("test_events", 5);
+    to.test_events = test_events;
     to.seed = s.seed;
     s.task = rb::data::build_long_history_ctr(s.data, to);
     std::printf("ml-latest-small CTR: %lld users, %lld items, %zu train and %zu test impressions (1 negative per "

@@ -9,13 +9,25 @@
 //     full ranking over all movies, next to a most-popular baseline
 //   * serving: the top-10 unseen movies for one user, with titles
 //
-// It trains for --epochs epochs or --minutes minutes, whichever ends first
-// (default: 200 epochs within 3 minutes). The last line is JSON.
+// It trains a fixed number of epochs (--epochs, default 200: about three
+// minutes on an idle 2-core machine), never a fixed time, so a given --seed
+// prints the same metrics on a busy machine as on an idle one: batches,
+// negatives and dropout masks are functions of (seed, step), and the kernels
+// give the same bits on any thread count. (The AVX2 and AVX-512 kernels, named
+// on the first line, sum floats in different orders: checked equal after 3
+// epochs, they may differ in the last printed digit after many.) The model
+// starts from the reference's xavier-normal initialisation. At the defaults
+// (seed 42) it reaches full-ranking HR@10 0.072 against the most-popular
+// baseline's 0.041; the last line, JSON, says whether it beats that baseline,
+// and a line before it says plainly when it does not.
 //
-// Usage: demo [--data DIR] [--epochs N] [--minutes M] [--dim D] [--maxlen L] [--threads T] [--user ID]
+// Usage: demo [--data DIR] [--epochs N] [--seed S] [--dim D] [--maxlen L] [--threads T] [--user ID]
 // ctest-args: --epochs 1
 // ctest-args-sanitize: --epochs 1 --dim 8 --maxlen 30
 #include <recblocks/recblocks.hpp>
+
+#include "common/args.hpp"
+#include "common/recommender_cli.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -44,7 +56,7 @@ namespace {
 struct Options {
     std::string data_dir = RECBLOCKS_DEMO_DATA_DIR;
     int epochs = 200;
-    double minutes = 3.0;
+    std::uint64_t seed = 42;
     index_t dim = 50;
     index_t maxlen = 200;
     int threads = 0;
@@ -52,24 +64,18 @@ struct Options {
 };
 
 Options parse_options(int argc, char** argv) {
+    const examples::Args a(argc, argv, {"data", "epochs", "seed", "dim", "maxlen", "threads", "user"});
+    if (a.has("help") || !a.positional().empty())
+        throw rb::ValueError("usage: demo [--data DIR] [--epochs N] [--seed S] [--dim D] [--maxlen L] [--threads T] "
+                             "[--user ID]");
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) throw rb::ValueError("demo: " + a + " needs a value");
-            return argv[++i];
-        };
-        if (a == "--data") o.data_dir = value();
-        else if (a == "--epochs") o.epochs = std::stoi(value());
-        else if (a == "--minutes") o.minutes = std::stod(value());
-        else if (a == "--dim") o.dim = std::stol(value());
-        else if (a == "--maxlen") o.maxlen = std::stol(value());
-        else if (a == "--threads") o.threads = std::stoi(value());
-        else if (a == "--user") o.user = std::stol(value());
-        else throw rb::ValueError("demo: unknown option '" + a + "' (see the comment at the top of demo.cpp)");
-    }
-    if (o.epochs < 0 || o.dim < 1 || o.maxlen < 1 || o.minutes <= 0)
-        throw rb::ValueError("demo: --epochs must be >= 0, --dim and --maxlen >= 1, --minutes > 0");
+    o.data_dir = a.str("data", o.data_dir);
+    o.epochs = static_cast<int>(a.integer_in("epochs", o.epochs, 0, 100000));
+    o.seed = static_cast<std::uint64_t>(a.integer("seed", 42));
+    o.dim = a.integer_in("dim", o.dim, 1, 4096);
+    o.maxlen = a.integer_in("maxlen", o.maxlen, 1, 100000);
+    o.threads = static_cast<int>(a.integer_in("threads", o.threads, 0, examples::kMaxThreads));
+    o.user = static_cast<long>(a.integer("user", o.user));
     return o;
 }
 
@@ -141,30 +147,31 @@ int run(const Options& opt) {
     cfg.num_items = n;
     cfg.max_len = opt.maxlen;
     cfg.d_model = opt.dim;
-    rb::models::SASRec<float> model(cfg, rb::Rng(42));
-    rb::train::NextItemTrainer<float, decltype(model)> trainer(model, split.train, n, cfg.max_len, {});
-    std::printf("SASRec: D=%td L=%td, 2 blocks, 1 head, dropout 0.2; training for up to %d epochs / %.1f minutes\n",
-                cfg.d_model, cfg.max_len, opt.epochs, opt.minutes);
-    rb::eval::NextItemEvalOptions valid;
-    valid.validation = true;
-    valid.ks = {10};
+    rb::models::SASRec<float> model(cfg, rb::Rng(opt.seed));
+    rb::train::NextItemTrainingOptions topt;
+    topt.seed = opt.seed;
+    rb::train::NextItemTrainer<float, decltype(model)> trainer(model, split.train, n, cfg.max_len, topt);
+    std::printf("SASRec: D=%td L=%td, 2 blocks, 1 head, dropout 0.2, xavier-normal init; training %d epochs "
+                "(seed %llu)\n",
+                cfg.d_model, cfg.max_len, opt.epochs, static_cast<unsigned long long>(opt.seed));
+    rb::eval::NextItemEvalOptions valid, valid_full;
+    valid.validation = valid_full.validation = true;
+    valid.ks = valid_full.ks = {10};
+    valid_full.protocol = rb::eval::Protocol::full;
     double seconds = 0;
     index_t sequences = 0;
-    int epochs_done = 0;
     for (int e = 0; e < opt.epochs; ++e) {
         const auto s = trainer.train_epoch(cpu, pool);
         seconds += s.seconds;
         sequences += s.sequences;
-        epochs_done = e + 1;
-        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const bool last = e + 1 == opt.epochs || elapsed > 60.0 * opt.minutes;
-        if ((e + 1) % 20 == 0 || last || e == 0) {
+        if ((e + 1) % 20 == 0 || e + 1 == opt.epochs || e == 0) {
             const auto m = rb::eval::evaluate_next_item(model, cpu, pool, split, n, cfg.max_len, valid);
-            std::printf("epoch %3d  loss %.4f  %6.0f sequences/s  validation NDCG@10 %.4f HR@10 %.4f\n", e + 1,
-                        s.mean_loss, s.sequences_per_second(), m.ndcg(10), m.hit_rate(10));
+            const auto f = rb::eval::evaluate_next_item(model, cpu, pool, split, n, cfg.max_len, valid_full);
+            std::printf("epoch %3d  loss %.4f  %6.0f sequences/s  validation: sampled NDCG@10 %.4f HR@10 %.4f, "
+                        "full HR@10 %.4f\n",
+                        e + 1, s.mean_loss, s.sequences_per_second(), m.ndcg(10), m.hit_rate(10), f.hit_rate(10));
             std::fflush(stdout);
         }
-        if (last) break;
     }
 
     rb::eval::NextItemEvalOptions sampled, full;
@@ -172,10 +179,16 @@ int run(const Options& opt) {
     const auto ms = rb::eval::evaluate_next_item(model, cpu, pool, split, n, cfg.max_len, sampled);
     const auto mf = rb::eval::evaluate_next_item(model, cpu, pool, split, n, cfg.max_len, full);
     const auto pop = most_popular(split, n);
+    const bool beats = mf.hit_rate(10) > pop.hit_rate(10);
     std::printf("test, %td users | sampled (100 negatives): HR@10 %.4f NDCG@10 %.4f | full ranking over %td movies: "
                 "HR@10 %.4f NDCG@10 %.4f (most popular: HR@10 %.4f NDCG@10 %.4f)\n",
                 ms.count(), ms.hit_rate(10), ms.ndcg(10), n, mf.hit_rate(10), mf.ndcg(10), pop.hit_rate(10),
                 pop.ndcg(10));
+    if (!beats)
+        std::printf("note: on full ranking the model is not above the most-popular baseline after %d epochs: that "
+                    "few epochs teach SASRec little more than popularity on this data (at the default 200 epochs, "
+                    "seed 42, it reaches HR@10 0.072 against 0.041)\n",
+                    opt.epochs);
 
     // Serving: the user's whole history in, top-10 unseen movies out.
     index_t u = -1;
@@ -195,10 +208,11 @@ int run(const Options& opt) {
     for (index_t k = 0; k < 10; ++k)
         std::printf("  %2td. %s\n", k + 1, titles.at(d.item_ids[static_cast<std::size_t>(top(0, k))]).c_str());
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("{\"model\": \"sasrec\", \"epochs\": %d, \"HR@10\": %.4f, \"NDCG@10\": %.4f, \"full_HR@10\": %.4f, "
-                "\"full_NDCG@10\": %.4f, \"popular_full_HR@10\": %.4f, \"train_sequences_per_second\": %.0f, "
-                "\"seconds\": %.1f}\n",
-                epochs_done, ms.hit_rate(10), ms.ndcg(10), mf.hit_rate(10), mf.ndcg(10), pop.hit_rate(10),
+    std::printf("{\"model\": \"sasrec\", \"epochs\": %d, \"seed\": %llu, \"HR@10\": %.4f, \"NDCG@10\": %.4f, "
+                "\"full_HR@10\": %.4f, \"full_NDCG@10\": %.4f, \"popular_full_HR@10\": %.4f, "
+                "\"beats_popular\": %s, \"train_sequences_per_second\": %.0f, \"seconds\": %.1f}\n",
+                opt.epochs, static_cast<unsigned long long>(opt.seed), ms.hit_rate(10), ms.ndcg(10), mf.hit_rate(10),
+                mf.ndcg(10), pop.hit_rate(10), beats ? "true" : "false",
                 seconds > 0 ? double(sequences) / seconds : 0.0, total);
     return 0;
 }

@@ -1,11 +1,12 @@
 // sasrec: train, evaluate and serve SASRec (Kang & McAuley, 2018) from the
 // command line, with the flags of the reference implementations.
 //
-//   sasrec --dataset FILE [--format user-item|movielens-csv] [--maxlen 200] [--hidden_units 50]
+//   sasrec --dataset FILE [--format user-item|sequences|movielens-csv] [--maxlen 200] [--hidden_units 50]
 //          [--num_blocks 2] [--num_heads 1] [--dropout_rate 0.2] [--lr 0.001] [--batch_size 128]
 //          [--num_epochs 200] [--l2_emb 0] [--seed 42] [--threads 0] [--eval sampled|full]
 //          [--eval_every 20] [--norm query|pre|post] [--mask_padding_keys 0|1]
-//          [--save FILE] [--load FILE] [--max_seconds S] [--load_pytorch FILE [--ffn conv1d|linear]]
+//          [--init xavier_normal|scaled_normal] [--save FILE] [--load FILE] [--max_seconds S]
+//          [--load_pytorch FILE [--ffn conv1d|linear]]
 //          [--matryoshka 8,16,32,64 [--matryoshka_weights 1,1,1,1]] [--save_embeddings FILE]
 //   sasrec recommend --load FILE --dataset FILE [--format ...] --user ID [--k 10]
 //   sasrec recommend --load_pytorch FILE [--ffn conv1d|linear] --dataset FILE --user ID [--k 10] [model flags]
@@ -16,6 +17,15 @@
 // state, step) is written atomically after every epoch; --load resumes it
 // bit-exactly (same seed, thread count and flags). A NaN/Inf stops training
 // with an error and leaves the last checkpoint as it was.
+//
+// --init: xavier_normal (the default) starts every tensor with >= 2
+// dimensions from xavier-normal, as pmixer/SASRec.pytorch's trainer does;
+// scaled_normal is recblocks 0.1.0's N(0, 1/D) tables (docs/models.md).
+//
+// Every count is checked before anything is allocated (negative or zero
+// counts, sizes that cannot fit in memory: an error naming the flag), and the
+// evaluation protocol before the first epoch (the sampled protocol needs 101
+// items or more).
 //
 // --load_pytorch FILE reads a PyTorch SASRec state_dict saved with
 // safetensors.torch.save_file (benchmarks/peers/sasrec_torch_train.py --save;
@@ -50,6 +60,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <unistd.h>
 
@@ -66,32 +77,42 @@ const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_uni
                                       "dropout_rate", "lr", "batch_size", "num_epochs", "l2_emb", "seed", "threads",
                                       "eval", "eval_every", "norm", "mask_padding_keys", "save", "load", "user", "k",
                                       "max_seconds", "positions", "load_pytorch", "ffn", "matryoshka",
-                                      "matryoshka_weights", "save_embeddings", "eval_widths"};
+                                      "matryoshka_weights", "save_embeddings", "eval_widths", "init"};
 
 void usage() {
     std::fprintf(stderr,
-                 "usage: sasrec --dataset FILE [--format user-item|movielens-csv] [--maxlen N] [--hidden_units D]\n"
-                 "              [--num_blocks N] [--num_heads H] [--dropout_rate P] [--lr LR] [--batch_size B]\n"
-                 "              [--num_epochs E] [--l2_emb W] [--seed S] [--threads T] [--eval sampled|full]\n"
-                 "              [--eval_every E] [--norm query|pre|post] [--mask_padding_keys 0|1]\n"
-                 "              [--positions from_one|per_slot] [--save FILE] [--load FILE] [--max_seconds S]\n"
-                 "              [--load_pytorch FILE [--ffn conv1d|linear]]\n"
-                 "              [--matryoshka W1,...,D [--matryoshka_weights C1,...] [--eval_widths W1,...,D]]\n"
-                 "              [--save_embeddings FILE]\n"
+                 "usage: sasrec --dataset FILE [options]            train, evaluate (last line: JSON)\n"
                  "       sasrec recommend (--load FILE | --load_pytorch FILE [--ffn conv1d|linear]) --dataset FILE\n"
-                 "              --user ID [--k 10]\n");
+                 "              --user ID [--k 10]\n"
+                 "data:      --format user-item|sequences|movielens-csv (by extension: .csv = movielens-csv, else user-item)\n"
+                 "model:     --maxlen 200  --hidden_units 50  --num_blocks 2  --num_heads 1  --dropout_rate 0.2\n"
+                 "           --norm query|pre|post (query)  --positions from_one|per_slot (from_one)\n"
+                 "           --mask_padding_keys 0|1 (0)  --init xavier_normal|scaled_normal (xavier_normal)\n"
+                 "training:  --lr 0.001  --batch_size 128  --num_epochs 200  --l2_emb 0  --seed 42\n"
+                 "           --threads 0 (0: every hardware thread)  --max_seconds 0 (0: no limit)\n"
+                 "           --save FILE  --load FILE  --load_pytorch FILE [--ffn conv1d|linear (conv1d)]\n"
+                 "           --matryoshka W1,...,D [--matryoshka_weights C1,... (all 1)] [--eval_widths W1,...,D]\n"
+                 "eval:      --eval sampled|full (sampled)  --eval_every 20 (0: only at the end)\n"
+                 "output:    --save_embeddings FILE\n");
 }
 
 rb::models::SASRecConfig model_config(const examples::Args& a, index_t num_items) {
     rb::models::SASRecConfig c;
     c.num_items = num_items;
-    c.max_len = a.integer("maxlen", 200);
-    c.d_model = a.integer("hidden_units", 50);
-    c.num_blocks = a.integer("num_blocks", 2);
-    c.heads = a.integer("num_heads", 1);
-    c.dropout = a.real("dropout_rate", 0.2);
-    c.l2_emb = a.real("l2_emb", 0.0);
-    c.mask_padding_keys = a.integer("mask_padding_keys", 0) != 0;
+    c.max_len = a.integer_in("maxlen", 200, 1, examples::kMaxCount);
+    c.d_model = a.integer_in("hidden_units", 50, 1, examples::kMaxCount);
+    c.num_blocks = a.integer_in("num_blocks", 2, 1, examples::kMaxCount);
+    c.heads = a.integer_in("num_heads", 1, 1, c.d_model);
+    if (c.d_model % c.heads != 0)
+        throw rb::ValueError("--num_heads " + std::to_string(c.heads) + " must divide --hidden_units " +
+                             std::to_string(c.d_model));
+    c.dropout = a.real_in("dropout_rate", 0.2, 0.0, 1.0, true);
+    c.l2_emb = a.real_in("l2_emb", 0.0, 0.0, std::numeric_limits<double>::max());
+    c.mask_padding_keys = a.integer_in("mask_padding_keys", 0, 0, 1) != 0;
+    const std::string init = a.str("init", "xavier_normal");
+    if (init != "xavier_normal" && init != "scaled_normal")
+        throw rb::ValueError("--init must be xavier_normal or scaled_normal, got '" + init + "'");
+    c.init = init == "xavier_normal" ? rb::models::SASRecInit::xavier_normal : rb::models::SASRecInit::scaled_normal;
     const std::string pos = a.str("positions", "from_one");
     if (pos != "from_one" && pos != "per_slot") throw rb::ValueError("--positions must be from_one or per_slot");
     c.positions = pos == "from_one" ? rb::blocks::PositionRows::from_one : rb::blocks::PositionRows::per_slot;
@@ -205,12 +226,30 @@ void load_pytorch(const examples::Args& a, Model& model) {
 
 template <class Norm>
 int run(const examples::Args& a, const std::string& mode) {
+    // Every flag is checked before the data is read and before anything is allocated from it.
+    const index_t batch_size = a.integer_in("batch_size", 128, 1, examples::kMaxCount);
+    const double lr = a.positive("lr", 1e-3);
+    const index_t epochs = a.integer_in("num_epochs", 200, 0, examples::kMaxCount);
+    const index_t eval_every = a.integer_in("eval_every", 20, 0, examples::kMaxCount);
+    const double max_seconds = a.real_in("max_seconds", 0.0, 0.0, std::numeric_limits<double>::max());
+    (void)a.integer_in("k", 10, 1, examples::kMaxCount);  // recommend's, checked in every mode
+    const int threads = examples::thread_count(a);
+    const std::string proto = a.str("eval", "sampled");
+    if (proto != "sampled" && proto != "full") throw rb::ValueError("--eval must be sampled or full, got '" + proto + "'");
+    const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 42));
+    model_config(a, 1);  // the model flags, before reading the data
+
     const auto dataset = examples::read_dataset(a);
     const auto split = rb::data::leave_one_out(dataset);
     const index_t n_items = dataset.num_items();
     const auto cfg = model_config(a, n_items);
-    const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 42));
-    rb::ThreadPool pool(examples::thread_count(a));
+    examples::check_memory_budget({.items = n_items, .maxlen = cfg.max_len, .dim = cfg.d_model, .heads = cfg.heads,
+                                   .blocks = cfg.num_blocks, .batch = batch_size});
+    rb::eval::NextItemEvalOptions eopt;
+    eopt.protocol = proto == "sampled" ? rb::eval::Protocol::sampled : rb::eval::Protocol::full;
+    eopt.seed = seed;
+    if (mode != "recommend") rb::eval::check_evaluation(split, n_items, eopt);  // not after the last epoch
+    rb::ThreadPool pool(threads);
     const rb::backend::Cpu<rb::isa::Dispatch> be{&pool};
     rb::models::SASRec<float, Norm> model(cfg, rb::Rng(seed));
 
@@ -224,8 +263,8 @@ int run(const examples::Args& a, const std::string& mode) {
     }
 
     rb::train::NextItemTrainingOptions topt;
-    topt.batch_size = a.integer("batch_size", 128);
-    topt.lr = a.real("lr", 1e-3);
+    topt.batch_size = batch_size;
+    topt.lr = lr;
     topt.seed = seed;
     rb::train::NextItemTrainer<float, decltype(model)> trainer(model, split.train, n_items, cfg.max_len, topt);
     if (a.has("load_pytorch")) {
@@ -241,13 +280,6 @@ int run(const examples::Args& a, const std::string& mode) {
                          it->second.c_str(), static_cast<unsigned long long>(seed));
         std::fprintf(stderr, "loaded %s (step %lld)\n", a.str("load", "").c_str(), static_cast<long long>(ck.step));
     }
-    const index_t epochs = a.integer("num_epochs", 200), eval_every = a.integer("eval_every", 20);
-    const double max_seconds = a.real("max_seconds", 0.0);
-    const std::string proto = a.str("eval", "sampled");
-    if (proto != "sampled" && proto != "full") throw rb::ValueError("--eval must be sampled or full, got '" + proto + "'");
-    rb::eval::NextItemEvalOptions eopt;
-    eopt.protocol = proto == "sampled" ? rb::eval::Protocol::sampled : rb::eval::Protocol::full;
-    eopt.seed = seed;
     std::printf("sasrec: %lld users, %lld items, %zu interactions; D=%lld L=%lld blocks=%lld heads=%lld threads=%d\n",
                 static_cast<long long>(dataset.num_users()), static_cast<long long>(n_items),
                 dataset.num_interactions(), static_cast<long long>(cfg.d_model), static_cast<long long>(cfg.max_len),

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages recblocks needs to build and test, and only
 # those that are missing. Non-interactive; uses sudo only when not root.
+#   scripts/setup.sh           what the build, the tests and the demo need
+#   scripts/setup.sh --fuzz    and clang with libFuzzer (scripts/fuzz.sh; ./recblocks test runs it)
 set -euo pipefail
 
 packages=(build-essential cmake g++ libeigen3-dev libxsimd-dev catch2 libbenchmark-dev)
+if [[ "${1:-}" == "--fuzz" ]]; then
+    packages+=(clang libclang-rt-dev)  # clang++ 14 and its libFuzzer / sanitizer runtimes
+fi
 
 missing=()
 for p in "${packages[@]}"; do

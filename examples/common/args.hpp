@@ -1,8 +1,12 @@
 #pragma once
 // A small flag parser for the example programs: `--name value` and
 // `--name=value`, typed getters with defaults, and an error naming the flag
-// for unknown flags, missing values and unparsable numbers.
+// for unknown flags, missing values, unparsable numbers and values out of
+// their range (integer_in, real_in: every count a user gives is checked here,
+// before anything is allocated from it).
 #include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <set>
@@ -63,7 +67,40 @@ public:
         return v;
     }
 
+    /// An integer flag that must lie in [lo, hi] (counts: lo = 0 or 1).
+    [[nodiscard]] long long integer_in(const std::string& f, long long def, long long lo, long long hi) const {
+        const long long v = integer(f, def);
+        if (v < lo || v > hi)
+            throw std::invalid_argument("--" + f + " must be " + range_text(std::to_string(lo), std::to_string(hi), false) +
+                                        ", got " + std::to_string(v));
+        return v;
+    }
+    /// A number flag in [lo, hi], or [lo, hi) with hi_open; NaN and infinities are rejected.
+    [[nodiscard]] double real_in(const std::string& f, double def, double lo, double hi, bool hi_open = false) const {
+        const double v = real(f, def);
+        if (!std::isfinite(v) || v < lo || v > hi || (hi_open && v == hi))
+            throw std::invalid_argument("--" + f + " must be " + range_text(number(lo), number(hi), hi_open) + ", got '" +
+                                        str(f, "") + "'");
+        return v;
+    }
+
+    /// A number flag that must be finite and > 0 (learning rates).
+    [[nodiscard]] double positive(const std::string& f, double def) const {
+        const double v = real(f, def);
+        if (!std::isfinite(v) || v <= 0) throw std::invalid_argument("--" + f + " must be > 0, got '" + str(f, "") + "'");
+        return v;
+    }
+
 private:
+    static std::string number(double v) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g", v);
+        return buf;
+    }
+    static std::string range_text(const std::string& lo, const std::string& hi, bool hi_open) {
+        return "in [" + lo + ", " + hi + (hi_open ? ")" : "]");
+    }
+
     std::set<std::string> flags_;
     std::map<std::string, std::string> values_;
     std::vector<std::string> positional_;

@@ -12,25 +12,33 @@
 #include <thread>
 
 #include "args.hpp"
+#include "memory_budget.hpp"
 
 namespace examples {
 
 namespace rb = recblocks;
 
-/// --dataset FILE with --format user-item|movielens-csv (default: by extension).
+/// --dataset FILE with --format user-item|sequences|movielens-csv (default: by
+/// extension; sequences = S3-Rec's "user item item ..." lines).
 inline rb::data::SequenceDataset read_dataset(const Args& a) {
     const std::string path = a.str("dataset", "");
     if (path.empty()) throw rb::ValueError("--dataset FILE is required");
     std::string format = a.str("format", "");
     if (format.empty()) format = path.size() >= 4 && path.substr(path.size() - 4) == ".csv" ? "movielens-csv" : "user-item";
     if (format == "user-item") return rb::data::read_user_item_file(path);
+    if (format == "sequences") return rb::data::read_sequence_file(path);
     if (format == "movielens-csv") return rb::data::read_movielens_csv(path);
-    throw rb::ValueError("--format must be user-item or movielens-csv, got '" + format + "'");
+    throw rb::ValueError("--format must be user-item, sequences or movielens-csv, got '" + format + "'");
 }
 
-/// --threads T (0 or absent: every hardware thread).
+/// Upper bounds of the count flags: sizes beyond these are typos, and the
+/// memory budget (memory_budget.hpp) judges everything below them.
+inline constexpr long long kMaxCount = 2147483647;  // int32: ids, lengths and widths are int32 somewhere
+inline constexpr long long kMaxThreads = 1024;
+
+/// --threads T in [0, 1024] (0 or absent: every hardware thread).
 inline int thread_count(const Args& a) {
-    const int threads = static_cast<int>(a.integer("threads", 0));
+    const int threads = static_cast<int>(a.integer_in("threads", 0, 0, kMaxThreads));
     return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
@@ -48,7 +56,7 @@ int print_recommendations(const Args& a, const rb::data::SequenceDataset& datase
                           rb::ThreadPool& pool, rb::index_t max_len) {
     const rb::index_t n_items = dataset.num_items();
     const long long user = a.integer("user", -1);
-    const rb::index_t k = a.integer("k", 10);
+    const rb::index_t k = a.integer_in("k", 10, 1, kMaxCount);
     if (k < 1 || k > n_items) throw rb::ValueError("--k must be in [1, " + std::to_string(n_items) + "]");
     rb::index_t u = -1;
     for (std::size_t i = 0; i < dataset.user_ids.size(); ++i)

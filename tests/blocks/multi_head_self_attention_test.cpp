@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "../support/compare.hpp"
@@ -16,11 +17,28 @@ using namespace recblocks;
 
 namespace {
 
-/// Naive attention straight from the definition, in double.
+/// Which keys each query may see, written out by the test, not asked of the mask
+/// policy under test: visible[q][k] == 'x' (key k visible to query q) or '.'.
+using Visibility = std::vector<std::string>;
+
+/// A visibility table for long sequences, from a rule the test states itself.
+template <class Rule>
+Visibility visibility_from(index_t len, Rule rule) {
+    Visibility v(std::size_t(len), std::string(std::size_t(len), '.'));
+    for (index_t q = 0; q < len; ++q)
+        for (index_t k = 0; k < len; ++k)
+            if (rule(q, k)) v[std::size_t(q)][std::size_t(k)] = 'x';
+    return v;
+}
+
+/// Naive attention straight from the definition, in double, with the expected visibility.
 template <class Mask>
-std::vector<double> naive_forward(const blocks::MultiHeadSelfAttention<double, Mask>& mha, const Mask& mask,
+std::vector<double> naive_forward(const blocks::MultiHeadSelfAttention<double, Mask>& mha, const Visibility& visible,
                                   const Tensor<double, 3>& x, const Matrix<std::uint8_t>* keep) {
     const index_t bsz = x.extent(0), len = x.extent(1), d = x.extent(2), h = mha.config().heads, dh = d / h;
+    REQUIRE(visible.size() == std::size_t(len));
+    for (const auto& row : visible) REQUIRE(row.size() == std::size_t(len));
+    const auto sees = [&](index_t q, index_t k) { return visible[std::size_t(q)][std::size_t(k)] == 'x'; };
     const auto& p = mha.params();
     std::vector<double> qkv(std::size_t(bsz * len * 3 * d)), ctx(std::size_t(bsz * len * d), 0.0),
         y(std::size_t(bsz * len * d));
@@ -36,7 +54,7 @@ std::vector<double> naive_forward(const blocks::MultiHeadSelfAttention<double, M
                 std::vector<double> w(std::size_t(len), 0.0);
                 double mx = -INFINITY;
                 for (index_t k = 0; k < len; ++k) {
-                    if (!mask.visible(q, k) || (keep && !(*keep)(b, k))) continue;
+                    if (!sees(q, k) || (keep && !(*keep)(b, k))) continue;
                     double s = 0;
                     for (index_t j = 0; j < dh; ++j)
                         s += qkv[std::size_t((b * len + q) * 3 * d + hd * dh + j)] *
@@ -46,7 +64,7 @@ std::vector<double> naive_forward(const blocks::MultiHeadSelfAttention<double, M
                 }
                 double z = 0;
                 for (index_t k = 0; k < len; ++k) {
-                    const bool on = mask.visible(q, k) && (!keep || (*keep)(b, k));
+                    const bool on = sees(q, k) && (!keep || (*keep)(b, k));
                     w[std::size_t(k)] = on ? std::exp(w[std::size_t(k)] - mx) : 0.0;
                     z += w[std::size_t(k)];
                 }
@@ -76,7 +94,7 @@ double loss(Mha& mha, const Tensor<double, 3>& x, const Tensor<double, 3>& w, co
 }
 
 template <class Mask>
-void check_gradients(Mask mask, bool use_keep) {
+void check_gradients(Mask mask, bool use_keep, const Visibility& visible) {
     const index_t bsz = 2, len = 6, d = 8;
     blocks::MultiHeadSelfAttention<double, Mask> mha({d, 2}, mask, Rng(3));
     for (auto* b : {&mha.params().in_proj_bias, &mha.params().out_proj_bias}) rbtest::fill_uniform(*b, 4, -0.1, 0.1);
@@ -91,7 +109,7 @@ void check_gradients(Mask mask, bool use_keep) {
     // Forward against the naive definition.
     Tensor<double, 3> y(x.shape());
     mha.forward(backend::Reference{}, x.view(), y.view(), use_keep ? keep.cview() : MatrixView<const std::uint8_t>{});
-    const auto want = naive_forward(mha, mask, x, kp);
+    const auto want = naive_forward(mha, visible, x, kp);
     for (index_t i = 0; i < y.numel(); ++i) REQUIRE(std::fabs(y.data()[i] - want[std::size_t(i)]) < 1e-12);
 
     mha.zero_grads();
@@ -125,10 +143,15 @@ void check_gradients(Mask mask, bool use_keep) {
 }  // namespace
 
 TEST_CASE("mhsa: forward matches the definition and gradients match finite differences", "[blocks][attention]") {
-    SECTION("causal with key padding") { check_gradients(policies::CausalMask{}, true); }
-    SECTION("bidirectional") { check_gradients(policies::BidirectionalMask{}, false); }
-    SECTION("bidirectional with key padding") { check_gradients(policies::BidirectionalMask{}, true); }
-    SECTION("block-causal, 3 tokens per item") { check_gradients(policies::BlockCausalMask(3), false); }
+    // The expected visibility, written out (row q: the keys query q sees).
+    const Visibility causal = {"x.....", "xx....", "xxx...", "xxxx..", "xxxxx.", "xxxxxx"};
+    const Visibility everything(6, "xxxxxx");
+    // Items of 3 tokens: a token sees every token of its own item and of the items before.
+    const Visibility block_causal_3 = {"xxx...", "xxx...", "xxx...", "xxxxxx", "xxxxxx", "xxxxxx"};
+    SECTION("causal with key padding") { check_gradients(policies::CausalMask{}, true, causal); }
+    SECTION("bidirectional") { check_gradients(policies::BidirectionalMask{}, false, everything); }
+    SECTION("bidirectional with key padding") { check_gradients(policies::BidirectionalMask{}, true, everything); }
+    SECTION("block-causal, 3 tokens per item") { check_gradients(policies::BlockCausalMask(3), false, block_causal_3); }
 }
 
 TEST_CASE("mhsa: causal output at t ignores tokens after t; block-causal sees its own item", "[blocks][attention][property]") {
@@ -192,7 +215,7 @@ namespace {
 /// Sequences longer than the attention's query chunk (64 rows), so the
 /// chunked causal skipping runs with several chunks and a partial one.
 template <class Mask>
-void check_long_sequences(Mask mask, double dropout) {
+void check_long_sequences(Mask mask, double dropout, const Visibility& visible) {
     const index_t bsz = 2, len = 150, d = 4;
     blocks::MultiHeadSelfAttention<double, Mask> mha({d, 2, dropout}, mask, Rng(13));
     for (auto* b : {&mha.params().in_proj_bias, &mha.params().out_proj_bias}) rbtest::fill_uniform(*b, 4, -0.1, 0.1);
@@ -207,7 +230,7 @@ void check_long_sequences(Mask mask, double dropout) {
     mha.set_step(3, dropout > 0);
     if (dropout == 0) {
         mha.forward(backend::Reference{}, x.view(), y.view(), keep.cview());
-        const auto want = naive_forward(mha, mask, x, &keep);
+        const auto want = naive_forward(mha, visible, x, &keep);
         for (index_t i = 0; i < y.numel(); ++i) REQUIRE(std::fabs(y.data()[i] - want[std::size_t(i)]) < 1e-12);
     }
     mha.zero_grads();
@@ -223,8 +246,13 @@ void check_long_sequences(Mask mask, double dropout) {
 
 TEST_CASE("mhsa: long sequences (several query chunks) match the definition and finite differences",
           "[blocks][attention]") {
-    check_long_sequences(policies::CausalMask{}, 0.0);
-    check_long_sequences(policies::CausalMask{}, 0.3);
-    check_long_sequences(policies::BlockCausalMask(5), 0.0);
-    check_long_sequences(policies::BidirectionalMask{}, 0.2);
+    const index_t len = 150;
+    const auto causal = visibility_from(len, [](index_t q, index_t k) { return k <= q; });
+    // Items of 5 tokens: key k is visible if its item (k div 5) does not come after the query's.
+    const auto block_causal_5 = visibility_from(len, [](index_t q, index_t k) { return k < (q / 5 + 1) * 5; });
+    const auto everything = visibility_from(len, [](index_t, index_t) { return true; });
+    check_long_sequences(policies::CausalMask{}, 0.0, causal);
+    check_long_sequences(policies::CausalMask{}, 0.3, causal);
+    check_long_sequences(policies::BlockCausalMask(5), 0.0, block_causal_5);
+    check_long_sequences(policies::BidirectionalMask{}, 0.2, everything);
 }

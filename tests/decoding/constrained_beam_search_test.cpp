@@ -282,22 +282,28 @@ TEST_CASE("beam search: the unconstrained search equals brute force over the cod
     CHECK(stats.invalid > 0);  // 120 of 384 tuples are items: most are not
     CHECK(stats.rate() == Approx(static_cast<double>(invalid) / static_cast<double>(q * k)));
 
-    // Narrow beams: distinct tuples, sorted scores.
+    // Narrow beams (RecGPT's schedule, and width 2): distinct tuples, each with its true score, best first.
+    auto check_narrow = [&](const Tensor<std::int32_t, 3>& c, const Matrix<float>& s) {
+        for (index_t u = 0; u < q; ++u) {
+            std::set<std::vector<std::int32_t>> seen;
+            for (index_t j = 0; j < 5; ++j) {
+                const std::vector<std::int32_t> t{c(u, j, 0), c(u, j, 1), c(u, j, 2)};
+                CHECK(seen.insert(t).second);
+                CHECK(s(u, j) == model.score(u, t));
+                if (j > 0) CHECK(s(u, j - 1) >= s(u, j));
+            }
+        }
+    };
+    Tensor<std::int32_t, 3> c1(Shape<3>{{q, 5, 3}});
+    Matrix<float> s1(Shape<2>{{q, 5}});
     model.reset();
-    decoding::beam_search(model, cat.sizes, q, 5, Tensor<std::int32_t, 3>(Shape<3>{{q, 5, 3}}).view(),
-                          Matrix<float>(Shape<2>{{q, 5}}).view(), ws, BeamSearchOptions::recgpt(3));
+    decoding::beam_search(model, cat.sizes, q, 5, c1.view(), s1.view(), ws, BeamSearchOptions::recgpt(3));
+    check_narrow(c1, s1);
     Tensor<std::int32_t, 3> c2(Shape<3>{{q, 5, 3}});
     Matrix<float> s2(Shape<2>{{q, 5}});
     model.reset();
     decoding::beam_search(model, cat.sizes, q, 5, c2.view(), s2.view(), ws, {.beam_width = 2});
-    for (index_t u = 0; u < q; ++u) {
-        std::set<std::vector<std::int32_t>> seen;
-        for (index_t j = 0; j < 5; ++j) {
-            const std::vector<std::int32_t> t{c2(u, j, 0), c2(u, j, 1), c2(u, j, 2)};
-            CHECK(seen.insert(t).second);
-            CHECK(s2(u, j) == model.score(u, t));
-        }
-    }
+    check_narrow(c2, s2);
 }
 
 TEST_CASE("beam search: duplicate IDs mapped to all items come out in id order with one score", "[beam_search]") {
@@ -415,5 +421,5 @@ TEST_CASE("beam search: bad arguments raise the library's errors", "[beam_search
     // Zero queries: nothing to do.
     Matrix<row_id_t> none(Shape<2>{{0, 5}});
     Matrix<float> none_s(Shape<2>{{0, 5}});
-    decoding::constrained_beam_search(model, cat.trie, 0, 5, none.view(), none_s.view(), ws);
+    REQUIRE_NOTHROW(decoding::constrained_beam_search(model, cat.trie, 0, 5, none.view(), none_s.view(), ws));
 }

@@ -12,6 +12,7 @@
 
 #include "recblocks/core/rng.hpp"
 #include "recblocks/eval/metrics.hpp"
+#include "recblocks/eval/next_item_evaluation.hpp"
 #include "recblocks/eval/protocols.hpp"
 
 using namespace recblocks;
@@ -343,4 +344,29 @@ TEST_CASE("eval: sampled protocol errors", "[eval][sampled]") {
     const std::vector<float> one{0.0f};
     require_error<ShapeError>([&] { (void)eval::rank_sampled(view_of(one), 1, {}, 1, 0); }, "recblocks.shape",
                               "eval::rank_sampled: scores is [1]");
+}
+
+TEST_CASE("eval: check_evaluation rejects protocols that cannot run, before training", "[eval][sampled]") {
+    data::LeaveOneOut split;
+    split.train = {{1, 2, 3}, {4}};
+    split.valid = {4, 0};
+    split.test = {5, 0};
+    eval::NextItemEvalOptions sampled, full;
+    full.protocol = eval::Protocol::full;
+    // 100 items: too few for 100 negatives besides the target.
+    REQUIRE_THROWS_MATCHES(eval::check_evaluation(split, 100, sampled), ValueError,
+                           Catch::Message("[recblocks.value] eval::check_evaluation: the sampled protocol ranks the target "
+                                          "among 100 sampled negatives, so it needs at least 101 items, but the data set "
+                                          "has 100; evaluate with the full protocol instead"));
+    REQUIRE_NOTHROW(eval::check_evaluation(split, 100, full));
+    // 104 items, user 0 has seen 5 of them: 99 left.
+    REQUIRE_THROWS_WITH(eval::check_evaluation(split, 104, sampled),
+                        Catch::Contains("user index 0 has interacted with 5 of the 104 items"));
+    REQUIRE_NOTHROW(eval::check_evaluation(split, 105, sampled));
+    // Repeated items count once.
+    split.train[0] = {1, 1, 2, 2, 3};
+    REQUIRE_NOTHROW(eval::check_evaluation(split, 105, sampled));
+    // Nobody with a test item.
+    split.test = {0, 0};
+    REQUIRE_THROWS_WITH(eval::check_evaluation(split, 1000, full), Catch::Contains("no user has 3 or more interactions"));
 }

@@ -6,6 +6,7 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -673,6 +674,42 @@ TEST_CASE("safetensors: write replaces the target atomically and cleans up on fa
         REQUIRE(read_bytes(target) == bytes_a);
         REQUIRE(dir.entries() == std::vector<std::string>{"model.safetensors"});
     }
+}
+
+TEST_CASE("safetensors: write removes the temporary files of killed writers, and only those", "[safetensors]") {
+    TempDir dir;
+    const fs::path target = dir.path / "model.safetensors";
+    // A pid that surely exited (a child, reaped), and the full temporary file a save of
+    // that process would leave if it were killed before its rename.
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) ::_exit(0);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    const std::string dead = std::to_string(child);
+    const std::string orphan = "model.safetensors.tmp." + dead + ".3";
+    std::ofstream(dir.path / orphan) << std::string(4096, 'x');
+    const std::vector<std::string> kept = {
+        "model.safetensors.tmp." + std::to_string(::getpid()) + ".99",   // this process: maybe another thread's write
+        "model.safetensors.tmp." + std::to_string(::getppid()) + ".0",   // a live process: a concurrent writer
+        "other.safetensors.tmp." + dead + ".0",                          // another target
+        "model.safetensors.tmp." + dead,                                 // not the writer's pattern
+        "model.safetensors.tmp.x" + dead + ".0",
+        "model.safetensors.tmp." + dead + ".0.bak",
+    };
+    for (const auto& k : kept) std::ofstream(dir.path / k) << "keep";
+    REQUIRE(fs::exists(dir.path / orphan));
+    REQUIRE(io::detail::temp_file_owner(orphan, "model.safetensors") == std::optional<pid_t>(child));
+    REQUIRE_FALSE(io::detail::temp_file_owner("model.safetensors.tmp.0.1", "model.safetensors"));
+
+    SafetensorsWriter w;
+    w.add("w", make_tensor<float, 2>(Shape<2>{{4, 4}}, 1));
+    w.write(target);
+    auto expected = kept;
+    expected.push_back("model.safetensors");
+    std::sort(expected.begin(), expected.end());
+    REQUIRE(dir.entries() == expected);
+    REQUIRE(io::detail::remove_orphaned_temp_files(target) == 0);
 }
 
 TEST_CASE("safetensors: a moved reader keeps its records valid", "[safetensors]") {

@@ -3,17 +3,29 @@
 // 1..N (0 is the padding id), and readers for the two formats users have:
 //
 //   read_user_item_file     the plain format of the public SASRec/BERT4Rec code:
-//                           one "user item" pair per line, integer ids from 1,
-//                           each user's lines in time order; ids kept as they are.
+//                           one "user item" pair per line, integer ids >= 1,
+//                           each user's lines in time order; item ids remapped
+//                           densely to 1..N in ascending order (item_ids[i]
+//                           gives the file's id back).
+//   read_sequence_file      the S3-Rec format (Amazon Beauty / Sports / Toys as S3-Rec,
+//                           TIGER and most later papers ship them): one line per user,
+//                           "user item item ...", items in time order; ids >= 1,
+//                           items remapped densely as above.
 //   read_movielens_csv      "userId,movieId,rating,timestamp" with a header line;
 //                           sorted by time per user (file order breaks ties),
 //                           movieIds remapped densely to 1..N in ascending order.
 //
-// Malformed lines raise FormatError naming the file and the line number;
-// a file that cannot be opened raises IoError.
+// Both readers allocate in proportion to the file, never to the size of an
+// id: a file "1 2000000000" is one item, not two billion rows (a model's item
+// table has N + 1 rows). Files whose ids are already 1..N read as before.
+//
+// Malformed lines raise FormatError naming the file and the line number; a
+// file with no interactions raises FormatError naming it; a file that cannot
+// be opened, or a directory, raises IoError.
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -48,6 +60,10 @@ struct SequenceDataset {
 namespace detail {
 
 inline std::ifstream open_for_reading(const std::string& path, std::string_view who) {
+    // An ifstream opens a directory without complaint and then reads nothing.
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+        throw IoError(recblocks::detail::concat(who, ": '", path, "' is a directory, not a file"));
     std::ifstream in(path);
     if (!in) throw IoError(recblocks::detail::concat(who, ": cannot open '", path, "'"));
     return in;
@@ -74,42 +90,104 @@ inline std::vector<std::string_view> split(std::string_view line, char sep) {
     return out;
 }
 
+/// Dense ids 1..N for the distinct source ids of `sources` (ascending), in
+/// `d.item_ids` (item_ids[0] = 0 is padding); returns source id -> dense id.
+inline std::map<std::int64_t, row_id_t> remap_items(const std::string& path, const std::vector<std::int64_t>& sources,
+                                                    SequenceDataset& d) {
+    std::map<std::int64_t, row_id_t> dense;
+    for (const std::int64_t s : sources) dense.emplace(s, 0);
+    RECBLOCKS_CHECK_FORMAT(dense.size() < static_cast<std::size_t>(std::numeric_limits<row_id_t>::max()), path,
+                           ": too many distinct items (", dense.size(), "; at most ",
+                           std::numeric_limits<row_id_t>::max() - 1, ")");
+    d.item_ids.assign(1, 0);
+    for (auto& [source, id] : dense) {
+        id = static_cast<row_id_t>(d.item_ids.size());
+        d.item_ids.push_back(source);
+    }
+    return dense;
+}
+
 }  // namespace detail
 
-/// Reads "user item" lines (whitespace separated, ids >= 1). Users are ordered
-/// by id; each user's items keep the file's order. Blank lines are skipped.
+/// Reads "user item" lines (whitespace separated, ids in [1, 2^63 - 1]).
+/// Users are ordered by id; each user's items keep the file's order. Item ids
+/// are remapped densely (see the header comment). Blank lines are skipped.
 inline SequenceDataset read_user_item_file(const std::string& path) {
     auto in = detail::open_for_reading(path, "data::read_user_item_file");
-    std::map<std::int64_t, std::vector<row_id_t>> by_user;
-    std::int64_t max_item = 0;
+    std::vector<std::int64_t> users, items;  // the file's pairs, in file order
     std::string line;
     for (std::int64_t no = 1; std::getline(in, line); ++no) {
         std::string_view v(line);
         if (v.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-        std::vector<std::string_view> fields;
-        std::size_t i = 0;
+        std::string_view fields[3];
+        std::size_t n_fields = 0, i = 0;
+        while (i < v.size() && n_fields < 3) {
+            while (i < v.size() && (v[i] == ' ' || v[i] == '\t' || v[i] == '\r')) ++i;
+            const std::size_t b = i;
+            while (i < v.size() && v[i] != ' ' && v[i] != '\t' && v[i] != '\r') ++i;
+            if (i > b) fields[n_fields++] = v.substr(b, i - b);
+        }
+        std::int64_t user = 0, item = 0;
+        RECBLOCKS_CHECK_FORMAT(n_fields == 2 && detail::parse_int(fields[0], user) && detail::parse_int(fields[1], item),
+                               path, ":", no, ": expected 'user item' (two integers), got '", line, "'");
+        RECBLOCKS_CHECK_FORMAT(user >= 1 && item >= 1, path, ":", no, ": ids must be >= 1, got user ", user, ", item ",
+                               item);
+        users.push_back(user);
+        items.push_back(item);
+    }
+    RECBLOCKS_CHECK_FORMAT(!users.empty(), path, ": no interactions (the file is empty or has only blank lines)");
+    SequenceDataset d;
+    const auto dense = detail::remap_items(path, items, d);
+    std::map<std::int64_t, std::vector<row_id_t>> by_user;
+    for (std::size_t k = 0; k < users.size(); ++k) by_user[users[k]].push_back(dense.at(items[k]));
+    for (auto& [user, seq] : by_user) {
+        d.user_ids.push_back(user);
+        d.sequences.push_back(std::move(seq));
+    }
+    return d;
+}
+
+/// Reads S3-Rec-style lines "user item item ..." (whitespace separated, ids >= 1,
+/// at least one item). A user on several lines gets the items of each, in file
+/// order. Users are ordered by id; item ids are remapped densely.
+inline SequenceDataset read_sequence_file(const std::string& path) {
+    auto in = detail::open_for_reading(path, "data::read_sequence_file");
+    std::map<std::int64_t, std::vector<std::int64_t>> by_user;  // source item ids
+    std::vector<std::int64_t> items;                             // every item, for the remap
+    std::string line;
+    for (std::int64_t no = 1; std::getline(in, line); ++no) {
+        const std::string_view v(line);
+        if (v.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+        std::size_t i = 0, n_fields = 0;
+        std::int64_t user = 0;
+        std::vector<std::int64_t>* seq = nullptr;
         while (i < v.size()) {
             while (i < v.size() && (v[i] == ' ' || v[i] == '\t' || v[i] == '\r')) ++i;
             const std::size_t b = i;
             while (i < v.size() && v[i] != ' ' && v[i] != '\t' && v[i] != '\r') ++i;
-            if (i > b) fields.push_back(v.substr(b, i - b));
+            if (i == b) break;
+            std::int64_t id = 0;
+            RECBLOCKS_CHECK_FORMAT(detail::parse_int(v.substr(b, i - b), id) && id >= 1, path, ":", no, ": field ",
+                                   n_fields + 1, " '", v.substr(b, i - b), "' is not an id (an integer >= 1)");
+            if (n_fields++ == 0) {
+                user = id;
+                continue;
+            }
+            if (!seq) seq = &by_user[user];
+            seq->push_back(id);
+            items.push_back(id);
         }
-        std::int64_t user = 0, item = 0;
-        RECBLOCKS_CHECK_FORMAT(fields.size() == 2 && detail::parse_int(fields[0], user) &&
-                                   detail::parse_int(fields[1], item),
-                               path, ":", no, ": expected 'user item' (two integers), got '", line, "'");
-        RECBLOCKS_CHECK_FORMAT(user >= 1 && item >= 1 && item <= std::numeric_limits<row_id_t>::max(), path, ":", no,
-                               ": ids must be in [1, ", std::numeric_limits<row_id_t>::max(), "], got user ", user,
-                               ", item ", item);
-        by_user[user].push_back(static_cast<row_id_t>(item));
-        max_item = std::max(max_item, item);
+        RECBLOCKS_CHECK_FORMAT(n_fields >= 2, path, ":", no, ": expected 'user item item ...' (a user and at least one "
+                               "item), got '", line, "'");
     }
+    RECBLOCKS_CHECK_FORMAT(!items.empty(), path, ": no interactions (the file is empty or has only blank lines)");
     SequenceDataset d;
-    d.item_ids.resize(static_cast<std::size_t>(max_item) + 1);
-    for (std::size_t i = 0; i < d.item_ids.size(); ++i) d.item_ids[i] = static_cast<std::int64_t>(i);
+    const auto dense = detail::remap_items(path, items, d);
     for (auto& [user, seq] : by_user) {
         d.user_ids.push_back(user);
-        d.sequences.push_back(std::move(seq));
+        auto& out = d.sequences.emplace_back();
+        out.reserve(seq.size());
+        for (const std::int64_t it : seq) out.push_back(dense.at(it));
     }
     return d;
 }
@@ -137,27 +215,25 @@ inline SequenceDataset read_movielens_csv(const std::string& path) {
                                    detail::parse_int(f[3], r.time),
                                path, ":", no, ": expected userId,movieId,rating,timestamp with integer ids and time, got '",
                                line, "'");
+        RECBLOCKS_CHECK_FORMAT(r.user >= 0 && r.movie >= 0, path, ":", no, ": ids must be >= 0, got userId ", r.user,
+                               ", movieId ", r.movie);
         rows.push_back(r);
     }
+    RECBLOCKS_CHECK_FORMAT(!rows.empty(), path, ": no ratings after the header line");
     std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
         return a.user != b.user ? a.user < b.user : a.time < b.time;
     });
     SequenceDataset d;
-    std::map<std::int64_t, row_id_t> dense;
-    for (const Row& r : rows) dense.emplace(r.movie, 0);
-    RECBLOCKS_CHECK_FORMAT(dense.size() < static_cast<std::size_t>(std::numeric_limits<row_id_t>::max()), path,
-                           ": too many distinct movies (", dense.size(), ")");
-    d.item_ids.push_back(0);
-    for (auto& [movie, id] : dense) {
-        id = static_cast<row_id_t>(d.item_ids.size());
-        d.item_ids.push_back(movie);
-    }
+    std::vector<std::int64_t> movies;
+    movies.reserve(rows.size());
+    for (const Row& r : rows) movies.push_back(r.movie);
+    const auto dense = detail::remap_items(path, movies, d);
     for (const Row& r : rows) {
         if (d.user_ids.empty() || d.user_ids.back() != r.user) {
             d.user_ids.push_back(r.user);
             d.sequences.emplace_back();
         }
-        d.sequences.back().push_back(dense[r.movie]);
+        d.sequences.back().push_back(dense.at(r.movie));
     }
     return d;
 }

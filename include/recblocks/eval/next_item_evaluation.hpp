@@ -9,6 +9,7 @@
 // are the user's input items and, for the test, the validation item. A model
 // is anything with `score_all(be, pool, ids [B, L], scores [B, N + 1])`.
 // Deterministic at a fixed seed, whatever the batch size or thread count.
+#include <algorithm>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,37 @@ struct NextItemEvalOptions {
     index_t batch_size = 256;
     std::vector<index_t> ks{1, 5, 10, 20};
 };
+
+/// Checks before training that evaluate_next_item() can run with `opt` on
+/// `split` (so a run does not fail after its last epoch): some user has a test
+/// item (3+ interactions), and under the sampled protocol every evaluated user
+/// has `num_negatives` items left to draw from once the test input and target
+/// are excluded (with 100 negatives the catalogue needs at least 101 items).
+/// ValueError naming the user index and the counts otherwise.
+inline void check_evaluation(const data::LeaveOneOut& split, index_t num_items, const NextItemEvalOptions& opt) {
+    const std::vector<index_t> users = split.evaluated_users();
+    RECBLOCKS_CHECK_VALUE(!users.empty(), "eval::check_evaluation: no user has 3 or more interactions, so no user has a "
+                                          "validation and a test item (", split.train.size(), " users)");
+    if (opt.protocol != Protocol::sampled) return;
+    RECBLOCKS_CHECK_VALUE(num_items >= opt.num_negatives + 1, "eval::check_evaluation: the sampled protocol ranks the "
+                          "target among ", opt.num_negatives, " sampled negatives, so it needs at least ",
+                          opt.num_negatives + 1, " items, but the data set has ", num_items,
+                          "; evaluate with the full protocol instead");
+    std::vector<row_id_t> seen;
+    for (const index_t u : users) {
+        const auto su = static_cast<std::size_t>(u);
+        seen.assign(split.train[su].begin(), split.train[su].end());
+        seen.push_back(split.valid[su]);
+        seen.push_back(split.test[su]);
+        std::sort(seen.begin(), seen.end());
+        seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+        const auto distinct = static_cast<index_t>(seen.size()) - (seen.front() == 0 ? 1 : 0);
+        RECBLOCKS_CHECK_VALUE(num_items - distinct >= opt.num_negatives, "eval::check_evaluation: the sampled protocol "
+                              "draws ", opt.num_negatives, " negatives among the items a user has not interacted with, "
+                              "but user index ", u, " has interacted with ", distinct, " of the ", num_items,
+                              " items; evaluate with the full protocol instead");
+    }
+}
 
 template <class Model, class Be>
 MetricsAccumulator evaluate_next_item(Model& model, const Be& be, ThreadPool& pool, const data::LeaveOneOut& split,

@@ -18,12 +18,14 @@
 // (temporary file, fsync, rename, fsync of the directory). docs/io.md has the
 // full list of checks and the error each raises.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <charconv>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -271,6 +273,46 @@ void for_each_row(const Shape<R>& shape, const std::array<index_t, R>& strides, 
 inline std::atomic<std::uint64_t> temp_file_counter{0};
 
 inline std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+/// The writer of "<target>.tmp.<pid>.<n>", if `name` is such a temporary file of `target`'s file name.
+inline std::optional<pid_t> temp_file_owner(std::string_view name, std::string_view target_name) {
+    if (name.size() <= target_name.size() + 5 || name.substr(0, target_name.size()) != target_name ||
+        name.substr(target_name.size(), 5) != ".tmp.")
+        return std::nullopt;
+    const std::string_view rest = name.substr(target_name.size() + 5);
+    const std::size_t dot = rest.find('.');
+    if (dot == std::string_view::npos || dot == 0 || dot + 1 == rest.size()) return std::nullopt;
+    for (std::size_t i = 0; i < rest.size(); ++i)
+        if (i != dot && (rest[i] < '0' || rest[i] > '9')) return std::nullopt;
+    std::int64_t pid = 0;
+    const auto [end, ec] = std::from_chars(rest.data(), rest.data() + dot, pid);
+    if (ec != std::errc() || end != rest.data() + dot || pid <= 0 || pid > std::numeric_limits<pid_t>::max())
+        return std::nullopt;
+    return static_cast<pid_t>(pid);
+}
+
+/// Removes the temporary files that writes to `target` by processes that no
+/// longer exist left behind (a save killed before its rename), and returns
+/// how many. A file whose writer is alive (another process saving the same
+/// target right now), or this process's own, is left alone; so is one whose
+/// pid cannot be checked (EPERM). Best effort: a directory that cannot be
+/// listed is skipped silently (the write that follows reports real problems).
+/// Limit: a pid reused by an unrelated live process keeps its file until
+/// that process ends.
+inline std::size_t remove_orphaned_temp_files(const std::filesystem::path& target) {
+    const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+    const std::string target_name = target.filename().string();
+    std::size_t removed = 0;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const auto owner = temp_file_owner(it->path().filename().string(), target_name);
+        if (!owner || *owner == ::getpid()) continue;
+        if (::kill(*owner, 0) == 0 || errno != ESRCH) continue;
+        std::error_code rm;
+        if (std::filesystem::remove(it->path(), rm)) ++removed;
+    }
+    return removed;
+}
 
 /// write(2) until all of `bytes` is written; false with errno set on failure.
 inline bool write_all(int fd, const void* data, std::size_t n) {
@@ -715,7 +757,10 @@ public:
     /// ("<path>.tmp.<pid>.<n>"), fsync, rename over `path`, fsync of the
     /// directory. On failure the temporary file is removed, `path` keeps its
     /// old contents (or stays absent), and IoError names the path and the step.
+    /// First removes the temporary files of `path` that killed writers left
+    /// behind (detail::remove_orphaned_temp_files).
     void write(const std::filesystem::path& path) const {
+        detail::remove_orphaned_temp_files(path);
         const auto order = file_order();
         const std::string header = header_json(order);
         std::byte length[8];

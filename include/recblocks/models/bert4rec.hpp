@@ -60,6 +60,7 @@
 #include "recblocks/ops/embedding.hpp"
 #include "recblocks/ops/gemm.hpp"
 #include "recblocks/ops/layer_norm.hpp"
+#include "recblocks/params/initialization.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace models {
@@ -356,26 +357,7 @@ private:
     /// BERT's initialisation: truncated N(0, init_std²) for weights and tables,
     /// zero linear biases. Drawn on the host, copied once into each tensor's memory.
     void bert_init(const Rng& rng) {
-        const double sd = cfg_.init_std;
-        std::vector<T> host;
-        for (std::size_t k = 0; k < params_.size(); ++k) {
-            const auto& p = params_[k];
-            const auto bytes = static_cast<std::size_t>(p.numel()) * sizeof(T);
-            if (p.kind == ParamKind::bias) {
-                p.memory.zero(p.value, bytes);
-                continue;
-            }
-            if (p.kind != ParamKind::weight && p.kind != ParamKind::embedding) continue;
-            const Rng r = rng.substream(k);
-            host.resize(static_cast<std::size_t>(p.numel()));
-            for (index_t i = 0, n = p.numel(); i < n; ++i) {
-                double z = r.normal(std::uint64_t(i));
-                for (std::uint64_t redraw = 1; std::fabs(z) > 2.0; ++redraw)
-                    z = r.substream(redraw).normal(std::uint64_t(i));
-                host[static_cast<std::size_t>(i)] = static_cast<T>(sd * z);
-            }
-            p.memory.upload(p.value, host.data(), bytes);
-        }
+        truncated_normal_init(params_, rng, cfg_.init_std);
         auto& items = embedding_.params().items;  // padding row
         items.memory().zero(items.data(), static_cast<std::size_t>(cfg_.d_model) * sizeof(T));
     }

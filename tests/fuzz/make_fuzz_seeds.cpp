@@ -1,0 +1,142 @@
+// Writes the seed corpora of the fuzz harnesses with the library's own
+// writers, so the fuzzer starts from files the loaders accept:
+//
+//   make_fuzz_seeds OUT_DIR SOURCE_DIR
+//
+// OUT_DIR/<harness>/ gets a few valid files each (safetensors of every dtype
+// and rank, checkpoints with and without Adam state, PyTorch state_dicts under
+// the programs' name maps, semantic IDs, user-item, S3-Rec and MovieLens text); the
+// MovieLens seed is the head of SOURCE_DIR/data/ml-latest-small/ratings.csv.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "fuzz_support.hpp"
+#include "recblocks/io/param_io.hpp"
+#include "recblocks/io/pytorch_import.hpp"
+#include "recblocks/io/safetensors.hpp"
+#include "recblocks/tokenizers/semantic_ids.hpp"
+#include "recblocks/train/checkpoint.hpp"
+
+namespace rb = recblocks;
+namespace fs = std::filesystem;
+
+namespace {
+
+void write_text(const fs::path& p, const std::string& text) {
+    std::ofstream out(p, std::ios::binary);
+    out << text;
+    if (!out) throw rb::IoError("make_fuzz_seeds: cannot write " + p.string());
+}
+
+void safetensors_seeds(const fs::path& dir) {
+    rb::io::SafetensorsWriter w;
+    rb::Matrix<float> m(rb::Shape<2>{{3, 4}});
+    for (rb::index_t i = 0; i < m.numel(); ++i) m.data()[i] = 0.25f * float(i) - 1.0f;
+    w.add("f32", m);
+    rb::Tensor<double, 3> t(rb::Shape<3>{{2, 1, 2}});
+    for (rb::index_t i = 0; i < t.numel(); ++i) t.data()[i] = double(i) / 3.0;
+    w.add("f64", t);
+    rb::Vector<std::int64_t> ids(rb::Shape<1>{{5}});
+    for (rb::index_t i = 0; i < 5; ++i) ids.data()[i] = (i - 2) * 1000000007LL;
+    w.add("i64", ids);
+    rb::Vector<std::int32_t> i32(rb::Shape<1>{{3}});
+    w.add("i32", i32);
+    rb::Vector<rb::bf16> h(rb::Shape<1>{{2}});
+    w.add("bf16", h);
+    rb::Vector<rb::f16> g(rb::Shape<1>{{2}});
+    w.add("f16", g);
+    rb::Vector<std::int8_t> i8(rb::Shape<1>{{4}});
+    w.add("i8", i8);
+    w.add_scalar("scalar", 0.5f);
+    w.set_metadata("format", "pt");
+    w.set_metadata("note", "seed \"with\" escapes \\u00e9 é");
+    w.write(dir / "all_dtypes.safetensors");
+    rb::io::SafetensorsWriter empty;
+    empty.write(dir / "empty.safetensors");
+    rb::io::SafetensorsWriter zero;
+    zero.add("zero_rows", rb::Matrix<float>(rb::Shape<2>{{0, 3}}));
+    zero.write(dir / "zero_extent.safetensors");
+}
+
+void checkpoint_seeds(const fs::path& dir, rbfuzz::TinyModels& m) {
+    rb::train::save_checkpoint<float>(dir / "with_adam.safetensors", m.sasrec.params(), &m.adam, 7,
+                                      {{"model", "sasrec"}, {"seed", "42"}});
+    rb::train::save_checkpoint<float>(dir / "weights_only.safetensors", m.sasrec.params(), nullptr, 0);
+}
+
+/// A state_dict as PyTorch names it: each parameter under `map`'s name.
+template <class Model>
+void pytorch_seed(const fs::path& p, const Model& model, const rb::io::NameMap& map) {
+    rb::io::SafetensorsWriter w;
+    for (const auto& prm : model.params()) rb::io::add_param(w, rb::io::map_name(map, prm.name), prm, prm.value);
+    w.write(p);
+}
+
+void pytorch_seeds(const fs::path& dir, rbfuzz::TinyModels& m) {
+    pytorch_seed(dir / "sasrec_conv1d.safetensors", m.sasrec, rb::io::sasrec_pmixer_names());
+    auto linear = rb::io::sasrec_pmixer_names();
+    linear.insert(linear.begin(), {"blocks.{i}.ffn.", "forward_layers.{i}."});
+    pytorch_seed(dir / "sasrec_linear.safetensors", m.sasrec, linear);
+    pytorch_seed(dir / "bert4rec.safetensors", m.bert4rec, rb::models::bert4rec_reference_names());
+}
+
+void semantic_id_seeds(const fs::path& dir) {
+    rb::Matrix<std::int32_t> codes(rb::Shape<2>{{4, 3}});
+    const std::int32_t v[] = {0, 1, 0, 1, 0, 0, 1, 1, 0, 0, 0, 1};
+    for (int i = 0; i < 12; ++i) codes.data()[i] = v[i];
+    rb::tokenizers::save_semantic_ids(dir / "plain.safetensors", rb::tokenizers::SemanticIds(codes.cview(), {2, 2, 2}));
+    rb::tokenizers::save_semantic_ids(dir / "disambiguated.safetensors",
+                                      rb::tokenizers::SemanticIds(codes.cview(), {2, 2, 4}, true));
+}
+
+void text_seeds(const fs::path& user_item, const fs::path& sequences, const fs::path& movielens,
+                const fs::path& source_dir) {
+    write_text(sequences / "small.txt", "1 1 2 3 4 5 6 7 8\n2 9 10 11 12 13 14 15 16 1 17\r\n\n3\t2 9 2 415016111\n");
+    write_text(user_item / "small.txt", "1 1\n1 2\n1 3\n2 2\n2 4\n2 5\n3 1\n3 5\n3 2\n3 4\n");
+    write_text(user_item / "sparse_ids.txt", "23 415016111\n23 2147483647\n7 9223372036854775807\n7 5\r\n\n");
+    std::string many;
+    for (int u = 1; u <= 30; ++u)
+        for (int k = 0; k < 5; ++k) many += std::to_string(u) + "\t" + std::to_string(1 + (u * 7 + k * 13) % 150) + "\n";
+    write_text(user_item / "150_items.txt", many);
+
+    write_text(movielens / "small.csv",
+               "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,3.0,1260759179\n1,1061,3.0,1260759182\n"
+               "2,10,4.0,835355493\r\n2,17,5.0,835355681\n2,31,4.0,835355493\n");
+    std::ifstream in(source_dir / "data/ml-latest-small/ratings.csv");
+    std::string line, head;
+    for (int i = 0; i < 300 && std::getline(in, line); ++i) head += line + "\n";
+    if (!head.empty()) write_text(movielens / "ml_latest_small_head.csv", head);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 3) {
+        std::fprintf(stderr, "usage: make_fuzz_seeds OUT_DIR SOURCE_DIR\n");
+        return 2;
+    }
+    try {
+        const fs::path out = argv[1], source = argv[2];
+        for (const char* d :
+             {"safetensors", "checkpoint", "pytorch_import", "semantic_ids", "user_item", "sequences", "movielens"})
+            fs::create_directories(out / d);
+        rbfuzz::TinyModels m;
+        safetensors_seeds(out / "safetensors");
+        checkpoint_seeds(out / "checkpoint", m);
+        pytorch_seeds(out / "pytorch_import", m);
+        semantic_id_seeds(out / "semantic_ids");
+        text_seeds(out / "user_item", out / "sequences", out / "movielens", source);
+        // Every safetensors seed is also a seed of the other safetensors loaders, and the reverse.
+        for (const char* d : {"checkpoint", "pytorch_import", "semantic_ids"})
+            for (const auto& e : fs::directory_iterator(out / d))
+                fs::copy_file(e.path(), out / "safetensors" / (std::string(d) + "_" + e.path().filename().string()),
+                              fs::copy_options::overwrite_existing);
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "make_fuzz_seeds: %s\n", e.what());
+        return 1;
+    }
+}
