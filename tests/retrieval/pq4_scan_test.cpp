@@ -34,13 +34,27 @@ TEST_CASE("pq4_scan matches the reference on every ISA", "[retrieval][pq4]") {
             ops::pq4_scan(ref, vector_view<const std::uint8_t>(codes.data(), index_t(codes.size())), m,
                           vector_view<const std::uint8_t>(lut.data(), 16 * m), vector_view(want.data(), n));
             if (m == 256) REQUIRE(want[0] == 256 * 255);
-            rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
-                INFO(name << " m=" << m << " blocks=" << blocks);
-                std::fill(got.begin(), got.end(), std::uint16_t(1));
-                ops::pq4_scan(be, vector_view<const std::uint8_t>(codes.data(), index_t(codes.size())), m,
-                              vector_view<const std::uint8_t>(lut.data(), 16 * m), vector_view(got.data(), n));
-                REQUIRE(got == want);
-            });
+            // Thresholds: none, the median-ish, above everything, and 65535.
+            for (std::uint16_t t : {std::uint16_t(0), want[std::size_t(n / 2)], std::uint16_t(65535)}) {
+                std::vector<std::uint32_t> want_masks(static_cast<std::size_t>(blocks)), masks(want_masks.size());
+                ops::pq4_scan(ref, vector_view<const std::uint8_t>(codes.data(), index_t(codes.size())), m,
+                              vector_view<const std::uint8_t>(lut.data(), 16 * m), vector_view(want.data(), n), t,
+                              vector_view(want_masks.data(), blocks));
+                for (index_t v = 0; v < n; ++v)
+                    REQUIRE(((want_masks[std::size_t(v / 32)] >> (v % 32)) & 1u) == (want[std::size_t(v)] >= t));
+                rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+                    INFO(name << " m=" << m << " blocks=" << blocks << " threshold=" << t);
+                    std::fill(got.begin(), got.end(), std::uint16_t(1));
+                    ops::pq4_scan(be, vector_view<const std::uint8_t>(codes.data(), index_t(codes.size())), m,
+                                  vector_view<const std::uint8_t>(lut.data(), 16 * m), vector_view(got.data(), n));
+                    REQUIRE(got == want);
+                    ops::pq4_scan(be, vector_view<const std::uint8_t>(codes.data(), index_t(codes.size())), m,
+                                  vector_view<const std::uint8_t>(lut.data(), 16 * m), vector_view(got.data(), n), t,
+                                  vector_view(masks.data(), blocks));
+                    REQUIRE(got == want);
+                    REQUIRE(masks == want_masks);
+                });
+            }
         }
     }
 }

@@ -53,6 +53,7 @@
 // Ids: the items of the constructor are 0 .. N-1, each add() continues the
 // numbering; a removed id is never reused or returned.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -292,12 +293,12 @@ private:
 
     /// Per-thread search scratch: grows to the largest shape seen, then no allocation.
     struct Scratch {
-        std::vector<float> coarse, s, lut_f, heap_v, out_v;
-        std::vector<std::uint64_t> keys;
+        std::vector<float> coarse, s, lut_f;
+        std::vector<std::uint64_t> keys, keys_heap;
         std::vector<std::uint8_t> lut;
         std::vector<std::uint16_t> acc;
-        std::vector<row_id_t> heap_id, cand, probe_list, allowed_ids;
-        std::vector<index_t> probe_start;
+        std::vector<std::uint32_t> masks;
+        std::vector<row_id_t> at, cand, allowed_ids;
     };
     static Scratch& scratch() {
         thread_local Scratch s;
@@ -505,30 +506,70 @@ private:
             for (index_t j = 0; j < 16; ++j) lf[s * 16 + j] -= lo;
         }
         const float step = widest > 0.0f ? widest / 255.0f : 1.0f;
-        for (index_t i = 0; i < 16 * m; ++i)
-            lut[i] = static_cast<std::uint8_t>(std::min(255.0f, std::nearbyint(lf[i] / step)));
+        for (index_t i = 0; i < 16 * m; ++i)  // round to nearest (entries are >= 0)
+            lut[i] = static_cast<std::uint8_t>(std::min(255.0f, lf[i] / step + 0.5f));
         return {step, base};
     }
 
-    /// Approximate scores of list l's items into s [n] (+ bias = q.c_l).
+    /// A bounded min-heap of rank keys (score, id): the `want` best approximate scores so far.
+    struct Heap {
+        std::uint64_t* keys;
+        index_t size, cap;
+        /// Scores that can still enter: above the worst kept (-inf while not full).
+        [[nodiscard]] float floor() const {
+            return size < cap ? -std::numeric_limits<float>::infinity() : retrieval_keys::key_score(keys[0]);
+        }
+        void offer(float score, row_id_t id) {
+            const std::uint64_t key = retrieval_keys::rank_key(score, id);
+            if (size < cap) {
+                keys[size++] = key;
+                std::push_heap(keys, keys + size, std::greater<>());
+            } else if (key > keys[0]) {
+                std::pop_heap(keys, keys + size, std::greater<>());
+                keys[size - 1] = key;
+                std::push_heap(keys, keys + size, std::greater<>());
+            }
+        }
+    };
+
+    /// Offers list l's items (approximate score bias + q.r~) to the heap: only
+    /// those the kernels report above the heap's floor are converted.
     template <class Be>
-    void score_list(const Be& be, const List& list, const float* q, float bias, float step, float base,
-                    Scratch& ws, float* s) const {
+    void scan_list(const Be& be, const List& list, const float* q, float bias, float step, float base, Scratch& ws,
+                   Heap& heap, const AllowedItems* allowed) const {
         const index_t n = index_t(list.ids.size());
+        const float floor = heap.floor();
+        auto offer = [&](index_t j, float score) {
+            const row_id_t id = list.ids[std::size_t(j)];
+            if (!allowed || allowed->allows(id)) heap.offer(score, id);
+        };
         if (cfg_.codes == IvfCodes::int8) {
             const PanelView<std::int8_t> p{reinterpret_cast<const std::int8_t*>(list.codes.data()), n, d_,
                                            list.scales.data()};
-            ops::panel_scores(be, p, vector_view(q, d_), vector_view(s, n));
-            for (index_t j = 0; j < n; ++j) s[j] += bias;
-        } else {
-            const index_t blocks = (n + kPq4BlockRows - 1) / kPq4BlockRows, m = cfg_.pq_m;
-            std::uint16_t* acc = grow(ws.acc, blocks * kPq4BlockRows);
-            ops::pq4_scan(be, vector_view(list.codes.data(), blocks * pq4_block_bytes(m)), m,
-                          vector_view<const std::uint8_t>(ws.lut.data(), 16 * m),
-                          vector_view(acc, blocks * kPq4BlockRows));
-            const float b = bias + base;
-            for (index_t j = 0; j < n; ++j) s[j] = b + step * float(acc[j]);
+            float* s = grow(ws.s, n + 16);
+            row_id_t* at = grow(ws.at, n + 16);
+            const index_t c = ops::panel_scores_above(be, p, vector_view(q, d_), floor - bias, 0, vector_view(s, n + 16),
+                                                      vector_view(at, n + 16));
+            for (index_t i = 0; i < c; ++i) offer(at[i], bias + s[i]);
+            return;
         }
+        // pq4: score = b + step * acc; acc >= t can beat the floor.
+        const float b = bias + base;
+        const float x = (floor - b) / step;
+        const index_t m = cfg_.pq_m, max_acc = 255 * m;
+        if (x >= float(max_acc)) return;  // nothing in this list can enter
+        const auto t = static_cast<std::uint16_t>(x <= 0.0f ? 0.0f : std::floor(x));
+        const index_t blocks = (n + kPq4BlockRows - 1) / kPq4BlockRows;
+        std::uint16_t* acc = grow(ws.acc, blocks * kPq4BlockRows);
+        std::uint32_t* masks = grow(ws.masks, blocks);
+        ops::pq4_scan(be, vector_view(list.codes.data(), blocks * pq4_block_bytes(m)), m,
+                      vector_view<const std::uint8_t>(ws.lut.data(), 16 * m), vector_view(acc, blocks * kPq4BlockRows),
+                      t, vector_view(masks, blocks));
+        for (index_t blk = 0; blk < blocks; ++blk)
+            for (std::uint32_t bits = masks[blk]; bits; bits &= bits - 1) {
+                const index_t j = blk * kPq4BlockRows + std::countr_zero(bits);
+                if (j < n) offer(j, b + step * float(acc[j]));
+            }
     }
 
     /// The approximate-then-exact search of one query (checked).
@@ -557,48 +598,31 @@ private:
         index_t sorted = nprobe;
         std::partial_sort(keys, keys + sorted, keys + nl, std::greater<>());
         auto [step, base] = cfg_.codes == IvfCodes::pq4 ? build_lut(q, ws) : std::pair<float, float>{0.0f, 0.0f};
-        // 2. Scan lists into a heap of `want` (ids: positions in probe order).
-        float* heap_v = grow(ws.heap_v, want);
-        row_id_t* heap_id = grow(ws.heap_id, want);
-        row_id_t* probe_list = grow(ws.probe_list, nl);
-        index_t* probe_start = grow(ws.probe_start, nl + 1);
-        index_t size = 0, pos = 0, seen = 0, probes = 0;
+        // 2. Scan lists into a heap of the `want` best approximate scores.
+        Heap heap{grow(ws.keys_heap, want), 0, want};
+        index_t seen = 0, probes = 0;
         while (probes < nl && (probes < nprobe || seen < want)) {
             if (probes == sorted) {  // more lists than nprobe: widen the sorted prefix
                 const index_t more = std::min(nl, 2 * sorted);
                 std::partial_sort(keys + sorted, keys + more, keys + nl, std::greater<>());
                 sorted = more;
             }
-            const auto l = retrieval_keys::key_id(keys[probes]);
+            const auto l = retrieval_keys::key_id(keys[probes++]);
             const List& list = lists_[std::size_t(l)];
-            const index_t n = index_t(list.ids.size());
-            probe_list[probes] = l;
-            probe_start[probes++] = pos;
-            if (n == 0) continue;
-            float* s = grow(ws.s, n);
-            score_list(be, list, q, coarse[l], step, base, ws, s);
+            if (list.ids.empty()) continue;
+            scan_list(be, list, q, coarse[l], step, base, ws, heap, allowed);
             if (allowed) {
-                for (index_t j = 0; j < n; ++j)
-                    if (!allowed->allows(list.ids[std::size_t(j)])) s[j] = -std::numeric_limits<float>::infinity();
-                    else ++seen;
+                for (row_id_t id : list.ids) seen += allowed->allows(id);
             } else {
-                seen += n;
+                seen += index_t(list.ids.size());
             }
-            size = ops::offer_top_k(be, vector_view<const float>(s, n), static_cast<row_id_t>(pos), want,
-                                    vector_view(heap_v, want), vector_view(heap_id, want), size);
-            pos += n;
         }
-        probe_start[probes] = pos;
-        // 3. Candidates: positions back to ids, excluded and disallowed ones dropped.
-        row_id_t* cand = grow(ws.cand, size);
+        // 3. Candidates: excluded ones dropped (disallowed ones never entered).
+        row_id_t* cand = grow(ws.cand, heap.size);
         index_t nc = 0;
-        for (index_t i = 0; i < size; ++i) {
-            const index_t p = index_t(std::upper_bound(probe_start, probe_start + probes + 1, index_t(heap_id[i])) -
-                                      probe_start) - 1;
-            const row_id_t id = lists_[std::size_t(probe_list[p])].ids[std::size_t(heap_id[i] - probe_start[p])];
-            if (allowed && !allowed->allows(id)) continue;
-            if (std::binary_search(exclude.begin(), exclude.end(), id)) continue;
-            cand[nc++] = id;
+        for (index_t i = 0; i < heap.size; ++i) {
+            const row_id_t id = retrieval_keys::key_id(heap.keys[i]);
+            if (!std::binary_search(exclude.begin(), exclude.end(), id)) cand[nc++] = id;
         }
         RECBLOCKS_CHECK_VALUE(nc >= k, "retrieval::IvfIndex::search: only ", nc,
                               " items remain after exclusions and filters but k = ", k);

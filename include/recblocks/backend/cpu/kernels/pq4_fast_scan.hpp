@@ -14,6 +14,10 @@
 // while M * 255 < 65536. The lanes are summed and the even / odd words
 // interleaved once per block. The sums are integers, so every ISA (and the
 // scalar code of SSE2, which has no byte shuffle) gives the same bits.
+//
+// With `masks`, bit v of masks[b] says out[32 b + v] >= threshold: the caller
+// converts and offers only those (a threshold from its current k-th best
+// skips almost every vector).
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -33,9 +37,10 @@ struct Pq4FastScanKernels {
     static constexpr bool kAvx2 = false;
 #endif
 
-    /// out [32 blocks] = the u16 sums of `blocks` blocks of codes [blocks][M][16].
+    /// out [32 blocks] = the u16 sums of `blocks` blocks of codes [blocks][M][16];
+    /// masks [blocks] (unless null): bit v of masks[b] = (out[32 b + v] >= threshold).
     static void scan(const std::uint8_t* codes, index_t blocks, index_t m, const std::uint8_t* lut,
-                     std::uint16_t* out) {
+                     std::uint16_t threshold, std::uint16_t* out, std::uint32_t* masks) {
         const index_t block_bytes = 16 * m;
         for (index_t b = 0; b < blocks; ++b) {
             const std::uint8_t* c = codes + b * block_bytes;
@@ -43,13 +48,20 @@ struct Pq4FastScanKernels {
 #if defined(__x86_64__)
             if constexpr (kAvx512) {
                 scan_block_avx512(c, m, lut, o);
+                if (masks) masks[b] = _mm512_cmpge_epu16_mask(_mm512_loadu_si512(o), _mm512_set1_epi16(short(threshold)));
                 continue;
             } else if constexpr (kAvx2) {
                 scan_block_avx2(c, m, lut, o);
+                if (masks) masks[b] = mask_avx2(o, threshold);
                 continue;
             }
 #endif
             scan_block_scalar(c, m, lut, o);
+            if (masks) {
+                std::uint32_t bits = 0;
+                for (int v = 0; v < 32; ++v) bits |= std::uint32_t(o[v] >= threshold) << v;
+                masks[b] = bits;
+            }
         }
     }
 
@@ -86,6 +98,18 @@ struct Pq4FastScanKernels {
             acc[2] = _mm256_add_epi16(acc[2], _mm256_and_si256(hi, low));  // vectors 16, 18, ..
             acc[3] = _mm256_add_epi16(acc[3], _mm256_srli_epi16(hi, 8));   // vectors 17, 19, ..
         }
+    }
+
+    /// Bit v: o[v] >= t, for 32 u16 (no unsigned compare on AVX2: max(o, t) == o).
+    static std::uint32_t mask_avx2(const std::uint16_t* o, std::uint16_t t) {
+        const __m256i tv = _mm256_set1_epi16(short(t));
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(o));
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(o + 16));
+        const __m256i ga = _mm256_cmpeq_epi16(_mm256_max_epu16(a, tv), a);
+        const __m256i gb = _mm256_cmpeq_epi16(_mm256_max_epu16(b, tv), b);
+        // packs interleaves the 128-bit lanes (a0 b0 a1 b1); the permute puts them in order.
+        const __m256i bytes = _mm256_permute4x64_epi64(_mm256_packs_epi16(ga, gb), 0xD8);
+        return std::uint32_t(_mm256_movemask_epi8(bytes));
     }
 
     static __m128i lanes_sum(__m256i a) {

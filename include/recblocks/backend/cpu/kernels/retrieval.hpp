@@ -609,8 +609,10 @@ struct RetrievalKernelTable {
     index_t (*offer)(const float*, index_t, row_id_t, index_t, float*, row_id_t*, index_t, const row_id_t*, index_t);
     index_t (*collect_above)(const float*, index_t, float, row_id_t, float*, row_id_t*);
     std::uint32_t (*kth_largest)(const std::uint32_t*, index_t, index_t, index_t);
-    /// 4-bit PQ fast scan (kernels/pq4_fast_scan.hpp): codes, blocks, M, lut [M][16], out [32 blocks].
-    void (*pq4_scan)(const std::uint8_t*, index_t, index_t, const std::uint8_t*, std::uint16_t*);
+    /// 4-bit PQ fast scan (kernels/pq4_fast_scan.hpp): codes, blocks, M, lut [M][16], threshold,
+    /// out [32 blocks], masks [blocks] or null.
+    void (*pq4_scan)(const std::uint8_t*, index_t, index_t, const std::uint8_t*, std::uint16_t, std::uint16_t*,
+                     std::uint32_t*);
 
     /// The panel kernels for element type E (float, bf16 bits, int8).
     template <class E>
