@@ -192,9 +192,10 @@ public:
     }
 
     /// The k best of the items `allowed` allows (item_filter.hpp), best first:
-    /// exact at any selectivity. Few allowed items (at most N / 32) are
-    /// gathered and scored by id; otherwise the table is scanned in blocks
-    /// and disallowed scores are dropped before selection. Host backends with
+    /// exact at any selectivity. The scan skips every panel of 64 rows whose
+    /// filter word is 0 and drops disallowed scores before selection (scoring
+    /// allowed rows one by one would read a cache line per column: panels
+    /// store rows column by column). Host backends with
     /// the panel and selection primitives (Reference, CPU); one query, on the
     /// calling thread.
     template <class Be>
@@ -215,31 +216,28 @@ public:
         row_id_t* heap_id = thread_scratch<row_id_t, FilterHeapTag>(std::size_t(k)).data();
         float* s = thread_scratch<float, FilterBufTag>(std::size_t(kBlock)).data();
         index_t size = 0;
-        if (count * 32 <= n_) {  // sparse: gather the allowed ids, score them by id
-            row_id_t* g = thread_scratch<row_id_t, FilterBufTag>(std::size_t(count)).data();
-            index_t m = 0;
-            for (std::size_t w = 0; w < allowed.words.size(); ++w)
-                for (std::uint64_t bits = allowed.words[w]; bits; bits &= bits - 1) {
-                    const auto id = static_cast<row_id_t>(w * 64 + std::size_t(std::countr_zero(bits)));
-                    if (id < n_) g[m++] = id;
-                }
-            for (index_t i = 0; i < m; i += kBlock) {
-                const index_t nb = std::min(kBlock, m - i);
-                score_ids(be, query.data(), g + i, nb, s);
-                // offered by position in g (ascending ids, so ties still go to the smaller id)
-                size = ops::offer_top_k(be, vector_view<const float>(s, nb), static_cast<row_id_t>(i), k,
-                                        vector_view(heap_v, k), vector_view(heap_id, k), size);
+        // Runs of panels whose 64 rows have an allowed one (a panel is one filter word).
+        const index_t panels_n = (n_ + kPanelRows - 1) / kPanelRows;
+        auto word = [&](index_t p) { return allowed.words[std::size_t(p)]; };
+        for (index_t p0 = 0; p0 < panels_n;) {
+            if (word(p0) == 0) {
+                ++p0;
+                continue;
             }
-            for (index_t i = 0; i < size; ++i) heap_id[i] = g[heap_id[i]];
-        } else {  // dense: scan, drop the disallowed scores
-            for (index_t r0 = 0; r0 < n_; r0 += kBlock) {
-                const index_t nb = std::min(kBlock, n_ - r0);
-                ops::panel_scores(be, panels().rows_from(r0, nb), query, vector_view(s, nb));
-                for (index_t j = 0; j < nb; ++j)
-                    if (!allowed.allows(static_cast<row_id_t>(r0 + j))) s[j] = -std::numeric_limits<float>::infinity();
-                size = ops::offer_top_k(be, vector_view<const float>(s, nb), static_cast<row_id_t>(r0), k,
-                                        vector_view(heap_v, k), vector_view(heap_id, k), size);
+            index_t p1 = p0 + 1;
+            while (p1 < panels_n && p1 - p0 < kBlock / kPanelRows && word(p1) != 0) ++p1;
+            const index_t r0 = p0 * kPanelRows, nb = std::min(n_, p1 * kPanelRows) - r0;
+            ops::panel_scores(be, panels().rows_from(r0, nb), query, vector_view(s, nb));
+            for (index_t p = p0; p < p1; ++p) {
+                const std::uint64_t w = word(p);
+                if (w == ~std::uint64_t{0}) continue;
+                float* sp = s + (p - p0) * kPanelRows;
+                for (index_t j = 0; j < kPanelRows && (p - p0) * kPanelRows + j < nb; ++j)
+                    if (!((w >> j) & 1u)) sp[j] = -std::numeric_limits<float>::infinity();
             }
+            size = ops::offer_top_k(be, vector_view<const float>(s, nb), static_cast<row_id_t>(r0), k,
+                                    vector_view(heap_v, k), vector_view(heap_id, k), size);
+            p0 = p1;
         }
         // Best first: score desc, then id asc.
         auto& keys = thread_scratch<std::uint64_t, FilterHeapTag>(std::size_t(size));
