@@ -11,6 +11,7 @@
 #include <fstream>
 #include <numeric>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "backend/backends.hpp"
@@ -276,4 +277,56 @@ TEST_CASE("IvfIndex: bad input gets named errors", "[retrieval][ivf]") {
                       ShapeError);
     static_assert(retrieval::Index<IvfIndex, backend::Cpu<isa::Dispatch>>);
     static_assert(retrieval::Index<IvfIndex, backend::Reference>);
+}
+
+TEST_CASE("IvfIndex: concurrent searches from many threads; filtered batch = filtered single", "[retrieval][ivf]") {
+    const Table t = clustered(5000, 16, 16, 41);
+    const Table q = clustered(40, 16, 16, 42);
+    backend::Cpu<isa::Dispatch> be{&rbtest::pool1()};
+    const IvfIndex index(be, t.view(), {.codes = IvfCodes::pq4});
+    const index_t k = 10;
+    std::vector<std::vector<row_id_t>> want;
+    for (index_t b = 0; b < q.n; ++b) want.push_back(search(be, index, q.row(b), k));
+    // Four threads search the same const index at once, each with its own (serial) backend.
+    std::vector<int> ok(4, 0);
+    std::vector<std::thread> threads;
+    for (int th = 0; th < 4; ++th)
+        threads.emplace_back([&, th] {
+            backend::Cpu<isa::Dispatch> mine = be.serial();
+            int good = 1;
+            for (int rep = 0; rep < 5; ++rep)
+                for (index_t b = th; b < q.n; b += 2) {
+                    std::vector<row_id_t> ids(static_cast<std::size_t>(k));
+                    std::vector<float> scores(static_cast<std::size_t>(k));
+                    index.search(mine, vector_view(q.row(b), q.d), k, vector_view(ids.data(), k),
+                                 vector_view(scores.data(), k));
+                    good &= int(ids == want[std::size_t(b)]);
+                }
+            ok[std::size_t(th)] = good;
+        });
+    for (auto& th : threads) th.join();
+    REQUIRE(ok == std::vector<int>(4, 1));
+
+    // One filter per query in a batch gives what the single filtered searches give.
+    std::vector<retrieval::ItemBitset> sets;
+    std::vector<retrieval::AllowedItems> views;
+    for (index_t b = 0; b < q.n; ++b) {
+        sets.emplace_back(t.n);
+        for (index_t i = 0; i < t.n; ++i)
+            if ((i * 7 + b) % 10 < 3) sets.back().set(row_id_t(i));
+    }
+    for (const auto& s : sets) views.push_back(s.view());
+    std::vector<row_id_t> ids(static_cast<std::size_t>(q.n * k)), one(static_cast<std::size_t>(k));
+    std::vector<float> scores(ids.size()), one_s(one.size());
+    rbtest::for_each_cpu_backend([&](const auto& cpu, const std::string& name) {
+        INFO(name);
+        index.search_batch_filtered(cpu, q.view(), k, matrix_view(ids.data(), q.n, k),
+                                    matrix_view(scores.data(), q.n, k), views);
+        for (index_t b = 0; b < q.n; ++b) {
+            index.search_filtered(cpu, vector_view(q.row(b), q.d), k, vector_view(one.data(), k),
+                                  vector_view(one_s.data(), k), views[std::size_t(b)]);
+            REQUIRE(std::equal(one.begin(), one.end(), ids.begin() + b * k));
+            for (row_id_t id : one) REQUIRE(views[std::size_t(b)].allows(id));
+        }
+    });
 }
