@@ -56,7 +56,7 @@ def fmt(r, keys):
     if r is None:
         return "—"
     p = ", ".join(f"{k} {r[k]}" for k in keys if k in r)
-    return f"{r['queries_per_second']:,.0f} ({r['recall@10']:.3f}; {p})"
+    return f"{r['queries_per_second']:,.0f} ({r['recall@10']:.3f}" + (f"; {p})" if p else ")")
 
 
 def ratio(a, b):

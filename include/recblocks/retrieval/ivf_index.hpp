@@ -13,8 +13,8 @@
 //   retrieval::save_ivf_index(index, "items.ivf.safetensors");
 //
 // Build: a coarse quantizer of nlist centroids by the library's k-means
-// (tokenizers::KMeans, L2, `kmeans_iterations` Lloyd steps on at most 256
-// points per centroid); nlist = 0 picks the power of two nearest to sqrt(N),
+// (tokenizers::KMeans, L2, random distinct rows as the start, then
+// `kmeans_iterations` Lloyd steps on at most 256 points per centroid); nlist = 0 picks the power of two nearest to sqrt(N),
 // at most N / 39 (FAISS's lower bound on training points per centroid) — 1,024
 // lists for N = 1e6. Each item goes to the list of its nearest centroid and
 // stores its residual r = x - c:
@@ -151,7 +151,10 @@ public:
                                   kI8MaxDim);
             cfg_.pq_m = 0;
         }
-        tokenizers::KMeans coarse({.k = cfg_.nlist, .iterations = cfg_.kmeans_iterations, .seed = cfg_.seed});
+        // Random distinct rows as the initial centroids (FAISS's choice for IVF): k-means++ would
+        // make nlist passes over the training sample, most of the build at nlist = 1,024.
+        tokenizers::KMeans coarse({.k = cfg_.nlist, .iterations = cfg_.kmeans_iterations, .seed = cfg_.seed,
+                                   .init = tokenizers::KMeansInit::random_rows});
         coarse.train(be, items);
         set_centroids(coarse.centroids());
         if (cfg_.codes == IvfCodes::pq4) train_pq(be, items);
