@@ -208,7 +208,7 @@ def main() -> None:
             h.add(xb)
             return h
         hnsw, sec = cached(cache("hnsw32"), build_hnsw, args.build_threads)
-        for ef in ([32, 128] if args.quick else [16, 32, 48, 64, 96, 128, 192, 256]):
+        for ef in ([32, 128] if args.quick else [16, 32, 64, 128, 256, 512]):
             hnsw.hnsw.efSearch = ef
             report("hnswflat", {"M": 32, "efSearch": ef}, hnsw, sec)
 

@@ -35,10 +35,11 @@ for d in 64 128; do
         extra=(); [ "$t" = 1 ] && extra=(--exact --filters)
         "${lock[@]}" "$tool" --data "$data" --d $d --threads $t --codes pq4 --cache "$cache/ours/pq4_$d.ivf" \
             "${extra[@]}" "${q[@]}" > "$out/recblocks_pq4_d${d}_t${t}.jsonl"
-        "${lock[@]}" "$tool" --data "$data" --d $d --threads $t --codes int8 --cache "$cache/ours/int8_$d.ivf" \
-            "${q[@]}" > "$out/recblocks_int8_d${d}_t${t}.jsonl"
+        # Two threads: the pq4 index and FAISS's flat, IVF and HNSW only (time).
+        [ "$t" = 1 ] && "${lock[@]}" "$tool" --data "$data" --d $d --threads $t --codes int8 \
+            --cache "$cache/ours/int8_$d.ivf" "${q[@]}" > "$out/recblocks_int8_d${d}_t${t}.jsonl"
         echo "d=$d threads=$t: FAISS..."
-        only="flat,sq8,hnsw,ivfpqfs"; [ "$t" = 1 ] && only="$only,filters"
+        only="flat,hnsw,ivfpqfs"; [ "$t" = 1 ] && only="flat,sq8,hnsw,ivfpqfs,filters"
         "${lock[@]}" "$py" "$root/benchmarks/peers/faiss_ivf_peers.py" --data "$data" --d $d --threads $t \
             --cache "$cache/faiss" --only "$only" "${q[@]}" > "$out/faiss_d${d}_t${t}.jsonl"
     done
