@@ -29,8 +29,9 @@ q=(); [ "$quick" = "--quick" ] && q=(--quick)
 unset OPENBLAS_CORETYPE  # a Haswell override halves OpenBLAS's sgemm (shared/DESIGN.md)
 { date -u; lscpu; uptime; "$py" -c 'import faiss; print("faiss", faiss.__version__, faiss.get_compile_options())'; } \
     > "$out/machine.txt"
-for d in 64 128; do
-    for t in 1 2; do
+threads_list="${THREADS:-1 2}"
+for d in ${DIMS:-64 128}; do
+    for t in $threads_list; do
         echo "d=$d threads=$t: recblocks..."
         extra=(); [ "$t" = 1 ] && extra=(--exact --filters)
         "${lock[@]}" "$tool" --data "$data" --d $d --threads $t --codes pq4 --cache "$cache/ours/pq4_$d.ivf" \
@@ -40,6 +41,9 @@ for d in 64 128; do
             --cache "$cache/ours/int8_$d.ivf" "${q[@]}" > "$out/recblocks_int8_d${d}_t${t}.jsonl"
         echo "d=$d threads=$t: FAISS..."
         only="flat,hnsw,ivfpqfs"; [ "$t" = 1 ] && only="flat,sq8,hnsw,ivfpqfs,filters"
+        # OpenBLAS (bundled in the wheel, FAISS's batch >= 20 path) on as many threads as OpenMP:
+        # its idle threads otherwise spin against the measured one on two cores.
+        OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t \
         "${lock[@]}" "$py" "$root/benchmarks/peers/faiss_ivf_peers.py" --data "$data" --d $d --threads $t \
             --cache "$cache/faiss" --only "$only" "${q[@]}" > "$out/faiss_d${d}_t${t}.jsonl"
     done

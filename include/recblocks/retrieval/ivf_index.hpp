@@ -36,16 +36,15 @@
 // (ops::rerank_top_k) give the k results, ordered by score, then id. With
 // nprobe = nlist and rerank >= N every item is re-ranked: the exact top k.
 //
-// Filters (item_filter.hpp): a query with a bitset of allowed items. The top k
-// allowed items lie in more lists than the top k of all, so nprobe grows to
-// nprobe / sqrt(f) (f the allowed fraction; the scan also goes on until it has
-// seen R allowed items), and disallowed items never enter the heap. With few
-// allowed items that scan would visit more rows than there are allowed ones,
-// so the strategy switches: when allowed * 4 <= the rows of the widened scan
-// (a gathered f32 row costs about four scanned codes), every allowed item is
-// scored exactly from its f32 row: exact results. On the benchmark data
-// (nprobe 8..32 of 1,024 lists) 1 % goes exact, 10 % and 50 % scan.
-//
+// Filters (item_filter.hpp): a query with a bitset of allowed items;
+// disallowed items never enter the heap. The scan must see enough allowed
+// items: at least 20 per re-ranked candidate (20 R), so nprobe grows to
+// 20 R nlist / (f N) lists when that is more (f the allowed fraction). When
+// that widened scan would visit more rows than scoring the allowed rows
+// exactly costs (allowed * 4 <= visited rows: a gathered f32 row costs about
+// four scanned codes), the strategy switches and every allowed item is scored
+// from its f32 row: exact results. On the 1e6 benchmark data (R = 40, 1,024
+// lists) 1 % goes exact, 10 % scans ~9 lists, 50 % the plain nprobe.
 // Results depend only on the index and the query: one query runs on the
 // calling thread; a batch spreads whole queries over the backend's threads.
 // Searches are const and may run concurrently from many threads (scratch is
@@ -596,11 +595,15 @@ private:
             const index_t count = allowed->count(id_limit_);
             RECBLOCKS_CHECK_VALUE(count >= k, "retrieval::IvfIndex::search_filtered: the filter allows ", count,
                                   " ids but k = ", k);
+            // Widen the scan until it sees kFilterSeenPerCandidate allowed items per re-ranked
+            // candidate; if that scan visits more rows than scoring the allowed rows exactly costs
+            // (a gathered f32 row ~ kFilterGatherCost scanned codes), score them exactly instead.
             const double f = std::min(1.0, double(count) / double(std::max<index_t>(live_, 1)));
-            const double widened = std::min(double(nl), std::ceil(double(nprobe) / std::sqrt(f)));
-            // Rows the widened scan would visit against the allowed rows, gathered whole (a
-            // gathered f32 row costs about kFilterGatherCost scanned codes).
-            if (double(count) * kFilterGatherCost <= widened * double(live_) / double(nl))
+            const double per_list = double(std::max<index_t>(live_, 1)) / double(nl);
+            const double want_seen = kFilterSeenPerCandidate * double(std::max(k, params_.rerank));
+            const double widened =
+                std::clamp(std::ceil(want_seen / (f * per_list)), double(nprobe), double(nl));
+            if (double(count) * kFilterGatherCost <= widened * per_list)
                 return search_allowed_exactly(be, q, k, out_ids, out_scores, exclude, *allowed, count, ws);
             nprobe = index_t(widened);
         }
@@ -668,6 +671,7 @@ private:
     }
 
     static constexpr double kFilterGatherCost = 4.0;
+    static constexpr double kFilterSeenPerCandidate = 20.0;
 
     IvfConfig cfg_{};
     IvfSearchParams params_{};
