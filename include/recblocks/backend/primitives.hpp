@@ -69,6 +69,10 @@
 //                         returns how many (outputs: n + 16)
 //     kth_largest_key     a threshold t (not necessarily a key) with
 //                         count(keys >= t) >= k and count(keys > t) <= k + slack
+//     pq4_scan            out[v] = sum_s lut[s][code(v, s)] (u16) for blocks of 32
+//                         vectors of 4-bit PQ codes (backend/pq4_codes.hpp),
+//                         lut [M][16] u8, and (optional) per block a 32-bit mask
+//                         of out >= threshold: the fast scan of retrieval::IvfIndex
 //   whole searches  optional (Reference, CPU, Cuda; ops/retrieval.hpp): one
 //                   call per search, so each backend does it its own way
 //                   (CPU: threaded panel scans + threshold buffer; Cuda: a fused

@@ -30,6 +30,7 @@
 // returned (ExcludedIds for a batch: CSR offsets + ids). Like every view passed
 // to a search, they live in the backend's memory space.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <span>
@@ -39,10 +40,13 @@
 #include "recblocks/core/dtype.hpp"
 #include "recblocks/core/quantize_i8.hpp"
 #include "recblocks/core/tensor.hpp"
+#include "recblocks/core/thread_scratch.hpp"
 #include "recblocks/ops/panel_scores.hpp"
 #include "recblocks/ops/retrieval.hpp"
+#include "recblocks/ops/top_k_selection.hpp"
 #include "recblocks/ops/validate.hpp"
 #include "recblocks/retrieval/index.hpp"
+#include "recblocks/retrieval/item_filter.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace retrieval {
@@ -187,7 +191,68 @@ public:
         ops::panel_scores_of_ids(be, panels(), vector_view(ids, n), vector_view(query, d_), vector_view(out, n));
     }
 
+    /// The k best of the items `allowed` allows (item_filter.hpp), best first:
+    /// exact at any selectivity. The scan skips every panel of 64 rows whose
+    /// filter word is 0 and drops disallowed scores before selection (scoring
+    /// allowed rows one by one would read a cache line per column: panels
+    /// store rows column by column). Host backends with
+    /// the panel and selection primitives (Reference, CPU); one query, on the
+    /// calling thread.
+    template <class Be>
+        requires ops::has_panel_scores<Be, Element> && ops::has_top_k_selection<Be> &&
+                 std::is_same_v<memory_space_t<Be>, Memory> && Memory::host_accessible
+    void search_filtered(const Be& be, VectorView<const float> query, index_t k, VectorView<row_id_t> ids,
+                         VectorView<float> scores, AllowedItems allowed) const {
+        constexpr std::string_view op = "retrieval::ExactIndex::search_filtered";
+        check_ready(op);
+        RECBLOCKS_CHECK_SHAPE(query.size() == d_, op, ": query has ", query.size(), " entries but items have ", d_);
+        check_k(op, k, ids.size(), scores.size());
+        ::recblocks::detail::check_finite_query(op, query.data(), d_, 0);
+        allowed.check_covers(op, n_);
+        const index_t count = allowed.count(n_);
+        RECBLOCKS_CHECK_VALUE(count >= k, op, ": the filter allows ", count, " items but k = ", k);
+        constexpr index_t kBlock = 4096;
+        float* heap_v = thread_scratch<float, FilterHeapTag>(std::size_t(k)).data();
+        row_id_t* heap_id = thread_scratch<row_id_t, FilterHeapTag>(std::size_t(k)).data();
+        float* s = thread_scratch<float, FilterBufTag>(std::size_t(kBlock)).data();
+        index_t size = 0;
+        // Runs of panels whose 64 rows have an allowed one (a panel is one filter word).
+        const index_t panels_n = (n_ + kPanelRows - 1) / kPanelRows;
+        auto word = [&](index_t p) { return allowed.words[std::size_t(p)]; };
+        for (index_t p0 = 0; p0 < panels_n;) {
+            if (word(p0) == 0) {
+                ++p0;
+                continue;
+            }
+            index_t p1 = p0 + 1;
+            while (p1 < panels_n && p1 - p0 < kBlock / kPanelRows && word(p1) != 0) ++p1;
+            const index_t r0 = p0 * kPanelRows, nb = std::min(n_, p1 * kPanelRows) - r0;
+            ops::panel_scores(be, panels().rows_from(r0, nb), query, vector_view(s, nb));
+            for (index_t p = p0; p < p1; ++p) {
+                const std::uint64_t w = word(p);
+                if (w == ~std::uint64_t{0}) continue;
+                float* sp = s + (p - p0) * kPanelRows;
+                for (index_t j = 0; j < kPanelRows && (p - p0) * kPanelRows + j < nb; ++j)
+                    if (!((w >> j) & 1u)) sp[j] = -std::numeric_limits<float>::infinity();
+            }
+            size = ops::offer_top_k(be, vector_view<const float>(s, nb), static_cast<row_id_t>(r0), k,
+                                    vector_view(heap_v, k), vector_view(heap_id, k), size);
+            p0 = p1;
+        }
+        // Best first: score desc, then id asc.
+        auto& keys = thread_scratch<std::uint64_t, FilterHeapTag>(std::size_t(size));
+        for (index_t i = 0; i < size; ++i) keys[std::size_t(i)] = retrieval_keys::rank_key(heap_v[i], heap_id[i]);
+        std::sort(keys.begin(), keys.begin() + size, std::greater<>());
+        for (index_t i = 0; i < k; ++i) {
+            ids(i) = retrieval_keys::key_id(keys[std::size_t(i)]);
+            scores(i) = retrieval_keys::key_score(keys[std::size_t(i)]);
+        }
+    }
+
 private:
+    struct FilterHeapTag {};
+    struct FilterBufTag {};
+
     void check_ready(std::string_view op) const {
         RECBLOCKS_CHECK_VALUE(n_ > 0, op, ": the index is empty (default-constructed)");
     }

@@ -628,6 +628,11 @@ struct Primitives<backend::Cpu<Isa>> : detail::HostAttentionPrimitives<backend::
         return kernels<float>().retrieval.kth_largest(keys.data(), keys.size(), k, slack);
     }
 
+    static void pq4_scan(const B&, const std::uint8_t* codes, index_t blocks, index_t m, const std::uint8_t* lut,
+                         std::uint16_t threshold, std::uint16_t* out, std::uint32_t* masks) {
+        kernels<float>().retrieval.pq4_scan(codes, blocks, m, lut, threshold, out, masks);
+    }
+
     // Whole searches (cpu/retrieval_search.hpp): threads split the table
     // (one query) or its item tiles (a batch), at fixed boundaries.
     template <class E>

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "recblocks/backend/host_attention.hpp"
+#include "recblocks/backend/pq4_codes.hpp"
 #include "recblocks/backend/primitives.hpp"
 #include "recblocks/backend/retrieval.hpp"
 #include "recblocks/core/rng.hpp"
@@ -605,6 +606,23 @@ struct Primitives<backend::Reference> : detail::HostAttentionPrimitives<backend:
         std::vector<std::uint32_t> sorted(keys.data(), keys.data() + keys.size());
         std::sort(sorted.begin(), sorted.end(), std::greater<>());
         return sorted[std::size_t(k - 1)];
+    }
+
+    /// out[v] = sum_s lut[s][code(v, s)] for the 32 * blocks vectors of `codes` (backend/pq4_codes.hpp);
+    /// masks[b] bit v = (out[32 b + v] >= threshold) unless masks is null.
+    static void pq4_scan(const B&, const std::uint8_t* codes, index_t blocks, index_t m, const std::uint8_t* lut,
+                         std::uint16_t threshold, std::uint16_t* out, std::uint32_t* masks) {
+        for (index_t v = 0; v < blocks * kPq4BlockRows; ++v) {
+            std::uint32_t acc = 0;
+            for (index_t s = 0; s < m; ++s) acc += lut[16 * s + pq4_get(codes, v, s, m)];
+            out[v] = static_cast<std::uint16_t>(acc);
+        }
+        if (masks)
+            for (index_t b = 0; b < blocks; ++b) {
+                masks[b] = 0;
+                for (index_t v = 0; v < kPq4BlockRows; ++v)
+                    masks[b] |= std::uint32_t(out[b * kPq4BlockRows + v] >= threshold) << v;
+            }
     }
 
     template <class T>

@@ -25,6 +25,9 @@
 // same test for retrieval::TopKCollector, which buffers everything above a
 // threshold and selects in bulk (cheaper than a heap when k is large).
 //
+// The 4-bit product-quantization fast scan of an IVF index's lists
+// (pq4_fast_scan.hpp) is in this section too.
+//
 // RetrievalKernelTable is the retrieval section of CpuKernelTable<float>
 // (kernel_table.hpp): one table per ISA, one selector.
 #include <algorithm>
@@ -33,6 +36,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "recblocks/backend/cpu/kernels/pq4_fast_scan.hpp"
 #include "recblocks/backend/cpu/kernels/simd.hpp"
 #include "recblocks/backend/panels.hpp"
 #include "recblocks/backend/cpu/kernels/top_k.hpp"
@@ -605,6 +609,10 @@ struct RetrievalKernelTable {
     index_t (*offer)(const float*, index_t, row_id_t, index_t, float*, row_id_t*, index_t, const row_id_t*, index_t);
     index_t (*collect_above)(const float*, index_t, float, row_id_t, float*, row_id_t*);
     std::uint32_t (*kth_largest)(const std::uint32_t*, index_t, index_t, index_t);
+    /// 4-bit PQ fast scan (kernels/pq4_fast_scan.hpp): codes, blocks, M, lut [M][16], threshold,
+    /// out [32 blocks], masks [blocks] or null.
+    void (*pq4_scan)(const std::uint8_t*, index_t, index_t, const std::uint8_t*, std::uint16_t, std::uint16_t*,
+                     std::uint32_t*);
 
     /// The panel kernels for element type E (float, bf16 bits, int8).
     template <class E>
@@ -646,7 +654,8 @@ constexpr RetrievalKernelTable make_retrieval_kernel_table() {
             &K::score_ids_f32,
             &K::offer,
             &K::collect_above,
-            &K::kth_largest};
+            &K::kth_largest,
+            &Pq4FastScanKernels<Arch>::scan};
 }
 
 }  // namespace cpu
