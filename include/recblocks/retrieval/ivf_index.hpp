@@ -69,7 +69,10 @@
 #include "recblocks/core/quantize_i8.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/core/thread_pool.hpp"
+#include "recblocks/core/thread_scratch.hpp"
 #include "recblocks/io/safetensors.hpp"
+#include "recblocks/ops/gemm.hpp"
+#include "recblocks/ops/nearest_centroid.hpp"
 #include "recblocks/ops/panel_scores.hpp"
 #include "recblocks/ops/pq4_scan.hpp"
 #include "recblocks/ops/retrieval.hpp"
@@ -329,10 +332,23 @@ private:
     }
 
     /// labels[i] = the nearest (L2) of the rows of c [K, w] for each row of x [n, w].
+    /// Blocks of 512 rows over the backend's threads, each one GEMM x·cᵀ and
+    /// a shifted argmin (ties: the lowest index), in per-thread scratch.
     template <class Be>
     static void nearest(const Be& be, MatrixView<const float> x, MatrixView<const float> c, const float* cnorm,
                         std::int32_t* labels) {
-        tokenizers::detail::assign_nearest(be, x, c, cnorm, 512, labels, nullptr);
+        struct NearestTag {};
+        const index_t k = c.rows();
+        parallel_for(be.threads(), 0, x.rows(), 512, [&](index_t r0, index_t r1) {
+            const index_t rows = r1 - r0;
+            auto& f = thread_scratch<float, NearestTag>(static_cast<std::size_t>(rows * (k + 1)));
+            auto& arg = thread_scratch<index_t, NearestTag>(static_cast<std::size_t>(rows));
+            const auto g = matrix_view(f.data(), rows, k);
+            ops::gemm(be, Trans::no, Trans::yes, 1.0f, x.slice_rows(r0, r1), c, 0.0f, g);
+            ops::shifted_argmin_rows(be, g, vector_view(cnorm, k), vector_view(arg.data(), rows),
+                                     vector_view(f.data() + rows * k, rows));
+            for (index_t r = 0; r < rows; ++r) labels[r0 + r] = static_cast<std::int32_t>(arg[std::size_t(r)]);
+        });
     }
 
     /// Columns [sub_begin(s), sub_begin(s + 1)) belong to sub-quantizer s.
