@@ -233,3 +233,17 @@ TEST_CASE("thread_pool: grain 0 is a ValueError", "[core][thread_pool]") {
                       Catch::Matchers::Contains("grain must be >= 1, got -3"));
     CHECK_FALSE(called);
 }
+
+TEST_CASE("thread_pool: back-to-back jobs while workers spin, and after they fall asleep", "[core][thread_pool]") {
+    // Jobs arriving faster than the spin time are taken by spinning workers; a pause longer
+    // than the spin time sends them to sleep and the next job must wake them.
+    ThreadPool pool(3);
+    std::atomic<long> sum{0};
+    for (int round = 0; round < 3; ++round) {
+        for (int j = 0; j < 2000; ++j)
+            parallel_for(pool, 0, 8, 1, [&](index_t b, index_t e) { sum += e - b; });
+        std::this_thread::sleep_for(std::chrono::milliseconds(3));  // > the default 100 us spin
+    }
+    CHECK(sum.load() == 3L * 2000 * 8);
+    CHECK(ThreadPool::spin_us().count() >= 0);
+}

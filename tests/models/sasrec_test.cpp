@@ -4,6 +4,8 @@
 // warm-up; scores are F_last · E; bad inputs.
 #include <catch2/catch.hpp>
 
+#include <cstring>
+
 #include "../support/compare.hpp"
 #include "../support/gradcheck.hpp"
 #include "../support/tiny_sasrec_batch.hpp"
@@ -90,4 +92,47 @@ TEST_CASE("SASRec inference: scores, padding, CPU vs Reference, no allocation af
     batch.ids(1, 2) = 13;
     REQUIRE_THROWS_WITH(b.score_all(cpu, pool, batch.ids.cview(), sb.view()), Catch::Contains("outside [0, 12]"));
     REQUIRE_THROWS_AS((models::SASRec<float>({0}, Rng(1))), ValueError);
+}
+
+TEST_CASE("SASRec: one user's forward shared by threads gives the same bits as one thread", "[models][sasrec]") {
+    // Batch 1 with fewer (sequence, head) lanes than threads: the attention splits the query rows
+    // over the pool and the products split their rows or the catalogue. L = 100 makes several row
+    // blocks; one history fills the window, one is short (padded keys masked or not).
+    for (const bool mask_keys : {false, true}) {
+        models::SASRecConfig cfg;
+        cfg.num_items = 300;
+        cfg.max_len = 100;
+        cfg.d_model = 32;
+        cfg.num_blocks = 2;
+        cfg.heads = 1;
+        cfg.dropout = 0.0;
+        cfg.mask_padding_keys = mask_keys;
+        models::SASRec<float> one(cfg, Rng(9)), two(cfg, Rng(9));
+        ThreadPool pool1(1), pool2(2);
+        const backend::Cpu<isa::Dispatch> cpu1{&pool1}, cpu2{&pool2};
+        for (const index_t len : {index_t(100), index_t(37)}) {
+            Matrix<row_id_t> ids(Shape<2>{{1, cfg.max_len}});
+            for (index_t t = cfg.max_len - len; t < cfg.max_len; ++t)
+                ids(0, t) = static_cast<row_id_t>(1 + (t * 37 + 11) % cfg.num_items);
+            Matrix<float> s1(Shape<2>{{1, cfg.num_items + 1}}), s2(s1.shape());
+            one.score_all(cpu1, pool1, ids.cview(), s1.view());
+            two.score_all(cpu2, pool2, ids.cview(), s2.view());
+            CHECK(std::memcmp(s1.data(), s2.data(), sizeof(float) * std::size_t(s1.numel())) == 0);
+            // Training without dropout keeps P for the backward: the split forward writes it too.
+            Matrix<row_id_t> pos(ids.shape()), neg(ids.shape());
+            for (index_t t = 0; t < cfg.max_len; ++t) {
+                pos(0, t) = ids(0, t) == 0 ? 0 : static_cast<row_id_t>(1 + (t * 13) % cfg.num_items);
+                neg(0, t) = ids(0, t) == 0 ? 0 : static_cast<row_id_t>(1 + (t * 29 + 5) % cfg.num_items);
+            }
+            const double l1 = one.train_step_bce(cpu1, pool1, ids.cview(), pos.cview(), neg.cview(), 3).loss;
+            const double l2 = two.train_step_bce(cpu2, pool2, ids.cview(), pos.cview(), neg.cview(), 3).loss;
+            CHECK(l1 == l2);
+            for (std::size_t i = 0; i < one.params().size(); ++i) {
+                const auto& a = one.params()[i];
+                const auto& b = two.params()[i];
+                INFO(a.name << " mask_keys=" << mask_keys << " len=" << len);
+                CHECK(std::equal(a.grad, a.grad + a.numel(), b.grad));
+            }
+        }
+    }
 }

@@ -31,6 +31,10 @@ struct HostAttention {
                         MatrixView<const T> v, VectorView<const index_t> key_end, MatrixView<const std::uint8_t> keep,
                         T scale, const AttentionDropout<T>& drop, VectorView<T> state, MatrixView<T> ctx) {
         const bool keep_p = state.data() != nullptr;
+        if (!drop.active() && split_rows(be, s)) {
+            forward_row_blocks(be, s, q, k, v, key_end, keep, scale, state, ctx);
+            return;
+        }
         for_each_sequence(be, s.batch, [&](const B& inner, index_t b) {
             const auto keys_kept = keep.data() ? VectorView<const std::uint8_t>(keep.row(b), Shape<1>{{s.kv_len}})
                                                : VectorView<const std::uint8_t>{};
@@ -93,6 +97,60 @@ struct HostAttention {
     }
 
 private:
+    /// Query rows per task when one sequence's attention is shared by threads: a
+    /// multiple of the kernels' row tile, so every row is computed the same way
+    /// however the rows are split (the result does not depend on the thread count).
+    static constexpr index_t kRowBlock = 32;
+
+    /// Fewer (sequence, head) lanes than threads and rows enough to share (batch 1 serving).
+    static bool split_rows(const B& be, const AttentionShape& s) {
+        if constexpr (requires { be.threads(); }) {
+            return s.batch * s.heads < be.threads().size() && s.q_len >= 2 * kRowBlock;
+        } else {
+            return false;
+        }
+    }
+
+    /// forward() without dropout, as tasks of (sequence, head, block of kRowBlock query
+    /// rows); the pool hands them out in order, so the long causal rows at the end are
+    /// shared too. Each task writes only its own rows of P and ctx.
+    static void forward_row_blocks(const B& be, const AttentionShape& s, MatrixView<const T> q,
+                                   MatrixView<const T> k, MatrixView<const T> v, VectorView<const index_t> key_end,
+                                   MatrixView<const std::uint8_t> keep, T scale, VectorView<T> state,
+                                   MatrixView<T> ctx) {
+        if constexpr (requires { be.threads(); be.serial(); }) {
+            const B inner = be.serial();
+            const index_t blocks = (s.q_len + kRowBlock - 1) / kRowBlock, lanes = s.batch * s.heads;
+            parallel_for(be.threads(), 0, lanes * blocks, 1, [&](index_t t0, index_t t1) {
+                for (index_t t = t0; t < t1; ++t) {
+                    const index_t lane = t / blocks, b = lane / s.heads, h = lane % s.heads;
+                    const index_t r0 = (t % blocks) * kRowBlock, r1 = std::min(s.q_len, r0 + kRowBlock);
+                    // Only the keys some row of the block sees (key_end grows with the row).
+                    index_t seen = 0;
+                    for (index_t r = r0; r < r1; ++r) seen = std::max(seen, key_end(r));
+                    const auto keys_kept = keep.data() ? VectorView<const std::uint8_t>(keep.row(b), Shape<1>{{seen}})
+                                                       : VectorView<const std::uint8_t>{};
+                    const VectorView<const index_t> ends(key_end.data() + r0, Shape<1>{{r1 - r0}});
+                    auto c = head(ctx, b, s.q_len, h, s.head_dim).slice_rows(r0, r1);
+                    if (state.data()) {  // row r of P written on [0, key_end[r]), as forward() writes it
+                        auto p = probs(state, s, b, h, 0).slice_rows(r0, r1);
+                        P::template prefix_attention<T>(
+                            inner, head(q, b, s.q_len, h, s.head_dim).slice_rows(r0, r1),
+                            head(k, b, s.kv_len, h, s.head_dim).slice_rows(0, seen),
+                            head(v, b, s.kv_len, h, s.head_dim).slice_rows(0, seen), ends, ends, keys_kept, scale,
+                            MatrixView<T>(p.data(), Shape<2>{{r1 - r0, seen}}, {p.ld(), 1}), c);
+                    } else {
+                        P::template prefix_attention<T>(
+                            inner, head(q, b, s.q_len, h, s.head_dim).slice_rows(r0, r1),
+                            head(k, b, s.kv_len, h, s.head_dim).slice_rows(0, seen),
+                            head(v, b, s.kv_len, h, s.head_dim).slice_rows(0, seen), ends, ends, keys_kept, scale,
+                            MatrixView<T>{}, c);
+                    }
+                }
+            });
+        }
+    }
+
     /// Head h of sequence b: rows [b * len, (b + 1) * len), columns [h * dh, (h + 1) * dh).
     template <class U>
     static MatrixView<U> head(MatrixView<U> m, index_t b, index_t len, index_t h, index_t dh) {

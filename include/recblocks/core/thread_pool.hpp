@@ -8,6 +8,14 @@
 //
 // The calling thread takes part in the work. A parallel_for issued from
 // inside a task runs serially in that task (no nested oversubscription).
+//
+// Waiting spins before it sleeps: a worker that finished a job watches for
+// the next one for spin_us() microseconds (RECBLOCKS_SPIN_US, default 100;
+// 0 = sleep at once), and the caller watches its job's last chunks finish
+// for as long, yielding the core between looks. Waking a sleeping thread
+// costs tens of microseconds, more than the work of one sequence's small
+// products; a spinning one starts within a microsecond, which is what lets
+// two threads share the work of a single user (batch 1).
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -17,6 +25,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <chrono>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -65,6 +74,21 @@ public:
         }
         return std::max(1u, std::thread::hardware_concurrency());
     }
+    /// How long a waiting thread spins before it sleeps: RECBLOCKS_SPIN_US
+    /// (an integer in [0, 100000]) if set, else 100 microseconds.
+    static std::chrono::microseconds spin_us() {
+        static const std::chrono::microseconds spin = [] {
+            int us = 100;
+            if (const char* env = std::getenv("RECBLOCKS_SPIN_US")) {
+                const std::string_view text(env);
+                const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), us);
+                RECBLOCKS_CHECK_VALUE(ec == std::errc() && end == text.data() + text.size() && us >= 0 && us <= 100000,
+                                      "RECBLOCKS_SPIN_US must be an integer in [0, 100000], got '", env, "'");
+            }
+            return std::chrono::microseconds(us);
+        }();
+        return spin;
+    }
 
     /// Calls `task(c)` for every chunk c in [0, chunks), spread over the pool,
     /// and returns when all are done. If tasks throw, the exception of the
@@ -85,10 +109,11 @@ public:
         {
             std::lock_guard lock(mutex_);
             job_ = &job;
-            ++generation_;
+            generation_.fetch_add(1, std::memory_order_release);
         }
-        wake_.notify_all();
+        wake_.notify_all();  // no system call when every worker is spinning
         work_on(job);
+        spin_until([&] { return job.active.load(std::memory_order_acquire) == 0; });
         {
             std::unique_lock lock(mutex_);
             done_.wait(lock, [&] { return job.active == 0; });
@@ -113,7 +138,7 @@ private:
         std::atomic<index_t> next{0};
         void* context = nullptr;
         void (*invoke)(void*, index_t) = nullptr;
-        int active = 0;  // workers inside work_on (guarded by mutex_)
+        std::atomic<int> active{0};  // workers inside work_on (changed under mutex_, read by the spinning caller)
         std::mutex error_mutex;
         index_t error_chunk = -1;
         std::exception_ptr error;
@@ -141,22 +166,38 @@ private:
         in_task() = was;
     }
 
+    /// Spins (yielding the core between looks) until done() or spin_us() has passed.
+    template <class Done>
+    static void spin_until(Done&& done) {
+        const auto spin = spin_us();
+        if (spin.count() == 0 || done()) return;
+        const auto until = std::chrono::steady_clock::now() + spin;
+        while (!done() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    }
+
     void worker_loop() {
         std::size_t seen = 0;
         for (;;) {
             Job* job = nullptr;
+            spin_until([&] {
+                return generation_.load(std::memory_order_acquire) != seen || stopping_.load(std::memory_order_relaxed);
+            });
             {
                 std::unique_lock lock(mutex_);
+                if (!stopping_ && !job_ && generation_ != seen) {  // that job finished without us: spin on
+                    seen = generation_;
+                    continue;
+                }
                 wake_.wait(lock, [&] { return stopping_ || (job_ && generation_ != seen); });
                 if (stopping_) return;
                 seen = generation_;
                 job = job_;
-                ++job->active;
+                job->active.fetch_add(1, std::memory_order_relaxed);
             }
             work_on(*job);
             {
                 std::lock_guard lock(mutex_);
-                --job->active;
+                job->active.fetch_sub(1, std::memory_order_release);
             }
             done_.notify_all();
         }
@@ -168,8 +209,8 @@ private:
     std::condition_variable wake_;
     std::condition_variable done_;
     Job* job_ = nullptr;
-    std::size_t generation_ = 0;
-    bool stopping_ = false;
+    std::atomic<std::size_t> generation_{0};  // changed under mutex_; read by spinning workers
+    std::atomic<bool> stopping_{false};
 };
 
 /// Number of chunks [begin, end) is cut into with chunks of `grain` elements.

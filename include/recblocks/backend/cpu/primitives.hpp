@@ -158,7 +158,7 @@ struct Primitives<backend::Cpu<Isa>> : detail::HostAttentionPrimitives<backend::
     /// pool thread costs more than ~4 MFLOP (a few µs) saves. At batch 1,
     /// SASRec's GEMMs (<= 3 MFLOP) then stay on the calling thread (2 threads:
     /// 3,900 -> 4,500 sequences/s).
-    static constexpr double kSplitFlops = 4e6;
+    static constexpr double kSplitFlops = 4e5;
 
     template <class T>
     static void gemm(const B& be, Trans ta, Trans tb, T alpha, MatrixView<const T> a, MatrixView<const T> b, T beta,
