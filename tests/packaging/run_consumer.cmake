@@ -38,11 +38,31 @@ if(MODE STREQUAL "install")
               lib/cmake/recblocks/dispatch/recblocks_dispatch_sse2.cpp
               lib/cmake/recblocks/dispatch/recblocks_dispatch_avx2.cpp
               lib/cmake/recblocks/dispatch/recblocks_dispatch_avx512.cpp
-              include/recblocks/recblocks.hpp include/recblocks/version.hpp)
+              include/recblocks/recblocks.hpp include/recblocks/version.hpp
+              lib/pkgconfig/recblocks.pc share/doc/recblocks/LICENSE)
         if(NOT EXISTS "${prefix}/${f}")
             message(FATAL_ERROR "[packaging_install] ${f} was not installed")
         endif()
     endforeach()
+    # pkg-config finds the installed headers (and, through Requires, Eigen and xsimd).
+    find_program(PKG_CONFIG_EXECUTABLE NAMES pkg-config pkgconf)
+    if(PKG_CONFIG_EXECUTABLE)
+        set(ENV{PKG_CONFIG_PATH} "${prefix}/lib/pkgconfig")
+        execute_process(COMMAND "${PKG_CONFIG_EXECUTABLE}" --cflags recblocks RESULT_VARIABLE rc
+                        OUTPUT_VARIABLE cflags ERROR_VARIABLE err OUTPUT_STRIP_TRAILING_WHITESPACE)
+        file(REAL_PATH "${prefix}/include" want_include)
+        string(FIND "${cflags}" "eigen3" has_eigen)
+        if(NOT rc EQUAL 0 OR has_eigen EQUAL -1)
+            message(FATAL_ERROR "[packaging_install] pkg-config --cflags recblocks failed (${rc}): ${cflags} ${err}")
+        endif()
+        execute_process(COMMAND "${PKG_CONFIG_EXECUTABLE}" --variable=includedir recblocks
+                        OUTPUT_VARIABLE includedir OUTPUT_STRIP_TRAILING_WHITESPACE)
+        file(REAL_PATH "${includedir}" got_include)
+        if(NOT got_include STREQUAL want_include)
+            message(FATAL_ERROR "[packaging_install] recblocks.pc's includedir is ${got_include}, not ${want_include}")
+        endif()
+        message(STATUS "[packaging_install] pkg-config --cflags recblocks: ${cflags}")
+    endif()
     list(APPEND consumer_args -DRECBLOCKS_CONSUMER_MODE=find_package "-DCMAKE_PREFIX_PATH=${prefix}")
 elseif(MODE STREQUAL "add_subdirectory")
     list(APPEND consumer_args -DRECBLOCKS_CONSUMER_MODE=add_subdirectory "-DRECBLOCKS_SOURCE_DIR=${SOURCE_DIR}")
