@@ -170,7 +170,7 @@ def main() -> int:
     print("| engine | threads | batch | median ms | seq/s | top-10 agreement with torch | precision |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in results:
-        print(f'| {r["engine"]} {r.get("version", "")} | {r["threads"]} | {r["batch"]} | {r["median_ms"]:.3f} | '
+        print(f'| {r["engine"]} {r.get("version", "").split("-")[0]} | {r["threads"]} | {r["batch"]} | {r["median_ms"]:.3f} | '
               f'{r["seq_per_s"]:,.0f} | {r.get("top10_agree", float("nan")):.3f} | {r.get("precision", "f32")} |')
     if args.out:
         with open(args.out, "w") as f:
