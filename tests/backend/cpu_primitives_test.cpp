@@ -94,6 +94,45 @@ TEMPLATE_TEST_CASE("cpu gemm_batched matches reference", "[backend][gemm]", floa
     }
 }
 
+TEMPLATE_TEST_CASE("cpu linear (x wT + bias, in blocks of rows) matches reference, strided output", "[backend][gemm]",
+                   float, double) {
+    using T = TestType;
+    // 1-2 rows (row dot products), one block, several blocks with a short last one, SASRec's shapes.
+    const index_t sizes[][3] = {{1, 50, 150}, {2, 7, 3}, {17, 9, 5}, {1000, 50, 150}, {25601, 50, 50}, {435, 64, 151}};
+    for (const auto& sz : sizes) {
+        const index_t m = sz[0], k = sz[1], n = sz[2];
+        Matrix<T> x(Shape<2>{{m, k}}), w(Shape<2>{{n, k}}), want(Shape<2>{{m, n}});
+        Vector<T> bias(Shape<1>{{n}});
+        fill_uniform(x, 41);
+        fill_uniform(w, 42);
+        fill_uniform(bias, 43);
+        ops::broadcast_rows(ref, bias.cview(), T(0), want.view());
+        ops::gemm(ref, Trans::no, Trans::yes, T(1), x.view(), w.view(), T(1), want.view());
+        Matrix<T> first;
+        rbtest::for_each_cpu_backend([&](const auto& be, const std::string& name) {
+            Matrix<T> big(Shape<2>{{m, n + 3}});  // y = columns 1..n of a wider matrix
+            std::fill(big.begin(), big.end(), std::numeric_limits<T>::quiet_NaN());
+            auto y = matrix_view(big.data() + 1, m, n, n + 3);
+            ops::linear(be, x.view(), w.view(), bias.cview(), y);
+            Matrix<T> got(Shape<2>{{m, n}});
+            for (index_t r = 0; r < m; ++r)
+                for (index_t c = 0; c < n; ++c) got(r, c) = y(r, c);
+            INFO(name << " m=" << m << " k=" << k << " n=" << n);
+            RBTEST_REQUIRE_CLOSE(got.cview(), want.cview(), (rbtest::Tolerance{1e-5 * k, 1e-5}));
+            REQUIRE(std::isnan(big(m - 1, 0)));  // outside y: untouched
+            REQUIRE(std::isnan(big(m - 1, n + 1)));
+            if (name.rfind("cpu<dispatch", 0) == 0) {  // the same bits on 1 and 3 threads
+                if (first.numel() == 0) first = got;
+                else REQUIRE(std::equal(got.begin(), got.end(), first.begin()));
+            }
+        });
+    }
+    Matrix<float> x(Shape<2>{{4, 3}}), w(Shape<2>{{5, 3}}), y(Shape<2>{{4, 5}});
+    Vector<float> b4(Shape<1>{{4}});
+    REQUIRE_THROWS_WITH(ops::linear(ref, x.view(), w.view(), b4.cview(), y.view()),
+                        Catch::Contains("bias has 4 entries but w has 5 rows"));
+}
+
 TEMPLATE_TEST_CASE("cpu dot and axpy match reference", "[backend][blas1]", float, double) {
     using T = TestType;
     for (index_t n : {1, 7, 8, 9, 63, 64, 65, 1000, 200001}) {

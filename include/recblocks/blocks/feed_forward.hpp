@@ -111,12 +111,10 @@ public:
         step_ = step;
         train_ = train && cfg_.dropout > 0;
         train_hidden_ = train && drop_hidden_.p() > 0;
-        ops::broadcast_rows(be, params_.b1.cview(), T(0), pre_.view());
-        ops::gemm(be, Trans::no, Trans::yes, T(1), x, params_.w1.view(), T(1), pre_.view());
+        ops::linear(be, x, params_.w1.cview(), params_.b1.cview(), pre_.view());
         ops::activation_forward(be, cfg_.activation, pre_.view(), hidden_.view());
         if (train_hidden_) drop_hidden_.forward<T>(be, 2 * step, flat(hidden_), flat_mut(hidden_));
-        ops::broadcast_rows(be, params_.b2.cview(), T(0), y);
-        ops::gemm(be, Trans::no, Trans::yes, T(1), hidden_.view(), params_.w2.view(), T(1), y);
+        ops::linear(be, hidden_.cview(), params_.w2.cview(), params_.b2.cview(), y);
         if (train_) drop_out_.forward<T>(be, 2 * step + 1, vector_view<const T>(y.data(), y.numel()), vector_view(y.data(), y.numel()));
         if (cfg_.residual) ops::add(be, MatrixView<const T>(y), x, y);
     }
@@ -131,11 +129,9 @@ public:
                               x.shape(), " and y is ", y.shape(), " but d_model is ", d);
         if (infer_hidden_.extent(0) != rows) infer_hidden_.resize(Shape<2>{{rows, f}});
         auto hidden = infer_hidden_.view();
-        ops::broadcast_rows(be, params_.b1.cview(), T(0), hidden);
-        ops::gemm(be, Trans::no, Trans::yes, T(1), x, params_.w1.view(), T(1), hidden);
+        ops::linear(be, x, params_.w1.cview(), params_.b1.cview(), hidden);
         ops::activation_forward(be, cfg_.activation, MatrixView<const T>(hidden), hidden);
-        ops::broadcast_rows(be, params_.b2.cview(), T(0), y);
-        ops::gemm(be, Trans::no, Trans::yes, T(1), MatrixView<const T>(hidden), params_.w2.view(), T(1), y);
+        ops::linear(be, MatrixView<const T>(hidden), params_.w2.cview(), params_.b2.cview(), y);
         if (cfg_.residual) ops::add(be, MatrixView<const T>(y), x, y);
     }
 

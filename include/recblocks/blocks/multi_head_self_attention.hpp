@@ -157,10 +157,10 @@ public:
         kv_in_ = kv_in;
         key_keep_ = key_keep;
         auto qkv = qkv_.view();
-        ops::broadcast_rows(be, params_.in_proj_bias.cview(), T(0), qkv);
         if (is_self()) {
-            ops::gemm(be, Trans::no, Trans::yes, T(1), flat(q_in), params_.in_proj_weight.view(), T(1), qkv);
+            ops::linear(be, flat(q_in), params_.in_proj_weight.cview(), params_.in_proj_bias.cview(), qkv);
         } else {
+            ops::broadcast_rows(be, params_.in_proj_bias.cview(), T(0), qkv);
             ops::gemm(be, Trans::no, Trans::yes, T(1), flat(q_in), w_q(), T(1), part(qkv, 0, 1));
             ops::gemm(be, Trans::no, Trans::yes, T(1), flat(kv_in), w_kv(), T(1), part(qkv, 1, 2));
         }
@@ -173,9 +173,7 @@ public:
         const auto cqkv = qkv_.cview();
         ops::attention_forward(be, shape_, part(cqkv, 0, 1), part(cqkv, 1, 1), part(cqkv, 2, 1), key_end_.cview(),
                                key_keep, scale(), drop(), keep_state ? state_.view() : VectorView<T>{}, ctx_.view());
-        auto y2 = flat(y);
-        ops::broadcast_rows(be, params_.out_proj_bias.cview(), T(0), y2);
-        ops::gemm(be, Trans::no, Trans::yes, T(1), ctx_.cview(), params_.out_proj_weight.view(), T(1), y2);
+        ops::linear(be, ctx_.cview(), params_.out_proj_weight.cview(), params_.out_proj_bias.cview(), flat(y));
         if (!keep_state) {  // nothing kept: backward would read stale weights
             q_in_ = {};
             kv_in_ = {};
@@ -260,18 +258,14 @@ public:
             last_q_.resize(Shape<2>{{bsz, d}});
             last_ctx_.resize(Shape<2>{{bsz, d}});
         }
-        auto kv = part(qkv_.view(), 1, 2);
-        ops::broadcast_rows(be, bias_part(1, 2), T(0), kv);
-        ops::gemm(be, Trans::no, Trans::yes, T(1), flat(kv_in), w_kv(), T(1), kv);
-        ops::broadcast_rows(be, bias_part(0, 1), T(0), last_q_.view());
-        ops::gemm(be, Trans::no, Trans::yes, T(1), q_last, w_q(), T(1), last_q_.view());
+        ops::linear(be, flat(kv_in), w_kv(), bias_part(1, 2), part(qkv_.view(), 1, 2));
+        ops::linear(be, q_last, w_q(), bias_part(0, 1), last_q_.view());
         const AttentionShape s{bsz, cfg_.heads, 1, len, d / cfg_.heads};
         const auto cqkv = qkv_.cview();
         ops::attention_forward(be, s, last_q_.cview(), part(cqkv, 1, 1), part(cqkv, 2, 1),
                                key_end_.cview().slice_rows(len - 1, len), key_keep, scale(), AttentionDropout<T>{},
                                VectorView<T>{}, last_ctx_.view());
-        ops::broadcast_rows(be, params_.out_proj_bias.cview(), T(0), y_last);
-        ops::gemm(be, Trans::no, Trans::yes, T(1), last_ctx_.cview(), params_.out_proj_weight.view(), T(1), y_last);
+        ops::linear(be, last_ctx_.cview(), params_.out_proj_weight.cview(), params_.out_proj_bias.cview(), y_last);
     }
 
 private:

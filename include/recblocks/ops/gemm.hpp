@@ -3,6 +3,10 @@
 //   c = alpha * op(a) * op(b) + beta * c,   op(m) = m or mᵀ
 // Shapes: op(a) [M, K], op(b) [K, N], c [M, N]. With beta == 0, c is only
 // written (NaNs in it do not propagate), as in BLAS.
+//
+// linear(x, w, bias, y): y = x wᵀ + bias, a layer's projection. Backends may
+// fuse it (the CPU writes the bias into a block of rows and multiplies while
+// that block is in cache); the result is the one of broadcast_rows + gemm.
 #include "recblocks/ops/validate.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -29,6 +33,30 @@ void gemm(const B& be, Trans ta, Trans tb, T alpha, std::type_identity_t<MatrixV
                           ", ", n, "]");
     if (m == 0 || n == 0) return;
     Primitives<B>::template gemm<T>(be, ta, tb, alpha, a, b, beta, c);
+}
+
+/// y [M, N] = x [M, K] · wᵀ (w [N, K]) + bias [N] on every row. y may be a block of a larger
+/// matrix (ld); it must not overlap x or w.
+template <class B, class T>
+void linear(const B& be, std::type_identity_t<MatrixView<const T>> x, std::type_identity_t<MatrixView<const T>> w,
+            std::type_identity_t<VectorView<const T>> bias, MatrixView<T> y) {
+    constexpr std::string_view op = "ops::linear";
+    detail::check_layout(op, "x", x);
+    detail::check_layout(op, "w", w);
+    detail::check_layout(op, "y", y);
+    RECBLOCKS_CHECK_SHAPE(x.cols() == w.cols(), op, ": x is ", x.shape(), " and w is ", w.shape(),
+                          " (need x [M, K], w [N, K])");
+    RECBLOCKS_CHECK_SHAPE(y.rows() == x.rows() && y.cols() == w.rows(), op, ": y is ", y.shape(), " but x wᵀ is [",
+                          x.rows(), ", ", w.rows(), "]");
+    RECBLOCKS_CHECK_SHAPE(bias.size() == w.rows(), op, ": bias has ", bias.size(), " entries but w has ", w.rows(),
+                          " rows");
+    if (y.rows() == 0 || y.cols() == 0) return;
+    if constexpr (requires { Primitives<B>::template linear<T>(be, x, w, bias, y); }) {
+        Primitives<B>::template linear<T>(be, x, w, bias, y);
+    } else {
+        Primitives<B>::template broadcast_rows<T>(be, bias, T(0), y);
+        if (x.cols() > 0) Primitives<B>::template gemm<T>(be, Trans::no, Trans::yes, T(1), x, w, T(1), y);
+    }
 }
 
 /// Batched gemm: for each i in [0, batch): c[i] = alpha * op(a[i]) * op(b[i]) + beta * c[i].

@@ -190,6 +190,31 @@ struct Primitives<backend::Cpu<Isa>> : detail::HostAttentionPrimitives<backend::
         });
     }
 
+    /// y = x wᵀ + bias in blocks of rows: each task writes the bias into its block
+    /// (a few hundred KB) and multiplies while the block is in cache, instead of
+    /// writing all of y (MBs at batch 128) once for the bias and reading it back
+    /// for the product. Blocks depend on the shape only, not on the thread count.
+    template <class T>
+    static void linear(const B& be, MatrixView<const T> x, MatrixView<const T> w, VectorView<const T> bias,
+                       MatrixView<T> y) {
+        const index_t m = y.rows(), n = y.cols(), k = x.cols();
+        if (m <= 2 || k == 0) {  // one or two rows: gemm's row dot products, split over the pool
+            broadcast_rows<T>(be, bias, T(0), y);
+            if (k > 0) gemm<T>(be, Trans::no, Trans::yes, T(1), x, w, T(1), y);
+            return;
+        }
+        const double flops = 2.0 * double(m) * double(n) * double(k);
+        // ~64K outputs per block (256 KB of f32), whole multiples of 16 rows; one block when small.
+        index_t rows = std::max<index_t>(16, (index_t{1} << 16) / std::max<index_t>(n, 1) / 16 * 16);
+        if (flops < 2 * kSplitFlops) rows = m;
+        else rows = std::min(rows, std::max<index_t>(16, (m / 2 + 15) / 16 * 16));  // >= 2 blocks to share
+        const auto row_bytes = static_cast<std::size_t>(n) * sizeof(T);
+        parallel_for(be.threads(), 0, m, rows, [&](index_t r0, index_t r1) {
+            for (index_t r = r0; r < r1; ++r) std::memcpy(static_cast<void*>(y.row(r)), bias.data(), row_bytes);
+            gemm_single<T>(Trans::no, Trans::yes, T(1), x.slice_rows(r0, r1), w, T(1), y.slice_rows(r0, r1));
+        });
+    }
+
     /// One or two vectors against every row of a table (scoring a catalogue):
     /// row dot products, no packing. Eigen's GEMV ran at half this speed on
     /// D = 50 rows.
