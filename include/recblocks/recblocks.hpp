@@ -61,6 +61,7 @@
 #include "recblocks/blocks/transformer_stack.hpp"
 #include "recblocks/policies/norm_placement.hpp"
 #include "recblocks/blocks/feed_forward.hpp"
+#include "recblocks/blocks/linear.hpp"
 #include "recblocks/blocks/bias.hpp"
 
 // Losses and optimisation
