@@ -41,6 +41,7 @@
 #include "recblocks/optim/gradients.hpp"
 #include "recblocks/optim/lr_schedule.hpp"
 #include "recblocks/train/epochs.hpp"
+#include "recblocks/train/trainable_model.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace train {
@@ -62,7 +63,11 @@ struct ClozeTrainingOptions {
 
 template <class T, class Model>
 class ClozeTrainer {
-    using Memory = typename std::remove_cvref_t<decltype(std::declval<Model&>().params())>::value_type::memory_type;
+    static_assert(TrainableModel<Model>, "train::ClozeTrainer: the model needs params() returning its ParamList "
+                                         "(train/trainable_model.hpp lists what a trainer needs)");
+    static_assert(SequenceModel<Model>, "train::ClozeTrainer: the model needs config().max_len "
+                                        "(train/trainable_model.hpp lists what a trainer needs)");
+    using Memory = typename model_memory<Model>::type;
 
 public:
     ClozeTrainer(Model& model, const std::vector<std::vector<row_id_t>>& train, index_t num_items,
@@ -98,6 +103,8 @@ public:
     /// One optimiser update on the batch of the current global step; returns its loss.
     template <class Be>
     double train_step(const Be& be, ThreadPool& pool) {
+        static_assert(ClozeStep<Model, Be>, "train::ClozeTrainer: the model needs train_step_ce(be, pool, ids, labels, step) returning losses::LossValue "
+                                           "(train/trainable_model.hpp lists what a trainer needs)");
         const std::span<const index_t> users = epoch_batches_.users(batches_, step_, opt_.batch_size);
         const std::size_t nb = users.size();
         const index_t len = batches_.max_len();

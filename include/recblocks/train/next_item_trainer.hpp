@@ -20,6 +20,7 @@
 #include "recblocks/optim/adam.hpp"
 #include "recblocks/optim/gradients.hpp"
 #include "recblocks/train/epochs.hpp"
+#include "recblocks/train/trainable_model.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace train {
@@ -36,7 +37,11 @@ struct NextItemTrainingOptions {
 
 template <class T, class Model>
 class NextItemTrainer {
-    using Memory = typename std::remove_cvref_t<decltype(std::declval<Model&>().params())>::value_type::memory_type;
+    static_assert(TrainableModel<Model>, "train::NextItemTrainer: the model needs params() returning its ParamList "
+                                         "(train/trainable_model.hpp lists what a trainer needs)");
+    static_assert(SequenceModel<Model>, "train::NextItemTrainer: the model needs config().max_len "
+                                        "(train/trainable_model.hpp lists what a trainer needs)");
+    using Memory = typename model_memory<Model>::type;
 
 public:
     NextItemTrainer(Model& model, const std::vector<std::vector<row_id_t>>& train, index_t num_items, index_t max_len,
@@ -62,6 +67,8 @@ public:
     /// One optimiser update on the batch of the current global step; returns its loss.
     template <class Be>
     double train_step(const Be& be, ThreadPool& pool) {
+        static_assert(NextItemStep<Model, Be>, "train::NextItemTrainer: the model needs train_step_bce(be, pool, ids, pos, neg, step) returning losses::LossValue "
+                                           "(train/trainable_model.hpp lists what a trainer needs)");
         const std::span<const index_t> users = epoch_batches_.users(batches_, step_, opt_.batch_size);
         const std::size_t nb = users.size();
         const index_t len = model_.config().max_len;
