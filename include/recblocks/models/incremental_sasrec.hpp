@@ -49,6 +49,7 @@
 #include "recblocks/ops/embedding.hpp"
 #include "recblocks/ops/layer_norm.hpp"
 #include "recblocks/ops/prefix_attention.hpp"
+#include "recblocks/ops/softmax.hpp"
 #include "recblocks/ops/top_k.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -84,7 +85,10 @@ private:
     template <class, class>
     friend class IncrementalSASRec;
     std::vector<row_id_t> window_;  // capacity max_len
-    Tensor<T, 3> kv_;               // [blocks, max_len, 2D]: row j = event j's key | value (empty: full recompute)
+    // Per block: the keys [max_len, D] (row j = event j's) then the values transposed, [D, max_len]
+    // (column j = event j's), so that one query row is two row-dot products with no repacking.
+    // Empty when serving by full recomputation.
+    Tensor<T, 3> kv_;  // [blocks, 2 max_len, D]
     Vector<T> hidden_;              // [D]
     std::uint64_t mark_ = 0;        // the last batch that touched it (duplicates in a batch are an error)
 };
@@ -135,7 +139,7 @@ public:
     [[nodiscard]] State make_state() const {
         State s;
         s.window_.reserve(static_cast<std::size_t>(len_));
-        if (incremental_) s.kv_.resize(Shape<3>{{blocks_, len_, 2 * d_}});
+        if (incremental_) s.kv_.resize(Shape<3>{{blocks_, 2 * len_, d_}});
         s.hidden_.resize(Shape<1>{{d_}});
         empty_hidden(s);
         return s;
@@ -279,7 +283,7 @@ private:
                               "] = ", item, " is outside the item ids [1, ", model_.config().num_items, "]");
     }
     void check_state(const State& s, const char* where) const {
-        const bool kv_ok = incremental_ ? (s.kv_.extent(0) == blocks_ && s.kv_.extent(1) == len_ && s.kv_.extent(2) == 2 * d_)
+        const bool kv_ok = incremental_ ? (s.kv_.extent(0) == blocks_ && s.kv_.extent(1) == 2 * len_ && s.kv_.extent(2) == d_)
                                         : s.kv_.numel() == 0;
         RECBLOCKS_CHECK_SHAPE(kv_ok && s.hidden_.numel() == d_ && s.size() <= len_, "IncrementalSASRec::", where,
                               ": the state was not made by this engine's make_state() (other shape)");
@@ -404,23 +408,48 @@ private:
     }
 
     /// ctx [R, D] from qkv [R, 3D]: each row attends to its state's cached keys
-    /// up to and including its own (written to the cache first).
+    /// up to and including its own (written to the cache first). A segment of
+    /// several rows is a rebuild (events 0, 1, ...): the prefix-attention kernel
+    /// on its own rows. One row: scores = K q and ctx = Vᵀ p as row dot products.
     template <class Be>
     void attend(const Be& be, index_t block, Mode mode, MatrixView<const T> qkv, MatrixView<T> ctx) {
-        const index_t d = d_, dh = d_ / heads_;
+        const index_t d = d_, dh = d_ / heads_, len = len_;
         const T scale = static_cast<T>(1.0 / std::sqrt(double(dh)));
+        auto probs = rows_of(probs_, qkv.rows(), len);
         auto one = [&](const Be& inner, const Segment& s) {
-            T* cache = s.state->kv_.data() + block * len_ * 2 * d;
-            for (index_t r = s.r0; r < s.r1; ++r)  // this row's key | value into its slot
-                std::copy(qkv.row(r) + d, qkv.row(r) + 3 * d, cache + index_t(rows_[std::size_t(r)].position) * 2 * d);
-            const index_t keys = key_end_(s.r1 - 1), n = s.r1 - s.r0;
-            const auto ends = vector_view<const index_t>(key_end_.data() + s.r0, n);
-            for (index_t hd = 0; hd < heads_; ++hd)
-                ops::prefix_attention(inner, MatrixView<const T>(qkv.data() + s.r0 * qkv.ld() + hd * dh, Shape<2>{{n, dh}}, {qkv.ld(), 1}),
-                                      MatrixView<const T>(cache + hd * dh, Shape<2>{{keys, dh}}, {2 * d, 1}),
-                                      MatrixView<const T>(cache + d + hd * dh, Shape<2>{{keys, dh}}, {2 * d, 1}), ends,
-                                      VectorView<const index_t>{}, VectorView<const std::uint8_t>{}, scale, MatrixView<T>{},
-                                      MatrixView<T>(ctx.data() + s.r0 * ctx.ld() + hd * dh, Shape<2>{{n, dh}}, {ctx.ld(), 1}));
+            T* keys = s.state->kv_.data() + block * 2 * len * d;  // [L, D]
+            T* values_t = keys + len * d;                         // [D, L]
+            for (index_t r = s.r0; r < s.r1; ++r) {  // this row's key and value into its slot
+                const index_t j = rows_[std::size_t(r)].position;
+                std::copy(qkv.row(r) + d, qkv.row(r) + 2 * d, keys + j * d);
+                const T* v = qkv.row(r) + 2 * d;
+                for (index_t c = 0; c < d; ++c) values_t[c * len + j] = v[c];
+            }
+            const index_t n = s.r1 - s.r0;
+            auto head = [&](const T* base, index_t rows, index_t ld, index_t hd) {
+                return MatrixView<const T>(base + hd * dh, Shape<2>{{rows, dh}}, {ld, 1});
+            };
+            if (n > 1) {
+                RECBLOCKS_DEBUG_ASSERT(rows_[std::size_t(s.r0)].position == 0);
+                const auto ends = vector_view<const index_t>(key_end_.data() + s.r0, n);
+                const T* rows = qkv.row(s.r0);
+                for (index_t hd = 0; hd < heads_; ++hd)
+                    ops::prefix_attention(inner, head(rows, n, qkv.ld(), hd), head(rows + d, n, qkv.ld(), hd),
+                                          head(rows + 2 * d, n, qkv.ld(), hd), ends, VectorView<const index_t>{},
+                                          VectorView<const std::uint8_t>{}, scale, MatrixView<T>{},
+                                          MatrixView<T>(ctx.row(s.r0) + hd * dh, Shape<2>{{n, dh}}, {ctx.ld(), 1}));
+                return;
+            }
+            const index_t r = s.r0, keys_seen = key_end_(r);
+            auto p = matrix_view(probs.row(r), 1, keys_seen);
+            for (index_t hd = 0; hd < heads_; ++hd) {
+                ops::gemm(inner, Trans::no, Trans::yes, scale, head(qkv.row(r), 1, qkv.ld(), hd),
+                          head(keys, keys_seen, d, hd), T(0), p);
+                ops::softmax_rows(inner, MatrixView<const T>(p), p);
+                ops::gemm(inner, Trans::no, Trans::yes, T(1), MatrixView<const T>(p),
+                          MatrixView<const T>(values_t + hd * dh * len, Shape<2>{{dh, keys_seen}}, {len, 1}), T(0),
+                          matrix_view(ctx.row(r) + hd * dh, 1, dh));
+            }
         };
         // Candidates share their state's scratch slot: one after another. Distinct states: in parallel.
         if constexpr (requires { be.threads(); be.serial(); }) {
@@ -497,7 +526,7 @@ private:
     std::vector<Segment> segments_;
     Vector<row_id_t> ids_, pos_;
     Vector<index_t> key_end_;
-    Matrix<T> x_, tmp_, qin_, att_, h_, e_, ctx_, qkv_, ffn_hidden_, last_, scores_;
+    Matrix<T> x_, tmp_, qin_, att_, h_, e_, ctx_, qkv_, ffn_hidden_, probs_, last_, scores_;
     Matrix<row_id_t> padded_;
     State scratch_state_;  // a full window's candidates: the events an append would keep
 };
