@@ -283,6 +283,15 @@ TEST_CASE("IncrementalSASRec: bad inputs are named", "[models][sasrec][increment
     models::SASRecUserState<float>* twice[] = {&s, &s};
     const row_id_t two[] = {1, 2};
     REQUIRE_THROWS_WITH(engine.append_batch(cpu, pool, twice, two), Catch::Contains("appears twice"));
+    // A state may move between engines of one model (their batches never share a number).
+    models::IncrementalSASRec<float> second(model);
+    models::SASRecUserState<float>* just_s[] = {&s};
+    for (row_id_t item : {1, 2, 3}) {
+        const row_id_t it[] = {item};
+        engine.append_batch(cpu, pool, just_s, it);
+        second.append_batch(cpu, pool, just_s, it);
+    }
+    REQUIRE(s.size() == 6);
     REQUIRE_THROWS_AS((models::IncrementalSASRec<float>(model, {11, false})), ValueError);  // overflow_keep > max_len
     auto other_cfg = small_config(2, 1);
     models::SASRec<float> other(other_cfg, Rng(1));

@@ -38,6 +38,7 @@
 // it holds the scratch of a call, so one thread at a time uses it. After the
 // first calls of the largest batch, appends allocate nothing.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <span>
@@ -169,14 +170,14 @@ public:
     void append_batch(const Be& be, ThreadPool& pool, std::span<State* const> states, std::span<const row_id_t> items) {
         RECBLOCKS_CHECK_SHAPE(states.size() == items.size(), "IncrementalSASRec::append_batch: ", states.size(),
                               " states but ", items.size(), " items");
-        ++batch_;
+        const std::uint64_t batch = next_batch();
         for (std::size_t b = 0; b < states.size(); ++b) {
             RECBLOCKS_CHECK_VALUE(states[b] != nullptr, "IncrementalSASRec::append_batch: states[", b, "] is null");
             check_state(*states[b], "append_batch");
             check_item(items[b], "append_batch: items", index_t(b));
-            RECBLOCKS_CHECK_VALUE(states[b]->mark_ != batch_, "IncrementalSASRec::append_batch: states[", b,
+            RECBLOCKS_CHECK_VALUE(states[b]->mark_ != batch, "IncrementalSASRec::append_batch: states[", b,
                                   "] appears twice in one batch (append its events one batch after another)");
-            states[b]->mark_ = batch_;
+            states[b]->mark_ = batch;
         }
         if (!incremental_) {
             for (std::size_t b = 0; b < states.size(); ++b) push_event(*states[b], items[b]);
@@ -270,6 +271,11 @@ private:
         index_t r0, r1;  // rows [r0, r1) of this call: consecutive events of one state
     };
 
+    /// A batch number no other batch of any engine has: a state may move between engines.
+    static std::uint64_t next_batch() {
+        static std::atomic<std::uint64_t> counter{0};
+        return counter.fetch_add(1, std::memory_order_relaxed) + 1;
+    }
     static const char* position_name(blocks::PositionRows p) {
         switch (p) {
             case blocks::PositionRows::per_slot: return "per_slot";
@@ -521,7 +527,6 @@ private:
     Options opt_;
     index_t d_, len_, blocks_, heads_, ffn_inner_ = 0;
     bool incremental_ = true;
-    std::uint64_t batch_ = 0;
     std::vector<Row> rows_;
     std::vector<Segment> segments_;
     Vector<row_id_t> ids_, pos_;
