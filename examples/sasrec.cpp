@@ -86,7 +86,7 @@ void usage() {
                  "              --user ID [--k 10]\n"
                  "data:      --format user-item|sequences|movielens-csv (by extension: .csv = movielens-csv, else user-item)\n"
                  "model:     --maxlen 200  --hidden_units 50  --num_blocks 2  --num_heads 1  --dropout_rate 0.2\n"
-                 "           --norm query|pre|post (query)  --positions from_one|per_slot (from_one)\n"
+                 "           --norm query|pre|post (query)  --positions from_one|per_slot|from_oldest (from_one)\n"
                  "           --mask_padding_keys 0|1 (0)  --init xavier_normal|scaled_normal (xavier_normal)\n"
                  "training:  --lr 0.001  --batch_size 128  --num_epochs 200  --l2_emb 0  --seed 42\n"
                  "           --threads 0 (0: every hardware thread)  --max_seconds 0 (0: no limit)\n"
@@ -114,8 +114,11 @@ rb::models::SASRecConfig model_config(const examples::Args& a, index_t num_items
         throw rb::ValueError("--init must be xavier_normal or scaled_normal, got '" + init + "'");
     c.init = init == "xavier_normal" ? rb::models::SASRecInit::xavier_normal : rb::models::SASRecInit::scaled_normal;
     const std::string pos = a.str("positions", "from_one");
-    if (pos != "from_one" && pos != "per_slot") throw rb::ValueError("--positions must be from_one or per_slot");
-    c.positions = pos == "from_one" ? rb::blocks::PositionRows::from_one : rb::blocks::PositionRows::per_slot;
+    if (pos != "from_one" && pos != "per_slot" && pos != "from_oldest")
+        throw rb::ValueError("--positions must be from_one, per_slot or from_oldest");
+    c.positions = pos == "from_one"  ? rb::blocks::PositionRows::from_one
+                  : pos == "per_slot" ? rb::blocks::PositionRows::per_slot
+                                      : rb::blocks::PositionRows::from_oldest;
     if (a.has("matryoshka")) {
         c.matryoshka_widths = rb::MatryoshkaWidths::parse(a.str("matryoshka", ""), c.d_model).widths();
         if (a.has("matryoshka_weights")) {

@@ -1,5 +1,5 @@
 // Dropout and SequenceEmbedding: reproducible masks, gradients against finite
-// differences, padding handling, both positional layouts, bad ids.
+// differences, padding handling, the three positional layouts, bad ids.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -60,7 +60,7 @@ TEST_CASE("dropout: every size and any sub-range give the masks of Rng::u32, on 
 }
 
 TEST_CASE("sequence embedding: values, padding and gradients", "[blocks][embedding]") {
-    for (auto layout : {blocks::PositionRows::per_slot, blocks::PositionRows::from_one}) {
+    for (auto layout : {blocks::PositionRows::per_slot, blocks::PositionRows::from_one, blocks::PositionRows::from_oldest}) {
         const index_t n = 9, d = 4, len = 5, bsz = 2;
         blocks::SequenceEmbedding<double> emb({n, d, len, true, layout, 0.0}, Rng(3));
         Matrix<row_id_t> ids(Shape<2>{{bsz, len}});
@@ -71,7 +71,8 @@ TEST_CASE("sequence embedding: values, padding and gradients", "[blocks][embeddi
         ThreadPool pool(1);
         const backend::Reference ref{};
         emb.forward(ref, pool, ids.cview(), out.view(), 0, true);
-        const index_t prow = layout == blocks::PositionRows::per_slot ? 3 : 4;
+        // Slot 3 of row 0 (two padded slots first): row 3, 4, or 1 counted from the oldest real item.
+        const index_t prow = layout == blocks::PositionRows::per_slot ? 3 : layout == blocks::PositionRows::from_one ? 4 : 1;
         for (index_t c = 0; c < d; ++c) {
             REQUIRE(out(0, 0, c) == 0.0);  // padded slot
             REQUIRE(std::fabs(out(0, 3, c) - (emb.params().items(9, c) * 2.0 + emb.params().positions(prow, c))) < 1e-12);
@@ -125,4 +126,45 @@ TEST_CASE("sequence embedding: dropout masks are reproducible and bad ids are na
                         Catch::Contains("ids[1, 2] = 101 is outside [0, 100]"));
     Matrix<row_id_t> short_ids(Shape<2>{{3, 7}});
     REQUIRE_THROWS_AS(a.forward(cpu, one, short_ids.cview(), o1.view(), 0, false), ShapeError);
+}
+
+TEST_CASE("sequence embedding: from_oldest positions count from each row's oldest real item", "[blocks][embedding]") {
+    const index_t n = 20, d = 3, len = 6, bsz = 5;
+    blocks::SequenceEmbedding<double> emb({n, d, len, false, blocks::PositionRows::from_oldest, 0.0}, Rng(8));
+    REQUIRE(emb.params().positions.extent(0) == len);  // no padding row
+    // Full, left-padded, a single item, all padding, and a gap (a padded slot after the oldest real item).
+    const row_id_t values[] = {1, 2, 3, 4, 5, 6,  0, 0, 7, 8, 9, 10,  0, 0, 0, 0, 0, 11,
+                               0, 0, 0, 0, 0, 0,  0, 12, 0, 13, 14, 15};
+    Matrix<row_id_t> ids(Shape<2>{{bsz, len}});
+    std::copy(std::begin(values), std::end(values), ids.begin());
+    Tensor<double, 3> out(Shape<3>{{bsz, len, d}});
+    ThreadPool pool(1);
+    for (int which = 0; which < 2; ++which) {
+        const backend::Reference ref{};
+        const backend::Cpu<isa::Dispatch> cpu{&pool};
+        if (which == 0) emb.forward(ref, pool, ids.cview(), out.view(), 0, false);
+        else emb.forward(cpu, pool, ids.cview(), out.view(), 0, false);
+        for (index_t b = 0; b < bsz; ++b) {
+            index_t first = -1;  // literal: the slot of the row's first nonzero id
+            for (index_t t = 0; t < len && first < 0; ++t)
+                if (ids(b, t) != 0) first = t;
+            for (index_t t = 0; t < len; ++t)
+                for (index_t c = 0; c < d; ++c) {
+                    const double want = ids(b, t) == 0 ? 0.0
+                                                       : emb.params().items(ids(b, t), c) + emb.params().positions(t - first, c);
+                    INFO("backend " << which << " row " << b << " slot " << t);
+                    REQUIRE(out(b, t, c) == want);
+                }
+        }
+    }
+    // Appending an event (the window shifts left by one) keeps every older item's input row.
+    Matrix<row_id_t> before(Shape<2>{{1, len}}), after(before.shape());
+    const row_id_t b0[] = {0, 0, 0, 4, 5, 6}, a0[] = {0, 0, 4, 5, 6, 7};
+    std::copy(std::begin(b0), std::end(b0), before.begin());
+    std::copy(std::begin(a0), std::end(a0), after.begin());
+    Tensor<double, 3> ob(Shape<3>{{1, len, d}}), oa(ob.shape());
+    emb.forward(backend::Reference{}, pool, before.cview(), ob.view(), 0, false);
+    emb.forward(backend::Reference{}, pool, after.cview(), oa.view(), 0, false);
+    for (index_t t = 3; t < len; ++t)
+        for (index_t c = 0; c < d; ++c) REQUIRE(oa(0, t - 1, c) == ob(0, t, c));
 }

@@ -1,8 +1,13 @@
 // SASRec model: every parameter's gradient of the full training loss (BCE +
 // l2_emb, dropout active) against finite differences for each norm placement;
 // inference is deterministic, padding-invariant and allocation-free after
-// warm-up; scores are F_last · E; bad inputs.
+// warm-up; scores are F_last · E; from_oldest positions keep an item's state
+// when events are appended; bad inputs.
 #include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
 
 #include "../support/compare.hpp"
 #include "../support/gradcheck.hpp"
@@ -56,6 +61,35 @@ TEST_CASE("SASRec training gradients match finite differences", "[models][sasrec
     gradcheck_sasrec<policies::QueryNorm>(false, blocks::PositionRows::from_one);
     gradcheck_sasrec<policies::PreNorm>(true, blocks::PositionRows::per_slot);
     gradcheck_sasrec<policies::PostNorm>(true, blocks::PositionRows::from_one);
+    gradcheck_sasrec<policies::QueryNorm>(true, blocks::PositionRows::from_oldest);
+    gradcheck_sasrec<policies::PreNorm>(false, blocks::PositionRows::from_oldest);
+}
+
+TEMPLATE_TEST_CASE("SASRec with from_oldest positions and masked padded keys: an item's state ignores later events",
+                   "[models][sasrec]", policies::QueryNorm, policies::PreNorm, policies::PostNorm) {
+    // The property a per-user key/value cache needs: appending an event shifts the left-padded window
+    // by one slot and leaves every older item's final state unchanged. Slot-based positions break it.
+    ThreadPool pool(1);
+    const backend::Reference ref{};
+    for (auto rows : {blocks::PositionRows::from_oldest, blocks::PositionRows::from_one}) {
+        auto cfg = tiny_config();
+        cfg.mask_padding_keys = true;
+        cfg.positions = rows;
+        models::SASRec<double, TestType> model(cfg, Rng(23));
+        const row_id_t history[] = {3, 5, 7, 2, 11};
+        Matrix<row_id_t> before(Shape<2>{{1, 6}}), after(before.shape());
+        for (index_t t = 0; t < 4; ++t) before(0, 2 + t) = history[t];  // 4 events, left-padded
+        for (index_t t = 0; t < 5; ++t) after(0, 1 + t) = history[t];   // the 5th appended
+        model.forward(ref, pool, before.cview(), 0, false);
+        std::vector<double> h(model.hidden().data(), model.hidden().data() + model.hidden().numel());
+        model.forward(ref, pool, after.cview(), 0, false);
+        double worst = 0;
+        for (index_t t = 2; t < 6; ++t)
+            for (index_t c = 0; c < cfg.d_model; ++c)
+                worst = std::max(worst, std::fabs(model.hidden()(0, t - 1, c) - h[std::size_t(t * cfg.d_model + c)]));
+        if (rows == blocks::PositionRows::from_oldest) CHECK(worst < 1e-12);
+        else CHECK(worst > 1e-3);
+    }
 }
 
 TEST_CASE("SASRec inference: scores, padding, CPU vs Reference, no allocation after warm-up", "[models][sasrec]") {

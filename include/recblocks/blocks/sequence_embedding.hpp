@@ -8,8 +8,15 @@
 // Shapes: ids [B, L] (left-padded with 0), out [B, L, D], E [N + 1, D], and
 // P [L, D] with PositionRows::per_slot (slot t uses row t; the SASRec authors'
 // TF code) or [L + 1, D] with PositionRows::from_one (slot t uses row t + 1,
-// row 0 belongs to padding; the pmixer PyTorch port). Padded slots output
-// zeros and receive no gradient; E's row 0 stays a zero vector.
+// row 0 belongs to padding; the pmixer PyTorch port) or [L, D] with
+// PositionRows::from_oldest (a real item uses row t - first(b), its index
+// counted from the oldest real item of its row: RecBole's right-padded 0..n-1
+// seen through left padding). Padded slots output zeros and receive no
+// gradient; E's row 0 stays a zero vector.
+//
+// Only from_oldest gives an item the same position whatever came after it, so
+// with padded keys masked an item's state depends on the items before it only
+// (what an incremental per-user key/value cache needs).
 //
 // Memory is where the tables, gradients and scratch live (host by default,
 // CudaMemory on backend::Cuda). Ids come from the data pipeline and stay in
@@ -40,6 +47,9 @@ namespace blocks {
 enum class PositionRows : std::uint8_t {
     per_slot,  ///< P has L rows; slot t uses row t (SASRec authors' TF code)
     from_one,  ///< P has L + 1 rows; slot t uses row t + 1, padded slots row 0 (pmixer PyTorch port)
+    /// P has L rows; a real item uses row (its slot - the slot of its row's oldest real item),
+    /// padded slots none (RecBole: right padding, positions 0..n-1).
+    from_oldest,
 };
 
 template <class T, MemorySpace Memory = HostMemory>
@@ -62,11 +72,11 @@ public:
     /// row 0 of E is zero. Dropout masks come from rng's substream 2.
     SequenceEmbedding(Config cfg, const Rng& rng, Memory memory = {})
         : cfg_(cfg), dropout_(cfg.dropout, rng.substream(2)), scratch_(memory), ids_(memory), keep_(memory),
-          sums_(memory) {
+          sums_(memory), pos_ids_(memory) {
         RECBLOCKS_CHECK_VALUE(cfg.num_items >= 1 && cfg.d_model >= 1 && cfg.max_len >= 1,
                               "SequenceEmbedding: num_items, d_model and max_len must be >= 1, got ", cfg.num_items,
                               ", ", cfg.d_model, ", ", cfg.max_len);
-        const index_t prows = cfg.positions == PositionRows::per_slot ? cfg.max_len : cfg.max_len + 1;
+        const index_t prows = cfg.positions == PositionRows::from_one ? cfg.max_len + 1 : cfg.max_len;
         for (Params* p : {&params_, &grads_}) {
             p->items = Matrix<T, Memory>(Shape<2>{{cfg.num_items + 1, cfg.d_model}}, memory);
             p->positions = Matrix<T, Memory>(Shape<2>{{prows, cfg.d_model}}, memory);
@@ -115,12 +125,18 @@ public:
         if (host_ids_.numel() != n) {
             host_ids_.resize(Shape<1>{{n}});
             host_keep_.resize(Shape<1>{{n}});
+            if (by_row()) host_pos_.resize(Shape<1>{{n}});
         }
-        for (index_t b = 0; b < ids.rows(); ++b)
+        for (index_t b = 0; b < ids.rows(); ++b) {
+            index_t first = 0;  // the oldest real item's slot (from_oldest)
+            while (first < ids.cols() && ids(b, first) == 0) ++first;
             for (index_t t = 0; t < ids.cols(); ++t) {
                 host_ids_(b * ids.cols() + t) = ids(b, t);
                 host_keep_(b * ids.cols() + t) = ids(b, t) == 0 ? T(0) : T(1);
+                // Padded slots are zeroed by the keep mask; any valid row will do for them.
+                if (by_row()) host_pos_(b * ids.cols() + t) = static_cast<row_id_t>(t >= first ? t - first : 0);
             }
+        }
         staged_rows_ = ids.rows();
     }
     /// Sequences of the last stage().
@@ -138,8 +154,13 @@ public:
         auto flat = matrix_view(out.data(), bsz * len, d);
         ops::gather_rows(be, params_.items.cview(), ids_.cview(), flat);
         if (cfg_.scale_by_sqrt_d) ops::scale_rows(be, MatrixView<const T>(flat), VectorView<const T>{}, scale(), flat);
-        // + P[pos(t)]: the used rows of P, flattened, added to every sequence's [L * D].
-        ops::broadcast_rows(be, used_positions(), T(1), matrix_view(out.data(), bsz, len * d));
+        if (by_row()) {  // + P[pos(b, t)]: each row's own positions, gathered
+            if (scratch_.extent(0) != bsz * len) scratch_.resize(Shape<2>{{bsz * len, d}});
+            ops::gather_rows(be, params_.positions.cview(), pos_ids_.cview(), scratch_.view());
+            ops::add(be, MatrixView<const T>(flat), scratch_.cview(), flat);
+        } else {  // + P[pos(t)]: the used rows of P, flattened, added to every sequence's [L * D].
+            ops::broadcast_rows(be, used_positions(), T(1), matrix_view(out.data(), bsz, len * d));
+        }
         ops::scale_rows(be, MatrixView<const T>(flat), keep_.cview(), T(1), flat);  // padded slots -> 0
         if (train && cfg_.dropout > 0)
             dropout_.forward<T>(be, step, vector_view<const T>(out.data(), out.numel()), vector_view(out.data(), out.numel()));
@@ -164,10 +185,13 @@ public:
         if (scratch_.extent(0) != bsz * len) scratch_.resize(Shape<2>{{bsz * len, d}});
         const auto flat = matrix_view<const T>(dout.data(), bsz * len, d);
         ops::scale_rows(be, flat, keep_.cview(), T(1), scratch_.view());
-        // dP[pos(t)] += sum over sequences of g[b, t].
         auto dp = grads_.positions.view();
-        detail::add_column_sums(be, matrix_view<const T>(scratch_.data(), bsz, len * d),
-                                vector_view(dp.row(position_row(0)), len * d), sums_);
+        if (by_row()) {  // dP[pos(b, t)] += g[b, t]
+            ops::scatter_add_rows(be, scratch_.cview(), pos_ids_.cview(), dp);
+        } else {  // dP[pos(t)] += sum over sequences of g[b, t].
+            detail::add_column_sums(be, matrix_view<const T>(scratch_.data(), bsz, len * d),
+                                    vector_view(dp.row(position_row(0)), len * d), sums_);
+        }
         // dE[id] += s * g; E's row 0 (padding) keeps a zero gradient.
         if (cfg_.scale_by_sqrt_d)
             ops::scale_rows(be, scratch_.cview(), VectorView<const T>{}, scale(), scratch_.view());
@@ -177,7 +201,9 @@ public:
 
 private:
     [[nodiscard]] T scale() const { return cfg_.scale_by_sqrt_d ? static_cast<T>(std::sqrt(double(cfg_.d_model))) : T(1); }
-    [[nodiscard]] index_t position_row(index_t t) const { return cfg_.positions == PositionRows::per_slot ? t : t + 1; }
+    /// Positions that depend on the row (gathered per slot) rather than on the slot alone.
+    [[nodiscard]] bool by_row() const { return cfg_.positions == PositionRows::from_oldest; }
+    [[nodiscard]] index_t position_row(index_t t) const { return cfg_.positions == PositionRows::from_one ? t + 1 : t; }
     /// Rows pos(0) .. pos(L - 1) of P as one [L * D] vector.
     [[nodiscard]] VectorView<const T> used_positions() const {
         return vector_view<const T>(params_.positions.data() + position_row(0) * cfg_.d_model,
@@ -189,6 +215,7 @@ private:
     void upload_staged() {
         copy_tensor(host_ids_, ids_);
         copy_tensor(host_keep_, keep_);
+        if (by_row()) copy_tensor(host_pos_, pos_ids_);
     }
 
     void check(MatrixView<const row_id_t> ids, TensorView<T, 3> out, const char* fn) const {
@@ -216,7 +243,8 @@ private:
     Matrix<T, Memory> scratch_;
     Vector<row_id_t, Memory> ids_;
     Vector<T, Memory> keep_, sums_;
-    Vector<row_id_t, staging_memory_t<Memory>> host_ids_;  // staging: the host copies of ids_ and keep_
+    Vector<row_id_t, Memory> pos_ids_;  // from_oldest: each slot's row of P
+    Vector<row_id_t, staging_memory_t<Memory>> host_ids_, host_pos_;  // staging: host copies of ids_, pos_ids_, keep_
     Vector<T, staging_memory_t<Memory>> host_keep_;
     index_t staged_rows_ = 0;
     std::uint64_t last_step_ = 0;

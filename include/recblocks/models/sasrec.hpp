@@ -77,7 +77,9 @@ struct SASRecConfig {
     index_t heads = 1;
     double dropout = 0.2;         ///< embedding, attention weights, feed-forward
     double ln_eps = 1e-8;
-    blocks::PositionRows positions = blocks::PositionRows::from_one;  ///< pmixer's layout (per_slot: authors' TF)
+    /// pmixer's layout; per_slot: the authors' TF code; from_oldest: RecBole's (and what an incremental
+    /// per-user cache needs, with mask_padding_keys)
+    blocks::PositionRows positions = blocks::PositionRows::from_one;
     bool mask_padding_keys = false;  ///< authors' TF code: true; pmixer's port: false
     double l2_emb = 0.0;             ///< adds l2_emb/2 · ||E||² to the loss (authors' TF regulariser)
     std::vector<index_t> matryoshka_widths;  ///< nested widths ending at D for the MRL-E loss; empty = off
