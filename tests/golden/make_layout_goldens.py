@@ -49,18 +49,28 @@ LENGTHS = [MAXLEN, MAXLEN, 1, 2, 5, 9, MAXLEN - 1, 12]  # full-length and short 
 FORMAT = "recblocks-layout-golden-1"
 
 
-def sasrec_variant(module, layout, padding, **kw):
+def variant(module, cls, layout, padding, model, ffn_inner=None, **kw):
     def build():
         m = importlib.import_module(module)
-        return m.SASRec(N_ITEMS, MAXLEN, HIDDEN, BLOCKS, HEADS, **kw)
+        return getattr(m, cls)(N_ITEMS, MAXLEN, HIDDEN, BLOCKS, HEADS, **kw)
 
-    return dict(build=build, layout=layout, padding=padding, model="sasrec")
+    return dict(build=build, layout=layout, padding=padding, model=model, ffn_inner=ffn_inner)
+
+
+def sasrec_variant(module, layout, padding, **kw):
+    return variant(module, "SASRec", layout, padding, "sasrec", **kw)
 
 
 def recblocks_sasrec():
     import torch_models
 
     return torch_models.SASRec(N_ITEMS, MAXLEN, HIDDEN, BLOCKS, HEADS, 0.0, norm="query", positions="from_one")
+
+
+def recblocks_bert4rec():
+    import torch_models
+
+    return torch_models.BERT4Rec(N_ITEMS, MAXLEN, HIDDEN, BLOCKS, HEADS, dropout=0.0)
 
 
 VARIANTS = {
@@ -70,6 +80,22 @@ VARIANTS = {
     ),
     "pmixer_2023": sasrec_variant("reference_models.pmixer_sasrec_2023", "pmixer_2023.json", "left"),
     "recblocks_sasrec": dict(build=recblocks_sasrec, layout="recblocks_sasrec.json", padding="left", model="sasrec"),
+    "recbole_sasrec": variant(
+        "reference_models.recbole_sasrec", "SASRec", "recbole_sasrec.json", "right", "sasrec", ffn_inner=2 * HIDDEN,
+        inner_size=2 * HIDDEN,
+    ),
+    "recbole_bert4rec": variant(
+        "reference_models.recbole_bert4rec", "BERT4Rec", "recbole_bert4rec.json", "right", "bert4rec",
+        ffn_inner=4 * HIDDEN, output_head=True,
+    ),
+    "recbole_bert4rec_no_head": variant(
+        "reference_models.recbole_bert4rec", "BERT4Rec", "recbole_bert4rec_no_head.json", "right", "bert4rec",
+        ffn_inner=4 * HIDDEN, output_head=False,
+    ),
+    "recblocks_bert4rec": dict(
+        build=recblocks_bert4rec, layout="recblocks_bert4rec.json", padding="left_mask_appended", model="bert4rec",
+        ffn_inner=4 * HIDDEN,
+    ),
 }
 
 
@@ -95,14 +121,22 @@ def randomise_(model: torch.nn.Module, gen: torch.Generator) -> None:
 
 
 def histories(gen: torch.Generator, padding: str):
-    seq = torch.zeros(len(LENGTHS), MAXLEN, dtype=torch.long)
-    for b, n in enumerate(LENGTHS):
+    """seq [B, L] in the reference's convention and the real items per row. 'left_mask_appended':
+    left-padded with the [mask] id N + 1 in the last slot (the caller's job in torch_models.BERT4Rec),
+    so a row holds at most L - 1 items."""
+    room = MAXLEN - 1 if padding == "left_mask_appended" else MAXLEN
+    lengths = [min(n, room) for n in LENGTHS]
+    seq = torch.zeros(len(lengths), MAXLEN, dtype=torch.long)
+    for b, n in enumerate(lengths):
         items = torch.randint(1, N_ITEMS + 1, (n,), generator=gen)
         if padding == "left":
             seq[b, MAXLEN - n :] = items
+        elif padding == "left_mask_appended":
+            seq[b, MAXLEN - 1 - n : MAXLEN - 1] = items
+            seq[b, MAXLEN - 1] = N_ITEMS + 1
         else:
             seq[b, :n] = items
-    return seq, torch.tensor(LENGTHS, dtype=torch.long)
+    return seq, torch.tensor(lengths, dtype=torch.long)
 
 
 def blob(tensors: dict, metadata: dict) -> bytes:
@@ -124,7 +158,7 @@ def make(name: str, spec: dict):
     model = model.double()
     seq, seq_len = histories(gen, spec["padding"])
     with torch.no_grad():
-        scores = model.score_all(seq).double()
+        scores = (model.score_all(seq, seq_len) if spec["padding"] == "right" else model.score_all(seq)).double()
     assert scores.shape == (len(LENGTHS), N_ITEMS) and torch.isfinite(scores).all()
     meta = {
         "format": FORMAT,
@@ -136,6 +170,7 @@ def make(name: str, spec: dict):
         "d_model": str(HIDDEN),
         "num_blocks": str(BLOCKS),
         "heads": str(HEADS),
+        "ffn_inner": str(spec.get("ffn_inner") or HIDDEN),
         "torch_version": torch.__version__.split("+")[0],
     }
     return blob(state, {"format": FORMAT, "layout": spec["layout"]}), blob(

@@ -40,18 +40,23 @@ std::vector<index_t> top_k(Get score, index_t n, index_t k) {
 }
 
 /// Histories in recblocks' convention (left-padded, newest item in the last slot) from
-/// the reference's: left-padded already, or right-padded with seq_len real items.
+/// the reference's: left-padded already; right-padded with seq_len real items (RecBole);
+/// or left-padded with [mask] in the last slot (torch_models.BERT4Rec's caller appends it;
+/// recblocks' BERT4Rec::score_all appends it itself).
 Matrix<row_id_t> left_padded(const io::SafetensorsReader& r) {
     const auto seq = r.load<row_id_t, 2>("seq");
     const auto len = r.load<row_id_t, 1>("seq_len");
     const index_t bsz = seq.extent(0), l = seq.extent(1);
     Matrix<row_id_t> out(Shape<2>{{bsz, l}});
     out.zero();
-    const bool right = r.metadata().at("padding") == "right";
+    const std::string padding = r.metadata().at("padding");
+    const bool right = padding == "right", mask_last = padding == "left_mask_appended";
+    REQUIRE((right || mask_last || padding == "left"));
     for (index_t b = 0; b < bsz; ++b) {
-        const index_t n = len(b);
-        for (index_t t = 0; t < n; ++t) out(b, l - n + t) = right ? seq(b, t) : seq(b, l - n + t);
-        for (index_t t = 0; t < l - n; ++t) REQUIRE(seq(b, right ? n + t : t) == 0);  // the convention holds
+        const index_t n = len(b), first = right ? 0 : l - n - (mask_last ? 1 : 0);  // the first item's slot in seq
+        for (index_t t = 0; t < n; ++t) out(b, l - n + t) = seq(b, first + t);
+        for (index_t t = 0; t < l - n - (mask_last ? 1 : 0); ++t)  // the convention holds: padding is 0
+            REQUIRE(seq(b, right ? n + t : t) == 0);
     }
     return out;
 }
@@ -64,7 +69,20 @@ models::SASRecConfig sizes_of(const io::SafetensorsReader& r) {
     cfg.d_model = std::stoll(m.at("d_model"));
     cfg.num_blocks = std::stoll(m.at("num_blocks"));
     cfg.heads = std::stoll(m.at("heads"));
+    cfg.ffn_inner = std::stoll(m.at("ffn_inner"));
     cfg.dropout = 0.2;  // as trained; inference applies none
+    return cfg;
+}
+
+models::BERT4RecConfig bert_sizes_of(const io::SafetensorsReader& r) {
+    const auto& m = r.metadata();
+    models::BERT4RecConfig cfg;
+    cfg.num_items = std::stoll(m.at("num_items"));
+    cfg.max_len = std::stoll(m.at("max_len"));
+    cfg.d_model = std::stoll(m.at("d_model"));
+    cfg.num_blocks = std::stoll(m.at("num_blocks"));
+    cfg.heads = std::stoll(m.at("heads"));
+    cfg.inner = std::stoll(m.at("ffn_inner"));
     return cfg;
 }
 
@@ -107,12 +125,37 @@ TEST_CASE("each SASRec layout reproduces its reference on full and short histori
          std::vector<std::pair<std::string, std::string>>{{"pmixer_current", "pmixer_current.json"},
                                                           {"pmixer_current_norm_first", "pmixer_current_norm_first.json"},
                                                           {"pmixer_2023", "pmixer_2023.json"},
-                                                          {"recblocks_sasrec", "recblocks_sasrec.json"}}) {
+                                                          {"recblocks_sasrec", "recblocks_sasrec.json"},
+                                                          {"recbole_sasrec", "recbole_sasrec.json"}}) {
         INFO(variant);
         const auto io_file = io::SafetensorsReader::open(golden(variant, ".io.safetensors"));
         REQUIRE(io_file.metadata().at("layout") == file);
         const auto layout = io::CheckpointLayout::load(layout_file(file));
         const double err = sasrec_error(variant, layout);
+        CHECK(err <= 1e-5);
+        WARN(variant << ": worst |C++ - PyTorch| / max(1, |score|) = " << err);
+    }
+}
+
+TEST_CASE("each BERT4Rec layout reproduces its reference on full and short histories", "[layouts]") {
+    for (const auto& [variant, file] :
+         std::vector<std::pair<std::string, std::string>>{{"recbole_bert4rec", "recbole_bert4rec.json"},
+                                                          {"recbole_bert4rec_no_head", "recbole_bert4rec_no_head.json"},
+                                                          {"recblocks_bert4rec", "recblocks_bert4rec.json"}}) {
+        INFO(variant);
+        const auto io_file = io::SafetensorsReader::open(golden(variant, ".io.safetensors"));
+        REQUIRE(io_file.metadata().at("layout") == file);
+        const auto layout = io::CheckpointLayout::load(layout_file(file));
+        auto cfg = bert_sizes_of(io_file);
+        layout.apply(cfg);
+        models::BERT4Rec<float> model(cfg, Rng(7));
+        io::load_state(golden(variant), model.params(), layout);
+        const auto ids = left_padded(io_file);
+        ThreadPool pool(2);
+        const backend::Cpu<isa::Dispatch> be{&pool};
+        Matrix<float> got(Shape<2>{{ids.extent(0), cfg.num_items + 1}});
+        model.score_all(be, pool, ids.cview(), got.view());
+        const double err = compare(got, io_file.load<double, 2>("scores"));
         CHECK(err <= 1e-5);
         WARN(variant << ": worst |C++ - PyTorch| / max(1, |score|) = " << err);
     }

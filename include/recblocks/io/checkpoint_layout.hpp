@@ -165,6 +165,7 @@ public:
     void apply(models::BERT4RecConfig& cfg) const {
         require(model_ == LayoutModel::bert4rec, "layout \"", name_, "\" is for a SASRec model, not BERT4Rec");
         cfg.ln_eps = bert_.ln_eps;
+        cfg.positions = bert_.positions;
         cfg.output_head = bert_.output_head;
         cfg.output_bias = bert_.output_bias;
         cfg.history_drops_oldest = bert_.history_drops_oldest;
@@ -272,6 +273,7 @@ private:
     }
     static blocks::PositionRows positions_of(const std::string& s) {
         if (s == "per_slot") return blocks::PositionRows::per_slot;
+        if (s == "from_oldest") return blocks::PositionRows::from_oldest;
         return blocks::PositionRows::from_one;
     }
 
@@ -287,7 +289,7 @@ private:
                                     : policies::NormKind::post;
             sasrec_.timeline_mask = bool_option(opts, "timeline_mask");
             sasrec_.mask_padding_keys = bool_option(opts, "mask_padding_keys");
-            sasrec_.positions = positions_of(choice_option(opts, "positions", {"per_slot", "from_one"}));
+            sasrec_.positions = positions_of(choice_option(opts, "positions", {"per_slot", "from_one", "from_oldest"}));
             sasrec_.ln_eps = eps_option(opts);
             sasrec_.activation =
                 choice_option(opts, "activation", {"relu", "gelu"}) == "relu" ? Activation::relu : Activation::gelu;
@@ -299,7 +301,7 @@ private:
                        "\"options\" of a bert4rec layout");
             choice_option(opts, "norm", {"post"});
             norm_ = policies::NormKind::post;
-            bert_.positions = positions_of(choice_option(opts, "positions", {"per_slot"}));
+            bert_.positions = positions_of(choice_option(opts, "positions", {"per_slot", "from_oldest"}));
             bert_.ln_eps = eps_option(opts);
             bert_.output_head = bool_option(opts, "output_head");
             bert_.output_bias = bool_option(opts, "output_bias");

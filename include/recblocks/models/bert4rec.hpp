@@ -90,6 +90,9 @@ struct BERT4RecConfig {
     /// BERT4Rec inference does (it appends [mask] after the last item and then cuts the
     /// sequence's first slot, an item, not padding). A full history drops it in every case.
     bool history_drops_oldest = false;
+    /// per_slot: slot t uses row t of pos_emb (FeiSun/BERT4Rec, left-padded); from_oldest: an
+    /// item's row counts from its row's oldest real item (RecBole's right-padded 0..n-1).
+    blocks::PositionRows positions = blocks::PositionRows::per_slot;
 };
 
 /// recblocks names -> the PyTorch reference's state_dict names (class BERT4Rec
@@ -112,7 +115,7 @@ public:
 
     BERT4Rec(Config cfg, const Rng& rng, Memory memory = {})
         : cfg_(validated(cfg)),
-          embedding_({cfg.num_items + 1, cfg.d_model, cfg.max_len, false, blocks::PositionRows::per_slot, 0.0},
+          embedding_({cfg.num_items + 1, cfg.d_model, cfg.max_len, false, cfg.positions, 0.0},
                      rng.substream(0), memory),
           emb_norm_({cfg.d_model, cfg.ln_eps}, memory), emb_dropout_(cfg.dropout, rng.substream(2)),
           stack_(stack_config(cfg_), rng.substream(1), memory), head_(memory), head_grads_(memory), loss_(memory),
