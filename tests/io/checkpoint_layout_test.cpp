@@ -161,6 +161,41 @@ TEST_CASE("each BERT4Rec layout reproduces its reference on full and short histo
     }
 }
 
+TEST_CASE("read_sizes finds every size but the heads in each reference checkpoint", "[layouts]") {
+    for (const auto& v : {"pmixer_current", "pmixer_current_norm_first", "pmixer_2023", "recblocks_sasrec",
+                          "recbole_sasrec", "recbole_bert4rec", "recbole_bert4rec_no_head", "recblocks_bert4rec"}) {
+        const std::string variant = v;
+        INFO(variant);
+        const auto io_file = io::SafetensorsReader::open(golden(variant, ".io.safetensors"));
+        const auto layout = io::CheckpointLayout::load(layout_file(io_file.metadata().at("layout")));
+        if (io_file.metadata().at("model") == "sasrec") {
+            const auto want = sizes_of(io_file);
+            models::SASRecConfig got;
+            got.heads = 99;
+            io::read_sizes(golden(variant), layout, got);
+            CHECK(got.num_items == want.num_items);
+            CHECK(got.max_len == want.max_len);
+            CHECK(got.d_model == want.d_model);
+            CHECK(got.num_blocks == want.num_blocks);
+            CHECK(got.ffn_inner == want.ffn_inner);
+            CHECK(got.heads == 99);
+        } else {
+            const auto want = bert_sizes_of(io_file);
+            models::BERT4RecConfig got;
+            io::read_sizes(golden(variant), layout, got);
+            CHECK(got.num_items == want.num_items);
+            CHECK(got.max_len == want.max_len);
+            CHECK(got.d_model == want.d_model);
+            CHECK(got.num_blocks == want.num_blocks);
+            CHECK(got.inner == want.inner);
+        }
+    }
+    models::SASRecConfig cfg;
+    REQUIRE_THROWS_WITH(io::read_sizes(golden("recbole_sasrec"),
+                                       io::CheckpointLayout::load(layout_file("pmixer_current.json")), cfg),
+                        Contains("no 2-d item and position tables (\"item_emb.weight\", \"pos_emb.weight\")"));
+}
+
 TEST_CASE("the timeline mask decides short histories: pmixer's current code read with it scores them wrong",
           "[layouts]") {
     // The bug the layouts fix: a current-pmixer checkpoint loads without error under the

@@ -343,6 +343,51 @@ inline std::vector<std::int64_t> squeezed(std::vector<std::int64_t> s, std::size
 }
 }  // namespace detail
 
+namespace detail {
+/// Shape of the file tensor recblocks parameter `name` reads (the first part of a concat rule),
+/// or empty when the file has no such tensor.
+inline std::vector<std::int64_t> mapped_shape(const SafetensorsReader& r, const CheckpointLayout& layout,
+                                              const std::string& name) {
+    const auto src = layout.sources_of(name);
+    return r.contains(src.front()) ? r.record(src.front()).shape : std::vector<std::int64_t>{};
+}
+template <class Cfg>
+void read_common_sizes(const SafetensorsReader& r, const CheckpointLayout& layout, Cfg& cfg, index_t extra_items,
+                       index_t& ffn_inner) {
+    const auto items = mapped_shape(r, layout, "item_emb.weight"), pos = mapped_shape(r, layout, "pos_emb.weight");
+    RECBLOCKS_CHECK_FORMAT(items.size() == 2 && pos.size() == 2, r.source(), " (layout \"", layout.name(),
+                           "\"): no 2-d item and position tables (\"", layout.sources_of("item_emb.weight").front(),
+                           "\", \"", layout.sources_of("pos_emb.weight").front(), "\")");
+    cfg.num_items = static_cast<index_t>(items[0]) - 1 - extra_items;
+    cfg.d_model = static_cast<index_t>(items[1]);
+    cfg.max_len = static_cast<index_t>(pos[0]) - (cfg.positions == blocks::PositionRows::from_one ? 1 : 0);
+    cfg.num_blocks = 0;
+    while (!mapped_shape(r, layout, "blocks." + std::to_string(cfg.num_blocks) + ".attention.out_proj.weight").empty())
+        ++cfg.num_blocks;
+    RECBLOCKS_CHECK_FORMAT(cfg.num_blocks >= 1, r.source(), " (layout \"", layout.name(), "\"): no tensor \"",
+                           layout.sources_of("blocks.0.attention.out_proj.weight").front(), "\" (block 0)");
+    const auto ffn = mapped_shape(r, layout, "blocks.0.ffn.linear1.weight");
+    RECBLOCKS_CHECK_FORMAT(!ffn.empty(), r.source(), " (layout \"", layout.name(), "\"): no tensor \"",
+                           layout.sources_of("blocks.0.ffn.linear1.weight").front(), "\"");
+    ffn_inner = static_cast<index_t>(ffn[0]);
+}
+}  // namespace detail
+
+/// Reads the sizes a checkpoint shows into cfg (after layout.apply(cfg), which sets the position
+/// scheme they depend on): num_items, d_model, max_len, num_blocks and the feed-forward width.
+/// The number of heads is not in the weights: cfg.heads is left as it is.
+inline void read_sizes(const std::filesystem::path& path, const CheckpointLayout& layout, models::SASRecConfig& cfg) {
+    layout.apply(cfg);
+    const auto r = SafetensorsReader::open(path);
+    detail::read_common_sizes(r, layout, cfg, 0, cfg.ffn_inner);
+}
+/// As above for BERT4Rec (its item table has a [mask] row; the width goes to cfg.inner).
+inline void read_sizes(const std::filesystem::path& path, const CheckpointLayout& layout, models::BERT4RecConfig& cfg) {
+    layout.apply(cfg);
+    const auto r = SafetensorsReader::open(path);
+    detail::read_common_sizes(r, layout, cfg, 1, cfg.inner);
+}
+
 /// Loads every parameter of `params` from the safetensors state_dict at `path`
 /// through `layout`. Checks first, writes after: a parameter whose tensor is
 /// missing (FormatError) or has the wrong shape (ShapeError), or a file tensor
