@@ -30,6 +30,7 @@
 // missing or wrong-shaped tensor, and a file tensor the layout does not use
 // (extra), are errors naming the tensor. docs/interop.md lists the options and
 // the layouts shipped in layouts/.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -452,14 +453,12 @@ void load_state(const std::filesystem::path& path, const ParamList<T>& params, c
                 dst += part.numel();
             }
         } else {
-            const auto& rec = r.record(plan.parts.front());
             auto whole = p;
             whole.shape[0] += plan.skip;
             scratch.resize(static_cast<std::size_t>(whole.numel()));
             whole.value = scratch.data();
             load_param(r, plan.parts.front(), whole, true);
-            (void)rec;
-            std::copy(scratch.begin() + plan.skip * row_len, scratch.end(), p.value);
+            std::copy(scratch.begin() + plan.skip * row_len, scratch.end(), p.value);  // rows skip.. of the file
         }
     }
 }
