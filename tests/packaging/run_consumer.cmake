@@ -38,7 +38,8 @@ if(MODE STREQUAL "install")
               lib/cmake/recblocks/dispatch/recblocks_dispatch_sse2.cpp
               lib/cmake/recblocks/dispatch/recblocks_dispatch_avx2.cpp
               lib/cmake/recblocks/dispatch/recblocks_dispatch_avx512.cpp
-              include/recblocks/recblocks.hpp include/recblocks/version.hpp)
+              include/recblocks/recblocks.hpp include/recblocks/version.hpp
+              share/recblocks/layouts/pmixer_current.json)
         if(NOT EXISTS "${prefix}/${f}")
             message(FATAL_ERROR "[packaging_install] ${f} was not installed")
         endif()
