@@ -6,7 +6,7 @@
 //          [--num_epochs 200] [--l2_emb 0] [--seed 42] [--threads 0] [--eval sampled|full]
 //          [--eval_every 20] [--norm query|pre|post] [--mask_padding_keys 0|1]
 //          [--init xavier_normal|scaled_normal] [--save FILE] [--load FILE] [--max_seconds S]
-//          [--load_pytorch FILE [--ffn conv1d|linear]]
+//          [--load_pytorch FILE [--ffn conv1d|linear | --layout LAYOUT.json [--ffn_inner N]]]
 //          [--matryoshka 8,16,32,64 [--matryoshka_weights 1,1,1,1]] [--save_embeddings FILE]
 //   sasrec recommend --load FILE --dataset FILE [--format ...] --user ID [--k 10]
 //   sasrec recommend --load_pytorch FILE [--ffn conv1d|linear] --dataset FILE --user ID [--k 10] [model flags]
@@ -37,7 +37,11 @@
 // --norm, --num_heads and --mask_padding_keys cannot be checked. With
 // --num_epochs 0 the program only evaluates the PyTorch model; with more
 // epochs it fine-tunes it (fresh Adam state); `recommend` serves it. See
-// docs/interop.md.
+// docs/interop.md. --layout LAYOUT.json (one of layouts/, or your own) names
+// the implementation that wrote the file instead: its architecture options
+// (norm placement, timeline mask, positions, ...) and its tensor names, so
+// --norm, --positions, --mask_padding_keys and --ffn are not given with it;
+// --ffn_inner N is the feed-forward width (RecBole's inner_size; 0 = D).
 //
 // --matryoshka W1,W2,...,D trains with the MRL-E loss (the BCE summed over the
 // nested widths of the tied item table, docs/matryoshka.md) and adds to the
@@ -54,6 +58,7 @@
 // ctest-args: --dataset data/ml-latest-small/ratings.csv --format movielens-csv --maxlen 20 --hidden_units 16 --num_epochs 1 --eval full
 #include <recblocks/train/checkpoint.hpp>
 #include <recblocks/eval/matryoshka_evaluation.hpp>
+#include <recblocks/io/checkpoint_layout.hpp>
 #include <recblocks/io/pytorch_import.hpp>
 #include <recblocks/recblocks.hpp>
 
@@ -61,6 +66,7 @@
 #include <cstdio>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <string>
 #include <unistd.h>
 
@@ -76,7 +82,7 @@ namespace {
 const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_units", "num_blocks", "num_heads",
                                       "dropout_rate", "lr", "batch_size", "num_epochs", "l2_emb", "seed", "threads",
                                       "eval", "eval_every", "norm", "mask_padding_keys", "save", "load", "user", "k",
-                                      "max_seconds", "positions", "load_pytorch", "ffn", "matryoshka",
+                                      "max_seconds", "positions", "load_pytorch", "ffn", "layout", "ffn_inner", "matryoshka",
                                       "matryoshka_weights", "save_embeddings", "eval_widths", "init"};
 
 void usage() {
@@ -91,9 +97,22 @@ void usage() {
                  "training:  --lr 0.001  --batch_size 128  --num_epochs 200  --l2_emb 0  --seed 42\n"
                  "           --threads 0 (0: every hardware thread)  --max_seconds 0 (0: no limit)\n"
                  "           --save FILE  --load FILE  --load_pytorch FILE [--ffn conv1d|linear (conv1d)]\n"
+                 "           --load_pytorch FILE --layout LAYOUT.json [--ffn_inner N (0: D)]  (docs/interop.md)\n"
                  "           --matryoshka W1,...,D [--matryoshka_weights C1,... (all 1)] [--eval_widths W1,...,D]\n"
                  "eval:      --eval sampled|full (sampled)  --eval_every 20 (0: only at the end)\n"
                  "output:    --save_embeddings FILE\n");
+}
+
+/// --layout FILE: the checkpoint layout of a --load_pytorch file; it sets the flags it replaces.
+std::optional<rb::io::CheckpointLayout> layout_of(const examples::Args& a) {
+    if (!a.has("layout")) {
+        if (a.has("ffn_inner")) throw rb::ValueError("--ffn_inner goes with --layout");
+        return std::nullopt;
+    }
+    if (!a.has("load_pytorch")) throw rb::ValueError("--layout describes a PyTorch checkpoint: give --load_pytorch FILE");
+    for (const char* f : {"norm", "positions", "mask_padding_keys", "ffn"})
+        if (a.has(f)) throw rb::ValueError(std::string("--") + f + " is set by --layout; give one of them");
+    return rb::io::CheckpointLayout::load(a.str("layout", ""));
 }
 
 rb::models::SASRecConfig model_config(const examples::Args& a, index_t num_items) {
@@ -119,6 +138,10 @@ rb::models::SASRecConfig model_config(const examples::Args& a, index_t num_items
     c.positions = pos == "from_one"  ? rb::blocks::PositionRows::from_one
                   : pos == "per_slot" ? rb::blocks::PositionRows::per_slot
                                       : rb::blocks::PositionRows::from_oldest;
+    if (const auto layout = layout_of(a)) {
+        layout->apply(c);
+        c.ffn_inner = a.integer_in("ffn_inner", 0, 0, examples::kMaxCount);
+    }
     if (a.has("matryoshka")) {
         c.matryoshka_widths = rb::MatryoshkaWidths::parse(a.str("matryoshka", ""), c.d_model).widths();
         if (a.has("matryoshka_weights")) {
@@ -216,6 +239,12 @@ void save_embeddings(const std::string& path, Model& model, const Be& be, rb::Th
 /// name map, edited for an nn.Linear feed-forward with --ffn linear.
 template <class Model>
 void load_pytorch(const examples::Args& a, Model& model) {
+    if (const auto layout = layout_of(a)) {  // every tensor used, or an error naming it
+        rb::io::load_state(a.str("load_pytorch", ""), model.params(), *layout);
+        std::fprintf(stderr, "loaded PyTorch state_dict %s (layout %s)\n", a.str("load_pytorch", "").c_str(),
+                     layout->name().c_str());
+        return;
+    }
     const std::string path = a.str("load_pytorch", ""), ffn = a.str("ffn", "conv1d");
     if (ffn != "conv1d" && ffn != "linear") throw rb::ValueError("--ffn must be conv1d or linear, got '" + ffn + "'");
     rb::io::NameMap map = rb::io::sasrec_pmixer_names();
@@ -350,7 +379,12 @@ int main(int argc, char** argv) {
         }
         const std::string mode = a.positional().empty() ? "train" : a.positional()[0];
         if (mode != "train" && mode != "recommend") throw rb::ValueError("unknown mode '" + mode + "' (train or recommend)");
-        const std::string norm = a.str("norm", "query");
+        const auto layout = layout_of(a);
+        const rb::policies::NormKind kind = layout ? layout->norm() : rb::policies::NormKind::query;
+        const std::string norm = layout ? (kind == rb::policies::NormKind::query ? "query"
+                                           : kind == rb::policies::NormKind::pre ? "pre"
+                                                                                  : "post")
+                                        : a.str("norm", "query");
         if (norm == "query") return run<rb::policies::QueryNorm>(a, mode);
         if (norm == "pre") return run<rb::policies::PreNorm>(a, mode);
         if (norm == "post") return run<rb::policies::PostNorm>(a, mode);

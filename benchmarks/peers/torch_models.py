@@ -143,7 +143,8 @@ class SASRec(nn.Module):
            norm='pre' (the paper's text, pmixer norm_first=True):
                h = LN_attn(x); x = x + MHA(h, h, h)
                x = x + FFN(LN_ffn(x))
-           norm='post' (pmixer HEAD default):
+           norm='post' (pmixer HEAD default's block; pmixer's current code has no timeline
+           mask, see reference_models/pmixer_sasrec_current.py):
                x = LN_attn(x + MHA(x, x, x))
                x = LN_ffn(x + FFN(x))
          then x = x * keep                              (timeline mask after every block)

@@ -185,6 +185,31 @@ TEST_CASE("BERT4Rec training gradients match finite differences (dropout active)
     }
 }
 
+TEST_CASE("BERT4Rec training gradients with RecBole's options (no head, no bias, from_oldest positions)",
+          "[models][bert4rec][gradcheck]") {
+    const backend::Reference ref{};
+    ThreadPool pool(1);
+    auto cfg = tiny_config();
+    cfg.output_head = false;
+    cfg.output_bias = false;
+    cfg.positions = blocks::PositionRows::from_oldest;
+    models::BERT4Rec<double> model(cfg, Rng(17));
+    for (const auto& p : model.params())  // what the options remove is not a parameter
+        CHECK((p.name.rfind("head_", 0) != 0 && p.name != "out_bias"));
+    randomize(model.params(), 29);
+    std::fill(model.params()[0].value, model.params()[0].value + 8, 0.0);  // the padding row
+    TinyBatch batch;
+    auto loss = [&] { return model.train_step_ce(ref, pool, batch.ids.cview(), batch.labels.cview(), 7).loss; };
+    CHECK(std::isfinite(loss()));
+    std::vector<std::vector<double>> saved;
+    for (const auto& p : model.params()) saved.emplace_back(p.grad, p.grad + p.numel());
+    for (std::size_t i = 0; i < model.params().size(); ++i) {
+        const auto& p = model.params()[i];
+        const index_t stride = p.numel() > 150 ? p.numel() / 150 + 1 : 1;
+        rbtest::check_fd(p.name, p.value, saved[i].data(), p.numel(), loss, 1e-5, stride);
+    }
+}
+
 TEST_CASE("BERT4Rec parameters: names, shapes, the reference name map", "[models][bert4rec]") {
     auto cfg = tiny_config();
     models::BERT4Rec<float> m(cfg, Rng(3));

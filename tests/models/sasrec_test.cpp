@@ -36,13 +36,22 @@ models::SASRecConfig tiny_config() {
 using TinyBatch = rbtest::TinySasrecBatch;
 
 template <class Norm>
-void gradcheck_sasrec(bool mask_keys, blocks::PositionRows rows) {
+void gradcheck_sasrec(bool mask_keys, blocks::PositionRows rows, void (*edit)(models::SASRecConfig&) = nullptr) {
     const backend::Reference ref{};
     ThreadPool pool(1);
     auto cfg = tiny_config();
     cfg.mask_padding_keys = mask_keys;
     cfg.positions = rows;
+    if (edit) edit(cfg);
     models::SASRec<double, Norm> model(cfg, Rng(17));
+    if (edit) {
+        // Biases start at 0; without the timeline mask and with padded keys visible, a padded
+        // slot's post-norm input is then LN(0 + 0), where eps alone bounds the curvature and
+        // central differences are meaningless. Move the 1-D parameters off their defaults.
+        for (const auto& p : model.params())
+            if (p.shape.size() == 1)
+                for (index_t j = 0; j < p.numel(); ++j) p.value[j] += 0.1 * std::sin(double(j + 1) * 1.7);
+    }
     TinyBatch batch;
     auto loss = [&] { return model.train_step_bce(ref, pool, batch.ids.cview(), batch.pos.cview(), batch.neg.cview(), 4).loss; };
     loss();
@@ -64,6 +73,24 @@ TEST_CASE("SASRec training gradients match finite differences", "[models][sasrec
     gradcheck_sasrec<policies::PostNorm>(true, blocks::PositionRows::from_one);
     gradcheck_sasrec<policies::QueryNorm>(true, blocks::PositionRows::from_oldest);
     gradcheck_sasrec<policies::PreNorm>(false, blocks::PositionRows::from_oldest);
+}
+
+TEST_CASE("SASRec training gradients with the options layouts set (RecBole's and pmixer's current architecture)",
+          "[models][sasrec][gradcheck]") {
+    // RecBole: LayerNorm on the unscaled embedding sum (dropout after it), GELU feed-forward of
+    // another width, no final norm, no timeline mask.
+    SECTION("recbole") gradcheck_sasrec<policies::PostNorm>(true, blocks::PositionRows::from_oldest, [](models::SASRecConfig& c) {
+        c.embedding_norm = true;
+        c.scale_embedding = false;
+        c.activation = Activation::gelu;
+        c.ffn_inner = 12;
+        c.final_norm = false;
+        c.timeline_mask = false;
+        c.ln_eps = 1e-12;
+    });
+    // pmixer's current code: no timeline mask, padded keys visible.
+    SECTION("pmixer current") gradcheck_sasrec<policies::PostNorm>(false, blocks::PositionRows::from_one,
+                                         [](models::SASRecConfig& c) { c.timeline_mask = false; });
 }
 
 TEMPLATE_TEST_CASE("SASRec with from_oldest positions and masked padded keys: an item's state ignores later events",

@@ -39,7 +39,8 @@ if(MODE STREQUAL "install")
               lib/cmake/recblocks/dispatch/recblocks_dispatch_avx2.cpp
               lib/cmake/recblocks/dispatch/recblocks_dispatch_avx512.cpp
               include/recblocks/recblocks.hpp include/recblocks/version.hpp
-              lib/pkgconfig/recblocks.pc share/doc/recblocks/LICENSE)
+              lib/pkgconfig/recblocks.pc share/doc/recblocks/LICENSE
+              share/recblocks/layouts/pmixer_current.json)
         if(NOT EXISTS "${prefix}/${f}")
             message(FATAL_ERROR "[packaging_install] ${f} was not installed")
         endif()

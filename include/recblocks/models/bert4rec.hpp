@@ -11,8 +11,9 @@
 //                                              bidirectional attention, padded keys masked,
 //                                              erf-GELU FFN of width 4D without hidden dropout,
 //                                              no final norm, no timeline zeroing
-//   h = LN_head(GELU(F W_headᵀ + b_head))
-//   logit(item i) = h · E[i] + out_bias[i]     over items 1..N (tied with the input table)
+//   h = LN_head(GELU(F W_headᵀ + b_head))      (Config::output_head; else h = F)
+//   logit(item i) = h · E[i] + out_bias[i]     over items 1..N (tied with the input table;
+//                                              out_bias with Config::output_bias, else 0)
 //
 // Padded slots: the embedding writes zeros there (the reference writes
 // LN(E[0] + P[t])); the values of padded slots are never attended to and
@@ -79,6 +80,19 @@ struct BERT4RecConfig {
     /// 2 sigma, linear biases 0 (BERT's initializer_range 0.02). 0 keeps the
     /// blocks' PyTorch-style defaults (nn.Linear / nn.MultiheadAttention, N(0, 1/D) tables).
     double init_std = 0.02;
+    /// h = LN_head(GELU(F W_headᵀ + b_head)) before the item table (BERT, FeiSun/BERT4Rec,
+    /// recblocks' reference); false: the [mask] state F itself is scored (RecBole's BERT4Rec
+    /// before its head was added). Without it there are no head_dense.* / head_norm.* params.
+    bool output_head = true;
+    /// A learned per-item bias added to the logits (out_bias); false: none, and no such param.
+    bool output_bias = true;
+    /// score_all() on a history shorter than L also drops its oldest item, as RecBole's
+    /// BERT4Rec inference does (it appends [mask] after the last item and then cuts the
+    /// sequence's first slot, an item, not padding). A full history drops it in every case.
+    bool history_drops_oldest = false;
+    /// per_slot: slot t uses row t of pos_emb (FeiSun/BERT4Rec, left-padded); from_oldest: an
+    /// item's row counts from its row's oldest real item (RecBole's right-padded 0..n-1).
+    blocks::PositionRows positions = blocks::PositionRows::per_slot;
 };
 
 /// recblocks names -> the PyTorch reference's state_dict names (class BERT4Rec
@@ -101,7 +115,7 @@ public:
 
     BERT4Rec(Config cfg, const Rng& rng, Memory memory = {})
         : cfg_(validated(cfg)),
-          embedding_({cfg.num_items + 1, cfg.d_model, cfg.max_len, false, blocks::PositionRows::per_slot, 0.0},
+          embedding_({cfg.num_items + 1, cfg.d_model, cfg.max_len, false, cfg.positions, 0.0},
                      rng.substream(0), memory),
           emb_norm_({cfg.d_model, cfg.ln_eps}, memory), emb_dropout_(cfg.dropout, rng.substream(2)),
           stack_(stack_config(cfg_), rng.substream(1), memory), head_(memory), head_grads_(memory), loss_(memory),
@@ -118,6 +132,7 @@ public:
             h->out_bias.resize(Shape<1>{{n + 1}});  // entry 0 (padding) is never a class
         }
         fill_from_host(head_.norm_w, [](index_t) { return 1.0; });
+        fill_from_host(head_.out_bias, [](index_t) { return 0.0; });  // stays 0 without output_bias
         const Rng hr = rng.substream(3);
         const double bound = 1.0 / std::sqrt(double(d));  // nn.Linear's default
         fill_from_host(head_.dense_w,
@@ -129,14 +144,18 @@ public:
         embedding_.append_params("", params_);
         emb_norm_.append_params("emb_norm.", params_);
         stack_.append_params("", params_);
-        append_param(params_, "", "head_dense.weight", head_.dense_w, head_grads_.dense_w, ParamKind::weight);
-        append_param(params_, "", "head_dense.bias", head_.dense_b, head_grads_.dense_b, ParamKind::bias);
-        append_param(params_, "", "head_norm.weight", head_.norm_w, head_grads_.norm_w, ParamKind::norm);
-        append_param(params_, "", "head_norm.bias", head_.norm_b, head_grads_.norm_b, ParamKind::norm);
+        if (cfg_.output_head) {
+            append_param(params_, "", "head_dense.weight", head_.dense_w, head_grads_.dense_w, ParamKind::weight);
+            append_param(params_, "", "head_dense.bias", head_.dense_b, head_grads_.dense_b, ParamKind::bias);
+            append_param(params_, "", "head_norm.weight", head_.norm_w, head_grads_.norm_w, ParamKind::norm);
+            append_param(params_, "", "head_norm.bias", head_.norm_b, head_grads_.norm_b, ParamKind::norm);
+        }
         // out_bias is [N] (item i at index i - 1, as the reference stores it): a
-        // view of entries 1..N of the [N + 1] vector the loss takes.
-        params_.push_back(ParamRef<T, Memory>{"out_bias", head_.out_bias.data() + 1, head_grads_.out_bias.data() + 1,
-                                              {n}, ParamKind::bias, memory});
+        // view of entries 1..N of the [N + 1] vector the loss takes. Without
+        // output_bias the vector stays zero (its gradient is computed and unused).
+        if (cfg_.output_bias)
+            params_.push_back(ParamRef<T, Memory>{"out_bias", head_.out_bias.data() + 1,
+                                                  head_grads_.out_bias.data() + 1, {n}, ParamKind::bias, memory});
         if (cfg_.init_std > 0) bert_init(rng.substream(4));
     }
     BERT4Rec(const BERT4Rec&) = delete;  // params() points into the model
@@ -272,6 +291,14 @@ public:
         for (index_t b = 0; b < bsz; ++b) {
             std::copy(ids.row(b) + 1, ids.row(b) + len, shifted_.view().row(b));
             shifted_(b, len - 1) = mask_token();
+            if (cfg_.history_drops_oldest && ids(b, 0) == 0) {  // the shift dropped padding: drop the oldest item
+                row_id_t* row = shifted_.view().row(b);
+                for (index_t t = 0; t + 1 < len; ++t)
+                    if (row[t] != 0) {
+                        row[t] = 0;
+                        break;
+                    }
+            }
         }
         stage_embedding(shifted_.cview(), op);
         stack_.stage(keep_.cview());
@@ -403,6 +430,10 @@ private:
     /// head_out_[:rows] = LN(GELU(head_in_[:rows] Wᵀ + b)).
     template <class Be>
     void head_forward(const Be& be, index_t rows) {
+        if (!cfg_.output_head) {
+            ops::copy(be, MatrixView<const T>(head_slice(head_in_, rows)), head_slice(head_out_, rows));
+            return;
+        }
         auto pre = head_slice(head_pre_, rows), act = head_slice(head_act_, rows);
         ops::broadcast_rows(be, head_.dense_b.cview(), T(0), pre);
         ops::gemm(be, Trans::no, Trans::yes, T(1), MatrixView<const T>(head_slice(head_in_, rows)), head_.dense_w.cview(),
@@ -416,6 +447,10 @@ private:
     /// From d_head_out_[:rows]: parameter gradients added, d_head_in_[:rows] written.
     template <class Be>
     void head_backward(const Be& be, index_t rows) {
+        if (!cfg_.output_head) {
+            ops::copy(be, MatrixView<const T>(head_slice(d_head_out_, rows)), head_slice(d_head_in_, rows));
+            return;
+        }
         auto dact = head_slice(d_head_act_, rows);
         ops::layer_norm_backward(be, MatrixView<const T>(head_slice(head_act_, rows)), head_.norm_w.cview(),
                                  vector_view<const T>(head_mean_.data(), rows), vector_view<const T>(head_rstd_.data(), rows),

@@ -8,6 +8,12 @@
 // Norm is the block's norm placement (policies::QueryNorm = the authors' code
 // and pmixer's port until 2025; PreNorm = the paper's text; PostNorm).
 // Defaults follow the authors' code for MovieLens-1M except where noted.
+// The choices on which public implementations differ are Config fields
+// (timeline_mask, mask_padding_keys, positions, scale_embedding,
+// embedding_norm, activation, ffn_inner, final_norm, ln_eps); a checkpoint
+// layout file sets them (io/checkpoint_layout.hpp), and models::AnySASRec
+// picks the norm placement at run time (models/any_sasrec.hpp). With
+// embedding_norm (RecBole): x = keep ⊙ Drop(LN_emb(E[s] · scale + P[pos])).
 //
 // Training: train_step_bce() runs forward, the BCE loss with one sampled
 // negative per position, and backward; gradients are in params()' grads
@@ -39,6 +45,8 @@
 
 #include "recblocks/params/initialization.hpp"
 #include "recblocks/params/matryoshka_widths.hpp"
+#include "recblocks/blocks/dropout.hpp"
+#include "recblocks/blocks/layer_norm.hpp"
 #include "recblocks/blocks/sequence_embedding.hpp"
 #include "recblocks/blocks/transformer_stack.hpp"
 #include "recblocks/losses/bce_with_negatives.hpp"
@@ -77,6 +85,15 @@ struct SASRecConfig {
     std::vector<index_t> matryoshka_widths;  ///< nested widths ending at D for the MRL-E loss; empty = off
     std::vector<double> matryoshka_weights;  ///< c_i per width; empty = all 1
     SASRecInit init = SASRecInit::xavier_normal;  ///< the reference's initialisation by default
+    /// Zero the padded positions after every block (the "timeline mask": the authors' code and
+    /// pmixer's port before 2024). pmixer's current code and RecBole do not: padded slots then
+    /// carry values that unmasked keys (mask_padding_keys = false) let real positions attend to.
+    bool timeline_mask = true;
+    Activation activation = Activation::relu;  ///< feed-forward activation (RecBole: gelu)
+    index_t ffn_inner = 0;                     ///< feed-forward width; 0 means D (RecBole: inner_size)
+    bool scale_embedding = true;               ///< E[s] · sqrt(D) (authors, pmixer); RecBole: false
+    bool embedding_norm = false;  ///< LayerNorm on E[s] + P[pos], dropout after it (RecBole); params emb_norm.*
+    bool final_norm = true;       ///< the last LayerNorm after the stack (RecBole has none)
 };
 
 template <class T, class Norm = policies::QueryNorm, MemorySpace Memory = HostMemory>
@@ -87,16 +104,19 @@ public:
 
     SASRec(Config cfg, const Rng& rng, Memory memory = {})
         : cfg_(cfg),
-          embedding_({cfg.num_items, cfg.d_model, cfg.max_len, true, cfg.positions, cfg.dropout}, rng.substream(0),
-                     memory),
-          stack_(stack_config(cfg), rng.substream(1), memory), x_(memory), hidden_(memory), dhidden_(memory),
-          dx_(memory), last_(memory), neg_inf_(Shape<1>{{1}}, memory), bce_(memory) {
+          embedding_({cfg.num_items, cfg.d_model, cfg.max_len, cfg.scale_embedding, cfg.positions,
+                      cfg.embedding_norm ? 0.0 : cfg.dropout},
+                     rng.substream(0), memory),
+          emb_norm_({cfg.d_model, cfg.ln_eps}, memory), emb_dropout_(cfg.dropout, rng.substream(6)),
+          stack_(stack_config(cfg), rng.substream(1), memory), x_(memory), xn_(memory), hidden_(memory),
+          dhidden_(memory), dx_(memory), dxn_(memory), last_(memory), neg_inf_(Shape<1>{{1}}, memory), bce_(memory) {
         RECBLOCKS_CHECK_VALUE(cfg.l2_emb >= 0, "SASRec: l2_emb must be >= 0, got ", cfg.l2_emb);
         if (!cfg.matryoshka_widths.empty())
             widths_.emplace(cfg.matryoshka_widths, cfg.d_model, cfg.matryoshka_weights);
         else
             RECBLOCKS_CHECK_VALUE(cfg.matryoshka_weights.empty(), "SASRec: matryoshka_weights given without matryoshka_widths");
         embedding_.append_params("", params_);
+        if (cfg.embedding_norm) emb_norm_.append_params("emb_norm.", params_);
         stack_.append_params("", params_);
         fill_from_host(neg_inf_, [](index_t) { return -std::numeric_limits<T>::infinity(); });
         if (cfg.init == SASRecInit::xavier_normal) {
@@ -112,7 +132,8 @@ public:
     SASRec& operator=(const SASRec&) = delete;
 
     [[nodiscard]] const Config& config() const { return cfg_; }
-    /// Every learnable tensor: item_emb.weight, pos_emb.weight, blocks.<i>.*, final_norm.*.
+    /// Every learnable tensor: item_emb.weight, pos_emb.weight, emb_norm.* (with embedding_norm),
+    /// blocks.<i>.*, final_norm.* (with final_norm).
     [[nodiscard]] const ParamList<T, Memory>& params() const { return params_; }
     [[nodiscard]] blocks::SequenceEmbedding<T, Memory>& embedding() { return embedding_; }
     [[nodiscard]] Stack& stack() { return stack_; }
@@ -150,7 +171,15 @@ public:
                       vector_view(embedding_.grads().items.data(), items.numel()));
         }
         stack_.backward(be, pool, dhidden_.view(), dx_.view());
-        embedding_.backward(be, pool, ids, dx_.view());
+        if (cfg_.embedding_norm) {
+            const index_t n = dx_.numel();
+            if (emb_dropout_.p() > 0)
+                emb_dropout_.backward<T>(be, step, vector_view<const T>(dx_.data(), n), vector_view(dx_.data(), n));
+            emb_norm_.backward(be, matrix_view<const T>(dx_.data(), rows, d), matrix_view(dxn_.data(), rows, d));
+            embedding_.backward(be, pool, ids, dxn_.view());
+        } else {
+            embedding_.backward(be, pool, ids, dx_.view());
+        }
         return loss;
     }
 
@@ -164,9 +193,10 @@ public:
             hidden_.resize(x_.shape());
             dhidden_.resize(x_.shape());
             dx_.resize(x_.shape());
+            if (cfg_.embedding_norm) dxn_.resize(x_.shape());
         }
         embedding_.forward(be, pool, ids, x_.view(), step, train);
-        stack_.forward(be, pool, x_.cview(), keep_.cview(), hidden_.view(), step, train);
+        stack_.forward(be, pool, normed_input(be, step, train), keep_.cview(), hidden_.view(), step, train);
     }
     [[nodiscard]] TensorView<const T, 3> hidden() const { return hidden_.cview(); }
 
@@ -200,7 +230,7 @@ public:
         RECBLOCKS_CHECK_SHAPE(out.rows() == bsz && out.cols() == cfg_.d_model, "SASRec::encode_last: out is ",
                               out.shape(), " but need [", bsz, ", ", cfg_.d_model, "]");
         embedding_.forward_staged(be, pool, x_.view(), 0, false);
-        stack_.forward_last_staged(be, pool, x_.cview(), out);
+        stack_.forward_last_staged(be, pool, normed_input(be, 0, false), out);
     }
 
     /// Device phase of score_all() for the staged queries: scores [B, N + 1] in Memory.
@@ -228,6 +258,20 @@ public:
     }
 
 private:
+    /// The stack's input: x_ itself, or Drop(LN_emb(x_)) with embedding_norm (the embedding's
+    /// zero rows at padded slots become LN_emb's bias there; no real position reads them
+    /// unless padded keys are visible, and RecBole masks them).
+    template <class Be>
+    TensorView<const T, 3> normed_input(const Be& be, std::uint64_t step, bool train) {
+        if (!cfg_.embedding_norm) return x_.cview();
+        if (xn_.shape() != x_.shape()) xn_.resize(x_.shape());
+        const index_t rows = x_.extent(0) * x_.extent(1), d = cfg_.d_model, n = x_.numel();
+        emb_norm_.forward(be, matrix_view<const T>(x_.data(), rows, d), matrix_view(xn_.data(), rows, d));
+        if (train && emb_dropout_.p() > 0)
+            emb_dropout_.forward<T>(be, step, vector_view<const T>(xn_.data(), n), vector_view(xn_.data(), n));
+        return xn_.cview();
+    }
+
     template <class Be>
     void score_staged_at_width(const Be& be, ThreadPool& pool, MatrixView<T> scores, index_t m) {
         const index_t bsz = staged_queries();
@@ -258,19 +302,22 @@ private:
 
     static typename Stack::Config stack_config(const Config& c) {
         typename Stack::Config s;
-        s.block = {c.d_model, c.heads, c.d_model, Activation::relu, c.dropout, c.dropout, c.ln_eps};
+        s.block = {c.d_model, c.heads, c.ffn_inner > 0 ? c.ffn_inner : c.d_model, c.activation, c.dropout, c.dropout,
+                   c.ln_eps};
         s.num_blocks = c.num_blocks;
-        s.final_norm = true;
+        s.final_norm = c.final_norm;
         s.mask_padding_keys = c.mask_padding_keys;
-        s.zero_padded_positions = true;
+        s.zero_padded_positions = c.timeline_mask;
         return s;
     }
 
     Config cfg_;
     blocks::SequenceEmbedding<T, Memory> embedding_;
+    blocks::LayerNorm<T, Memory> emb_norm_;  // used with embedding_norm only
+    blocks::Dropout emb_dropout_;             // after emb_norm_ (the embedding's own dropout is 0 then)
     Stack stack_;
     ParamList<T, Memory> params_;
-    Tensor<T, 3, Memory> x_, hidden_, dhidden_, dx_;
+    Tensor<T, 3, Memory> x_, xn_, hidden_, dhidden_, dx_, dxn_;
     Matrix<std::uint8_t> keep_;  // host: the stack copies it where it computes
     Matrix<T, Memory> last_;
     Vector<T, Memory> neg_inf_;  // [1]: the padding column's score

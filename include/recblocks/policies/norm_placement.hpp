@@ -49,6 +49,10 @@ concept NormPlacement =
         P::backward(parts, be, pool, y, y);
     };
 
+/// The three placements as a run-time value, for what chooses one from data (a checkpoint
+/// layout file; models/any_sasrec.hpp turns it into the model type).
+enum class NormKind : std::uint8_t { query, pre, post };
+
 struct QueryNorm {
     static constexpr bool ffn_residual = true;
     /// q = LN_a(x); attended = A(q, x, x); h = q + attended; e = LN_f(h); gradients d<name>.
