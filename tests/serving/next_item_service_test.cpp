@@ -183,7 +183,7 @@ TEST_CASE("NextItemService answers as the reference over a session of requests",
     REQUIRE(service.prepare(R"({"user": "a", "events": [1210], "k": 30})", jobs[1]));
     REQUIRE(service.prepare(R"({"user": 9, "events": [1070, 1077], "exclude_seen": false, "k": 4})", jobs[2]));
     CHECK_FALSE(service.prepare(R"({"user": "c", "events": [1001]})", jobs[3]));
-    CHECK(jobs[3].response == R"({"user": "c", "error": "[recblocks.value] request: \"events\"[0]: item 1001 is not in the model's catalogue"})");
+    CHECK(jobs[3].response == R"({"user": "c", "error": "request: \"events\"[0]: item 1001 is not in the model's catalogue"})");
     std::vector<serving::ServiceJob*> batch{&jobs[0], &jobs[1], &jobs[2], &jobs[3]};
     service.answer(batch);
     kept["a"] = {1, 2, 3, 4, 5, 6, 7};

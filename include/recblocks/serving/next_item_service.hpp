@@ -86,7 +86,10 @@ public:
             return true;
         } catch (const std::exception& e) {
             if (job.request.user.empty()) serving::find_user(line, job.request.user, job.request.user_is_number);
-            fail(job, e.what());
+            std::string_view what = e.what();  // without the library's "[recblocks.value] " tag: the line says what
+            if (!what.empty() && what.front() == '[' && what.find("] ") != std::string_view::npos)
+                what.remove_prefix(what.find("] ") + 2);
+            fail(job, std::string(what));
             return false;
         }
     }
