@@ -7,7 +7,11 @@
 // clients saw them, and the server's own summary.
 //
 //   serve_load --server PATH/serve --load FILE [--clients 4] [--seconds 5] [--users 8]
-//              [--max_batch 16] [--max_wait_us 300] [--threads 1] [--seed 1]
+//              [--max_batch 16] [--max_wait_us 300] [--threads 1] [--seed 1] [--offline_seconds 0]
+//
+// --offline_seconds S first times the model alone for S seconds at batch 1 and
+// at --max_batch (score_all + top-10 on random full windows, --threads
+// threads): the ceiling the server's throughput is measured against.
 //
 // Each client owns its users ("c<client>-<n>") and keeps their windows as the
 // server should: a first "history", then "events", "history" or nothing;
@@ -258,6 +262,28 @@ std::size_t verify(rb::serving::DescribedModel& m, std::span<Record* const> recs
     return bad;
 }
 
+/// Windows per second of score_all + top-10 on the model alone, at batch b.
+double offline_rate(rb::serving::DescribedModel& m, index_t b, double seconds, std::uint64_t seed) {
+    const index_t l = m.description.max_len(), n = m.description.num_items();
+    rb::Matrix<row_id_t> ids(rb::Shape<2>{{b, l}});
+    std::mt19937_64 rng(seed);
+    for (index_t i = 0; i < b * l; ++i) ids.data()[i] = static_cast<row_id_t>(1 + rng() % static_cast<std::uint64_t>(n));
+    rb::Matrix<float> s(rb::Shape<2>{{b, n + 1}});
+    rb::Matrix<row_id_t> top(rb::Shape<2>{{b, 10}});
+    rb::Matrix<float> top_s(top.shape());
+    m.scorer->score_all(ids.cview(), s.view());  // warm-up: the first call of a shape sizes the scratch
+    std::size_t calls = 0;
+    const auto t0 = Clock::now();
+    double elapsed = 0;
+    while (elapsed < seconds) {
+        m.scorer->score_all(ids.cview(), s.view());
+        m.scorer->top_k(s.cview(), 10, top.view(), top_s.view());
+        ++calls;
+        elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+    }
+    return double(calls) * double(b) / elapsed;
+}
+
 double percentile(std::vector<double> v, double p) {
     if (v.empty()) return 0;
     const auto i = static_cast<std::size_t>(p * double(v.size() - 1) + 0.5);
@@ -270,7 +296,7 @@ double percentile(std::vector<double> v, double p) {
 int main(int argc, char** argv) {
     try {
         const examples::Args a(argc, argv, {"server", "load", "clients", "seconds", "users", "max_batch", "max_wait_us",
-                                            "threads", "seed"});
+                                            "threads", "seed", "offline_seconds"});
         const std::string server = a.str("server", ""), file = a.str("load", "");
         if (server.empty() || file.empty()) throw std::invalid_argument("--server PATH and --load FILE are required");
         const int clients = static_cast<int>(a.integer_in("clients", 4, 1, 256));
@@ -278,13 +304,19 @@ int main(int argc, char** argv) {
         const int users = static_cast<int>(a.integer_in("users", 8, 1, 10000));
         const auto seed = static_cast<std::uint64_t>(a.integer("seed", 1));
 
-        rb::ThreadPool pool(2);
+        const int threads = static_cast<int>(a.integer_in("threads", 1, 1, 1024));
+        const index_t max_batch = a.integer_in("max_batch", 16, 1, 4096);
+        rb::ThreadPool pool(threads);
         const rb::backend::Cpu<rb::isa::Dispatch> be{&pool};
         auto model = rb::serving::load_described_model(file, be, pool);
+        if (const double os = a.real_in("offline_seconds", 0.0, 0.0, 600.0); os > 0)
+            std::printf("serve_load: the model alone (score_all + top-10, %d threads): %.1f windows/s at batch 1, "
+                        "%.1f at batch %lld\n",
+                        threads, offline_rate(model, 1, os, seed), offline_rate(model, max_batch, os, seed),
+                        static_cast<long long>(max_batch));
 
         Server srv = start_server({server, "--load", file, "--listen", "127.0.0.1:0", "--threads",
-                                   std::to_string(a.integer_in("threads", 1, 1, 1024)), "--max_batch",
-                                   std::to_string(a.integer_in("max_batch", 16, 1, 4096)), "--max_wait_us",
+                                   std::to_string(threads), "--max_batch", std::to_string(max_batch), "--max_wait_us",
                                    std::to_string(a.integer_in("max_wait_us", 300, 0, 1000000)), "--cache_users",
                                    std::to_string(clients * users)});
         const std::string hello = read_line(srv.out);
