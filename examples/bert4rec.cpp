@@ -10,7 +10,7 @@
 //            [--warmup_steps 100] [--weight_decay 0.01] [--clip_norm 5] [--seed 42] [--threads 0]
 //            [--eval sampled|full] [--eval_every 20] [--save FILE] [--load FILE] [--max_seconds S]
 //            [--init_std 0.02]
-//   bert4rec recommend --load FILE --dataset FILE [--format ...] --user ID [--k 10]
+//   bert4rec recommend --load FILE (--dataset FILE [--format ...] --user ID | --history ID,ID,...) [--k 10]
 //
 // --init_std S: weights and tables start from a normal of std S truncated at
 // 2 S, biases at 0 (the authors' initializer_range 0.02; 0 keeps PyTorch-style
@@ -32,7 +32,10 @@
 // training throughput. With --save, a checkpoint (safetensors: weights, AdamW
 // state, step) is written atomically after every epoch; --load resumes it
 // bit-exactly (same seed, thread count and flags). A NaN/Inf stops training
-// with an error and leaves the last checkpoint as it was.
+// with an error and leaves the last checkpoint as it was. The checkpoint
+// describes its model and keeps the data's item ids, so `recommend --load
+// FILE` needs no model flag (one given anyway must agree with the file);
+// older checkpoints still load with their flags.
 //
 // ctest-args: --dataset data/ml-latest-small/ratings.csv --format movielens-csv --maxlen 20 --hidden_units 16 --num_epochs 1 --warmup_steps 1 --eval full
 // ctest-args-sanitize: --dataset data/ml-latest-small/ratings.csv --format movielens-csv --maxlen 8 --hidden_units 8 --num_blocks 1 --batch_size 128 --num_epochs 1 --warmup_steps 0 --eval sampled --threads 2
@@ -58,12 +61,12 @@ namespace {
 const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_units", "num_blocks", "num_heads",
                                       "dropout_rate", "attention_dropout", "lr", "batch_size", "num_epochs",
                                       "mask_prob", "mask_last_prob", "warmup_steps", "weight_decay", "clip_norm", "seed", "threads",
-                                      "eval", "eval_every", "save", "load", "user", "k", "max_seconds", "init_std"};
+                                      "eval", "eval_every", "save", "load", "user", "k", "max_seconds", "init_std", "history"};
 
 void usage() {
     std::fprintf(stderr,
                  "usage: bert4rec --dataset FILE [options]          train, evaluate (last line: JSON)\n"
-                 "       bert4rec recommend --load FILE --dataset FILE --user ID [--k 10] [model options]\n"
+                 "       bert4rec recommend --load FILE (--dataset FILE --user ID | --history ID,ID,...) [--k 10]\n"
                  "data:      --format user-item|sequences|movielens-csv (by extension: .csv = movielens-csv, else user-item)\n"
                  "model:     --maxlen 200  --hidden_units 64  --num_blocks 2  --num_heads 2  --dropout_rate 0.2\n"
                  "           --attention_dropout P (default: --dropout_rate)  --init_std 0.02\n"
@@ -100,6 +103,20 @@ void check_sizes(const rb::models::BERT4RecConfig& cfg, index_t batch, double ma
 
 int recommend(const examples::Args& a) {
     if (!a.has("load")) throw rb::ValueError("recommend needs --load FILE");
+    const std::string file = a.str("load", "");
+    if (const auto d = rb::serving::read_description(file)) {  // the checkpoint describes its model
+        if (d->kind != rb::models::ModelKind::bert4rec)
+            throw rb::ValueError(file + " holds a " + rb::io::detail::metadata_text(d->kind) + " model, not BERT4Rec");
+        examples::check_flag_agrees(a, "maxlen", d->bert4rec.max_len, file);
+        examples::check_flag_agrees(a, "hidden_units", d->bert4rec.d_model, file);
+        examples::check_flag_agrees(a, "num_blocks", d->bert4rec.num_blocks, file);
+        examples::check_flag_agrees(a, "num_heads", d->bert4rec.heads, file);
+        rb::ThreadPool pool(examples::thread_count(a));
+        const rb::backend::Cpu<rb::isa::Dispatch> be{&pool};
+        auto m = rb::serving::load_described_model(file, be, pool);
+        return examples::recommend_described(a, m);
+    }
+    if (a.has("history")) throw rb::ValueError("--history needs a checkpoint that describes itself; " + file + " does not");
     const int threads = examples::thread_count(a);
     model_config(a, 1);  // the model flags, before reading the data
     const auto dataset = examples::read_dataset(a);
@@ -159,6 +176,7 @@ int train(const examples::Args& a) {
                                  "; lower --warmup_steps or raise --num_epochs");
     }
     rb::train::ClozeTrainer<float, decltype(model)> trainer(model, split.train, n_items, topt);
+    const rb::io::ItemIdMap item_map(dataset.item_ids);  // saved with every checkpoint
     if (a.has("load")) {
         const auto ck = trainer.load_checkpoint(a.str("load", ""));
         if (const auto it = ck.metadata.find("seed"); it != ck.metadata.end() && it->second != std::to_string(seed))
@@ -192,12 +210,9 @@ int train(const examples::Args& a) {
                            examples::fmt(trainer.last_lr()) + "  " + examples::fmt(stats.sequences_per_second()) + " seq/s  ETA " +
                            examples::fmt(eta) + " s";
         if (a.has("save")) {
-            trainer.save_checkpoint(a.str("save", ""), {{"model", "bert4rec"}, {"seed", std::to_string(seed)},
-                                                        {"maxlen", std::to_string(cfg.max_len)},
-                                                        {"hidden_units", std::to_string(cfg.d_model)},
-                                                        {"num_blocks", std::to_string(cfg.num_blocks)},
-                                                        {"num_heads", std::to_string(cfg.heads)},
-                                                        {"mask_prob", examples::fmt(topt.mask_prob)}});
+            auto meta = examples::describing_metadata(rb::models::ModelDescription::of(cfg), seed);
+            meta["mask_prob"] = examples::fmt(topt.mask_prob);
+            trainer.save_checkpoint(a.str("save", ""), meta, [&](rb::io::SafetensorsWriter& w) { item_map.add_to(w); });
         }
         if (eval_every > 0 && (stats.epoch % eval_every == 0 || e + 1 == epochs)) {
             auto v = eopt;
@@ -227,7 +242,10 @@ int main(int argc, char** argv) {
             return 0;
         }
         const std::string mode = a.positional().empty() ? "train" : a.positional()[0];
-        if (mode == "train") return train(a);
+        if (mode == "train") {
+            if (a.has("history")) throw rb::ValueError("--history is for recommend");
+            return train(a);
+        }
         if (mode == "recommend") return recommend(a);
         throw rb::ValueError("unknown mode '" + mode + "' (train or recommend)");
     } catch (const std::exception& e) {

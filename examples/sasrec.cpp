@@ -8,7 +8,7 @@
 //          [--init xavier_normal|scaled_normal] [--save FILE] [--load FILE] [--max_seconds S]
 //          [--load_pytorch FILE [--ffn conv1d|linear | --layout LAYOUT.json [--ffn_inner N]]]
 //          [--matryoshka 8,16,32,64 [--matryoshka_weights 1,1,1,1]] [--save_embeddings FILE]
-//   sasrec recommend --load FILE --dataset FILE [--format ...] --user ID [--k 10]
+//   sasrec recommend --load FILE (--dataset FILE [--format ...] --user ID | --history ID,ID,...) [--k 10]
 //   sasrec recommend --load_pytorch FILE [--ffn conv1d|linear] --dataset FILE --user ID [--k 10] [model flags]
 //
 // Progress goes to stderr; every epoch prints one line to stdout; the last
@@ -17,6 +17,13 @@
 // state, step) is written atomically after every epoch; --load resumes it
 // bit-exactly (same seed, thread count and flags). A NaN/Inf stops training
 // with an error and leaves the last checkpoint as it was.
+//
+// A checkpoint describes itself: its metadata holds the model's whole
+// configuration (and norm placement), and the tensor "item_ids" the data
+// set's item ids, so `recommend --load FILE` needs no model flag (one given
+// anyway must agree with the file) and answers in the data's item ids; the
+// history is --history (item ids of the data) or --user's in --dataset.
+// Checkpoints saved before descriptions existed still load with their flags.
 //
 // --init: xavier_normal (the default) starts every tensor with >= 2
 // dimensions from xavier-normal, as pmixer/SASRec.pytorch's trainer does;
@@ -83,13 +90,13 @@ const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_uni
                                       "dropout_rate", "lr", "batch_size", "num_epochs", "l2_emb", "seed", "threads",
                                       "eval", "eval_every", "norm", "mask_padding_keys", "save", "load", "user", "k",
                                       "max_seconds", "positions", "load_pytorch", "ffn", "layout", "ffn_inner", "matryoshka",
-                                      "matryoshka_weights", "save_embeddings", "eval_widths", "init"};
+                                      "matryoshka_weights", "save_embeddings", "eval_widths", "init", "history"};
 
 void usage() {
     std::fprintf(stderr,
                  "usage: sasrec --dataset FILE [options]            train, evaluate (last line: JSON)\n"
-                 "       sasrec recommend (--load FILE | --load_pytorch FILE [--ffn conv1d|linear]) --dataset FILE\n"
-                 "              --user ID [--k 10]\n"
+                 "       sasrec recommend --load FILE (--user ID --dataset FILE | --history ID,ID,...) [--k 10]\n"
+                 "       sasrec recommend --load_pytorch FILE [--ffn conv1d|linear] --dataset FILE --user ID [--k 10]\n"
                  "data:      --format user-item|sequences|movielens-csv (by extension: .csv = movielens-csv, else user-item)\n"
                  "model:     --maxlen 200  --hidden_units 50  --num_blocks 2  --num_heads 1  --dropout_rate 0.2\n"
                  "           --norm query|pre|post (query)  --positions from_one|per_slot|from_oldest (from_one)\n"
@@ -256,6 +263,26 @@ void load_pytorch(const examples::Args& a, Model& model) {
     std::fprintf(stderr, "\n");
 }
 
+/// `recommend --load FILE` of a checkpoint that describes itself: no model flags needed.
+int recommend_from_file(const examples::Args& a, const rb::models::ModelDescription& d) {
+    const std::string file = a.str("load", "");
+    if (d.kind != rb::models::ModelKind::sasrec)
+        throw rb::ValueError(file + " holds a " + rb::io::detail::metadata_text(d.kind) + " model, not SASRec");
+    if (a.has("load_pytorch")) throw rb::ValueError("--load and --load_pytorch exclude each other");
+    const auto& c = d.sasrec;
+    examples::check_flag_agrees(a, "maxlen", c.max_len, file);
+    examples::check_flag_agrees(a, "hidden_units", c.d_model, file);
+    examples::check_flag_agrees(a, "num_blocks", c.num_blocks, file);
+    examples::check_flag_agrees(a, "num_heads", c.heads, file);
+    examples::check_flag_agrees(a, "mask_padding_keys", c.mask_padding_keys ? 1 : 0, file);
+    examples::check_flag_agrees(a, "norm", rb::io::detail::metadata_text(d.norm), file);
+    examples::check_flag_agrees(a, "positions", rb::io::detail::metadata_text(c.positions), file);
+    rb::ThreadPool pool(examples::thread_count(a));
+    const rb::backend::Cpu<rb::isa::Dispatch> be{&pool};
+    auto m = rb::serving::load_described_model(file, be, pool);
+    return examples::recommend_described(a, m);
+}
+
 template <class Norm>
 int run(const examples::Args& a, const std::string& mode) {
     // Every flag is checked before the data is read and before anything is allocated from it.
@@ -316,6 +343,7 @@ int run(const examples::Args& a, const std::string& mode) {
                 static_cast<long long>(dataset.num_users()), static_cast<long long>(n_items),
                 dataset.num_interactions(), static_cast<long long>(cfg.d_model), static_cast<long long>(cfg.max_len),
                 static_cast<long long>(cfg.num_blocks), static_cast<long long>(cfg.heads), pool.size());
+    const rb::io::ItemIdMap item_map(dataset.item_ids);  // saved with every checkpoint
     const bool tty = isatty(2);
     double train_seconds = 0;
     index_t train_sequences = 0;
@@ -333,13 +361,10 @@ int run(const examples::Args& a, const std::string& mode) {
         std::string line = "epoch " + std::to_string(stats.epoch) + "  loss " + examples::fmt(stats.mean_loss) + "  " +
                            examples::fmt(stats.sequences_per_second()) + " seq/s  ETA " + examples::fmt(eta) + " s";
         if (a.has("save")) {
-            rb::train::save_checkpoint<float>(a.str("save", ""), model.params(), &trainer.optimizer(), trainer.step(),
-                                              {{"model", "sasrec"}, {"seed", std::to_string(seed)},
-                                               {"maxlen", std::to_string(cfg.max_len)},
-                                               {"hidden_units", std::to_string(cfg.d_model)},
-                                               {"num_blocks", std::to_string(cfg.num_blocks)},
-                                               {"num_heads", std::to_string(cfg.heads)},
-                                               {"norm", a.str("norm", "query")}});
+            rb::train::save_checkpoint<float>(
+                a.str("save", ""), model.params(), &trainer.optimizer(), trainer.step(),
+                examples::describing_metadata(rb::models::ModelDescription::of(cfg, rb::models::norm_kind<Norm>()), seed),
+                [&](rb::io::SafetensorsWriter& w) { item_map.add_to(w); });
         }
         if (eval_every > 0 && (stats.epoch % eval_every == 0 || e + 1 == epochs)) {
             auto v = eopt;
@@ -379,6 +404,9 @@ int main(int argc, char** argv) {
         }
         const std::string mode = a.positional().empty() ? "train" : a.positional()[0];
         if (mode != "train" && mode != "recommend") throw rb::ValueError("unknown mode '" + mode + "' (train or recommend)");
+        if (mode == "recommend" && a.has("load"))
+            if (const auto d = rb::serving::read_description(a.str("load", ""))) return recommend_from_file(a, *d);
+        if (a.has("history")) throw rb::ValueError("--history needs recommend --load FILE of a checkpoint that describes itself");
         const auto layout = layout_of(a);
         const rb::policies::NormKind kind = layout ? layout->norm() : rb::policies::NormKind::query;
         const std::string norm = layout ? (kind == rb::policies::NormKind::query ? "query"

@@ -16,7 +16,10 @@
 #include "fuzz_support.hpp"
 #include "recblocks/io/param_io.hpp"
 #include "recblocks/io/pytorch_import.hpp"
+#include "recblocks/io/item_id_map.hpp"
 #include "recblocks/io/safetensors.hpp"
+#include "recblocks/models/model_description.hpp"
+#include "recblocks/serving/request_lines.hpp"
 #include "recblocks/tokenizers/semantic_ids.hpp"
 #include "recblocks/train/checkpoint.hpp"
 
@@ -65,6 +68,34 @@ void checkpoint_seeds(const fs::path& dir, rbfuzz::TinyModels& m) {
     rb::train::save_checkpoint<float>(dir / "with_adam.safetensors", m.sasrec.params(), &m.adam, 7,
                                       {{"model", "sasrec"}, {"seed", "42"}});
     rb::train::save_checkpoint<float>(dir / "weights_only.safetensors", m.sasrec.params(), nullptr, 0);
+    // A checkpoint that describes itself, as the programs save it: the description and an item-id map.
+    auto meta = rb::models::model_metadata(rb::models::ModelDescription::of(m.sasrec.config(), rb::models::NormKind::query));
+    std::vector<std::int64_t> ids{0};
+    for (rb::index_t i = 1; i <= m.sasrec.config().num_items; ++i) ids.push_back(1000 + 3 * i);
+    const rb::io::ItemIdMap items(ids);
+    rb::train::save_checkpoint<float>(dir / "described.safetensors", m.sasrec.params(), nullptr, 3, meta,
+                                      [&](rb::io::SafetensorsWriter& w) { items.add_to(w); });
+}
+
+/// Request lines (and answers, which share the grammar), and model descriptions as "key=value" lines.
+void request_line_seeds(const fs::path& dir, rbfuzz::TinyModels& m) {
+    write_text(dir / "history.txt", R"({"user": "u1", "history": [1, 2, 3], "k": 5, "exclude_seen": false})");
+    write_text(dir / "events.txt", R"({"user": 42, "events": [9007199254740993]})");
+    write_text(dir / "state.txt", R"({"user": "\u00e9\n"})");
+    const std::vector<std::int64_t> items{31, 7};
+    const std::vector<float> scores{1.5f, -0.25f};
+    write_text(dir / "answer.txt", rb::serving::response_line("u\"1", false, items, scores));
+    write_text(dir / "error.txt", rb::serving::error_line("7", true, "request: \"k\" must be an integer"));
+    auto as_lines = [](const std::map<std::string, std::string>& meta) {
+        std::string s;
+        for (const auto& [k, v] : meta) s += k + "=" + v + "\n";
+        return s;
+    };
+    write_text(dir / "sasrec_description.txt",
+               as_lines(rb::models::model_metadata(
+                   rb::models::ModelDescription::of(m.sasrec.config(), rb::models::NormKind::pre))));
+    write_text(dir / "bert4rec_description.txt",
+               as_lines(rb::models::model_metadata(rb::models::ModelDescription::of(m.bert4rec.config()))));
 }
 
 /// A state_dict as PyTorch names it: each parameter under `map`'s name.
@@ -121,11 +152,13 @@ int main(int argc, char** argv) {
     try {
         const fs::path out = argv[1], source = argv[2];
         for (const char* d :
-             {"safetensors", "checkpoint", "pytorch_import", "semantic_ids", "user_item", "sequences", "movielens"})
+             {"safetensors", "checkpoint", "pytorch_import", "semantic_ids", "user_item", "sequences", "movielens",
+              "request_lines"})
             fs::create_directories(out / d);
         rbfuzz::TinyModels m;
         safetensors_seeds(out / "safetensors");
         checkpoint_seeds(out / "checkpoint", m);
+        request_line_seeds(out / "request_lines", m);
         pytorch_seeds(out / "pytorch_import", m);
         semantic_id_seeds(out / "semantic_ids");
         text_seeds(out / "user_item", out / "sequences", out / "movielens", source);

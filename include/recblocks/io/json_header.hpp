@@ -104,7 +104,8 @@ class Parser {
 public:
     static constexpr int kMaxDepth = 64;
 
-    Parser(std::string_view text, std::string_view context) : s_(text), context_(context) {}
+    Parser(std::string_view text, std::string_view context, std::string_view subject = "header")
+        : s_(text), context_(context), subject_(subject) {}
 
     Value parse_document() {
         if (const std::size_t bad = find_invalid_utf8(s_); bad != std::string_view::npos)
@@ -118,8 +119,8 @@ public:
 
 private:
     [[noreturn]] void fail_at(std::size_t at, std::string_view what) const {
-        throw FormatError(recblocks::detail::concat(context_, ": header is not valid JSON: ", what, " at byte ", at,
-                                                    " of the header"));
+        throw FormatError(recblocks::detail::concat(context_, ": ", subject_, " is not valid JSON: ", what, " at byte ",
+                                                    at, " of the ", subject_));
     }
     [[noreturn]] void fail(std::string_view what) const { fail_at(pos_, what); }
 
@@ -141,7 +142,7 @@ private:
 
     Value parse_value(int depth) {
         if (depth >= kMaxDepth) fail("nested too deeply");
-        if (pos_ >= s_.size()) fail("unexpected end of the header");
+        if (pos_ >= s_.size()) fail(recblocks::detail::concat("unexpected end of the ", subject_));
         Value v;
         switch (s_[pos_]) {
             case '{': parse_object(v, depth); break;
@@ -304,15 +305,17 @@ private:
 
     std::string_view s_;
     std::string_view context_;
+    std::string_view subject_;
     std::size_t pos_ = 0;
 };
 
 }  // namespace detail
 
 /// Parses a whole JSON document. Errors are FormatError
-/// "<context>: header is not valid JSON: <what> at byte <offset> of the header".
-inline Value parse(std::string_view text, std::string_view context) {
-    return detail::Parser(text, context).parse_document();
+/// "<context>: <subject> is not valid JSON: <what> at byte <offset> of the <subject>"
+/// (subject: "header" for file headers, "request" for a server's request lines).
+inline Value parse(std::string_view text, std::string_view context, std::string_view subject = "header") {
+    return detail::Parser(text, context, subject).parse_document();
 }
 
 /// Appends `s` as a JSON string literal, escaped as serde_json does: `"` and

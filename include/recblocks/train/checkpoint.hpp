@@ -2,7 +2,8 @@
 // Training checkpoints in safetensors: every parameter under its ParamList
 // name, the Adam moments as "optimizer.m/<name>" and "optimizer.v/<name>",
 // and metadata: "format" = "recblocks-checkpoint-1", "step" (updates made),
-// "optimizer.steps", plus the caller's entries (model configuration, ...).
+// "optimizer.steps", plus the caller's entries (model configuration, ...)
+// and tensors (the item-id map, ...; `add_extra`), which loading ignores.
 //
 // save_checkpoint() writes atomically (temp file + fsync + rename): a crash or
 // an error leaves the previous checkpoint intact. load_checkpoint() checks
@@ -12,6 +13,7 @@
 // In train/, not io/: a checkpoint is the training state (it knows Adam), and
 // io/ stays a layer below optim/ (file formats and ParamList transfer only).
 #include <charconv>
+#include <functional>
 #include <map>
 #include <string>
 #include <type_traits>
@@ -67,7 +69,8 @@ void load_into(const io::SafetensorsReader& r, const std::string& name, const Pa
 template <class T, MemorySpace Memory>
 void save_checkpoint(const std::filesystem::path& path, const ParamList<T, Memory>& params,
                      std::type_identity_t<optim::Adam<T, Memory>>* adam, std::int64_t step,
-                     const std::map<std::string, std::string>& metadata = {}) {
+                     const std::map<std::string, std::string>& metadata = {},
+                     const std::function<void(io::SafetensorsWriter&)>& add_extra = {}) {
     io::SafetensorsWriter w;
     std::vector<Vector<T>> staging;  // host copies of device tensors, alive until the write
     staging.reserve(params.size() * 3);
@@ -82,6 +85,7 @@ void save_checkpoint(const std::filesystem::path& path, const ParamList<T, Memor
             io::add_param(w, "optimizer.v/" + p.name, v, v.value);
         }
     }
+    if (add_extra) add_extra(w);
     for (const auto& [k, v] : metadata) w.set_metadata(k, v);
     w.set_metadata("format", std::string(kCheckpointFormat));
     w.set_metadata("step", std::to_string(step));

@@ -145,8 +145,9 @@ public:
 
     /// Writes weights, AdamW moments and the step (atomically; train::save_checkpoint),
     /// plus the caller's metadata.
-    void save_checkpoint(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata = {}) {
-        train::save_checkpoint<T>(path, model_.params(), &adam_, step_, metadata);
+    void save_checkpoint(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata = {},
+                         const std::function<void(io::SafetensorsWriter&)>& add_extra = {}) {
+        train::save_checkpoint<T>(path, model_.params(), &adam_, step_, metadata, add_extra);
     }
     /// Restores weights, moments and step from save_checkpoint()'s file; returns its info.
     train::CheckpointInfo load_checkpoint(const std::filesystem::path& path) {
