@@ -91,17 +91,20 @@ TEST_CASE("k-means matches a straightforward Lloyd on well-separated data", "[to
 }
 
 TEST_CASE("k-means by inner product matches a straightforward argmax-x.c Lloyd", "[tokenizers][kmeans]") {
-    // Directions well apart, norms spread 0.5x .. 2x along each: inner-product assignment
-    // groups by direction (the case an inner-product IVF trains for).
+    // Orthogonal directions (10 e_c), norms spread 0.6x .. 1.6x along each: inner-product
+    // assignment groups by direction (the case an inner-product IVF trains for).
     ThreadPool pool(2);
     const Be be{&pool};
     const index_t n = 800, d = 8, k = 4;
     std::vector<int> truth;
-    Matrix<float> x = blobs(n, d, k, 10.0, 0.3, 11, &truth);
+    Matrix<float> x(Shape<2>{{n, d}});
     const Rng rng(5);
     for (index_t i = 0; i < n; ++i) {
-        const float s = static_cast<float>(0.5 + 1.5 * rng.uniform_double(std::uint64_t(i)));
-        for (index_t t = 0; t < d; ++t) x(i, t) *= s;
+        const int c = static_cast<int>(i % k);
+        truth.push_back(c);
+        const double s = 0.6 + rng.uniform_double(std::uint64_t(i));
+        for (index_t t = 0; t < d; ++t)
+            x(i, t) = static_cast<float>(s * ((t == c ? 10.0 : 0.0) + 0.1 * rng.substream(1).normal(std::uint64_t(i * d + t))));
     }
     KMeansConfig cfg;
     cfg.k = k;

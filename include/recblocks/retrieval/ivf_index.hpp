@@ -631,7 +631,8 @@ private:
                 return search_allowed_exactly(be, q, k, out_ids, out_scores, exclude, *allowed, count, ws);
             nprobe = index_t(widened);
         }
-        const index_t want = std::max(k, params_.rerank) + index_t(exclude.size());
+        // No more candidates than items (rerank >= N means all of them; a huge value allocates nothing).
+        const index_t want = std::min(std::max(k, params_.rerank), live_) + index_t(exclude.size());
         // 1. Coarse scores, lists in order (keys: score, then smaller list).
         float* coarse = grow(ws.coarse, nl);
         ops::panel_scores(be, coarse_.panels(), vector_view(q, d_), vector_view(coarse, nl));
