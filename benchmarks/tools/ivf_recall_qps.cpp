@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
     // int8 scores are close to exact: few candidates suffice; pq4 needs more for 0.99.
     const std::vector<rb::index_t> reranks = a.quick                ? std::vector<rb::index_t>{40}
                                              : a.codes == "int8" ? std::vector<rb::index_t>{10, 20, 40}
-                                                                 : std::vector<rb::index_t>{20, 40, 80, 160};
+                                                                 : std::vector<rb::index_t>{20, 40, 80, 160, 320};
     for (rb::index_t np : nprobes)
         for (rb::index_t rr : reranks) {
             index.set_search_params({.nprobe = np, .rerank = rr});

@@ -113,6 +113,9 @@ TEST_CASE("IvfIndex: every list probed and every item re-ranked gives the exact 
                     for (index_t k : {1, 10, 65}) REQUIRE(search(be, index, q.row(b), k) == brute(t, q.row(b), k));
             });
             for (index_t b = 0; b < q.n; ++b) REQUIRE(search(ref, index, q.row(b), 10) == brute(t, q.row(b), 10));
+            // rerank far beyond N (a saved file may say anything): the same, with nothing sized by it.
+            index.set_search_params({.nprobe = 9, .rerank = index_t{1} << 50});
+            for (index_t b = 0; b < q.n; ++b) REQUIRE(search(ref, index, q.row(b), 10) == brute(t, q.row(b), 10));
         }
     }
 }
