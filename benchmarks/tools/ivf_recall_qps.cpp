@@ -186,11 +186,11 @@ int main(int argc, char** argv) {
                ", \"rerank\": " + std::to_string(rr) + ", ";
     };
     const std::vector<rb::index_t> nprobes =
-        a.quick ? std::vector<rb::index_t>{4, 16, 64} : std::vector<rb::index_t>{1, 2, 4, 8, 12, 16, 24, 32, 48, 64};
+        a.quick ? std::vector<rb::index_t>{2, 4, 16} : std::vector<rb::index_t>{1, 2, 3, 4, 6, 8, 12, 16, 32, 64};
     // int8 scores are close to exact: few candidates suffice; pq4 needs more for 0.99.
     const std::vector<rb::index_t> reranks = a.quick                ? std::vector<rb::index_t>{40}
                                              : a.codes == "int8" ? std::vector<rb::index_t>{10, 20, 40}
-                                                                 : std::vector<rb::index_t>{20, 40, 80, 160};
+                                                                 : std::vector<rb::index_t>{20, 40, 80, 160, 320};
     for (rb::index_t np : nprobes)
         for (rb::index_t rr : reranks) {
             index.set_search_params({.nprobe = np, .rerank = rr});
@@ -228,7 +228,7 @@ int main(int argc, char** argv) {
             std::copy_n(ids.begin(), fq * k, fgt.begin());
             const std::string fp = "\"allowed\": " + std::to_string(frac) + ", ";
             print_row("exact_f32_filtered", fp, 1, a.threads, time_batches(a, fq, 1, fq, run_exact), 1.0);
-            for (rb::index_t np : {rb::index_t(8), rb::index_t(16), rb::index_t(32)}) {
+            for (rb::index_t np : {rb::index_t(2), rb::index_t(4), rb::index_t(8), rb::index_t(16), rb::index_t(32)}) {
                 index.set_search_params({.nprobe = np, .rerank = 40});
                 auto run_ivf = [&](rb::index_t b, rb::index_t) {
                     index.search_filtered(be, rb::vector_view(qv.row(b), d), k, rb::vector_view(ids.data() + b * k, k),

@@ -5,7 +5,7 @@
 //
 // OUT_DIR/<harness>/ gets a few valid files each (safetensors of every dtype
 // and rank, checkpoints with and without Adam state, PyTorch state_dicts under
-// the programs' name maps, semantic IDs, user-item, S3-Rec and MovieLens text); the
+// the programs' name maps, semantic IDs, IVF index files, user-item, S3-Rec and MovieLens text); the
 // MovieLens seed is the head of SOURCE_DIR/data/ml-latest-small/ratings.csv.
 #include <cstdio>
 #include <filesystem>
@@ -14,11 +14,13 @@
 #include <vector>
 
 #include "fuzz_support.hpp"
+#include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/io/param_io.hpp"
 #include "recblocks/io/pytorch_import.hpp"
 #include "recblocks/io/item_id_map.hpp"
 #include "recblocks/io/safetensors.hpp"
 #include "recblocks/models/model_description.hpp"
+#include "recblocks/retrieval/ivf_index.hpp"
 #include "recblocks/serving/request_lines.hpp"
 #include "recblocks/tokenizers/semantic_ids.hpp"
 #include "recblocks/train/checkpoint.hpp"
@@ -123,6 +125,21 @@ void semantic_id_seeds(const fs::path& dir) {
                                       rb::tokenizers::SemanticIds(codes.cview(), {2, 2, 4}, true));
 }
 
+/// Small IVF indexes of both code kinds (one with a removed item) as save_ivf_index writes them.
+void ivf_index_seeds(const fs::path& dir) {
+    const rb::index_t n = 96, d = 6;
+    rb::Matrix<float> items(rb::Shape<2>{{n, d}});
+    for (rb::index_t i = 0; i < n * d; ++i) items.data()[i] = float((i * 37) % 23) / 7.0f - 1.5f;
+    rb::ThreadPool pool(1);
+    const rb::backend::Cpu<> be{&pool};
+    rb::retrieval::IvfIndex pq4(be, items.cview(), {.nlist = 4, .codes = rb::retrieval::IvfCodes::pq4});
+    rb::retrieval::save_ivf_index(pq4, dir / "pq4.safetensors");
+    pq4.remove(5);
+    rb::retrieval::save_ivf_index(pq4, dir / "pq4_removed.safetensors");
+    rb::retrieval::IvfIndex i8(be, items.cview(), {.nlist = 3, .codes = rb::retrieval::IvfCodes::int8});
+    rb::retrieval::save_ivf_index(i8, dir / "int8.safetensors");
+}
+
 void text_seeds(const fs::path& user_item, const fs::path& sequences, const fs::path& movielens,
                 const fs::path& source_dir) {
     write_text(sequences / "small.txt", "1 1 2 3 4 5 6 7 8\n2 9 10 11 12 13 14 15 16 1 17\r\n\n3\t2 9 2 415016111\n");
@@ -152,8 +169,8 @@ int main(int argc, char** argv) {
     try {
         const fs::path out = argv[1], source = argv[2];
         for (const char* d :
-             {"safetensors", "checkpoint", "pytorch_import", "semantic_ids", "user_item", "sequences", "movielens",
-              "request_lines"})
+             {"safetensors", "checkpoint", "pytorch_import", "semantic_ids", "ivf_index", "user_item", "sequences",
+              "movielens", "request_lines"})
             fs::create_directories(out / d);
         rbfuzz::TinyModels m;
         safetensors_seeds(out / "safetensors");
@@ -161,9 +178,10 @@ int main(int argc, char** argv) {
         request_line_seeds(out / "request_lines", m);
         pytorch_seeds(out / "pytorch_import", m);
         semantic_id_seeds(out / "semantic_ids");
+        ivf_index_seeds(out / "ivf_index");
         text_seeds(out / "user_item", out / "sequences", out / "movielens", source);
         // Every safetensors seed is also a seed of the other safetensors loaders, and the reverse.
-        for (const char* d : {"checkpoint", "pytorch_import", "semantic_ids"})
+        for (const char* d : {"checkpoint", "pytorch_import", "semantic_ids", "ivf_index"})
             for (const auto& e : fs::directory_iterator(out / d))
                 fs::copy_file(e.path(), out / "safetensors" / (std::string(d) + "_" + e.path().filename().string()),
                               fs::copy_options::overwrite_existing);

@@ -113,6 +113,9 @@ TEST_CASE("IvfIndex: every list probed and every item re-ranked gives the exact 
                     for (index_t k : {1, 10, 65}) REQUIRE(search(be, index, q.row(b), k) == brute(t, q.row(b), k));
             });
             for (index_t b = 0; b < q.n; ++b) REQUIRE(search(ref, index, q.row(b), 10) == brute(t, q.row(b), 10));
+            // rerank far beyond N (a saved file may say anything): the same, with nothing sized by it.
+            index.set_search_params({.nprobe = 9, .rerank = index_t{1} << 50});
+            for (index_t b = 0; b < q.n; ++b) REQUIRE(search(ref, index, q.row(b), 10) == brute(t, q.row(b), 10));
         }
     }
 }
@@ -178,6 +181,49 @@ TEST_CASE("Filtered search: exact path exact, IVF recall >= 0.95 at 1, 10 and 50
         }
         INFO("allowed fraction " << frac << " recall@10 " << recall);
         CHECK(recall >= 0.95);
+    }
+}
+
+TEST_CASE("ExactIndex filtered: gathered and scanned panels mixed, ties by id (f32, bf16)", "[retrieval][filter]") {
+    // Small-integer rows: every score is exact in f32 and bf16 and many tie, so the ids must
+    // come out in brute force's order (score desc, id asc) across gathered (1-3 allowed rows
+    // of a panel) and scanned panels, whichever comes first.
+    const Table t = integers(6000, 16, 21);
+    const Table q = integers(8, 16, 22);
+    backend::Cpu<isa::Dispatch> be{&rbtest::pool1()};
+    backend::Reference ref;
+    const retrieval::ExactIndex<float> f32(t.view());
+    const retrieval::ExactIndex<bf16> b16(t.view());
+    const index_t k = 25;
+    for (int pattern = 0; pattern < 3; ++pattern) {
+        retrieval::ItemBitset allowed(t.n);
+        const Rng rng(std::uint64_t(300 + pattern));
+        for (index_t i = 0; i < t.n; ++i) {
+            const index_t panel = i / 64;
+            // pattern 0: 1 % everywhere; 1: alternating runs of sparse and dense panels; 2: 30 %
+            const double frac = pattern == 0 ? 0.01 : pattern == 2 ? 0.3 : (panel / 3) % 2 ? 0.6 : 0.03;
+            if (rng.uniform(std::uint64_t(i)) < frac) allowed.set(row_id_t(i));
+        }
+        const auto keep = [&](row_id_t id) { return allowed.view().allows(id); };
+        for (index_t b = 0; b < q.n; ++b) {
+            const auto want = brute(t, q.row(b), k, keep);
+            std::vector<row_id_t> ids(static_cast<std::size_t>(k));
+            std::vector<float> scores(static_cast<std::size_t>(k));
+            auto check = [&](const auto& be_, const auto& index) {
+                index.search_filtered(be_, vector_view(q.row(b), t.d), k, vector_view(ids.data(), k),
+                                      vector_view(scores.data(), k), allowed.view());
+                INFO("pattern " << pattern << " query " << b);
+                REQUIRE(ids == want);
+                for (index_t i = 0; i < k; ++i) {
+                    double s = 0;
+                    for (index_t j = 0; j < t.d; ++j) s += double(t.row(ids[std::size_t(i)])[j]) * q.row(b)[j];
+                    REQUIRE(double(scores[std::size_t(i)]) == s);
+                }
+            };
+            check(be, f32);
+            check(ref, f32);
+            check(be, b16);
+        }
     }
 }
 

@@ -90,6 +90,76 @@ TEST_CASE("k-means matches a straightforward Lloyd on well-separated data", "[to
     REQUIRE(pairs.size() == std::size_t(k));  // the blobs are recovered exactly, one centroid each
 }
 
+TEST_CASE("k-means by inner product matches a straightforward argmax-x.c Lloyd", "[tokenizers][kmeans]") {
+    // Orthogonal directions (10 e_c), norms spread 0.6x .. 1.6x along each: inner-product
+    // assignment groups by direction (the case an inner-product IVF trains for).
+    ThreadPool pool(2);
+    const Be be{&pool};
+    const index_t n = 800, d = 8, k = 4;
+    std::vector<int> truth;
+    Matrix<float> x(Shape<2>{{n, d}});
+    const Rng rng(5);
+    for (index_t i = 0; i < n; ++i) {
+        const int c = static_cast<int>(i % k);
+        truth.push_back(c);
+        const double s = 0.6 + rng.uniform_double(std::uint64_t(i));
+        for (index_t t = 0; t < d; ++t)
+            x(i, t) = static_cast<float>(s * ((t == c ? 10.0 : 0.0) + 0.1 * rng.substream(1).normal(std::uint64_t(i * d + t))));
+    }
+    KMeansConfig cfg;
+    cfg.k = k;
+    cfg.iterations = 0;
+    cfg.block_rows = 64;
+    cfg.metric = tokenizers::KMeansMetric::inner_product;
+    KMeans init(cfg);
+    init.train(be, x.cview());
+    std::vector<double> c(static_cast<std::size_t>(k * d));
+    for (index_t i = 0; i < k * d; ++i) c[std::size_t(i)] = init.centroids().data()[i];
+    std::vector<int> ref_labels(static_cast<std::size_t>(n));
+    std::vector<double> ref_best(static_cast<std::size_t>(n));
+    const int iters = 8;
+    auto assign = [&] {
+        for (index_t i = 0; i < n; ++i) {
+            double best = -std::numeric_limits<double>::infinity();
+            for (index_t j = 0; j < k; ++j) {
+                double s = 0;
+                for (index_t t = 0; t < d; ++t) s += double(x(i, t)) * c[std::size_t(j * d + t)];
+                if (s > best) best = s, ref_labels[std::size_t(i)] = int(j);
+            }
+            ref_best[std::size_t(i)] = best;
+        }
+    };
+    for (int it = 0; it < iters; ++it) {
+        assign();
+        std::vector<double> sum(c.size(), 0.0), cnt(static_cast<std::size_t>(k), 0.0);
+        for (index_t i = 0; i < n; ++i) {
+            const int l = ref_labels[std::size_t(i)];
+            cnt[std::size_t(l)] += 1;
+            for (index_t t = 0; t < d; ++t) sum[std::size_t(l * d + t)] += x(i, t);
+        }
+        for (index_t j = 0; j < k; ++j) {
+            REQUIRE(cnt[std::size_t(j)] > 0);  // no split in the reference either
+            for (index_t t = 0; t < d; ++t) c[std::size_t(j * d + t)] = sum[std::size_t(j * d + t)] / cnt[std::size_t(j)];
+        }
+    }
+    assign();
+    cfg.iterations = iters;
+    KMeans km(cfg);
+    const auto& rep = km.train(be, x.cview());
+    REQUIRE(rep.splits == 0);
+    for (index_t i = 0; i < k * d; ++i) REQUIRE(std::fabs(km.centroids().data()[i] - c[std::size_t(i)]) < 1e-3);
+    Vector<std::int32_t> labels(Shape<1>{{n}});
+    Vector<float> dist(Shape<1>{{n}});
+    km.assign(be, x.cview(), labels.view(), dist.view());
+    std::set<std::pair<int, int>> pairs;
+    for (index_t i = 0; i < n; ++i) {
+        REQUIRE(labels(i) == ref_labels[std::size_t(i)]);
+        REQUIRE(dist(i) == Approx(-ref_best[std::size_t(i)]).epsilon(1e-4));  // dist = -x.c
+        pairs.insert({truth[std::size_t(i)], labels(i)});
+    }
+    REQUIRE(pairs.size() == std::size_t(k));  // one centroid per direction, whatever the norms
+}
+
 TEST_CASE("k-means objective is non-increasing and results are thread-count independent", "[tokenizers][kmeans]") {
     ThreadPool p1(1), p2(2);
     const Matrix<float> x = blobs(1500, 8, 40, 1.0, 0.5, 5);

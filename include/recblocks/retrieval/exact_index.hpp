@@ -192,12 +192,16 @@ public:
     }
 
     /// The k best of the items `allowed` allows (item_filter.hpp), best first:
-    /// exact at any selectivity. The scan skips every panel of 64 rows whose
-    /// filter word is 0 and drops disallowed scores before selection (scoring
-    /// allowed rows one by one would read a cache line per column: panels
-    /// store rows column by column). Host backends with
-    /// the panel and selection primitives (Reference, CPU); one query, on the
-    /// calling thread.
+    /// exact at any selectivity. Per panel of 64 rows (one filter word): none
+    /// allowed, skipped; fewer than kGatherBelow allowed, those rows alone are
+    /// scored (ops::panel_scores_of_ids, the scan's bits); else the panel is
+    /// scanned and its disallowed scores dropped before selection. A gathered
+    /// row reads one cache line per column, a scanned panel sizeof(Element)
+    /// lines per column (64 rows of the column side by side), so gathering
+    /// wins below that many rows: at 1 % allowed almost every panel is
+    /// gathered, at 10 % and more almost every panel scanned. Host backends
+    /// with the panel and selection primitives (Reference, CPU); one query, on
+    /// the calling thread.
     template <class Be>
         requires ops::has_panel_scores<Be, Element> && ops::has_top_k_selection<Be> &&
                  std::is_same_v<memory_space_t<Be>, Memory> && Memory::host_accessible
@@ -215,17 +219,41 @@ public:
         float* heap_v = thread_scratch<float, FilterHeapTag>(std::size_t(k)).data();
         row_id_t* heap_id = thread_scratch<row_id_t, FilterHeapTag>(std::size_t(k)).data();
         float* s = thread_scratch<float, FilterBufTag>(std::size_t(kBlock)).data();
-        index_t size = 0;
-        // Runs of panels whose 64 rows have an allowed one (a panel is one filter word).
+        row_id_t* gathered = thread_scratch<row_id_t, FilterBufTag>(std::size_t(kBlock)).data();
+        index_t size = 0, ng = 0;
+        // Gathered rows are offered before any later panel is scanned: ids reach the heap in
+        // ascending order, as offer_top_k's tie rule (equal score: smaller id) needs.
+        auto flush_gathered = [&] {
+            if (ng == 0) return;
+            ops::panel_scores_of_ids(be, panels(), vector_view<const row_id_t>(gathered, ng), query,
+                                     vector_view(s, ng));
+            for (index_t i = 0; i < ng; ++i)
+                if (size < k || s[i] > heap_v[0])
+                    size = ops::offer_top_k(be, vector_view<const float>(s + i, 1), gathered[i], k,
+                                            vector_view(heap_v, k), vector_view(heap_id, k), size);
+            ng = 0;
+        };
         const index_t panels_n = (n_ + kPanelRows - 1) / kPanelRows;
         auto word = [&](index_t p) { return allowed.words[std::size_t(p)]; };
+        auto sparse = [&](index_t p) { return std::popcount(word(p)) < kGatherBelow; };
         for (index_t p0 = 0; p0 < panels_n;) {
             if (word(p0) == 0) {
                 ++p0;
                 continue;
             }
+            if (sparse(p0)) {
+                if (ng + kPanelRows > kBlock) flush_gathered();
+                for (std::uint64_t bits = word(p0); bits; bits &= bits - 1) {
+                    const index_t id = p0 * kPanelRows + std::countr_zero(bits);
+                    if (id < n_) gathered[ng++] = static_cast<row_id_t>(id);
+                }
+                ++p0;
+                continue;
+            }
+            flush_gathered();
+            // A run of panels to scan.
             index_t p1 = p0 + 1;
-            while (p1 < panels_n && p1 - p0 < kBlock / kPanelRows && word(p1) != 0) ++p1;
+            while (p1 < panels_n && p1 - p0 < kBlock / kPanelRows && word(p1) != 0 && !sparse(p1)) ++p1;
             const index_t r0 = p0 * kPanelRows, nb = std::min(n_, p1 * kPanelRows) - r0;
             ops::panel_scores(be, panels().rows_from(r0, nb), query, vector_view(s, nb));
             for (index_t p = p0; p < p1; ++p) {
@@ -239,6 +267,7 @@ public:
                                     vector_view(heap_v, k), vector_view(heap_id, k), size);
             p0 = p1;
         }
+        flush_gathered();
         // Best first: score desc, then id asc.
         auto& keys = thread_scratch<std::uint64_t, FilterHeapTag>(std::size_t(size));
         for (index_t i = 0; i < size; ++i) keys[std::size_t(i)] = retrieval_keys::rank_key(heap_v[i], heap_id[i]);
@@ -250,6 +279,8 @@ public:
     }
 
 private:
+    /// search_filtered gathers a panel's allowed rows when fewer than this many (see there).
+    static constexpr int kGatherBelow = int(sizeof(Element));
     struct FilterHeapTag {};
     struct FilterBufTag {};
 

@@ -11,6 +11,11 @@
 //             one) — deterministic
 //   objective Σ_i min_k ||x_i - c_k||² of each iteration's assignment (before its update), as
 //             FAISS reports it; non-increasing up to float rounding while no cluster is split
+//   metric    inner_product instead assigns label_i = argmax_k x_i·c_k (the same GEMM, no
+//             norm shift) and keeps the mean update: FAISS's training of an inner-product IVF
+//             quantizer. On data whose norms vary it splits by direction where L2 splits
+//             by norm too, so maximum-inner-product search finds its answers in fewer
+//             clusters. Its objective is -Σ_i max_k x_i·c_k (not guaranteed monotone).
 //
 // Optional subsampling: with max_points_per_centroid = P > 0 and N > K·P, training uses K·P rows
 // drawn without replacement (FAISS's default P = 256). Every random draw comes from Rng(seed)
@@ -57,6 +62,8 @@ RECBLOCKS_NAMESPACE_BEGIN
 namespace tokenizers {
 
 enum class KMeansInit : std::uint8_t { kmeans_plus_plus, random_rows };
+/// What "nearest centroid" means in the assignment step.
+enum class KMeansMetric : std::uint8_t { l2, inner_product };
 
 struct KMeansConfig {
     index_t k = 256;                          ///< number of centroids K
@@ -65,6 +72,7 @@ struct KMeansConfig {
     KMeansInit init = KMeansInit::kmeans_plus_plus;
     index_t max_points_per_centroid = 256;    ///< subsample to K·this rows when N is larger; 0: all rows
     index_t block_rows = 512;                 ///< rows per assignment GEMM (bounds scratch memory)
+    KMeansMetric metric = KMeansMetric::l2;   ///< inner_product: assign by the largest x·c (see the top)
 
     void validate() const {
         RECBLOCKS_CHECK_VALUE(k >= 1, "KMeansConfig: k must be >= 1, got ", k);
@@ -192,7 +200,7 @@ struct AssignTag {};
 
 /// What train() reports.
 struct KMeansReport {
-    std::vector<double> objective;  ///< Σ squared distances after each iteration's assignment
+    std::vector<double> objective;  ///< Σ squared distances (inner_product: -Σ x·c) after each iteration's assignment
     index_t training_rows = 0;      ///< rows used (after subsampling)
     index_t splits = 0;             ///< empty clusters repaired, all iterations together
 };
@@ -256,13 +264,13 @@ public:
 
         resize_rows(nt, k);
         // ||x_i||² once (the same per-block calls every iteration would make).
-        if (cfg_.iterations > 0) row_norms(be, data);
+        if (cfg_.iterations > 0 && !by_inner_product()) row_norms(be, data);
         for (int it = 0; it < cfg_.iterations; ++it) {
-            detail::squared_norms(be, centroids_.cview(), cnorm_.data());
+            centroid_shifts(be);
             assign_blocks(be, data);
             // Distances and the objective on the host (one download of N floats).
             memory_.download(host_best_.data(), best_.data(), host_best_.size() * sizeof(float));
-            for (std::size_t i = 0; i < host_dist_.size(); ++i) host_dist_[i] = std::max(0.0f, host_best_[i] + host_xnorm_[i]);
+            for (std::size_t i = 0; i < host_dist_.size(); ++i) host_dist_[i] = distance(i);
             report_.objective.push_back(detail::chunked_sum(host_dist_.data(), nt, kReduceRows));
             ops::mean_by_label(be, data, arg_.cview(), centroids_.view(), counts_.view());
             memory_.download(host_counts_.data(), counts_.data(), host_counts_.size() * sizeof(index_t));
@@ -273,7 +281,8 @@ public:
 
     /// labels[i] (and optionally dist[i]) of the nearest trained centroid for
     /// each row of x [N, d] (x in Memory; labels and dist in host memory: the
-    /// caller reads them). Reuses this object's scratch: one call at a time.
+    /// caller reads them). dist is the squared distance, or -x·c for
+    /// KMeansMetric::inner_product. Reuses this object's scratch: one call at a time.
     template <class Be>
         requires std::is_same_v<memory_space_t<Be>, Memory>
     void assign(const Be& be, MatrixView<const float> x, VectorView<std::int32_t> labels,
@@ -286,26 +295,46 @@ public:
         detail::check_finite(be, "KMeans::assign", x);
         const index_t n = x.rows();
         resize_rows(n, centroids_.extent(0));
-        detail::squared_norms(be, centroids_.cview(), cnorm_.data());
-        if (dist.data()) row_norms(be, x);
+        centroid_shifts(be);
+        if (dist.data() && !by_inner_product()) row_norms(be, x);
         assign_blocks(be, x);
         memory_.download(host_arg_.data(), arg_.data(), host_arg_.size() * sizeof(index_t));
         for (index_t i = 0; i < n; ++i) labels(i) = static_cast<std::int32_t>(host_arg_[std::size_t(i)]);
         if (dist.data()) {
             memory_.download(host_best_.data(), best_.data(), host_best_.size() * sizeof(float));
-            for (index_t i = 0; i < n; ++i)
-                dist(i) = std::max(0.0f, host_best_[std::size_t(i)] + host_xnorm_[std::size_t(i)]);
+            for (index_t i = 0; i < n; ++i) dist(i) = distance(std::size_t(i));
         }
     }
 
 private:
     static constexpr index_t kReduceRows = 4096;
 
+    [[nodiscard]] bool by_inner_product() const { return cfg_.metric == KMeansMetric::inner_product; }
+
+    /// The per-centroid shift of the assignment's argmin: ||c||² (L2), or zeros
+    /// (inner product: argmin -2 x·c = argmax x·c).
+    template <class Be>
+    void centroid_shifts(const Be& be) const {
+        if (!by_inner_product()) {
+            detail::squared_norms(be, centroids_.cview(), cnorm_.data());
+        } else if (!zero_shifts_) {
+            const std::vector<float> zeros(static_cast<std::size_t>(cnorm_.numel()), 0.0f);
+            memory_.upload(cnorm_.data(), zeros.data(), zeros.size() * sizeof(float));
+            zero_shifts_ = true;
+        }
+    }
+
+    /// Row i's distance from the assignment's best shifted score (best_ = shift - 2 x·c).
+    [[nodiscard]] float distance(std::size_t i) const {
+        return by_inner_product() ? 0.5f * host_best_[i] : std::max(0.0f, host_best_[i] + host_xnorm_[i]);
+    }
+
     /// Per-row buffers for N rows and per-centroid ones for K (in Memory and
     /// their host copies); reallocated only when N or K changes.
     void resize_rows(index_t n, index_t k) const {
         if (cnorm_.numel() != k) {
             cnorm_.resize(Shape<1>{{k}});
+            zero_shifts_ = false;
             counts_.resize(Shape<1>{{k}});
             host_counts_.resize(std::size_t(k));
         }
@@ -461,7 +490,8 @@ private:
     // const for the model but reuses it, hence mutable: one call at a time.
     mutable Matrix<float, Memory> sample_;
     mutable Vector<row_id_t, Memory> ids_;
-    mutable Vector<float, Memory> cnorm_, xnorm_;
+    mutable Vector<float, Memory> cnorm_, xnorm_;  // cnorm_: the argmin's shifts (zeros for inner_product)
+    mutable bool zero_shifts_ = false;              // cnorm_ holds inner_product's zeros
     mutable Vector<index_t, Memory> arg_;
     mutable Vector<float, Memory> best_, dd_;
     mutable Vector<index_t, Memory> counts_;
