@@ -31,6 +31,12 @@ models::SASRecConfig unusual_sasrec() {  // every field away from its default
     c.matryoshka_widths = {6, 12, 24};
     c.matryoshka_weights = {0.5, 0.25, 1.0 / 7.0};
     c.init = models::SASRecInit::scaled_normal;
+    c.timeline_mask = false;
+    c.activation = Activation::gelu;
+    c.ffn_inner = 40;
+    c.scale_embedding = false;
+    c.embedding_norm = true;
+    c.final_norm = false;
     return c;
 }
 
@@ -46,6 +52,10 @@ models::BERT4RecConfig unusual_bert4rec() {
     c.attention_dropout = 0.05;
     c.ln_eps = 1e-6;
     c.init_std = 0.015;
+    c.output_head = false;
+    c.output_bias = false;
+    c.history_drops_oldest = true;
+    c.positions = blocks::PositionRows::from_oldest;
     return c;
 }
 
@@ -81,12 +91,18 @@ TEST_CASE("a SASRec description round-trips every field exactly", "[models][desc
         CHECK(r.matryoshka_widths == c.matryoshka_widths);
         CHECK(r.matryoshka_weights == c.matryoshka_weights);
         CHECK(r.init == c.init);
+        CHECK(r.timeline_mask == c.timeline_mask);
+        CHECK(r.activation == c.activation);
+        CHECK(r.ffn_inner == c.ffn_inner);
+        CHECK(r.scale_embedding == c.scale_embedding);
+        CHECK(r.embedding_norm == c.embedding_norm);
+        CHECK(r.final_norm == c.final_norm);
     }
     // Every key under "config." is one the reader consumed: a field listed for writing is listed for reading.
     const auto meta = models::model_metadata(models::ModelDescription::of(c, models::NormKind::pre));
     std::size_t config_keys = 0;
     for (const auto& [k, v] : meta) config_keys += k.rfind("config.", 0) == 0;
-    CHECK(config_keys == 13);
+    CHECK(config_keys == 19);
 }
 
 TEST_CASE("a BERT4Rec description round-trips every field exactly", "[models][description]") {
@@ -108,6 +124,10 @@ TEST_CASE("a BERT4Rec description round-trips every field exactly", "[models][de
     CHECK(r.attention_dropout == c.attention_dropout);
     CHECK(r.ln_eps == c.ln_eps);
     CHECK(r.init_std == c.init_std);
+    CHECK(r.output_head == c.output_head);
+    CHECK(r.output_bias == c.output_bias);
+    CHECK(r.history_drops_oldest == c.history_drops_oldest);
+    CHECK(r.positions == c.positions);
     CHECK(d->num_items() == 99);
     CHECK(d->max_len() == 11);
 }
@@ -142,8 +162,8 @@ TEST_CASE("bad descriptions are FormatErrors naming the key", "[models][descript
         {"not a bool", with("config.mask_padding_keys", "1"), "\"config.mask_padding_keys\" is \"1\", expected true or false"},
         {"unknown enum name", with("config.positions", "sinusoid"), "expected one of from_one, per_slot"},
         {"bad list", with("config.matryoshka_widths", "6,,24"), "expected comma-separated values, each an integer"},
-        {"unknown option", with("config.timeline_mask", "true"),
-         "metadata \"config.timeline_mask\" is not an option this version of recblocks knows"},
+        {"unknown option", with("config.wormhole", "true"),
+         "metadata \"config.wormhole\" is not an option this version of recblocks knows"},
         {"unknown model kind", with("model", "gru4rec"), "\"model\" is \"gru4rec\", a model kind this recblocks does not know"},
         {"newer version", with("recblocks.model_metadata", "2"),
          "the model description has version 2 but this recblocks reads versions up to 1"},

@@ -32,8 +32,15 @@ RECBLOCKS_NAMESPACE_BEGIN
 namespace io {
 template <>
 struct EnumNames<blocks::PositionRows> {
-    static constexpr std::array<std::pair<blocks::PositionRows, std::string_view>, 2> values{
-        {{blocks::PositionRows::from_one, "from_one"}, {blocks::PositionRows::per_slot, "per_slot"}}};
+    static constexpr std::array<std::pair<blocks::PositionRows, std::string_view>, 3> values{
+        {{blocks::PositionRows::from_one, "from_one"},
+         {blocks::PositionRows::per_slot, "per_slot"},
+         {blocks::PositionRows::from_oldest, "from_oldest"}}};
+};
+template <>
+struct EnumNames<Activation> {
+    static constexpr std::array<std::pair<Activation, std::string_view>, 2> values{
+        {{Activation::relu, "relu"}, {Activation::gelu, "gelu"}}};
 };
 template <>
 struct EnumNames<models::SASRecInit> {
@@ -64,6 +71,12 @@ void visit_fields(Config& c, F&& f) {
     f("matryoshka_widths", c.matryoshka_widths);
     f("matryoshka_weights", c.matryoshka_weights);
     f("init", c.init);
+    f("timeline_mask", c.timeline_mask);
+    f("activation", c.activation);
+    f("ffn_inner", c.ffn_inner);
+    f("scale_embedding", c.scale_embedding);
+    f("embedding_norm", c.embedding_norm);
+    f("final_norm", c.final_norm);
 }
 
 /// Every BERT4RecConfig field, by its metadata name. (One line per field.)
@@ -80,11 +93,16 @@ void visit_fields(Config& c, F&& f) {
     f("attention_dropout", c.attention_dropout);
     f("ln_eps", c.ln_eps);
     f("init_std", c.init_std);
+    f("output_head", c.output_head);
+    f("output_bias", c.output_bias);
+    f("history_drops_oldest", c.history_drops_oldest);
+    f("positions", c.positions);
 }
 
 enum class ModelKind : std::uint8_t { sasrec, bert4rec };
-/// SASRec's norm placement policy, as a value (policies::QueryNorm, PreNorm, PostNorm).
-enum class NormKind : std::uint8_t { query, pre, post };
+/// SASRec's norm placement policy, as a value (policies::QueryNorm, PreNorm, PostNorm): the
+/// enum a checkpoint layout names too.
+using NormKind = policies::NormKind;
 
 template <class Norm>
 constexpr NormKind norm_kind() {
