@@ -124,12 +124,14 @@ def main() -> None:
                   f"{fmt(fi, ['nprobe'])} | {fmt(hn, ['efSearch'])} | {ratio(ours, fi)} |")
     print("\n### Build (seconds; as cached, one thread unless said)\n")
     for d in (64, 128):
-        b = {}
+        b, threads = {}, {}
         for r in rows:
             if r["d"] == d and "build_seconds" in r:
                 b[r["bench"]] = r["build_seconds"]
-        print(f"- 1e6×{d}: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(b.items())) +
-              " (FAISS HNSW built on 2 threads)")
+                if "build_threads" in r:
+                    threads[r["bench"]] = r["build_threads"]
+        note = "".join(f" ({k} built on {t} threads)" for k, t in sorted(threads.items()) if t != 1)
+        print(f"- 1e6×{d}: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(b.items())) + note)
     if args.png:
         import matplotlib
         matplotlib.use("Agg")
