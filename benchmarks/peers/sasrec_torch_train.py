@@ -168,6 +168,25 @@ def read_movielens_csv(path: str):
     return sequences, user_ids, item_ids
 
 
+def read_sequence_file(path: str):
+    """S3-Rec's "user item item ..." lines (Amazon Sports, Beauty, ...), as data::read_sequence_file:
+    users ordered by id (a user on several lines keeps the items of each, in file order), item ids
+    remapped densely to 1..N in ascending order. Returns what read_movielens_csv returns."""
+    by_user = {}
+    with open(path) as f:
+        for no, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 2 or not all(x.isdigit() and int(x) >= 1 for x in fields):
+                raise ValueError(f"{path}:{no}: expected 'user item item ...' (ids >= 1), got {line.rstrip()!r}")
+            by_user.setdefault(int(fields[0]), []).extend(int(x) for x in fields[1:])
+    item_ids = np.concatenate([[0], np.unique(np.concatenate([np.asarray(v) for v in by_user.values()]))])
+    user_ids = np.asarray(sorted(by_user), dtype=np.int64)
+    sequences = [(np.searchsorted(item_ids[1:], np.asarray(by_user[u])) + 1).astype(np.int64) for u in user_ids]
+    return sequences, user_ids, item_ids.astype(np.int64)
+
+
 def leave_one_out(sequences):
     train, valid, test = [], [], []
     for s in sequences:
@@ -400,6 +419,8 @@ def sdpa_log2feats(model, seq):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="data/ml-latest-small/ratings.csv")
+    ap.add_argument("--format", choices=["auto", "movielens-csv", "sequences"], default="auto",
+                    help="auto: .csv = MovieLens ratings, else S3-Rec 'user item item ...' lines")
     ap.add_argument("--maxlen", type=int, default=200)
     ap.add_argument("--hidden_units", type=int, default=50)
     ap.add_argument("--num_blocks", type=int, default=2)
@@ -429,7 +450,10 @@ def main() -> int:
     np.random.seed(args.seed)
 
     t_load = time.perf_counter()
-    sequences, user_ids, item_ids = read_movielens_csv(args.dataset)
+    if args.format == "sequences" or (args.format == "auto" and not args.dataset.endswith(".csv")):
+        sequences, user_ids, item_ids = read_sequence_file(args.dataset)
+    else:
+        sequences, user_ids, item_ids = read_movielens_csv(args.dataset)
     num_items = len(item_ids) - 1
     split = leave_one_out(sequences)
     train, valid, test = split
