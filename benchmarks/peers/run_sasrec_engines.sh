@@ -20,7 +20,9 @@ py="$root/benchmarks/peers/.venv/bin/python"
 [ -x "$py" ] || { echo "missing $py: see benchmarks/peers/README.md" >&2; exit 1; }
 mkdir -p "$out"
 unset OPENBLAS_CORETYPE
-{ date -u; lscpu | grep -E "Model name|^CPU\(s\)|Flags" | cut -c1-400; uptime; } > "$out/machine.txt"
+{ date -u; lscpu | grep -E "Model name|^CPU family|^Model:|^CPU\(s\)"
+  echo "ISA flags: $(grep -o -w -E 'avx2|fma|avx512[a-z_0-9]*|amx[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+  uptime; } > "$out/machine.txt"
 min_time=1
 reps=3
 engine_args=()
