@@ -67,6 +67,7 @@ void usage() {
 }
 
 volatile std::sig_atomic_t g_stop = 0;
+std::string g_socket_file;  // a bound unix-domain socket, removed on exit
 extern "C" void on_signal(int) { g_stop = 1; }
 
 /// Latencies of answered requests, for the summary on exit.
@@ -222,11 +223,11 @@ void serve_connection(Server& s, int fd) {
     }
 }
 
-/// The listening socket of --listen HOST:PORT (loopback only) or --unix PATH;
-/// prints "listening on ..." on stdout.
-int open_listener(const examples::Args& a) {
+/// The listening socket of --listen HOST:PORT (loopback only) or --unix PATH,
+/// and its address in `where`. Opened before the model loads (a bad address is
+/// a flag error); connections wait in the backlog until the server is ready.
+int open_listener(const examples::Args& a, std::string& where) {
     int fd = -1;
-    std::string where;
     if (a.has("unix")) {
         const std::string path = a.str("unix", "");
         sockaddr_un addr{};
@@ -237,7 +238,7 @@ int open_listener(const examples::Args& a) {
         fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
             throw rb::IoError("--unix " + path + ": cannot bind: " + std::strerror(errno));
-        where = path;
+        where = g_socket_file = path;
     } else {
         const std::string spec = a.str("listen", "");
         const auto colon = spec.rfind(':');
@@ -268,8 +269,6 @@ int open_listener(const examples::Args& a) {
         where = host + ":" + std::to_string(ntohs(addr.sin_port));
     }
     if (::listen(fd, 128) != 0) throw rb::IoError(std::string("listen: ") + std::strerror(errno));
-    std::printf("listening on %s\n", where.c_str());
-    std::fflush(stdout);
     return fd;
 }
 
@@ -311,7 +310,10 @@ int main(int argc, char** argv) {
         const auto cache_users = static_cast<std::size_t>(a.integer_in("cache_users", 100000, 1, examples::kMaxCount));
         const auto max_batch = static_cast<std::size_t>(a.integer_in("max_batch", 32, 1, 4096));
         const auto max_wait = std::chrono::microseconds(a.integer_in("max_wait_us", 500, 0, 10'000'000));
-        rb::ThreadPool pool(examples::thread_count(a));
+        const int threads = examples::thread_count(a);
+        std::string where;
+        const int listener = a.has("listen") || a.has("unix") ? open_listener(a, where) : -1;
+        rb::ThreadPool pool(threads);
         const rb::backend::Cpu<rb::isa::Dispatch> be{&pool};
         const std::string file = a.str("load", "");
         auto model = rb::serving::load_described_model(file, be, pool);
@@ -344,23 +346,25 @@ int main(int argc, char** argv) {
                      static_cast<long long>(max_wait.count()), pool.size());
         Stats stats;
         Server server{service, batcher, stats};
-        if (a.has("listen") || a.has("unix")) {
+        if (listener >= 0) {
             struct sigaction sa {};
             sa.sa_handler = on_signal;
             sigemptyset(&sa.sa_mask);
             ::sigaction(SIGINT, &sa, nullptr);
             ::sigaction(SIGTERM, &sa, nullptr);
-            const int listener = open_listener(a);
+            std::printf("listening on %s\n", where.c_str());
+            std::fflush(stdout);
             serve_socket(server, listener);
-            if (a.has("unix")) ::unlink(a.str("unix", "").c_str());
         } else {
             serve_stdin(server);
         }
         batcher.stop();
         stats.print(batcher, service);
+        if (!g_socket_file.empty()) ::unlink(g_socket_file.c_str());
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "serve: error: %s\n", e.what());
+        if (!g_socket_file.empty()) ::unlink(g_socket_file.c_str());
         return 1;
     }
 }

@@ -262,8 +262,9 @@ std::size_t verify(rb::serving::DescribedModel& m, std::span<Record* const> recs
     return bad;
 }
 
-/// Windows per second of score_all + top-10 on the model alone, at batch b.
-double offline_rate(rb::serving::DescribedModel& m, index_t b, double seconds, std::uint64_t seed) {
+/// Windows per second of score_all + top-10 on the model alone, at batch b
+/// (alternate: every other call takes b - 1 rows, as a server's batches vary).
+double offline_rate(rb::serving::DescribedModel& m, index_t b, double seconds, std::uint64_t seed, bool alternate = false) {
     const index_t l = m.description.max_len(), n = m.description.num_items();
     rb::Matrix<row_id_t> ids(rb::Shape<2>{{b, l}});
     std::mt19937_64 rng(seed);
@@ -272,16 +273,17 @@ double offline_rate(rb::serving::DescribedModel& m, index_t b, double seconds, s
     rb::Matrix<row_id_t> top(rb::Shape<2>{{b, 10}});
     rb::Matrix<float> top_s(top.shape());
     m.scorer->score_all(ids.cview(), s.view());  // warm-up: the first call of a shape sizes the scratch
-    std::size_t calls = 0;
+    std::size_t windows = 0;
     const auto t0 = Clock::now();
     double elapsed = 0;
-    while (elapsed < seconds) {
-        m.scorer->score_all(ids.cview(), s.view());
-        m.scorer->top_k(s.cview(), 10, top.view(), top_s.view());
-        ++calls;
+    for (std::size_t call = 0; elapsed < seconds; ++call) {
+        const index_t rows = alternate && b > 1 && call % 2 ? b - 1 : b;
+        m.scorer->score_all(ids.cview().slice_rows(0, rows), s.view().slice_rows(0, rows));
+        m.scorer->top_k(s.cview().slice_rows(0, rows), 10, top.view().slice_rows(0, rows), top_s.view().slice_rows(0, rows));
+        windows += static_cast<std::size_t>(rows);
         elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     }
-    return double(calls) * double(b) / elapsed;
+    return double(windows) / elapsed;
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -311,9 +313,10 @@ int main(int argc, char** argv) {
         auto model = rb::serving::load_described_model(file, be, pool);
         if (const double os = a.real_in("offline_seconds", 0.0, 0.0, 600.0); os > 0)
             std::printf("serve_load: the model alone (score_all + top-10, %d threads): %.1f windows/s at batch 1, "
-                        "%.1f at batch %lld\n",
+                        "%.1f at batch %lld, %.1f alternating batches of %lld and %lld\n",
                         threads, offline_rate(model, 1, os, seed), offline_rate(model, max_batch, os, seed),
-                        static_cast<long long>(max_batch));
+                        static_cast<long long>(max_batch), offline_rate(model, max_batch, os, seed, true),
+                        static_cast<long long>(max_batch), static_cast<long long>(max_batch - 1));
 
         Server srv = start_server({server, "--load", file, "--listen", "127.0.0.1:0", "--threads",
                                    std::to_string(threads), "--max_batch", std::to_string(max_batch), "--max_wait_us",
@@ -331,12 +334,12 @@ int main(int argc, char** argv) {
         const auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
         std::vector<std::vector<Record>> records(static_cast<std::size_t>(clients));
         std::vector<std::string> failures(static_cast<std::size_t>(clients));
-        std::vector<std::thread> threads;
+        std::vector<std::thread> client_threads;
         for (int c = 0; c < clients; ++c)
-            threads.emplace_back(client, c, port, users, std::cref(model.items), model.description.max_len(), deadline,
+            client_threads.emplace_back(client, c, port, users, std::cref(model.items), model.description.max_len(), deadline,
                                  seed, std::ref(records[static_cast<std::size_t>(c)]),
                                  std::ref(failures[static_cast<std::size_t>(c)]));
-        for (auto& t : threads) t.join();
+        for (auto& t : client_threads) t.join();
         const double wall = std::chrono::duration<double>(Clock::now() - start).count();
 
         ::kill(srv.pid, SIGTERM);
