@@ -276,3 +276,34 @@ TEST_CASE("AlignedBuffer: copy, move, resize", "[core][aligned_buffer]") {
     CHECK_THROWS_AS(e.resize(-2), ValueError);
     static_assert(std::is_nothrow_move_constructible_v<AlignedBuffer<float>>);
 }
+
+TEST_CASE("AlignedBuffer: the allocation only grows; a smaller or equal size reuses it, zeroed", "[core][aligned_buffer]") {
+    AlignedBuffer<float> b(100);
+    float* const first = b.data();
+    for (auto& v : b) v = 1.0f;
+    b.resize(50);  // a smaller batch: same memory, zeroed, size 50
+    CHECK(b.data() == first);
+    CHECK(b.size() == 50);
+    CHECK(b.capacity() == 100);
+    for (float v : b) CHECK(v == 0.0f);
+    for (auto& v : b) v = 2.0f;
+    b.resize(100);  // back up to the largest size so far: still no new allocation, all zero
+    CHECK(b.data() == first);
+    for (float v : b) CHECK(v == 0.0f);
+    b.resize(300);  // beyond it: a new allocation
+    CHECK(b.size() == 300);
+    CHECK(b.capacity() == 300);
+    for (float v : b) CHECK(v == 0.0f);
+    AlignedBuffer<float> moved(std::move(b));
+    CHECK(moved.capacity() == 300);
+    CHECK(b.capacity() == 0);
+    moved.resize(0);  // frees
+    CHECK(moved.data() == nullptr);
+    CHECK(moved.capacity() == 0);
+    // A tensor whose batch dimension changes back and forth keeps one allocation.
+    Matrix<float> m(Shape<2>{{16, 8}});
+    float* const p = m.data();
+    m.resize(Shape<2>{{15, 8}});
+    m.resize(Shape<2>{{16, 8}});
+    CHECK(m.data() == p);
+}

@@ -26,28 +26,34 @@ public:
         if (size_) memory_.copy(data_, o.data_, bytes(size_));
     }
     AlignedBuffer(AlignedBuffer&& o) noexcept
-        : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), memory_(o.memory_) {}
+        : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)),
+          capacity_(std::exchange(o.capacity_, 0)), memory_(o.memory_) {}
     AlignedBuffer& operator=(AlignedBuffer o) noexcept {
         std::swap(data_, o.data_);
         std::swap(size_, o.size_);
+        std::swap(capacity_, o.capacity_);
         std::swap(memory_, o.memory_);
         return *this;
     }
     ~AlignedBuffer() { release(); }
 
-    /// Reallocates to `n` zeroed elements (contents are not kept); the same
-    /// size only zeroes, so a reused buffer never allocates again.
+    /// `n` zeroed elements (contents are not kept). The allocation only grows:
+    /// a size within the largest one so far reuses it (a server whose batches
+    /// vary in size touches no new pages); resize(0) frees it.
     void resize(index_t n) {
         RECBLOCKS_CHECK_VALUE(n >= 0, "AlignedBuffer: negative size ", n);
-        if (n == size_) {
-            if (n) memory_.zero(data_, bytes(n));
+        if (n > 0 && n <= capacity_) {
+            size_ = n;
+            memory_.zero(data_, bytes(n));
             return;
         }
         release();
         if (n == 0) return;
         data_ = static_cast<T*>(memory_.allocate(bytes(n)));
-        size_ = n;
+        size_ = capacity_ = n;
     }
+    /// Elements the allocation holds (>= size()).
+    [[nodiscard]] index_t capacity() const noexcept { return capacity_; }
 
     [[nodiscard]] T* data() noexcept { return data_; }
     [[nodiscard]] const T* data() const noexcept { return data_; }
@@ -63,12 +69,13 @@ public:
 private:
     static std::size_t bytes(index_t n) { return static_cast<std::size_t>(n) * sizeof(T); }
     void release() noexcept {
-        if (data_) memory_.deallocate(data_, bytes(size_));
+        if (data_) memory_.deallocate(data_, bytes(capacity_));
         data_ = nullptr;
-        size_ = 0;
+        size_ = capacity_ = 0;
     }
     T* data_ = nullptr;
     index_t size_ = 0;
+    index_t capacity_ = 0;
     [[no_unique_address]] Memory memory_{};
 };
 
