@@ -65,7 +65,7 @@
 // ctest-args: --dataset data/ml-latest-small/ratings.csv --format movielens-csv --maxlen 20 --hidden_units 16 --num_epochs 1 --eval full
 #include <recblocks/train/checkpoint.hpp>
 #include <recblocks/eval/matryoshka_evaluation.hpp>
-#include <recblocks/io/checkpoint_layout.hpp>
+#include <recblocks/models/checkpoint_layout.hpp>
 #include <recblocks/io/pytorch_import.hpp>
 #include <recblocks/recblocks.hpp>
 
@@ -111,7 +111,7 @@ void usage() {
 }
 
 /// --layout FILE: the checkpoint layout of a --load_pytorch file; it sets the flags it replaces.
-std::optional<rb::io::CheckpointLayout> layout_of(const examples::Args& a) {
+std::optional<rb::models::CheckpointLayout> layout_of(const examples::Args& a) {
     if (!a.has("layout")) {
         if (a.has("ffn_inner")) throw rb::ValueError("--ffn_inner goes with --layout");
         return std::nullopt;
@@ -119,7 +119,7 @@ std::optional<rb::io::CheckpointLayout> layout_of(const examples::Args& a) {
     if (!a.has("load_pytorch")) throw rb::ValueError("--layout describes a PyTorch checkpoint: give --load_pytorch FILE");
     for (const char* f : {"norm", "positions", "mask_padding_keys", "ffn"})
         if (a.has(f)) throw rb::ValueError(std::string("--") + f + " is set by --layout; give one of them");
-    return rb::io::CheckpointLayout::load(a.str("layout", ""));
+    return rb::models::CheckpointLayout::load(a.str("layout", ""));
 }
 
 rb::models::SASRecConfig model_config(const examples::Args& a, index_t num_items) {
@@ -247,7 +247,7 @@ void save_embeddings(const std::string& path, Model& model, const Be& be, rb::Th
 template <class Model>
 void load_pytorch(const examples::Args& a, Model& model) {
     if (const auto layout = layout_of(a)) {  // every tensor used, or an error naming it
-        rb::io::load_state(a.str("load_pytorch", ""), model.params(), *layout);
+        rb::models::load_state(a.str("load_pytorch", ""), model.params(), *layout);
         std::fprintf(stderr, "loaded PyTorch state_dict %s (layout %s)\n", a.str("load_pytorch", "").c_str(),
                      layout->name().c_str());
         return;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden files for the checkpoint layouts (layouts/*.json, io/checkpoint_layout.hpp).
+"""Golden files for the checkpoint layouts (layouts/*.json, models/checkpoint_layout.hpp).
 
 For each public implementation (benchmarks/peers/reference_models/, and recblocks' own
 PyTorch models in benchmarks/peers/torch_models.py) this builds the model with random weights
@@ -24,7 +24,7 @@ Usage (from the repository root, a few seconds):
 
 Random weights as make_golden.py: LayerNorm weights 1 + 0.2 N(0,1), biases 0.1 N(0,1), matrices
 N(0, 1/fan_in), tables N(0, 1/D); rows the reference keeps at zero (padding_idx) are zero.
-tests/io/checkpoint_layout_test.cpp loads each state_dict through its layout and requires the
+tests/models/checkpoint_layout_test.cpp loads each state_dict through its layout and requires the
 float model's scores within 1e-5 (relative to max(1, |score|)) of these and the same top-10.
 """
 

@@ -11,7 +11,7 @@
 // The choices on which public implementations differ are Config fields
 // (timeline_mask, mask_padding_keys, positions, scale_embedding,
 // embedding_norm, activation, ffn_inner, final_norm, ln_eps); a checkpoint
-// layout file sets them (io/checkpoint_layout.hpp), and models::AnySASRec
+// layout file sets them (models/checkpoint_layout.hpp), and models::AnySASRec
 // picks the norm placement at run time (models/any_sasrec.hpp). With
 // embedding_norm (RecBole): x = keep ⊙ Drop(LN_emb(E[s] · scale + P[pos])).
 //

@@ -1,4 +1,4 @@
-// Checkpoint layouts (io/checkpoint_layout.hpp, layouts/*.json) against the
+// Checkpoint layouts (models/checkpoint_layout.hpp, layouts/*.json) against the
 // public implementations' own model code (benchmarks/peers/reference_models/,
 // golden files by tests/golden/make_layout_goldens.py): each layout loads its
 // reference's random-weight state_dict, exactly as saved by PyTorch, and the
@@ -13,7 +13,7 @@
 #include <numeric>
 
 #include "recblocks/backend/cpu/primitives.hpp"
-#include "recblocks/io/checkpoint_layout.hpp"
+#include "recblocks/models/checkpoint_layout.hpp"
 #include "recblocks/models/any_sasrec.hpp"
 
 using namespace recblocks;
@@ -103,13 +103,13 @@ double compare(const Matrix<float>& got, const Tensor<double, 2>& want) {
 }
 
 /// Loads variant's state_dict through `layout` into an AnySASRec and returns its scores' worst error.
-double sasrec_error(const std::string& variant, const io::CheckpointLayout& layout, models::SASRecConfig* out_cfg = nullptr) {
+double sasrec_error(const std::string& variant, const models::CheckpointLayout& layout, models::SASRecConfig* out_cfg = nullptr) {
     const auto io_file = io::SafetensorsReader::open(golden(variant, ".io.safetensors"));
     auto cfg = sizes_of(io_file);
     layout.apply(cfg);
     if (out_cfg) *out_cfg = cfg;
     models::AnySASRec<float> model(cfg, layout.norm(), Rng(7));
-    io::load_state(golden(variant), model.params(), layout);
+    models::load_state(golden(variant), model.params(), layout);
     const auto ids = left_padded(io_file);
     ThreadPool pool(2);
     const backend::Cpu<isa::Dispatch> be{&pool};
@@ -130,7 +130,7 @@ TEST_CASE("each SASRec layout reproduces its reference on full and short histori
         INFO(variant);
         const auto io_file = io::SafetensorsReader::open(golden(variant, ".io.safetensors"));
         REQUIRE(io_file.metadata().at("layout") == file);
-        const auto layout = io::CheckpointLayout::load(layout_file(file));
+        const auto layout = models::CheckpointLayout::load(layout_file(file));
         const double err = sasrec_error(variant, layout);
         CHECK(err <= 1e-5);
         WARN(variant << ": worst |C++ - PyTorch| / max(1, |score|) = " << err);
@@ -145,11 +145,11 @@ TEST_CASE("each BERT4Rec layout reproduces its reference on full and short histo
         INFO(variant);
         const auto io_file = io::SafetensorsReader::open(golden(variant, ".io.safetensors"));
         REQUIRE(io_file.metadata().at("layout") == file);
-        const auto layout = io::CheckpointLayout::load(layout_file(file));
+        const auto layout = models::CheckpointLayout::load(layout_file(file));
         auto cfg = bert_sizes_of(io_file);
         layout.apply(cfg);
         models::BERT4Rec<float> model(cfg, Rng(7));
-        io::load_state(golden(variant), model.params(), layout);
+        models::load_state(golden(variant), model.params(), layout);
         const auto ids = left_padded(io_file);
         ThreadPool pool(2);
         const backend::Cpu<isa::Dispatch> be{&pool};
@@ -167,12 +167,12 @@ TEST_CASE("read_sizes finds every size but the heads in each reference checkpoin
         const std::string variant = v;
         INFO(variant);
         const auto io_file = io::SafetensorsReader::open(golden(variant, ".io.safetensors"));
-        const auto layout = io::CheckpointLayout::load(layout_file(io_file.metadata().at("layout")));
+        const auto layout = models::CheckpointLayout::load(layout_file(io_file.metadata().at("layout")));
         if (io_file.metadata().at("model") == "sasrec") {
             const auto want = sizes_of(io_file);
             models::SASRecConfig got;
             got.heads = 99;
-            io::read_sizes(golden(variant), layout, got);
+            models::read_sizes(golden(variant), layout, got);
             CHECK(got.num_items == want.num_items);
             CHECK(got.max_len == want.max_len);
             CHECK(got.d_model == want.d_model);
@@ -182,7 +182,7 @@ TEST_CASE("read_sizes finds every size but the heads in each reference checkpoin
         } else {
             const auto want = bert_sizes_of(io_file);
             models::BERT4RecConfig got;
-            io::read_sizes(golden(variant), layout, got);
+            models::read_sizes(golden(variant), layout, got);
             CHECK(got.num_items == want.num_items);
             CHECK(got.max_len == want.max_len);
             CHECK(got.d_model == want.d_model);
@@ -191,8 +191,8 @@ TEST_CASE("read_sizes finds every size but the heads in each reference checkpoin
         }
     }
     models::SASRecConfig cfg;
-    REQUIRE_THROWS_WITH(io::read_sizes(golden("recbole_sasrec"),
-                                       io::CheckpointLayout::load(layout_file("pmixer_current.json")), cfg),
+    REQUIRE_THROWS_WITH(models::read_sizes(golden("recbole_sasrec"),
+                                       models::CheckpointLayout::load(layout_file("pmixer_current.json")), cfg),
                         Contains("no 2-d item and position tables (\"item_emb.weight\", \"pos_emb.weight\")"));
 }
 
@@ -200,13 +200,13 @@ TEST_CASE("the timeline mask decides short histories: pmixer's current code read
           "[layouts]") {
     // The bug the layouts fix: a current-pmixer checkpoint loads without error under the
     // pre-2024 assumptions (timeline mask on), and scores every padded history differently.
-    auto layout = io::CheckpointLayout::load(layout_file("pmixer_current.json"));
+    auto layout = models::CheckpointLayout::load(layout_file("pmixer_current.json"));
     const auto io_file = io::SafetensorsReader::open(golden("pmixer_current", ".io.safetensors"));
     auto cfg = sizes_of(io_file);
     layout.apply(cfg);
     cfg.timeline_mask = true;
     models::AnySASRec<float> wrong(cfg, layout.norm(), Rng(7));
-    io::load_state(golden("pmixer_current"), wrong.params(), layout);
+    models::load_state(golden("pmixer_current"), wrong.params(), layout);
     const auto ids = left_padded(io_file);
     const auto want = io_file.load<double, 2>("scores");
     ThreadPool pool(1);
@@ -226,7 +226,7 @@ TEST_CASE("the timeline mask decides short histories: pmixer's current code read
 }
 
 TEST_CASE("a checkpoint that does not fit the layout fails naming the tensor, model unchanged", "[layouts]") {
-    const auto layout = io::CheckpointLayout::load(layout_file("pmixer_current.json"));
+    const auto layout = models::CheckpointLayout::load(layout_file("pmixer_current.json"));
     const auto io_file = io::SafetensorsReader::open(golden("pmixer_current", ".io.safetensors"));
     auto cfg = sizes_of(io_file);
     layout.apply(cfg);
@@ -264,27 +264,27 @@ TEST_CASE("a checkpoint that does not fit the layout fails naming the tensor, mo
     };
     SECTION("missing") {
         write("attention_layers.1.out_proj.weight", "", "");
-        REQUIRE_THROWS_AS(io::load_state(tmp, params, layout), FormatError);
-        REQUIRE_THROWS_WITH(io::load_state(tmp, params, layout),
+        REQUIRE_THROWS_AS(models::load_state(tmp, params, layout), FormatError);
+        REQUIRE_THROWS_WITH(models::load_state(tmp, params, layout),
                             Contains("no tensor \"attention_layers.1.out_proj.weight\"") &&
                                 Contains("blocks.1.attention.out_proj.weight") && Contains("pmixer-current"));
     }
     SECTION("extra") {
         write("", "user_emb.weight", "");
-        REQUIRE_THROWS_AS(io::load_state(tmp, params, layout), FormatError);
-        REQUIRE_THROWS_WITH(io::load_state(tmp, params, layout),
+        REQUIRE_THROWS_AS(models::load_state(tmp, params, layout), FormatError);
+        REQUIRE_THROWS_WITH(models::load_state(tmp, params, layout),
                             Contains("tensor \"user_emb.weight\" of the checkpoint is used by no parameter"));
     }
     SECTION("wrong shape") {
         write("", "", "item_emb.weight");
-        REQUIRE_THROWS_AS(io::load_state(tmp, params, layout), ShapeError);
-        REQUIRE_THROWS_WITH(io::load_state(tmp, params, layout),
+        REQUIRE_THROWS_AS(models::load_state(tmp, params, layout), ShapeError);
+        REQUIRE_THROWS_WITH(models::load_state(tmp, params, layout),
                             Contains("tensor \"item_emb.weight\" has 50 rows") && Contains("[51, 32]"));
     }
     SECTION("another layout's checkpoint: pmixer-2023 has [maxlen, D] positions") {
-        const auto old = io::CheckpointLayout::load(layout_file("pmixer_2023.json"));
-        REQUIRE_THROWS_AS(io::load_state(golden("pmixer_2023"), params, layout), ShapeError);
-        REQUIRE_THROWS_WITH(io::load_state(golden("pmixer_2023"), params, layout),
+        const auto old = models::CheckpointLayout::load(layout_file("pmixer_2023.json"));
+        REQUIRE_THROWS_AS(models::load_state(golden("pmixer_2023"), params, layout), ShapeError);
+        REQUIRE_THROWS_WITH(models::load_state(golden("pmixer_2023"), params, layout),
                             Contains("tensor \"pos_emb.weight\" has 16 rows") && Contains("[17, 32]"));
         (void)old;
     }
@@ -300,7 +300,7 @@ TEST_CASE("a layout file with an unknown key, a missing option or a bad value fa
         return R"({"layout": "recblocks-checkpoint-layout/1", "name": "t", "model": "sasrec", "options": {)" +
                options + "}" + more + "}";
     };
-    const auto parse = [](const std::string& text) { return io::CheckpointLayout::parse(text, "my_layout.json"); };
+    const auto parse = [](const std::string& text) { return models::CheckpointLayout::parse(text, "my_layout.json"); };
     const auto ok = parse(doc(opts));
     CHECK(ok.norm() == policies::NormKind::post);
     models::SASRecConfig cfg;
@@ -325,7 +325,7 @@ TEST_CASE("a layout file with an unknown key, a missing option or a bad value fa
     REQUIRE_THROWS_WITH(parse(R"({"layout": "v2", "name": "t", "model": "sasrec", "options": {}})"),
                         Contains("\"layout\" must be \"recblocks-checkpoint-layout/1\""));
     REQUIRE_THROWS_WITH(parse(doc(opts) + "x"), Contains("my_layout.json"));
-    REQUIRE_THROWS_AS(io::CheckpointLayout::load(layout_file("no_such_layout.json")), IoError);
+    REQUIRE_THROWS_AS(models::CheckpointLayout::load(layout_file("no_such_layout.json")), IoError);
     models::BERT4RecConfig bcfg;
     REQUIRE_THROWS_WITH(ok.apply(bcfg), Contains("is for a SASRec model, not BERT4Rec"));
 }
@@ -334,7 +334,7 @@ TEST_CASE("every shipped layout parses", "[layouts]") {
     for (const auto& entry : std::filesystem::directory_iterator(std::string(RECBLOCKS_SOURCE_DIR) + "/layouts")) {
         if (entry.path().extension() != ".json") continue;
         INFO(entry.path().string());
-        const auto l = io::CheckpointLayout::load(entry.path());
+        const auto l = models::CheckpointLayout::load(entry.path());
         CHECK_FALSE(l.name().empty());
         CHECK_FALSE(l.description().empty());
     }

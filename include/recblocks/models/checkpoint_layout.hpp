@@ -29,7 +29,8 @@
 // and the file. load_state() checks every tensor before writing anything: a
 // missing or wrong-shaped tensor, and a file tensor the layout does not use
 // (extra), are errors naming the tensor. docs/interop.md lists the options and
-// the layouts shipped in layouts/.
+// the layouts shipped in layouts/. It sits in models/ because it knows the
+// models' configurations (io/ knows only files and parameter lists).
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -44,7 +45,7 @@
 #include "recblocks/models/sasrec.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
-namespace io {
+namespace models {
 
 enum class LayoutModel : std::uint8_t { sasrec, bert4rec };
 
@@ -65,8 +66,8 @@ public:
     static CheckpointLayout parse(std::string_view text, std::string_view source) {
         CheckpointLayout l;
         l.source_ = std::string(source);
-        const json::Value doc = json::parse(text, source);
-        l.require(doc.is_object(), "the document must be a JSON object, got ", json::kind_name(doc.kind));
+        const io::json::Value doc = io::json::parse(text, source);
+        l.require(doc.is_object(), "the document must be a JSON object, got ", io::json::kind_name(doc.kind));
         static const std::vector<std::string_view> top = {"layout", "name", "model", "description", "options",
                                                            "names", "concat", "skip_rows", "ignore"};
         l.check_keys(doc, top, "the top level");
@@ -80,7 +81,7 @@ public:
             l.model_ = LayoutModel::bert4rec;
         else
             l.fail("\"model\" must be \"sasrec\" or \"bert4rec\", got \"", model, "\"");
-        const json::Value* options = member(doc, "options");
+        const io::json::Value* options = member(doc, "options");
         l.require(options && options->is_object(), "\"options\" must be an object");
         l.parse_options(*options);
         if (const auto* names = member(doc, "names")) {
@@ -102,7 +103,7 @@ public:
                           "\": \"theirs\" must be a non-empty array of tensor names");
                 for (const auto& p : parts->items) {
                     l.require(p.is_string(), "\"concat\" entry \"", c.ours, "\": \"theirs\" holds ",
-                              json::kind_name(p.kind), ", not a string");
+                              io::json::kind_name(p.kind), ", not a string");
                     c.theirs.push_back(p.text);
                 }
                 l.concat_.push_back(std::move(c));
@@ -122,7 +123,7 @@ public:
         if (const auto* ignore = member(doc, "ignore")) {
             l.require(ignore->is_array(), "\"ignore\" must be an array of tensor names");
             for (const auto& v : ignore->items) {
-                l.require(v.is_string(), "\"ignore\" holds ", json::kind_name(v.kind), ", not a string");
+                l.require(v.is_string(), "\"ignore\" holds ", io::json::kind_name(v.kind), ", not a string");
                 l.ignore_.push_back(v.text);
             }
         }
@@ -146,13 +147,13 @@ public:
     [[nodiscard]] const std::string& source() const { return source_; }
     [[nodiscard]] LayoutModel model() const { return model_; }
     [[nodiscard]] policies::NormKind norm() const { return norm_; }
-    [[nodiscard]] const NameMap& names() const { return names_; }
+    [[nodiscard]] const io::NameMap& names() const { return names_; }
     [[nodiscard]] const std::vector<ConcatRule>& concat() const { return concat_; }
     [[nodiscard]] const std::vector<SkipRowsRule>& skip_rows() const { return skip_rows_; }
     [[nodiscard]] const std::vector<std::string>& ignore() const { return ignore_; }
 
     /// Sets cfg's architecture options from the layout (sizes stay the caller's).
-    void apply(models::SASRecConfig& cfg) const {
+    void apply(SASRecConfig& cfg) const {
         require(model_ == LayoutModel::sasrec, "layout \"", name_, "\" is for a BERT4Rec model, not SASRec");
         cfg.timeline_mask = sasrec_.timeline_mask;
         cfg.mask_padding_keys = sasrec_.mask_padding_keys;
@@ -163,7 +164,7 @@ public:
         cfg.embedding_norm = sasrec_.embedding_norm;
         cfg.final_norm = sasrec_.final_norm;
     }
-    void apply(models::BERT4RecConfig& cfg) const {
+    void apply(BERT4RecConfig& cfg) const {
         require(model_ == LayoutModel::bert4rec, "layout \"", name_, "\" is for a SASRec model, not BERT4Rec");
         cfg.ln_eps = bert_.ln_eps;
         cfg.positions = bert_.positions;
@@ -188,7 +189,7 @@ public:
             for (const auto& s : skip_rows_)
                 if (matches_exactly(name, s.ours, index)) *skip = s.rows;
         }
-        return {map_name(names_, name)};
+        return {io::map_name(names_, name)};
     }
 
 private:
@@ -214,12 +215,12 @@ private:
         if (!ok) fail(a...);
     }
 
-    static const json::Value* member(const json::Value& obj, std::string_view key) {
+    static const io::json::Value* member(const io::json::Value& obj, std::string_view key) {
         for (std::size_t i = 0; i < obj.keys.size(); ++i)
             if (obj.keys[i] == key) return &obj.items[i];
         return nullptr;
     }
-    void check_keys(const json::Value& obj, const std::vector<std::string_view>& allowed, std::string_view where) const {
+    void check_keys(const io::json::Value& obj, const std::vector<std::string_view>& allowed, std::string_view where) const {
         for (std::size_t i = 0; i < obj.keys.size(); ++i) {
             const auto& k = obj.keys[i];
             bool known = false;
@@ -230,29 +231,29 @@ private:
             for (std::size_t j = 0; j < i; ++j) require(obj.keys[j] != k, "key \"", k, "\" appears twice in ", where);
         }
     }
-    std::string string_member(const json::Value& obj, std::string_view key, bool required) const {
+    std::string string_member(const io::json::Value& obj, std::string_view key, bool required) const {
         const auto* v = member(obj, key);
         if (!v) {
             require(!required, "missing key \"", key, "\"");
             return {};
         }
-        require(v->is_string(), "\"", key, "\" must be a string, got ", json::kind_name(v->kind));
+        require(v->is_string(), "\"", key, "\" must be a string, got ", io::json::kind_name(v->kind));
         return v->text;
     }
-    const json::Value& option(const json::Value& opts, std::string_view key) const {
+    const io::json::Value& option(const io::json::Value& opts, std::string_view key) const {
         const auto* v = member(opts, key);
         require(v != nullptr, "option \"", key, "\" is missing (a layout states every option of its model)");
         return *v;
     }
-    bool bool_option(const json::Value& opts, std::string_view key) const {
+    bool bool_option(const io::json::Value& opts, std::string_view key) const {
         const auto& v = option(opts, key);
-        require(v.kind == json::Value::Kind::boolean, "option \"", key, "\" must be true or false, got ",
-                json::kind_name(v.kind));
+        require(v.kind == io::json::Value::Kind::boolean, "option \"", key, "\" must be true or false, got ",
+                io::json::kind_name(v.kind));
         return v.boolean;
     }
-    double eps_option(const json::Value& opts) const {
+    double eps_option(const io::json::Value& opts) const {
         const auto& v = option(opts, "ln_eps");
-        require(v.is_number(), "option \"ln_eps\" must be a number, got ", json::kind_name(v.kind));
+        require(v.is_number(), "option \"ln_eps\" must be a number, got ", io::json::kind_name(v.kind));
         double x = 0;
         try {
             x = std::stod(v.text);
@@ -262,12 +263,12 @@ private:
         require(x > 0 && x < 1, "option \"ln_eps\" must be in (0, 1), got ", v.text);
         return x;
     }
-    std::string choice_option(const json::Value& opts, std::string_view key,
+    std::string choice_option(const io::json::Value& opts, std::string_view key,
                               const std::vector<std::string_view>& allowed) const {
         const auto& v = option(opts, key);
         std::string list;
         for (auto a : allowed) list += (list.empty() ? "\"" : ", \"") + std::string(a) + "\"";
-        require(v.is_string(), "option \"", key, "\" must be one of ", list, ", got ", json::kind_name(v.kind));
+        require(v.is_string(), "option \"", key, "\" must be one of ", list, ", got ", io::json::kind_name(v.kind));
         for (auto a : allowed)
             if (v.text == a) return v.text;
         fail("option \"", key, "\" must be one of ", list, ", got \"", v.text, "\"");
@@ -278,7 +279,7 @@ private:
         return blocks::PositionRows::from_one;
     }
 
-    void parse_options(const json::Value& opts) {
+    void parse_options(const io::json::Value& opts) {
         if (model_ == LayoutModel::sasrec) {
             check_keys(opts,
                        {"norm", "timeline_mask", "mask_padding_keys", "positions", "ln_eps", "activation",
@@ -314,7 +315,7 @@ private:
     static bool matches_exactly(const std::string& name, const std::string& pattern, std::string& index) {
         std::size_t len = 0;
         index.clear();
-        return detail::match_prefix(name, pattern, len, index) && len == name.size();
+        return io::detail::match_prefix(name, pattern, len, index) && len == name.size();
     }
     static std::string with_index(std::string s, const std::string& index) {
         if (const auto b = s.find("{i}"); b != std::string::npos) s.replace(b, 3, index);
@@ -326,7 +327,7 @@ private:
     policies::NormKind norm_ = policies::NormKind::query;
     SASRecOptions sasrec_;
     BERT4RecOptions bert_;
-    NameMap names_;
+    io::NameMap names_;
     std::vector<ConcatRule> concat_;
     std::vector<SkipRowsRule> skip_rows_;
     std::vector<std::string> ignore_;
@@ -335,7 +336,7 @@ private:
 namespace detail {
 template <class I>
 std::string shape_text(const std::vector<I>& s) {
-    return format_list(std::vector<std::int64_t>(s.begin(), s.end()));
+    return io::detail::format_list(std::vector<std::int64_t>(s.begin(), s.end()));
 }
 /// A file shape without its trailing 1s beyond `rank` (nn.Conv1d kernel-size-1 weights).
 inline std::vector<std::int64_t> squeezed(std::vector<std::int64_t> s, std::size_t rank) {
@@ -347,13 +348,13 @@ inline std::vector<std::int64_t> squeezed(std::vector<std::int64_t> s, std::size
 namespace detail {
 /// Shape of the file tensor recblocks parameter `name` reads (the first part of a concat rule),
 /// or empty when the file has no such tensor.
-inline std::vector<std::int64_t> mapped_shape(const SafetensorsReader& r, const CheckpointLayout& layout,
+inline std::vector<std::int64_t> mapped_shape(const io::SafetensorsReader& r, const CheckpointLayout& layout,
                                               const std::string& name) {
     const auto src = layout.sources_of(name);
     return r.contains(src.front()) ? r.record(src.front()).shape : std::vector<std::int64_t>{};
 }
 template <class Cfg>
-void read_common_sizes(const SafetensorsReader& r, const CheckpointLayout& layout, Cfg& cfg, index_t extra_items,
+void read_common_sizes(const io::SafetensorsReader& r, const CheckpointLayout& layout, Cfg& cfg, index_t extra_items,
                        index_t& ffn_inner) {
     const auto items = mapped_shape(r, layout, "item_emb.weight"), pos = mapped_shape(r, layout, "pos_emb.weight");
     RECBLOCKS_CHECK_FORMAT(items.size() == 2 && pos.size() == 2, r.source(), " (layout \"", layout.name(),
@@ -377,15 +378,15 @@ void read_common_sizes(const SafetensorsReader& r, const CheckpointLayout& layou
 /// Reads the sizes a checkpoint shows into cfg (after layout.apply(cfg), which sets the position
 /// scheme they depend on): num_items, d_model, max_len, num_blocks and the feed-forward width.
 /// The number of heads is not in the weights: cfg.heads is left as it is.
-inline void read_sizes(const std::filesystem::path& path, const CheckpointLayout& layout, models::SASRecConfig& cfg) {
+inline void read_sizes(const std::filesystem::path& path, const CheckpointLayout& layout, SASRecConfig& cfg) {
     layout.apply(cfg);
-    const auto r = SafetensorsReader::open(path);
+    const auto r = io::SafetensorsReader::open(path);
     detail::read_common_sizes(r, layout, cfg, 0, cfg.ffn_inner);
 }
 /// As above for BERT4Rec (its item table has a [mask] row; the width goes to cfg.inner).
-inline void read_sizes(const std::filesystem::path& path, const CheckpointLayout& layout, models::BERT4RecConfig& cfg) {
+inline void read_sizes(const std::filesystem::path& path, const CheckpointLayout& layout, BERT4RecConfig& cfg) {
     layout.apply(cfg);
-    const auto r = SafetensorsReader::open(path);
+    const auto r = io::SafetensorsReader::open(path);
     detail::read_common_sizes(r, layout, cfg, 1, cfg.inner);
 }
 
@@ -396,7 +397,7 @@ inline void read_sizes(const std::filesystem::path& path, const CheckpointLayout
 /// tensor and leaves the model unchanged.
 template <class T>
 void load_state(const std::filesystem::path& path, const ParamList<T>& params, const CheckpointLayout& layout) {
-    const auto r = SafetensorsReader::open(path);
+    const auto r = io::SafetensorsReader::open(path);
     const std::string where = recblocks::detail::concat(r.source(), " (layout \"", layout.name(), "\")");
     struct Plan {
         std::vector<std::string> parts;
@@ -449,7 +450,7 @@ void load_state(const std::filesystem::path& path, const ParamList<T>& params, c
                 auto part = p;
                 part.value = dst;
                 part.shape[0] = static_cast<index_t>(rec.shape[0]);
-                load_param(r, t, part, true);
+                io::load_param(r, t, part, true);
                 dst += part.numel();
             }
         } else {
@@ -457,11 +458,11 @@ void load_state(const std::filesystem::path& path, const ParamList<T>& params, c
             whole.shape[0] += plan.skip;
             scratch.resize(static_cast<std::size_t>(whole.numel()));
             whole.value = scratch.data();
-            load_param(r, plan.parts.front(), whole, true);
+            io::load_param(r, plan.parts.front(), whole, true);
             std::copy(scratch.begin() + plan.skip * row_len, scratch.end(), p.value);  // rows skip.. of the file
         }
     }
 }
 
-}  // namespace io
+}  // namespace models
 RECBLOCKS_NAMESPACE_END
