@@ -5,16 +5,16 @@
 // when events are appended; bad inputs.
 #include <catch2/catch.hpp>
 
-#include <algorithm>
-#include <cmath>
-#include <vector>
-
 #include "../support/compare.hpp"
 #include "../support/gradcheck.hpp"
 #include "../support/tiny_sasrec_batch.hpp"
 #include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/backend/reference/primitives.hpp"
 #include "recblocks/models/sasrec.hpp"
+
+#include <algorithm>  // the from_oldest test
+#include <cmath>
+#include <vector>
 
 using namespace recblocks;
 
