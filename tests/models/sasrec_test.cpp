@@ -17,6 +17,10 @@
 #include "recblocks/backend/reference/primitives.hpp"
 #include "recblocks/models/sasrec.hpp"
 
+#include <algorithm>  // the from_oldest test
+#include <cmath>
+#include <vector>
+
 using namespace recblocks;
 
 namespace {
