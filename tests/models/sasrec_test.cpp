@@ -17,9 +17,6 @@
 #include "recblocks/backend/reference/primitives.hpp"
 #include "recblocks/models/sasrec.hpp"
 
-#include <algorithm>  // the from_oldest test
-#include <cmath>
-#include <vector>
 
 using namespace recblocks;
 
