@@ -17,7 +17,6 @@
 #include "recblocks/backend/reference/primitives.hpp"
 #include "recblocks/models/sasrec.hpp"
 
-
 using namespace recblocks;
 
 namespace {
