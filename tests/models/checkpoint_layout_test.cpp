@@ -12,6 +12,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "../support/temp_dir.hpp"
 #include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/models/checkpoint_layout.hpp"
 #include "recblocks/models/any_sasrec.hpp"
@@ -241,7 +242,8 @@ TEST_CASE("a checkpoint that does not fit the layout fails naming the tensor, mo
     };
     // Rewrite the reference state_dict with one tensor removed, one added, or one reshaped.
     const auto src = io::SafetensorsReader::open(golden("pmixer_current"));
-    const auto tmp = std::filesystem::temp_directory_path() / "recblocks_layout_test.safetensors";
+    const rbtest::TempDir dir;  // per process: ctest runs the three ISA passes at once
+    const auto tmp = dir.path / "layout_test.safetensors";
     const auto write = [&](const std::string& drop, const std::string& extra, const std::string& reshape) {
         io::SafetensorsWriter w;
         for (const auto& n : src.names()) {
@@ -289,7 +291,6 @@ TEST_CASE("a checkpoint that does not fit the layout fails naming the tensor, mo
         (void)old;
     }
     CHECK(unchanged());
-    std::filesystem::remove(tmp);
 }
 
 TEST_CASE("a layout file with an unknown key, a missing option or a bad value fails naming it", "[layouts]") {
