@@ -141,7 +141,7 @@ TEST_CASE("NextItemService answers as the reference over a session of requests",
     const Be be{&pool};
     const auto cfg = small_sasrec();
     models::SASRec<float, policies::PreNorm> model(cfg, Rng(4));
-    serving::ModelScorer<models::SASRec<float, policies::PreNorm>, Be> scorer(cfg, be, pool);
+    serving::ModelScorer<models::SASRec<float, policies::PreNorm>, Be> scorer(be, pool, cfg);
     for (std::size_t i = 0; i < model.params().size(); ++i)
         std::copy(model.params()[i].value, model.params()[i].value + model.params()[i].numel(), scorer.model().params()[i].value);
     const io::ItemIdMap items = toy_items(cfg.num_items);

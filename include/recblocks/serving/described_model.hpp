@@ -18,11 +18,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "recblocks/core/check.hpp"
 #include "recblocks/core/thread_pool.hpp"
 #include "recblocks/io/item_id_map.hpp"
 #include "recblocks/io/safetensors.hpp"
+#include "recblocks/models/any_sasrec.hpp"
 #include "recblocks/models/model_description.hpp"
 #include "recblocks/ops/top_k.hpp"
 #include "recblocks/train/checkpoint.hpp"
@@ -48,9 +50,12 @@ public:
 template <class Model, class Be>
 class ModelScorer final : public NextItemScorer {
 public:
-    /// Builds the model from cfg (weights from Rng(0): load real ones into model().params()).
-    ModelScorer(const typename Model::Config& cfg, const Be& be, ThreadPool& pool)
-        : model_(cfg, Rng(0)), n_(cfg.num_items), l_(cfg.max_len), be_(be), pool_(pool) {}
+    /// Builds Model(model_args..., Rng(0)) — e.g. (cfg) for SASRec or BERT4Rec, (cfg, norm) for
+    /// models::AnySASRec; load the real weights into model().params().
+    template <class... ModelArgs>
+    ModelScorer(const Be& be, ThreadPool& pool, ModelArgs&&... model_args)
+        : model_(std::forward<ModelArgs>(model_args)..., Rng(0)), n_(model_.config().num_items),
+          l_(model_.config().max_len), be_(be), pool_(pool) {}
     [[nodiscard]] index_t num_items() const override { return n_; }
     [[nodiscard]] index_t max_len() const override { return l_; }
     void score_all(MatrixView<const row_id_t> ids, MatrixView<float> scores) override {
@@ -76,10 +81,10 @@ struct DescribedModel {
 };
 
 namespace detail {
-template <class Model, class Be>
-std::unique_ptr<NextItemScorer> make_scorer(const std::filesystem::path& path, const typename Model::Config& cfg,
-                                            const Be& be, ThreadPool& pool) {
-    auto s = std::make_unique<ModelScorer<Model, Be>>(cfg, be, pool);
+template <class Model, class Be, class... ModelArgs>
+std::unique_ptr<NextItemScorer> make_scorer(const std::filesystem::path& path, const Be& be, ThreadPool& pool,
+                                            ModelArgs&&... model_args) {
+    auto s = std::make_unique<ModelScorer<Model, Be>>(be, pool, std::forward<ModelArgs>(model_args)...);
     train::load_checkpoint<float>(path, s->model().params(), nullptr);
     return s;
 }
@@ -115,19 +120,9 @@ DescribedModel load_described_model(const std::filesystem::path& path, const Be&
         m.items = io::ItemIdMap(std::move(identity));
     }
     if (d->kind == models::ModelKind::bert4rec) {
-        m.scorer = detail::make_scorer<models::BERT4Rec<float>>(path, d->bert4rec, be, pool);
-    } else {
-        switch (d->norm) {
-            case models::NormKind::query:
-                m.scorer = detail::make_scorer<models::SASRec<float, policies::QueryNorm>>(path, d->sasrec, be, pool);
-                break;
-            case models::NormKind::pre:
-                m.scorer = detail::make_scorer<models::SASRec<float, policies::PreNorm>>(path, d->sasrec, be, pool);
-                break;
-            case models::NormKind::post:
-                m.scorer = detail::make_scorer<models::SASRec<float, policies::PostNorm>>(path, d->sasrec, be, pool);
-                break;
-        }
+        m.scorer = detail::make_scorer<models::BERT4Rec<float>>(path, be, pool, d->bert4rec);
+    } else {  // the norm placement chosen at run time, as a checkpoint layout chooses it
+        m.scorer = detail::make_scorer<models::AnySASRec<float>>(path, be, pool, d->sasrec, d->norm);
     }
     return m;
 }
