@@ -210,6 +210,37 @@ TEST_CASE("BERT4Rec training gradients with RecBole's options (no head, no bias,
     }
 }
 
+TEST_CASE("BERT4Rec l2_emb adds l2/2 ||E||^2 to the loss and l2 E to the item table's gradient",
+          "[models][bert4rec][gradcheck][l2_emb]") {
+    const backend::Reference ref{};
+    ThreadPool pool(1);
+    auto with = tiny_config();
+    with.l2_emb = 0.3;
+    models::BERT4Rec<double> plain(tiny_config(), Rng(17)), reg(with, Rng(17));
+    randomize(plain.params(), 31);
+    randomize(reg.params(), 31);
+    TinyBatch batch;
+    const double l_plain = plain.train_step_ce(ref, pool, batch.ids.cview(), batch.labels.cview(), 7).loss;
+    auto loss = [&] { return reg.train_step_ce(ref, pool, batch.ids.cview(), batch.labels.cview(), 7).loss; };
+    const double l_reg = loss();
+    const auto& e = reg.params()[0];
+    REQUIRE(e.name == "item_emb.weight");
+    double sq = 0;
+    for (index_t i = 0; i < e.numel(); ++i) sq += e.value[i] * e.value[i];
+    CHECK(l_reg == Approx(l_plain + 0.5 * 0.3 * sq).epsilon(1e-12));
+    for (std::size_t i = 0; i < reg.params().size(); ++i) {  // only the item table's gradient changes
+        const auto& p = reg.params()[i];
+        const auto& q = plain.params()[i];
+        const double scale = i == 0 ? 0.3 : 0.0;
+        for (index_t j = 0; j < p.numel(); ++j) REQUIRE(p.grad[j] == Approx(q.grad[j] + scale * p.value[j]).margin(1e-12));
+    }
+    std::vector<double> saved(e.grad, e.grad + e.numel());
+    rbtest::check_fd(e.name, e.value, saved.data(), e.numel(), loss, 1e-5, 1);
+    auto bad = tiny_config();
+    bad.l2_emb = -0.1;
+    CHECK_THROWS_WITH((models::BERT4Rec<double>(bad, Rng(1))), Catch::Contains("l2_emb must be finite and >= 0"));
+}
+
 TEST_CASE("BERT4Rec parameters: names, shapes, the reference name map", "[models][bert4rec]") {
     auto cfg = tiny_config();
     models::BERT4Rec<float> m(cfg, Rng(3));

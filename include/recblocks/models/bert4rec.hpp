@@ -57,6 +57,7 @@
 #include "recblocks/io/pytorch_import.hpp"
 #include "recblocks/losses/softmax_cross_entropy.hpp"
 #include "recblocks/ops/activation.hpp"
+#include "recblocks/ops/blas1.hpp"
 #include "recblocks/ops/elementwise.hpp"
 #include "recblocks/ops/embedding.hpp"
 #include "recblocks/ops/gemm.hpp"
@@ -93,6 +94,10 @@ struct BERT4RecConfig {
     /// per_slot: slot t uses row t of pos_emb (FeiSun/BERT4Rec, left-padded); from_oldest: an
     /// item's row counts from its row's oldest real item (RecBole's right-padded 0..n-1).
     blocks::PositionRows positions = blocks::PositionRows::per_slot;
+    /// Adds l2_emb/2 · ||E||² over the item table to the training loss (SASRec's l2_emb, the
+    /// authors' tf.nn.l2_loss); 0 = off. On top of AdamW's weight decay, which is the BERT4Rec
+    /// authors' only regulariser. A training option: checkpoints' model descriptions omit it.
+    double l2_emb = 0.0;
 };
 
 /// recblocks names -> the PyTorch reference's state_dict names (class BERT4Rec
@@ -205,7 +210,7 @@ public:
         recblocks::zero_grads(params_);
         forward(be, pool, masked_ids, step, true);
         const index_t count = static_cast<index_t>(host_slots_.size());
-        if (count == 0) return {};
+        if (count == 0) return {};  // no target: no loss and no gradient, l2_emb's included
         reserve_head(count);
         const auto slots = stage_slots();
         ops::gather_rows(be, matrix_view<const T>(hidden_.data(), rows, d), slots, head_slice(head_in_, count));
@@ -226,6 +231,14 @@ public:
                                      vector_view(dx_.data(), dx_.numel()));
         emb_norm_.backward(be, matrix_view<const T>(dx_.data(), rows, d), matrix_view(demb_.data(), rows, d));
         embedding_.backward(be, pool, masked_ids, demb_.view());
+        if (cfg_.l2_emb > 0) {  // + l2/2 ||E||², gradient l2 E (as SASRec)
+            auto& items = embedding_.params().items;
+            const auto w = vector_view<const T>(items.data(), items.numel());
+            losses::LossValue total = loss;
+            total.loss += 0.5 * cfg_.l2_emb * double(ops::dot(be, w, w));
+            ops::axpy(be, static_cast<T>(cfg_.l2_emb), w, vector_view(g.items.data(), items.numel()));
+            return total;
+        }
         return loss;
     }
 
@@ -366,6 +379,8 @@ private:
         RECBLOCKS_CHECK_VALUE(c.inner >= 0 && c.init_std >= 0 && c.dropout >= 0 && c.dropout < 1,
                               "BERT4Rec: need inner >= 0, init_std >= 0, dropout in [0, 1); got ", c.inner, ", ",
                               c.init_std, ", ", c.dropout);
+        RECBLOCKS_CHECK_VALUE(std::isfinite(c.l2_emb) && c.l2_emb >= 0, "BERT4Rec: l2_emb must be finite and >= 0, got ",
+                              c.l2_emb);
         if (c.inner == 0) c.inner = 4 * c.d_model;
         return c;
     }
