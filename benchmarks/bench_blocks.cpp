@@ -14,7 +14,9 @@ void BM_SequenceEmbedding_Forward(benchmark::State& state) {
     const rb::index_t b = state.range(0), l = state.range(1), d = state.range(2), n = 3416;
     rb::ThreadPool& pool = bench_pool(static_cast<int>(state.range(3)));
     const Be be{&pool};
-    rb::blocks::SequenceEmbedding<float> emb({n, d, l, true, rb::blocks::PositionRows::per_slot, 0.2}, rb::Rng(1));
+    rb::blocks::SequenceEmbedding<float> emb({.num_items = n, .d_model = d, .max_len = l, .scale_by_sqrt_d = true,
+                                          .positions = rb::blocks::PositionRows::per_slot, .dropout = 0.2},
+                                         rb::Rng(1));
     rb::Matrix<rb::row_id_t> ids(rb::Shape<2>{{b, l}});
     for (rb::index_t i = 0; i < ids.numel(); ++i) ids.data()[i] = static_cast<rb::row_id_t>(1 + (i * 7919) % n);
     rb::Tensor<float, 3> out(rb::Shape<3>{{b, l, d}});
@@ -31,7 +33,7 @@ void BM_FeedForward_ForwardBackward(benchmark::State& state) {
     const rb::index_t rows = state.range(0), d = state.range(1), f = state.range(2);
     rb::ThreadPool& pool = bench_pool(static_cast<int>(state.range(3)));
     const Be be{&pool};
-    rb::blocks::FeedForward<float> ffn({d, f, rb::Activation::relu, 0.2}, rb::Rng(1));
+    rb::blocks::FeedForward<float> ffn({.d_model = d, .inner = f, .activation = rb::Activation::relu, .dropout = 0.2}, rb::Rng(1));
     rb::Matrix<float> x(rb::Shape<2>{{rows, d}}), y(x.shape()), dy(x.shape()), dy0(x.shape()), dx(x.shape());
     bench::fill_uniform(x, 1);
     bench::fill_uniform(dy0, 2);

@@ -78,6 +78,7 @@
 #include "recblocks/eval/next_item_evaluation.hpp"
 #include "recblocks/models/sasrec.hpp"
 #include "recblocks/models/incremental_sasrec.hpp"
+#include "recblocks/train/early_stopping.hpp"
 #include "recblocks/train/epochs.hpp"
 #include "recblocks/train/next_item_trainer.hpp"
 #include "recblocks/data/cloze_batches.hpp"

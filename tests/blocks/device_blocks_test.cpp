@@ -59,8 +59,9 @@ TEST_CASE("device blocks: the guard really keeps the host out", "[blocks][device
 TEST_CASE("device blocks: FeedForward on a device backend gives the host's bits", "[blocks][device]") {
     const index_t rows = 13, d = 8;
     for (const Activation act : {Activation::relu, Activation::gelu}) {
-        blocks::FeedForward<double> host({d, 2 * d, act, 0.3, true, -1.0}, Rng(5));
-        blocks::FeedForward<double, GuardedMemory> dev({d, 2 * d, act, 0.3, true, -1.0}, Rng(5), memory_of(kDev));
+        blocks::FeedForward<double> host({.d_model = d, .inner = 2 * d, .activation = act, .dropout = 0.3}, Rng(5));
+        blocks::FeedForward<double, GuardedMemory> dev({.d_model = d, .inner = 2 * d, .activation = act, .dropout = 0.3}, Rng(5),
+                                                    memory_of(kDev));
         const auto x = random<double, 2>(Shape<2>{{rows, d}}, 6), dy = random<double, 2>(Shape<2>{{rows, d}}, 7);
         Matrix<double> y(x.shape()), dx(x.shape()), dy_h = dy;
         auto gx = to(kDev, x), gdy = to(kDev, dy);

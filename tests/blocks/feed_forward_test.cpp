@@ -17,7 +17,7 @@ TEST_CASE("feed-forward gradients match finite differences", "[blocks][ffn][grad
     ThreadPool pool(1);
     for (Activation act : {Activation::relu, Activation::gelu})
         for (double p : {0.0, 0.3}) {
-            blocks::FeedForward<double> ffn({6, 10, act, p}, Rng(2));
+            blocks::FeedForward<double> ffn({.d_model = 6, .inner = 10, .activation = act, .dropout = p}, Rng(2));
             Matrix<double> x(Shape<2>{{7, 6}}), w(x.shape()), y(x.shape()), dx(x.shape());
             rbtest::fill_uniform(x, 3);
             rbtest::fill_uniform(w, 4);
@@ -57,7 +57,7 @@ TEST_CASE("feed-forward gradients match finite differences", "[blocks][ffn][grad
 
 TEST_CASE("feed-forward: residual, inference, backends, bad shapes", "[blocks][ffn]") {
     ThreadPool pool(2);
-    blocks::FeedForward<float> a({50, 0, Activation::relu, 0.2}, Rng(6)), b({50, 0, Activation::relu, 0.2}, Rng(6));
+    blocks::FeedForward<float> a({.d_model = 50, .dropout = 0.2}, Rng(6)), b({.d_model = 50, .dropout = 0.2}, Rng(6));
     REQUIRE(a.config().inner == 50);  // SASRec: inner width D by default
     Matrix<float> x(Shape<2>{{300, 50}}), ya(x.shape()), yb(x.shape());
     rbtest::fill_uniform(x, 7);
@@ -72,5 +72,5 @@ TEST_CASE("feed-forward: residual, inference, backends, bad shapes", "[blocks][f
     Matrix<float> wrong(Shape<2>{{300, 49}});
     REQUIRE_THROWS_WITH(a.forward(backend::Reference{}, pool, x.view(), wrong.view(), 0, false),
                         Catch::Contains("but d_model is 50"));
-    REQUIRE_THROWS_AS((blocks::FeedForward<float>({0, 0, Activation::relu, 0.0}, Rng(1))), ValueError);
+    REQUIRE_THROWS_AS((blocks::FeedForward<float>({.d_model = 0}, Rng(1))), ValueError);
 }

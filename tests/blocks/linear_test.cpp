@@ -26,7 +26,7 @@ double weighted_sum(const Matrix<double>& y, const Matrix<double>& g) {
 TEST_CASE("Linear: forward, gradients against finite differences, no bias, names", "[blocks][linear]") {
     const backend::Reference ref;
     for (const bool bias : {true, false}) {
-        blocks::Linear<double> layer({5, 3, bias}, Rng(4));
+        blocks::Linear<double> layer({.in_features = 5, .out_features = 3, .bias = bias}, Rng(4));
         ParamList<double> params;
         layer.append_params("proj.", params);
         REQUIRE(params.size() == (bias ? 2u : 1u));

@@ -62,7 +62,7 @@ TEST_CASE("dropout: every size and any sub-range give the masks of Rng::u32, on 
 TEST_CASE("sequence embedding: values, padding and gradients", "[blocks][embedding]") {
     for (auto layout : {blocks::PositionRows::per_slot, blocks::PositionRows::from_one, blocks::PositionRows::from_oldest}) {
         const index_t n = 9, d = 4, len = 5, bsz = 2;
-        blocks::SequenceEmbedding<double> emb({n, d, len, true, layout, 0.0}, Rng(3));
+        blocks::SequenceEmbedding<double> emb({.num_items = n, .d_model = d, .max_len = len, .positions = layout}, Rng(3));
         Matrix<row_id_t> ids(Shape<2>{{bsz, len}});
         const row_id_t values[] = {0, 0, 3, 9, 3, 1, 2, 3, 4, 5};
         std::copy(std::begin(values), std::end(values), ids.begin());
@@ -107,8 +107,8 @@ TEST_CASE("sequence embedding: values, padding and gradients", "[blocks][embeddi
 }
 
 TEST_CASE("sequence embedding: dropout masks are reproducible and bad ids are named", "[blocks][embedding]") {
-    blocks::SequenceEmbedding<float> a({100, 16, 8, true, blocks::PositionRows::per_slot, 0.5}, Rng(9));
-    blocks::SequenceEmbedding<float> b({100, 16, 8, true, blocks::PositionRows::per_slot, 0.5}, Rng(9));
+    blocks::SequenceEmbedding<float> a({.num_items = 100, .d_model = 16, .max_len = 8, .dropout = 0.5}, Rng(9));
+    blocks::SequenceEmbedding<float> b({.num_items = 100, .d_model = 16, .max_len = 8, .dropout = 0.5}, Rng(9));
     Matrix<row_id_t> ids(Shape<2>{{3, 8}});
     for (index_t i = 0; i < ids.numel(); ++i) ids.data()[i] = static_cast<row_id_t>(1 + i * 7 % 100);
     Tensor<float, 3> o1(Shape<3>{{3, 8, 16}}), o2(o1.shape()), o3(o1.shape());
@@ -130,7 +130,9 @@ TEST_CASE("sequence embedding: dropout masks are reproducible and bad ids are na
 
 TEST_CASE("sequence embedding: from_oldest positions count from each row's oldest real item", "[blocks][embedding]") {
     const index_t n = 20, d = 3, len = 6, bsz = 5;
-    blocks::SequenceEmbedding<double> emb({n, d, len, false, blocks::PositionRows::from_oldest, 0.0}, Rng(8));
+    blocks::SequenceEmbedding<double> emb({.num_items = n, .d_model = d, .max_len = len, .scale_by_sqrt_d = false,
+                                         .positions = blocks::PositionRows::from_oldest},
+                                        Rng(8));
     REQUIRE(emb.params().positions.extent(0) == len);  // no padding row
     // Full, left-padded, a single item, all padding, and a gap (a padded slot after the oldest real item).
     const row_id_t values[] = {1, 2, 3, 4, 5, 6,  0, 0, 7, 8, 9, 10,  0, 0, 0, 0, 0, 11,

@@ -43,7 +43,8 @@ template <class Norm, class Mask>
 void gradcheck_block(double dropout, bool with_padding) {
     const backend::Reference ref{};
     ThreadPool pool(1);
-    blocks::TransformerBlockConfig cfg{kD, 2, 12, Activation::gelu, dropout, -1.0, 1e-5};
+    blocks::TransformerBlockConfig cfg{.d_model = kD, .heads = 2, .ffn_inner = 12, .activation = Activation::gelu, .dropout = dropout,
+                                     .attention_dropout = -1.0, .ln_eps = 1e-5};
     blocks::TransformerBlock<double, Mask, Norm> block(cfg, Rng(21));
     ParamList<double> params;
     block.append_params("", params);

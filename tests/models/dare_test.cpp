@@ -136,7 +136,7 @@ TEST_CASE("gathered_dot: every history length around the 4-row and prefetch-bloc
 
 TEST_CASE("DecoupledEmbedding: independent widths, gather/scatter, bf16 storage, id errors", "[dare]") {
     using E = blocks::DecoupledEmbedding<float>;
-    E emb(E::Config{10, 3, 5, 0.1}, Rng(1));
+    E emb(E::Config{.num_ids = 10, .attention_dim = 3, .representation_dim = 5, .init_std = 0.1}, Rng(1));
     REQUIRE(emb.table(E::Table::attention).shape() == Shape<2>{{10, 3}});
     REQUIRE(emb.table(E::Table::representation).shape() == Shape<2>{{10, 5}});
     const row_id_t ids[] = {4, 2, 4};
@@ -165,7 +165,7 @@ TEST_CASE("DecoupledEmbedding: independent widths, gather/scatter, bf16 storage,
     REQUIRE_THROWS_WITH(emb.gather(E::Table::attention, vector_view<const row_id_t>(bad, 2), o2.view()), Catch::Contains("id 10 at position 1"));
     REQUIRE_THROWS_AS(b.gather(E::Table::attention, vector_view<const row_id_t>(bad, 2), o2.view()), IndexError);
     REQUIRE_THROWS_AS(emb.gather(E::Table::attention, vector_view<const row_id_t>(ids, 3), o2.view()), ShapeError);
-    REQUIRE_THROWS_AS(E(E::Config{10, 0, 5}, Rng(1)), ValueError);
+    REQUIRE_THROWS_AS(E(E::Config{.num_ids = 10, .attention_dim = 0, .representation_dim = 5}, Rng(1)), ValueError);
 }
 
 TEST_CASE("DareModel: gradients of both stages, both policies, against finite differences", "[dare]") {

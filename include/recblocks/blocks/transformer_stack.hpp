@@ -29,7 +29,7 @@ class TransformerStack {
 public:
     using Block = TransformerBlock<T, Mask, Norm, Memory>;
     struct Config {
-        TransformerBlockConfig block;
+        TransformerBlockConfig block{};
         index_t num_blocks = 2;
         bool final_norm = true;
         bool mask_padding_keys = true;

@@ -82,8 +82,8 @@ struct SASRecConfig {
     blocks::PositionRows positions = blocks::PositionRows::from_one;
     bool mask_padding_keys = false;  ///< authors' TF code: true; pmixer's port: false
     double l2_emb = 0.0;             ///< adds l2_emb/2 · ||E||² to the loss (authors' TF regulariser)
-    std::vector<index_t> matryoshka_widths;  ///< nested widths ending at D for the MRL-E loss; empty = off
-    std::vector<double> matryoshka_weights;  ///< c_i per width; empty = all 1
+    std::vector<index_t> matryoshka_widths{};  ///< nested widths ending at D for the MRL-E loss; empty = off
+    std::vector<double> matryoshka_weights{};  ///< c_i per width; empty = all 1
     SASRecInit init = SASRecInit::xavier_normal;  ///< the reference's initialisation by default
     /// Zero the padded positions after every block (the "timeline mask": the authors' code and
     /// pmixer's port before 2024). pmixer's current code and RecBole do not: padded slots then
