@@ -9,8 +9,17 @@
 //            [--lr 0.0001] [--batch_size 256] [--num_epochs 200] [--mask_prob 0.2] [--mask_last_prob 0]
 //            [--warmup_steps 100] [--weight_decay 0.01] [--clip_norm 5] [--seed 42] [--threads 0]
 //            [--eval sampled|full] [--eval_every 20] [--save FILE] [--load FILE] [--max_seconds S]
-//            [--init_std 0.02]
+//            [--init_std 0.02] [--l2_emb 0] [--keep_best FILE] [--patience N] [--min_delta X]
+//            [--valid_metric NDCG@10] [--train_dir NAME] [--inference_only true|false] [--device cpu]
 //   bert4rec recommend --load FILE (--dataset FILE [--format ...] --user ID | --history ID,ID,...) [--k 10]
+//
+// --help lists every flag with its default; the BERT4Rec authors' names are
+// accepted as other spellings (--max_seq_length, --learning_rate,
+// --num_warmup_steps, --masked_lm_prob, --hidden_size, --num_hidden_layers,
+// --num_attention_heads, --hidden_dropout_prob, --attention_probs_dropout_prob,
+// --initializer_range). --l2_emb X adds X/2 ||E||^2 to the loss (as sasrec's).
+// --keep_best, --patience, --min_delta, --valid_metric and --train_dir work as
+// in sasrec: the best validation epoch is kept and tested (docs/models.md).
 //
 // --init_std S: weights and tables start from a normal of std S truncated at
 // 2 S, biases at 0 (the authors' initializer_range 0.02; 0 keeps PyTorch-style
@@ -58,24 +67,55 @@ using rb::row_id_t;
 
 namespace {
 
-const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_units", "num_blocks", "num_heads",
-                                      "dropout_rate", "attention_dropout", "lr", "batch_size", "num_epochs",
-                                      "mask_prob", "mask_last_prob", "warmup_steps", "weight_decay", "clip_norm", "seed", "threads",
-                                      "eval", "eval_every", "save", "load", "user", "k", "max_seconds", "init_std", "history"};
-
-void usage() {
-    std::fprintf(stderr,
-                 "usage: bert4rec --dataset FILE [options]          train, evaluate (last line: JSON)\n"
-                 "       bert4rec recommend --load FILE (--dataset FILE --user ID | --history ID,ID,...) [--k 10]\n"
-                 "data:      --format user-item|sequences|movielens-csv (by extension: .csv = movielens-csv, else user-item)\n"
-                 "model:     --maxlen 200  --hidden_units 64  --num_blocks 2  --num_heads 2  --dropout_rate 0.2\n"
-                 "           --attention_dropout P (default: --dropout_rate)  --init_std 0.02\n"
-                 "training:  --lr 0.0001  --batch_size 256  --num_epochs 200  --mask_prob 0.2  --mask_last_prob 0\n"
-                 "           --warmup_steps 100  --weight_decay 0.01  --clip_norm 5  --seed 42\n"
-                 "           --threads 0 (0: every hardware thread)  --max_seconds 0 (0: no limit)\n"
-                 "           --save FILE  --load FILE\n"
-                 "eval:      --eval sampled|full (sampled)  --eval_every 20 (0: only at the end)\n");
+std::vector<examples::FlagGroup> flag_groups() {
+    // Aliases: the names of the BERT4Rec authors' run.py flags and bert_config.json fields.
+    return {
+        {"data",
+         {{"dataset", "", "the interactions", "FILE"},
+          {"format", "(by extension: .csv = movielens-csv, else user-item)", "how to read --dataset",
+           "user-item|sequences|movielens-csv"}}},
+        {"model",
+         {{"maxlen", "200", "L: the longest history", "N", false, {"max_seq_length"}},
+          {"hidden_units", "64", "D", "N", false, {"hidden_size"}},
+          {"num_blocks", "2", "transformer blocks", "N", false, {"num_hidden_layers"}},
+          {"num_heads", "2", "attention heads (divide --hidden_units)", "N", false, {"num_attention_heads"}},
+          {"dropout_rate", "0.2", "dropout on the embedding, attention output and feed-forward", "X", false,
+           {"hidden_dropout_prob"}},
+          {"attention_dropout", "(--dropout_rate)", "dropout on the attention weights", "X", false,
+           {"attention_probs_dropout_prob"}},
+          {"init_std", "0.02", "weights start from a normal of this std truncated at 2 std (0: layer defaults)", "X",
+           false, {"initializer_range"}}}},
+        {"training",
+         {{"lr", "0.0001", "peak learning rate (AdamW)", "X", false, {"learning_rate"}},
+          {"batch_size", "256", "sequences per step"},
+          {"num_epochs", "200", "epochs (every training sequence masked once per epoch)"},
+          {"mask_prob", "0.2", "the share of items masked", "X", false, {"masked_lm_prob"}},
+          {"mask_last_prob", "0", "rows that mask only their last item (the authors' code: 0.0909)", "X"},
+          {"warmup_steps", "100", "linear warm-up steps, then linear decay to 0", "N", false, {"num_warmup_steps"}},
+          {"weight_decay", "0.01", "AdamW's decoupled weight decay", "X"},
+          {"l2_emb", "0", "adds l2_emb/2 * ||E||^2 to the loss (as SASRec's)", "X"},
+          {"clip_norm", "5", "global gradient norm clipping (0: none)", "X"},
+          {"seed", "42", "batches, masks, dropout, initialisation"},
+          {"threads", "0", "worker threads (0: every hardware thread)"},
+          {"max_seconds", "0", "stop after the epoch that passes S seconds (0: no limit)", "S"},
+          {"device", "cpu", "this program trains on the CPU", "cpu"},
+          {"save", "", "write a resumable checkpoint after every epoch", "FILE"},
+          {"load", "", "resume a --save checkpoint", "FILE"},
+          {"inference_only", "false", "only evaluate (no epoch runs)", "true|false"}}},
+        {"evaluation",
+         {{"eval", "sampled", "protocol: 100 sampled negatives or the full catalogue", "sampled|full"},
+          {"eval_every", "20", "validate every N epochs and after the last (0: only the final test)"}}},
+        examples::best_checkpoint_flags(),
+        {"recommend",
+         {{"user", "", "the user of --dataset to recommend for", "ID"},
+          {"history", "", "item ids, with a --load checkpoint that describes itself", "ID,ID,..."},
+          {"k", "10", "items to recommend"}}},
+    };
 }
+
+const char* kUsage =
+    "usage: bert4rec --dataset FILE [options]          train, evaluate (last line: JSON)\n"
+    "       bert4rec recommend --load FILE (--dataset FILE --user ID | --history ID,ID,...) [--k 10]\n";
 
 rb::models::BERT4RecConfig model_config(const examples::Args& a, index_t num_items) {
     rb::models::BERT4RecConfig c;
@@ -91,6 +131,7 @@ rb::models::BERT4RecConfig model_config(const examples::Args& a, index_t num_ite
     // -1 (the default): the same as --dropout_rate.
     c.attention_dropout = a.has("attention_dropout") ? a.real_in("attention_dropout", 0.0, 0.0, 1.0, true) : -1.0;
     c.init_std = a.real_in("init_std", 0.02, 0.0, 1e3);
+    c.l2_emb = a.real_in("l2_emb", 0.0, 0.0, std::numeric_limits<double>::max());
     return c;
 }
 
@@ -150,7 +191,10 @@ int train(const examples::Args& a) {
     const std::string proto = a.str("eval", "sampled");
     if (proto != "sampled" && proto != "full") throw rb::ValueError("--eval must be sampled or full, got '" + proto + "'");
     const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 42));
+    examples::check_device(a);
+    const bool inference_only = a.boolean("inference_only", false);
     model_config(a, 1);
+    (void)examples::BestCheckpoint(a, "", "");  // its flags too (it creates nothing yet)
 
     const auto dataset = examples::read_dataset(a);
     const auto split = rb::data::leave_one_out(dataset);
@@ -176,6 +220,10 @@ int train(const examples::Args& a) {
                                  "; lower --warmup_steps or raise --num_epochs");
     }
     rb::train::ClozeTrainer<float, decltype(model)> trainer(model, split.train, n_items, topt);
+    examples::BestCheckpoint best(a, "BERT4Rec",
+                                  ".lr=" + examples::fmt(topt.lr) + ".layer=" + std::to_string(cfg.num_blocks) +
+                                      ".head=" + std::to_string(cfg.heads) + ".hidden=" + std::to_string(cfg.d_model) +
+                                      ".maxlen=" + std::to_string(cfg.max_len));
     const rb::io::ItemIdMap item_map(dataset.item_ids);  // saved with every checkpoint
     if (a.has("load")) {
         const auto ck = trainer.load_checkpoint(a.str("load", ""));
@@ -183,8 +231,10 @@ int train(const examples::Args& a) {
             std::fprintf(stderr, "warning: the checkpoint was trained with --seed %s; resuming with --seed %llu "
                                  "draws other batches, masks and dropout (not bit-exact)\n",
                          it->second.c_str(), static_cast<unsigned long long>(seed));
+        best.resume(ck.metadata, a.str("load", ""));
         std::fprintf(stderr, "loaded %s (step %lld)\n", a.str("load", "").c_str(), static_cast<long long>(ck.step));
     }
+    best.start(a);
     std::printf("bert4rec: %lld users, %lld items, %zu interactions; D=%lld L=%lld blocks=%lld heads=%lld "
                 "mask_prob=%g steps=%lld threads=%d\n",
                 static_cast<long long>(dataset.num_users()), static_cast<long long>(n_items),
@@ -192,11 +242,19 @@ int train(const examples::Args& a) {
                 static_cast<long long>(cfg.num_blocks), static_cast<long long>(cfg.heads), topt.mask_prob,
                 static_cast<long long>(topt.total_steps), pool.size());
     std::fflush(stdout);
+    const examples::BestCheckpoint::Save save = [&](const std::string& path,
+                                                    const std::map<std::string, std::string>& extra) {
+        auto meta = examples::describing_metadata(rb::models::ModelDescription::of(cfg), seed);
+        meta["mask_prob"] = examples::fmt(topt.mask_prob);
+        meta.insert(extra.begin(), extra.end());
+        trainer.save_checkpoint(path, meta, [&](rb::io::SafetensorsWriter& w) { item_map.add_to(w); });
+    };
     const bool tty = isatty(2);
     double train_seconds = 0;
     index_t train_sequences = 0;
+    bool stopped_early = false;
     const auto start = std::chrono::steady_clock::now();
-    for (std::int64_t e = trainer.epoch(); e < epochs; ++e) {
+    for (std::int64_t e = trainer.epoch(); !inference_only && e < epochs; ++e) {
         const auto stats = trainer.train_epoch(be, pool, [&](index_t done, index_t total, double loss) {
             if (tty)
                 std::fprintf(stderr, "\repoch %lld  batch %lld/%lld  loss %.4f  lr %.3g   ", static_cast<long long>(e + 1),
@@ -209,26 +267,40 @@ int train(const examples::Args& a) {
         std::string line = "epoch " + std::to_string(stats.epoch) + "  loss " + examples::fmt(stats.mean_loss) + "  lr " +
                            examples::fmt(trainer.last_lr()) + "  " + examples::fmt(stats.sequences_per_second()) + " seq/s  ETA " +
                            examples::fmt(eta) + " s";
-        if (a.has("save")) {
-            auto meta = examples::describing_metadata(rb::models::ModelDescription::of(cfg), seed);
-            meta["mask_prob"] = examples::fmt(topt.mask_prob);
-            trainer.save_checkpoint(a.str("save", ""), meta, [&](rb::io::SafetensorsWriter& w) { item_map.add_to(w); });
-        }
         if (eval_every > 0 && (stats.epoch % eval_every == 0 || e + 1 == epochs)) {
             auto v = eopt;
             v.validation = true;
             const auto m = rb::eval::evaluate_next_item(model, be, pool, split, n_items, cfg.max_len, v);
             line += "  valid NDCG@10 " + examples::fmt(m.ndcg(10)) + " HR@10 " + examples::fmt(m.hit_rate(10));
+            if (best.active()) {
+                if (best.metric().name != "NDCG@10" && best.metric().name != "HR@10")
+                    line += " " + best.metric().name + " " + examples::fmt(best.metric().of(m));
+                std::optional<rb::eval::MetricsAccumulator> test;
+                if (best.wants_test_metrics())
+                    test = rb::eval::evaluate_next_item(model, be, pool, split, n_items, cfg.max_len, eopt);
+                if (best.after_validation(stats.epoch, m, test ? &*test : nullptr, model.params(), save))
+                    line += "  (best)";
+            }
         }
+        if (a.has("save")) save(a.str("save", ""), best.metadata());  // after the validation: it holds the tracker
         std::printf("%s\n", line.c_str());
         std::fflush(stdout);
+        if (best.should_stop()) {
+            std::printf("%s\n", best.stop_line(stats.epoch).c_str());
+            stopped_early = true;
+            break;
+        }
         if (max_seconds > 0 &&
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > max_seconds)
             break;
     }
+    if (const std::string which = best.finish(trainer.epoch(), model.params(), save); !which.empty())
+        std::printf("%s\n", which.c_str());
     const auto m = rb::eval::evaluate_next_item(model, be, pool, split, n_items, cfg.max_len, eopt);
     examples::print_final_json("bert4rec", proto, m, trainer.epoch(),
-                               train_seconds > 0 ? double(train_sequences) / train_seconds : 0.0, pool.size());
+                               train_seconds > 0 ? double(train_sequences) / train_seconds : 0.0, pool.size(),
+                               best.active() ? std::optional<std::int64_t>(best.tracker().best_epoch()) : std::nullopt,
+                               stopped_early);
     return 0;
 }
 
@@ -236,9 +308,9 @@ int train(const examples::Args& a) {
 
 int main(int argc, char** argv) {
     try {
-        const examples::Args a(argc, argv, kFlags);
+        const examples::Args a(argc, argv, flag_groups());
         if (a.has("help")) {
-            usage();
+            a.print_help(stdout, kUsage);
             return 0;
         }
         const std::string mode = a.positional().empty() ? "train" : a.positional()[0];

@@ -43,8 +43,23 @@ using rb::row_id_t;
 
 namespace {
 
-const std::set<std::string> kFlags = {"data", "epochs", "dim", "attention_dim", "top_k", "batch", "lr",
-                                      "test_events", "seed", "quick"};
+std::vector<examples::FlagGroup> flag_groups() {
+    return {{"data",
+             {{"data", "(the bundled data/ml-latest-small)", "a MovieLens folder (ratings.csv)", "DIR"},
+              {"test_events", "5", "the last events of each user kept for test"}}},
+            {"model",
+             {{"dim", "(64; 16 with --quick)", "D_R: the representation width", "N"},
+              {"attention_dim", "(--dim / 4)", "D_A: the attention width of the decoupled model", "N"},
+              {"top_k", "20", "behaviours kept by the search"}}},
+            {"training",
+             {{"epochs", "(3; 1 with --quick)", "epochs", "N"},
+              {"batch", "256", "impressions per step"},
+              {"lr", "0.001", "Adam's learning rate", "X"},
+              {"seed", "42", "every random choice"},
+              {"quick", "0", "one epoch on a sample of users (what CTest runs)", "0|1"}}}};
+}
+
+const char* kUsage = "usage: dare_ctr [options]    (the top of examples/dare_ctr.cpp explains the task)\n";
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -154,7 +169,7 @@ Result train_and_test(const Setup& s, const Be& be, const std::string& name, rb:
 /// Microseconds per search (top-k over 10,000 random behaviours of the catalogue) at width d.
 template <class Be>
 double search_microseconds(const Be& be, index_t items, index_t d, index_t k, index_t reps) {
-    rb::blocks::DecoupledEmbedding<float> emb({items, d, 1, 0.1}, rb::Rng(5));
+    rb::blocks::DecoupledEmbedding<float> emb({.num_ids = items, .attention_dim = d, .representation_dim = 1, .init_std = 0.1}, rb::Rng(5));
     const auto& table = emb.table(rb::blocks::EmbeddingTable::attention);
     const index_t n = 10000;
     std::vector<row_id_t> hist(static_cast<std::size_t>(n));
@@ -263,10 +278,9 @@ int run(const examples::Args& a) {
 
 int main(int argc, char** argv) {
     try {
-        const examples::Args a(argc, argv, kFlags);
+        const examples::Args a(argc, argv, flag_groups());
         if (a.has("help")) {
-            std::printf("usage: dare_ctr [--data DIR] [--epochs E] [--dim D_R] [--attention_dim D_A] [--top_k K] "
-                        "[--batch B] [--lr LR] [--test_events T] [--seed S] [--quick 1]\n");
+            a.print_help(stdout, kUsage);
             return 0;
         }
         return run(a);

@@ -47,8 +47,28 @@ using rb::row_id_t;
 
 namespace {
 
-const std::set<std::string> kFlags = {"data",  "ids",  "epochs", "sasrec_epochs", "threads", "seed", "maxlen",
-                                      "dim",   "rq_k", "fsq_steps", "fsq_levels", "beam", "user", "quick", "lr"};
+std::vector<examples::FlagGroup> flag_groups() {
+    return {{"data", {{"data", "(the bundled data/ml-latest-small)", "a MovieLens folder (ratings.csv, movies.csv)", "DIR"}}},
+            {"semantic ids",
+             {{"ids", "both", "which semantic ids to train on", "rq|fsq|both"},
+              {"rq_k", "64", "codes per RQ level (3 levels)"},
+              {"fsq_levels", "8,5,5,5", "FSQ levels", "L1,L2,..."},
+              {"fsq_steps", "(1500; 20 with --quick)", "FSQ autoencoder training steps", "N"}}},
+             {"model and training",
+              {{"maxlen", "(50; 10 with --quick)", "history items", "N"},
+               {"dim", "(64; 16 with --quick)", "D", "N"},
+               {"epochs", "(20; 1 with --quick)", "generative retriever epochs", "N"},
+               {"sasrec_epochs", "(60; 1 with --quick)", "SASRec epochs (the baseline)", "N"},
+               {"lr", "0.005", "learning rate", "X"},
+               {"seed", "42", "every random choice"},
+               {"threads", "0", "worker threads (0: every hardware thread)"},
+               {"quick", "0", "a smoke test of a few seconds (what CTest runs)", "0|1"}}},
+             {"evaluation and output",
+              {{"beam", "20", "beam width of the constrained beam search"},
+               {"user", "(the first user)", "the user whose recommendations are printed", "ID"}}}};
+}
+
+const char* kUsage = "usage: generative_retrieval [options]    (the top of examples/generative_retrieval.cpp explains the steps)\n";
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -219,12 +239,12 @@ GenResult run_generative(const Setup& s, const std::string& name, const rb::toke
 }  // namespace
 
 int main(int argc, char** argv) try {
-    const examples::Args a(argc, argv, kFlags);
+    const examples::Args a(argc, argv, flag_groups());
     if (a.has("help")) {
-        std::fprintf(stderr, "usage: see the comment at the top of examples/generative_retrieval.cpp\n");
+        a.print_help(stdout, kUsage);
         return 0;
     }
-    const bool quick = a.has("quick") && a.str("quick", "1") != "0";
+    const bool quick = a.integer_in("quick", 0, 0, 1) != 0;
     Setup s;
     const std::string dir = a.str("data", std::string(RECBLOCKS_SOURCE_DIR) + "/data/ml-latest-small");
     s.max_len = a.integer("maxlen", quick ? 10 : 50);

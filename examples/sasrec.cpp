@@ -8,6 +8,8 @@
 //          [--init xavier_normal|scaled_normal] [--save FILE] [--load FILE] [--max_seconds S]
 //          [--load_pytorch FILE [--ffn conv1d|linear | --layout LAYOUT.json [--ffn_inner N]]]
 //          [--matryoshka 8,16,32,64 [--matryoshka_weights 1,1,1,1]] [--save_embeddings FILE]
+//          [--keep_best FILE] [--patience N] [--min_delta X] [--valid_metric NDCG@10] [--train_dir NAME]
+//          [--state_dict_path FILE] [--inference_only true|false] [--norm_first] [--device cpu]
 //   sasrec recommend --load FILE (--dataset FILE [--format ...] --user ID | --history ID,ID,...) [--k 10]
 //   sasrec recommend --load_pytorch FILE [--ffn conv1d|linear] --dataset FILE --user ID [--k 10] [model flags]
 //
@@ -28,6 +30,15 @@
 // --init: xavier_normal (the default) starts every tensor with >= 2
 // dimensions from xavier-normal, as pmixer/SASRec.pytorch's trainer does;
 // scaled_normal is recblocks 0.1.0's N(0, 1/D) tables (docs/models.md).
+//
+// --help lists every flag with its default. pmixer/SASRec.pytorch's flags are
+// taken as its main.py spells them: --train_dir NAME writes its run folder
+// <dataset>_<NAME> (args.txt, log.txt, a checkpoint of every new best and of
+// the last epoch), --state_dict_path, --inference_only, --norm_first (= --norm
+// pre), --device cpu. --keep_best FILE, --patience N, --min_delta X and
+// --valid_metric M keep the best validation epoch and stop early (RecBole's
+// habit); with any of them, or --train_dir, the final test uses the best
+// epoch's weights and says so (docs/models.md).
 //
 // Every count is checked before anything is allocated (negative or zero
 // counts, sizes that cannot fit in memory: an error naming the flag), and the
@@ -86,29 +97,60 @@ using rb::row_id_t;
 
 namespace {
 
-const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_units", "num_blocks", "num_heads",
-                                      "dropout_rate", "lr", "batch_size", "num_epochs", "l2_emb", "seed", "threads",
-                                      "eval", "eval_every", "norm", "mask_padding_keys", "save", "load", "user", "k",
-                                      "max_seconds", "positions", "load_pytorch", "ffn", "layout", "ffn_inner", "matryoshka",
-                                      "matryoshka_weights", "save_embeddings", "eval_widths", "init", "history"};
-
-void usage() {
-    std::fprintf(stderr,
-                 "usage: sasrec --dataset FILE [options]            train, evaluate (last line: JSON)\n"
-                 "       sasrec recommend --load FILE (--user ID --dataset FILE | --history ID,ID,...) [--k 10]\n"
-                 "       sasrec recommend --load_pytorch FILE [--ffn conv1d|linear] --dataset FILE --user ID [--k 10]\n"
-                 "data:      --format user-item|sequences|movielens-csv (by extension: .csv = movielens-csv, else user-item)\n"
-                 "model:     --maxlen 200  --hidden_units 50  --num_blocks 2  --num_heads 1  --dropout_rate 0.2\n"
-                 "           --norm query|pre|post (query)  --positions from_one|per_slot|from_oldest (from_one)\n"
-                 "           --mask_padding_keys 0|1 (0)  --init xavier_normal|scaled_normal (xavier_normal)\n"
-                 "training:  --lr 0.001  --batch_size 128  --num_epochs 200  --l2_emb 0  --seed 42\n"
-                 "           --threads 0 (0: every hardware thread)  --max_seconds 0 (0: no limit)\n"
-                 "           --save FILE  --load FILE  --load_pytorch FILE [--ffn conv1d|linear (conv1d)]\n"
-                 "           --load_pytorch FILE --layout LAYOUT.json [--ffn_inner N (0: D)]  (docs/interop.md)\n"
-                 "           --matryoshka W1,...,D [--matryoshka_weights C1,... (all 1)] [--eval_widths W1,...,D]\n"
-                 "eval:      --eval sampled|full (sampled)  --eval_every 20 (0: only at the end)\n"
-                 "output:    --save_embeddings FILE\n");
+std::vector<examples::FlagGroup> flag_groups() {
+    return {
+        {"data",
+         {{"dataset", "", "the interactions", "FILE"},
+          {"format", "(by extension: .csv = movielens-csv, else user-item)", "how to read --dataset",
+           "user-item|sequences|movielens-csv"}}},
+        {"model",
+         {{"maxlen", "200", "L: the longest history"},
+          {"hidden_units", "50", "D"},
+          {"num_blocks", "2", "transformer blocks"},
+          {"num_heads", "1", "attention heads (divide --hidden_units)"},
+          {"dropout_rate", "0.2", "dropout on the embedding, attention weights and feed-forward"},
+          {"norm", "query", "block layout: query (the authors'), pre, post", "query|pre|post"},
+          {"norm_first", "false", "pmixer's switch: the pre-norm block (--norm pre)", "", true},
+          {"positions", "from_one", "position rows", "from_one|per_slot|from_oldest"},
+          {"mask_padding_keys", "0", "exclude padded keys from attention", "0|1"},
+          {"init", "xavier_normal", "initialisation (docs/models.md)", "xavier_normal|scaled_normal"},
+          {"l2_emb", "0", "adds l2_emb/2 * ||E||^2 to the loss", "X"}}},
+        {"training",
+         {{"lr", "0.001", "Adam's learning rate"},
+          {"batch_size", "128", "sequences per step"},
+          {"num_epochs", "200", "epochs"},
+          {"seed", "42", "batches, negatives, dropout, initialisation"},
+          {"threads", "0", "worker threads (0: every hardware thread)"},
+          {"max_seconds", "0", "stop after the epoch that passes S seconds (0: no limit)", "S"},
+          {"device", "cpu", "pmixer's flag; this program trains on the CPU", "cpu"},
+          {"save", "", "write a resumable checkpoint after every epoch", "FILE"},
+          {"load", "", "resume a --save checkpoint", "FILE"},
+          {"load_pytorch", "", "start from a PyTorch state_dict saved with safetensors (docs/interop.md)", "FILE"},
+          {"ffn", "conv1d", "the --load_pytorch file's feed-forward names", "conv1d|linear"},
+          {"layout", "", "the --load_pytorch file's layout (layouts/*.json); sets --norm, --positions, ...", "FILE"},
+          {"ffn_inner", "0", "feed-forward width with --layout (0: D)"},
+          {"state_dict_path", "", "pmixer's flag: a --save checkpoint (resumed) or a PyTorch state_dict (as "
+                                  "--load_pytorch; training continues after the epoch its name says)", "FILE"},
+          {"inference_only", "false", "pmixer's flag: only evaluate (no epoch runs)", "true|false"},
+          {"matryoshka", "", "train with the MRL-E loss at these nested widths", "W1,...,D"},
+          {"matryoshka_weights", "(all 1)", "the loss weight of each width", "C1,..."},
+          {"eval_widths", "(the --matryoshka widths)", "widths evaluated at the end", "W1,...,D"}}},
+        {"evaluation",
+         {{"eval", "sampled", "protocol: 100 sampled negatives or the full catalogue", "sampled|full"},
+          {"eval_every", "20", "validate every N epochs and after the last (0: only the final test)"}}},
+        examples::best_checkpoint_flags(),
+        {"recommend",
+         {{"user", "", "the user of --dataset to recommend for", "ID"},
+          {"history", "", "item ids, with a --load checkpoint that describes itself", "ID,ID,..."},
+          {"k", "10", "items to recommend"}}},
+        {"output", {{"save_embeddings", "", "write the item table and the test users' vectors", "FILE"}}},
+    };
 }
+
+const char* kUsage =
+    "usage: sasrec --dataset FILE [options]            train, evaluate (last line: JSON)\n"
+    "       sasrec recommend --load FILE (--user ID --dataset FILE | --history ID,ID,...) [--k 10]\n"
+    "       sasrec recommend --load_pytorch FILE [--ffn conv1d|linear] --dataset FILE --user ID [--k 10]\n";
 
 /// --layout FILE: the checkpoint layout of a --load_pytorch file; it sets the flags it replaces.
 std::optional<rb::models::CheckpointLayout> layout_of(const examples::Args& a) {
@@ -116,8 +158,9 @@ std::optional<rb::models::CheckpointLayout> layout_of(const examples::Args& a) {
         if (a.has("ffn_inner")) throw rb::ValueError("--ffn_inner goes with --layout");
         return std::nullopt;
     }
-    if (!a.has("load_pytorch")) throw rb::ValueError("--layout describes a PyTorch checkpoint: give --load_pytorch FILE");
-    for (const char* f : {"norm", "positions", "mask_padding_keys", "ffn"})
+    if (!a.has("load_pytorch") && !a.has("state_dict_path"))
+        throw rb::ValueError("--layout describes a PyTorch checkpoint: give --load_pytorch FILE");
+    for (const char* f : {"norm", "norm_first", "positions", "mask_padding_keys", "ffn"})
         if (a.has(f)) throw rb::ValueError(std::string("--") + f + " is set by --layout; give one of them");
     return rb::models::CheckpointLayout::load(a.str("layout", ""));
 }
@@ -245,14 +288,13 @@ void save_embeddings(const std::string& path, Model& model, const Be& be, rb::Th
 /// --load_pytorch FILE: a PyTorch state_dict (safetensors) through pmixer's
 /// name map, edited for an nn.Linear feed-forward with --ffn linear.
 template <class Model>
-void load_pytorch(const examples::Args& a, Model& model) {
+void load_pytorch(const examples::Args& a, Model& model, const std::string& path) {
     if (const auto layout = layout_of(a)) {  // every tensor used, or an error naming it
-        rb::models::load_state(a.str("load_pytorch", ""), model.params(), *layout);
-        std::fprintf(stderr, "loaded PyTorch state_dict %s (layout %s)\n", a.str("load_pytorch", "").c_str(),
-                     layout->name().c_str());
+        rb::models::load_state(path, model.params(), *layout);
+        std::fprintf(stderr, "loaded PyTorch state_dict %s (layout %s)\n", path.c_str(), layout->name().c_str());
         return;
     }
-    const std::string path = a.str("load_pytorch", ""), ffn = a.str("ffn", "conv1d");
+    const std::string ffn = a.str("ffn", "conv1d");
     if (ffn != "conv1d" && ffn != "linear") throw rb::ValueError("--ffn must be conv1d or linear, got '" + ffn + "'");
     rb::io::NameMap map = rb::io::sasrec_pmixer_names();
     if (ffn == "linear") map.insert(map.begin(), {"blocks.{i}.ffn.", "forward_layers.{i}."});
@@ -296,7 +338,15 @@ int run(const examples::Args& a, const std::string& mode) {
     const std::string proto = a.str("eval", "sampled");
     if (proto != "sampled" && proto != "full") throw rb::ValueError("--eval must be sampled or full, got '" + proto + "'");
     const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 42));
+    examples::check_device(a);
+    const bool inference_only = a.boolean("inference_only", false);
+    if (a.has("state_dict_path") && (a.has("load") || a.has("load_pytorch")))
+        throw rb::ValueError("--state_dict_path excludes --load and --load_pytorch (it is one of them, by its file)");
+    const bool state_is_checkpoint =
+        a.has("state_dict_path") && examples::is_recblocks_checkpoint(a.str("state_dict_path", ""));
+    const std::string resume_file = a.has("load") ? a.str("load", "") : state_is_checkpoint ? a.str("state_dict_path", "") : "";
     model_config(a, 1);  // the model flags, before reading the data
+    (void)examples::BestCheckpoint(a, "", "");  // its flags too (it creates nothing yet)
 
     const auto dataset = examples::read_dataset(a);
     const auto split = rb::data::leave_one_out(dataset);
@@ -315,7 +365,7 @@ int run(const examples::Args& a, const std::string& mode) {
     if (mode == "recommend") {
         if (a.has("load") == a.has("load_pytorch"))
             throw rb::ValueError("recommend needs one of --load FILE and --load_pytorch FILE");
-        if (a.has("load_pytorch")) load_pytorch(a, model);
+        if (a.has("load_pytorch")) load_pytorch(a, model, a.str("load_pytorch", ""));
         else rb::train::load_checkpoint<float>(a.str("load", ""), model.params(), nullptr);
         examples::print_recommendations(a, dataset, model, be, pool, cfg.max_len);
         return 0;
@@ -326,29 +376,47 @@ int run(const examples::Args& a, const std::string& mode) {
     topt.lr = lr;
     topt.seed = seed;
     rb::train::NextItemTrainer<float, decltype(model)> trainer(model, split.train, n_items, cfg.max_len, topt);
+    examples::BestCheckpoint best(a, "SASRec",
+                                  ".lr=" + examples::fmt(lr) + ".layer=" + std::to_string(cfg.num_blocks) + ".head=" +
+                                      std::to_string(cfg.heads) + ".hidden=" + std::to_string(cfg.d_model) +
+                                      ".maxlen=" + std::to_string(cfg.max_len));
     if (a.has("load_pytorch")) {
         if (a.has("load")) throw rb::ValueError("--load and --load_pytorch exclude each other");
-        load_pytorch(a, model);
+        load_pytorch(a, model, a.str("load_pytorch", ""));
     }
-    if (a.has("load")) {
-        const auto ck = rb::train::load_checkpoint<float>(a.str("load", ""), model.params(), &trainer.optimizer());
+    if (a.has("state_dict_path") && !state_is_checkpoint) {  // pmixer: its weights, fresh Adam, after its epoch
+        load_pytorch(a, model, a.str("state_dict_path", ""));
+        trainer.set_step(examples::epoch_in_name(a.str("state_dict_path", "")) * trainer.steps_per_epoch());
+    }
+    if (!resume_file.empty()) {
+        const auto ck = rb::train::load_checkpoint<float>(resume_file, model.params(), &trainer.optimizer());
         trainer.set_step(ck.step);
         if (const auto it = ck.metadata.find("seed"); it != ck.metadata.end() && it->second != std::to_string(seed))
             std::fprintf(stderr, "warning: the checkpoint was trained with --seed %s; resuming with --seed %llu "
                                  "draws other batches and dropout masks (not bit-exact)\n",
                          it->second.c_str(), static_cast<unsigned long long>(seed));
-        std::fprintf(stderr, "loaded %s (step %lld)\n", a.str("load", "").c_str(), static_cast<long long>(ck.step));
+        best.resume(ck.metadata, resume_file);
+        std::fprintf(stderr, "loaded %s (step %lld)\n", resume_file.c_str(), static_cast<long long>(ck.step));
     }
+    best.start(a);
     std::printf("sasrec: %lld users, %lld items, %zu interactions; D=%lld L=%lld blocks=%lld heads=%lld threads=%d\n",
                 static_cast<long long>(dataset.num_users()), static_cast<long long>(n_items),
                 dataset.num_interactions(), static_cast<long long>(cfg.d_model), static_cast<long long>(cfg.max_len),
                 static_cast<long long>(cfg.num_blocks), static_cast<long long>(cfg.heads), pool.size());
     const rb::io::ItemIdMap item_map(dataset.item_ids);  // saved with every checkpoint
+    const examples::BestCheckpoint::Save save = [&](const std::string& path,
+                                                    const std::map<std::string, std::string>& extra) {
+        auto meta = examples::describing_metadata(rb::models::ModelDescription::of(cfg, rb::models::norm_kind<Norm>()), seed);
+        meta.insert(extra.begin(), extra.end());
+        rb::train::save_checkpoint<float>(path, model.params(), &trainer.optimizer(), trainer.step(), meta,
+                                          [&](rb::io::SafetensorsWriter& w) { item_map.add_to(w); });
+    };
     const bool tty = isatty(2);
     double train_seconds = 0;
     index_t train_sequences = 0;
+    bool stopped_early = false;
     const auto start = std::chrono::steady_clock::now();
-    for (std::int64_t e = trainer.epoch(); e < epochs; ++e) {
+    for (std::int64_t e = trainer.epoch(); !inference_only && e < epochs; ++e) {
         const auto stats = trainer.train_epoch(be, pool, [&](index_t done, index_t total, double loss) {
             if (tty)
                 std::fprintf(stderr, "\repoch %lld  batch %lld/%lld  loss %.4f   ", static_cast<long long>(e + 1),
@@ -360,24 +428,35 @@ int run(const examples::Args& a, const std::string& mode) {
         if (tty) std::fprintf(stderr, "\r");
         std::string line = "epoch " + std::to_string(stats.epoch) + "  loss " + examples::fmt(stats.mean_loss) + "  " +
                            examples::fmt(stats.sequences_per_second()) + " seq/s  ETA " + examples::fmt(eta) + " s";
-        if (a.has("save")) {
-            rb::train::save_checkpoint<float>(
-                a.str("save", ""), model.params(), &trainer.optimizer(), trainer.step(),
-                examples::describing_metadata(rb::models::ModelDescription::of(cfg, rb::models::norm_kind<Norm>()), seed),
-                [&](rb::io::SafetensorsWriter& w) { item_map.add_to(w); });
-        }
         if (eval_every > 0 && (stats.epoch % eval_every == 0 || e + 1 == epochs)) {
             auto v = eopt;
             v.validation = true;
             const auto m = rb::eval::evaluate_next_item(model, be, pool, split, n_items, cfg.max_len, v);
             line += "  valid NDCG@10 " + examples::fmt(m.ndcg(10)) + " HR@10 " + examples::fmt(m.hit_rate(10));
+            if (best.active()) {
+                if (best.metric().name != "NDCG@10" && best.metric().name != "HR@10")
+                    line += " " + best.metric().name + " " + examples::fmt(best.metric().of(m));
+                std::optional<rb::eval::MetricsAccumulator> test;
+                if (best.wants_test_metrics())
+                    test = rb::eval::evaluate_next_item(model, be, pool, split, n_items, cfg.max_len, eopt);
+                if (best.after_validation(stats.epoch, m, test ? &*test : nullptr, model.params(), save))
+                    line += "  (best)";
+            }
         }
+        if (a.has("save")) save(a.str("save", ""), best.metadata());  // after the validation: it holds the tracker
         std::printf("%s\n", line.c_str());
         std::fflush(stdout);
+        if (best.should_stop()) {
+            std::printf("%s\n", best.stop_line(stats.epoch).c_str());
+            stopped_early = true;
+            break;
+        }
         if (max_seconds > 0 &&
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > max_seconds)
             break;
     }
+    if (const std::string which = best.finish(trainer.epoch(), model.params(), save); !which.empty())
+        std::printf("%s\n", which.c_str());
     if (a.has("save_embeddings")) save_embeddings(a.str("save_embeddings", ""), model, be, pool, split, cfg.max_len, cfg.d_model);
     if (!cfg.matryoshka_widths.empty()) {
         const auto widths = a.has("eval_widths")
@@ -389,7 +468,9 @@ int run(const examples::Args& a, const std::string& mode) {
     }
     const auto m = rb::eval::evaluate_next_item(model, be, pool, split, n_items, cfg.max_len, eopt);
     examples::print_final_json("sasrec", proto, m, trainer.epoch(),
-                               train_seconds > 0 ? double(train_sequences) / train_seconds : 0.0, pool.size());
+                               train_seconds > 0 ? double(train_sequences) / train_seconds : 0.0, pool.size(),
+                               best.active() ? std::optional<std::int64_t>(best.tracker().best_epoch()) : std::nullopt,
+                               stopped_early);
     return 0;
 }
 
@@ -397,9 +478,9 @@ int run(const examples::Args& a, const std::string& mode) {
 
 int main(int argc, char** argv) {
     try {
-        const examples::Args a(argc, argv, kFlags);
+        const examples::Args a(argc, argv, flag_groups());
         if (a.has("help")) {
-            usage();
+            a.print_help(stdout, kUsage);
             return 0;
         }
         const std::string mode = a.positional().empty() ? "train" : a.positional()[0];
@@ -412,7 +493,9 @@ int main(int argc, char** argv) {
         const std::string norm = layout ? (kind == rb::policies::NormKind::query ? "query"
                                            : kind == rb::policies::NormKind::pre ? "pre"
                                                                                   : "post")
-                                        : a.str("norm", "query");
+                                        : a.boolean("norm_first", false) ? "pre" : a.str("norm", "query");
+        if (a.boolean("norm_first", false) && a.has("norm") && a.str("norm", "query") != "pre")
+            throw rb::ValueError("--norm_first is --norm pre; it contradicts --norm " + a.str("norm", "query"));
         if (norm == "query") return run<rb::policies::QueryNorm>(a, mode);
         if (norm == "pre") return run<rb::policies::PreNorm>(a, mode);
         if (norm == "post") return run<rb::policies::PostNorm>(a, mode);

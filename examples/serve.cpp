@@ -54,17 +54,24 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-const std::set<std::string> kFlags = {"load", "listen", "unix", "cache_users", "max_batch", "max_wait_us", "threads"};
-
-void usage() {
-    std::fprintf(stderr,
-                 "usage: serve --load FILE [--listen 127.0.0.1:PORT | --unix PATH]   (neither: stdin -> stdout)\n"
-                 "             [--cache_users 100000] [--max_batch 32] [--max_wait_us 500] [--threads 0 (all)]\n"
-                 "requests, one JSON object per line:\n"
-                 "  {\"user\": \"u1\", \"history\": [ids...]}   or   {\"user\": \"u1\", \"events\": [new ids...]}\n"
-                 "  optional \"k\": 10, \"exclude_seen\": true\n"
-                 "answers: {\"user\": \"u1\", \"items\": [...], \"scores\": [...]}  or  {\"user\": ..., \"error\": \"...\"}\n");
+std::vector<examples::FlagGroup> flag_groups() {
+    return {{"model", {{"load", "", "a checkpoint saved by sasrec or bert4rec (required)", "FILE"}}},
+            {"transport (neither: requests on stdin, answers on stdout)",
+             {{"listen", "", "serve TCP on this loopback address", "127.0.0.1:PORT"},
+              {"unix", "", "serve on a unix-domain socket", "PATH"}}},
+            {"serving",
+             {{"cache_users", "100000", "users whose state is kept (LRU)"},
+              {"max_batch", "32", "the most requests answered in one batch"},
+              {"max_wait_us", "500", "how long the oldest request may wait for company, in microseconds"},
+              {"threads", "0", "worker threads (0: every hardware thread)"}}}};
 }
+
+const char* kUsage =
+    "usage: serve --load FILE [--listen 127.0.0.1:PORT | --unix PATH]   (neither: stdin -> stdout)\n"
+    "requests, one JSON object per line:\n"
+    "  {\"user\": \"u1\", \"history\": [ids...]}   or   {\"user\": \"u1\", \"events\": [new ids...]}\n"
+    "  optional \"k\": 10, \"exclude_seen\": true\n"
+    "answers: {\"user\": \"u1\", \"items\": [...], \"scores\": [...]}  or  {\"user\": ..., \"error\": \"...\"}\n";
 
 volatile std::sig_atomic_t g_stop = 0;
 std::string g_socket_file;  // a bound unix-domain socket, removed on exit
@@ -299,9 +306,9 @@ void serve_socket(Server& s, int listener) {
 
 int main(int argc, char** argv) {
     try {
-        const examples::Args a(argc, argv, kFlags);
+        const examples::Args a(argc, argv, flag_groups());
         if (a.has("help")) {
-            usage();
+            a.print_help(stdout, kUsage);
             return 0;
         }
         if (!a.positional().empty()) throw rb::ValueError("unexpected argument '" + a.positional()[0] + "'");
