@@ -297,8 +297,22 @@ double percentile(std::vector<double> v, double p) {
 
 int main(int argc, char** argv) {
     try {
-        const examples::Args a(argc, argv, {"server", "load", "clients", "seconds", "users", "max_batch", "max_wait_us",
-                                            "threads", "seed", "offline_seconds"});
+        const examples::Args a(argc, argv,
+                               {{"serve_load",
+                                 {{"server", "", "the serve program", "PATH"},
+                                  {"load", "", "the checkpoint it serves", "FILE"},
+                                  {"clients", "4", "concurrent loopback clients"},
+                                  {"seconds", "5", "how long they send requests", "S"},
+                                  {"users", "8", "users per client"},
+                                  {"max_batch", "16", "the server's --max_batch"},
+                                  {"max_wait_us", "300", "the server's --max_wait_us"},
+                                  {"threads", "1", "the server's --threads"},
+                                  {"seed", "1", "the requests"},
+                                  {"offline_seconds", "0", "first time the model alone for this long", "S"}}}});
+        if (a.has("help")) {
+            a.print_help(stdout, "usage: serve_load --server PATH --load FILE [options]\n");
+            return 0;
+        }
         const std::string server = a.str("server", ""), file = a.str("load", "");
         if (server.empty() || file.empty()) throw std::invalid_argument("--server PATH and --load FILE are required");
         const int clients = static_cast<int>(a.integer_in("clients", 4, 1, 256));
