@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -46,6 +47,12 @@ struct FlagGroup {
 
 class Args {
 public:
+    /// flags: the accepted names only (without "--"); their defaults are not checked and
+    /// print_help() lists none of them. Prefer the table below, which --help is printed from.
+    Args(int argc, char** argv, const std::set<std::string>& flags) {
+        for (const auto& f : flags) specs_.emplace(f, Flag{f, "(not listed)", ""});
+        parse(argc, argv);
+    }
     /// groups: every accepted flag with its default and help (print_help()); words that are
     /// not flags go to positional().
     Args(int argc, char** argv, std::vector<FlagGroup> groups) : groups_(std::move(groups)) {

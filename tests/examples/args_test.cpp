@@ -95,3 +95,13 @@ TEST_CASE("Args: --help shows every flag with its default and spellings; all_val
     CHECK(values.at("attention_dropout") == "None");
     CHECK(values.size() == 6);
 }
+
+TEST_CASE("Args from a plain list of names: values, no default checks", "[examples][args]") {
+    std::string prog = "program", flag = "--epochs", value = "3";
+    char* argv[] = {prog.data(), flag.data(), value.data()};
+    const examples::Args a(3, argv, std::set<std::string>{"epochs", "seed"});
+    CHECK(a.integer("epochs", 1) == 3);
+    CHECK(a.integer("seed", 42) == 42);
+    CHECK(a.all_values().at("seed") == "None");
+    CHECK_THROWS_WITH(examples::Args(3, argv, std::set<std::string>{"seed"}), "unknown flag --epochs (see --help)");
+}
