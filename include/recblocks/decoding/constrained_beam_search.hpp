@@ -24,14 +24,17 @@
 //
 // Search: scores are sums of the model's log-probs (float, level by level, no
 // renormalisation). At level t each kept prefix proposes its children — in the
-// constrained search only the codes the catalogue trie allows
-// (CodeTrie::allowed_next), in the unconstrained one every code — at most
+// constrained search only the codes the catalogue allows (FlatCatalogue: its
+// dense child table on the first levels, a scan of the K_t log-probs against
+// it; its CSR row after; CodeTrie: its CSR row at every level), in the
+// unconstrained one every code — at most
 // expansions[t] of them per prefix (its best; 0 = all), and the best beams[t]
 // of all proposals of a query are kept (RecGPT: beams {10, 20, 20, ...},
 // expansions {all, 5, 5, ...}: BeamSearchOptions::recgpt). The last level keeps
 // max(beams[L-1], k). Ties: equal scores are ordered by the code tuple,
-// lexicographically (in the trie, by node id), so results do not depend on the
-// thread count. The constrained search returns the top-k items of each query
+// lexicographically (by the trie's node id / the flat catalogue's prefix row,
+// both in that order), so results do not depend on the thread count, and the
+// two catalogue forms give identical results. The constrained search returns the top-k items of each query
 // (a leaf shared by several items under DuplicateIds::map_to_all lists them in
 // id order); by construction every item is real and none repeats. Fewer than k
 // may be found when narrow beams pruned the rest: the tail is then item -1,

@@ -26,9 +26,10 @@
 // between the CSR row's codes). The beam search (constrained_beam_search.hpp)
 // fuses the same test into its selection instead of writing the mask.
 //
-// Memory: 4 B per prefix row and per edge (CSR), 4 B per item, plus 4 B per
-// dense entry: with 1e6 items under 3 x 256 codes, the CSR takes ~8 MB and
-// the dense tables of levels 0 and 1 (256 + 65,536 entries) ~0.26 MB.
+// Memory: 4 B per prefix row and per edge (CSR), 4 B per item and per leaf,
+// plus 4 B per dense entry: about 20 MB for 1e6 items under 3 x 256 codes and a
+// collision code, of which the dense tables of levels 0 and 1 (256 + 65,536
+// entries) take 0.26 MB.
 //
 // Errors (ValueError / ShapeError / IndexError, prefixed "FlatCatalogue"): no
 // levels or a codebook-size count != L, an empty catalogue, a codebook size < 1,
