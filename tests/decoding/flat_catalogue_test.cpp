@@ -285,6 +285,17 @@ TEST_CASE("flat catalogue: the beam search equals the trie's on random catalogue
             opts.push_back(expand);
             for (const index_t dense_limit : {index_t{0}, index_t{64}, index_t{1} << 20}) {
                 const FlatCatalogue flat(codes.cview(), s.sizes, {.duplicates = dups, .max_dense_entries = dense_limit});
+                {  // invalid-ID counts of an unconstrained search: the same under both forms
+                    TiedModel model{s.sizes, 4};
+                    Tensor<std::int32_t, 3> codes3(Shape<3>{{4, 10, levels}});
+                    Matrix<float> s3(Shape<2>{{4, 10}});
+                    BeamSearchWorkspace w3;
+                    decoding::beam_search(model, s.sizes, 4, 10, codes3.view(), s3.view(), w3, {.beam_width = 10});
+                    const auto a = decoding::count_invalid_ids(trie, codes3.cview());
+                    const auto b = decoding::count_invalid_ids(flat, codes3.cview());
+                    CHECK(a.returned == b.returned);
+                    CHECK(a.invalid == b.invalid);
+                }
                 for (const auto& opt : opts) {
                     TiedModel model{s.sizes, seed == 2 ? 2 : 4};
                     const index_t q = 9, k = 10;
