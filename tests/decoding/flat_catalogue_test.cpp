@@ -379,3 +379,47 @@ TEST_CASE("flat catalogue: a warm workspace does not grow; every item is real an
         }
     }
 }
+
+TEST_CASE("flat catalogue: NaN where the catalogue forbids is ignored, NaN where it allows is an error",
+          "[flat_catalogue][beam_search]") {
+    const std::vector<std::int32_t> sizes{8, 8, 6};
+    const auto tuples = random_tuples(100, sizes, 31);
+    const auto codes = to_matrix(tuples);
+    const FlatCatalogue flat(codes.cview(), sizes);  // 3 dense levels: every row is scanned in full
+    REQUIRE(flat.dense_levels() == 3);
+    const CodeTrie trie(codes.cview(), sizes);
+    // The tied model, with NaN written over every forbidden code (or, when `poison`, one allowed one too).
+    struct NanModel {
+        TiedModel base;
+        const FlatCatalogue* cat;
+        bool poison = false;
+        void next_code_log_probs(const DecodeStep& step, MatrixView<float> out) {
+            base.next_code_log_probs(step, out);
+            std::vector<std::int32_t> prefix(static_cast<std::size_t>(step.level));
+            for (index_t r = 0; r < step.rows(); ++r) {
+                for (index_t j = 0; j < step.level; ++j) prefix[static_cast<std::size_t>(j)] = step.prefixes(r, j);
+                const auto row = cat->find(prefix);
+                for (std::int32_t c = 0; c < out.cols(); ++c)
+                    if (cat->child(step.level, row, c) == FlatCatalogue::kNone)
+                        out(r, c) = std::numeric_limits<float>::quiet_NaN();
+                if (poison && step.level == 1 && r == 0) out(r, cat->allowed_next(1, row)[0]) = std::numeric_limits<float>::quiet_NaN();
+            }
+        }
+    };
+    NanModel model{TiedModel{sizes, 4}, &flat};
+    TiedModel clean{sizes, 4};
+    const index_t q = 5, k = 10;
+    Matrix<row_id_t> a(Shape<2>{{q, k}}), b(Shape<2>{{q, k}});
+    Matrix<float> sa(Shape<2>{{q, k}}), sb(Shape<2>{{q, k}});
+    BeamSearchWorkspace wa, wb;
+    decoding::constrained_beam_search(clean, trie, q, k, a.view(), sa.view(), wa, {.beam_width = 4});
+    decoding::constrained_beam_search(model, flat, q, k, b.view(), sb.view(), wb, {.beam_width = 4});
+    for (index_t u = 0; u < q; ++u)
+        for (index_t j = 0; j < k; ++j) {
+            CHECK(a(u, j) == b(u, j));
+            CHECK(sa(u, j) == sb(u, j));
+        }
+    model.poison = true;
+    REQUIRE_THROWS_WITH(decoding::constrained_beam_search(model, flat, q, k, b.view(), sb.view(), wb, {.beam_width = 4}),
+                        Contains("at level 1, row 0 is NaN"));
+}
