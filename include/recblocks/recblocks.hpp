@@ -89,6 +89,7 @@
 #include "recblocks/tokenizers/semantic_ids.hpp"
 #include "recblocks/tokenizers/code_trie.hpp"
 #include "recblocks/decoding/constrained_beam_search.hpp"
+#include "recblocks/decoding/flat_catalogue.hpp"
 
 // Item tokenizers (one Quantizer contract for RQ and FSQ)
 #include "recblocks/tokenizers/quantizer.hpp"
