@@ -100,20 +100,12 @@ void request_line_seeds(const fs::path& dir, rbfuzz::TinyModels& m) {
                as_lines(rb::models::model_metadata(rb::models::ModelDescription::of(m.bert4rec.config()))));
 }
 
-/// A state_dict as PyTorch names it: each parameter under `map`'s name.
-template <class Model>
-void pytorch_seed(const fs::path& p, const Model& model, const rb::io::NameMap& map) {
-    rb::io::SafetensorsWriter w;
-    for (const auto& prm : model.params()) rb::io::add_param(w, rb::io::map_name(map, prm.name), prm, prm.value);
-    w.write(p);
-}
-
 void pytorch_seeds(const fs::path& dir, rbfuzz::TinyModels& m) {
-    pytorch_seed(dir / "sasrec_conv1d.safetensors", m.sasrec, rb::io::sasrec_pmixer_names());
+    rbfuzz::write_pytorch_state(dir / "sasrec_conv1d.safetensors", m.sasrec, rb::io::sasrec_pmixer_names());
     auto linear = rb::io::sasrec_pmixer_names();
     linear.insert(linear.begin(), {"blocks.{i}.ffn.", "forward_layers.{i}."});
-    pytorch_seed(dir / "sasrec_linear.safetensors", m.sasrec, linear);
-    pytorch_seed(dir / "bert4rec.safetensors", m.bert4rec, rb::models::bert4rec_reference_names());
+    rbfuzz::write_pytorch_state(dir / "sasrec_linear.safetensors", m.sasrec, linear);
+    rbfuzz::write_pytorch_state(dir / "bert4rec.safetensors", m.bert4rec, rb::models::bert4rec_reference_names());
 }
 
 void semantic_id_seeds(const fs::path& dir) {
@@ -170,7 +162,7 @@ int main(int argc, char** argv) {
         const fs::path out = argv[1], source = argv[2];
         for (const char* d :
              {"safetensors", "checkpoint", "pytorch_import", "semantic_ids", "ivf_index", "user_item", "sequences",
-              "movielens", "request_lines"})
+              "movielens", "request_lines", "checkpoint_layout"})
             fs::create_directories(out / d);
         rbfuzz::TinyModels m;
         safetensors_seeds(out / "safetensors");
@@ -180,6 +172,11 @@ int main(int argc, char** argv) {
         semantic_id_seeds(out / "semantic_ids");
         ivf_index_seeds(out / "ivf_index");
         text_seeds(out / "user_item", out / "sequences", out / "movielens", source);
+        // The shipped layout files (layouts/*.json) seed the layout parser.
+        for (const auto& e : fs::directory_iterator(source / "layouts"))
+            if (e.path().extension() == ".json")
+                fs::copy_file(e.path(), out / "checkpoint_layout" / e.path().filename(),
+                              fs::copy_options::overwrite_existing);
         // Every safetensors seed is also a seed of the other safetensors loaders, and the reverse.
         for (const char* d : {"checkpoint", "pytorch_import", "semantic_ids", "ivf_index"})
             for (const auto& e : fs::directory_iterator(out / d))
