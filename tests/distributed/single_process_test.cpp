@@ -11,7 +11,9 @@
 #include "recblocks/distributed/handshake.hpp"
 #include "recblocks/distributed/ordered_sum.hpp"
 #include "recblocks/distributed/single_process.hpp"
+#include "recblocks/models/bert4rec.hpp"
 #include "recblocks/models/sasrec.hpp"
+#include "recblocks/train/cloze_trainer.hpp"
 #include "recblocks/train/next_item_trainer.hpp"
 
 using namespace recblocks;
@@ -188,4 +190,50 @@ TEST_CASE("granular training: dropout masks follow the granule, not the batch", 
     models::SASRec<float> c(toy_config(0.2, 0.0), Rng(3));
     CHECK_THROWS_WITH((train::NextItemTrainer<float, models::SASRec<float>>(c, seqs, 40, 10, bad)),
                       Catch::Contains("must be a multiple of the granule (16)"));
+}
+
+TEST_CASE("granular cloze training: one granule is the whole-batch step; several sum to its gradient",
+          "[distributed][train]") {
+    const auto seqs = toy_sequences(70, 40, 14);
+    ThreadPool pool(2);
+    const backend::Cpu<isa::Dispatch> be{&pool};
+    models::BERT4RecConfig c;
+    c.num_items = 40;
+    c.max_len = 10;
+    c.d_model = 16;
+    c.num_blocks = 2;
+    c.heads = 2;
+    c.dropout = 0.0;  // the granule then only changes how the gradient is summed
+    train::ClozeTrainingOptions opt;
+    opt.batch_size = 32;
+    opt.clip_norm = 0.0;  // the grads after a step are the step's gradient
+    opt.warmup_steps = 2;
+    models::BERT4Rec<float> whole(c, Rng(3)), one(c, Rng(3)), four(c, Rng(3));
+    train::ClozeTrainer<float, models::BERT4Rec<float>> tw(whole, seqs, 40, opt);
+    auto o1 = opt;
+    o1.granule = 32;
+    train::ClozeTrainer<float, models::BERT4Rec<float>> t1(one, seqs, 40, o1);
+    auto o4 = opt;
+    o4.granule = 8;
+    train::ClozeTrainer<float, models::BERT4Rec<float>> t4(four, seqs, 40, o4);
+    for (int s = 0; s < 4; ++s) {  // crosses the short last batch (6 users) and an epoch
+        const double lw = tw.train_step(be, pool), l1 = t1.train_step(be, pool), l4 = t4.train_step(be, pool);
+        CHECK(l1 == lw);
+        CHECK(l4 == Approx(lw).epsilon(1e-5));
+        CHECK(grads(one.params()) == grads(whole.params()));
+        const auto a = grads(four.params()), b = grads(whole.params());
+        double worst = 0, scale = 0;
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            worst = std::max(worst, double(std::abs(a[i] - b[i])));
+            scale = std::max(scale, double(std::abs(b[i])));
+        }
+        CHECK(worst <= 1e-5 * scale);
+        const auto w = snapshot(whole.params());
+        for (auto* m : {&one, &four}) {
+            std::size_t at = 0;
+            for (const auto& p : m->params())
+                for (index_t i = 0; i < p.numel(); ++i) p.value[i] = w[at++];
+        }
+    }
+    CHECK(snapshot(one.params()) == snapshot(whole.params()));
 }

@@ -13,6 +13,12 @@
 // died, hangs or never calls the collective ends the job on every waiting
 // rank with a message naming the collective and the rank (MPI_Abort), never a
 // hang. MpiSession is MPI_Init / MPI_Finalize as an object.
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1  // the C API only: Open MPI's deprecated C++ bindings are unused (and warn)
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
 #include <mpi.h>
 
 #include <chrono>

@@ -37,6 +37,7 @@
 #include "recblocks/optim/adam.hpp"
 #include "recblocks/optim/gradients.hpp"
 #include "recblocks/train/epochs.hpp"
+#include "recblocks/train/granular_gradients.hpp"
 #include "recblocks/train/trainable_model.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -128,7 +129,7 @@ public:
     [[nodiscard]] index_t last_batch_size() const { return last_batch_; }
     [[nodiscard]] Comm& communicator() { return comm_; }
     /// Seconds the last granular step spent in the gradient and loss sums across ranks.
-    [[nodiscard]] double last_reduce_seconds() const { return reduce_seconds_; }
+    [[nodiscard]] double last_reduce_seconds() const { return granules_.last_seconds(); }
 
 private:
     /// After the step's gradient is in the parameters' grads: checks, clipping, Adam.
@@ -160,17 +161,12 @@ private:
             const index_t len = model_.config().max_len, k = plan.per_rank();
             const index_t normalizer = batches_.targets(users);  // the whole batch's counted positions
             const auto& params = model_.params();
-            std::size_t numel = 0;
-            for (const auto& p : params) numel += static_cast<std::size_t>(p.numel());
-            granule_grads_.resize(numel * static_cast<std::size_t>(k));
-            summed_.resize(numel);
-            granule_loss_.assign(static_cast<std::size_t>(k), 0.0);
+            granules_.start(params, k);
             for (index_t j = 0; j < k; ++j) {
                 const index_t g = plan.global_index(j);
                 const auto [b, e] = plan.samples(g, nb);
-                T* out = granule_grads_.data() + static_cast<std::size_t>(j) * numel;
                 if (b == e) {  // past the end of a short last batch: contributes zeros
-                    std::fill_n(out, numel, T(0));
+                    granules_.skip(j);
                     continue;
                 }
                 const index_t rows = e - b;
@@ -182,22 +178,9 @@ private:
                                                         distributed::GranulePlan::dropout_key(
                                                             static_cast<std::uint64_t>(step_), g),
                                                         normalizer, g == 0);
-                granule_loss_[static_cast<std::size_t>(j)] = loss.loss;
-                for (const auto& p : params) {
-                    std::copy_n(p.grad, p.numel(), out);
-                    out += p.numel();
-                }
+                granules_.keep(j, params, loss.loss);
             }
-            const auto t0 = std::chrono::steady_clock::now();
-            comm_.allreduce_sum_blocks(std::span<const T>(granule_grads_), std::span<T>(summed_));
-            double loss = 0;
-            comm_.allreduce_sum_blocks(std::span<const double>(granule_loss_), std::span<double>(&loss, 1));
-            reduce_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            const T* in = summed_.data();
-            for (const auto& p : params) {
-                std::copy_n(in, p.numel(), p.grad);
-                in += p.numel();
-            }
+            const double loss = granules_.sum(comm_, params);
             update(be, loss);
             last_batch_ = nb;
             return loss;
@@ -208,31 +191,10 @@ private:
     void handshake(const std::vector<std::vector<row_id_t>>& train, index_t num_items, index_t max_len,
                    std::vector<distributed::HandshakeField> fields) {
         using distributed::double_bits;
-        using distributed::hash_bytes;
-        std::uint64_t data = hash_bytes(nullptr, 0);
-        std::uint64_t interactions = 0;
-        for (const auto& s : train) {
-            const std::uint64_t n = s.size();
-            data = hash_bytes(&n, sizeof n, data);
-            data = hash_bytes(s.data(), s.size() * sizeof(row_id_t), data);
-            interactions += n;
-        }
-        std::uint64_t layout = distributed::hash_string("params"), weights = hash_bytes(nullptr, 0);
-        for (const auto& p : model_.params()) {
-            layout = distributed::hash_string(p.name, layout);
-            const std::uint64_t n = static_cast<std::uint64_t>(p.numel());
-            layout = hash_bytes(&n, sizeof n, layout);
-            if constexpr (std::is_same_v<Memory, HostMemory>)
-                weights = hash_bytes(p.value, static_cast<std::size_t>(p.numel()) * sizeof(T), weights);
-        }
         const std::vector<distributed::HandshakeField> mine = {
-            {"training users", train.size()},
-            {"training interactions", interactions},
-            {"training data (hash)", data},
+            {"trainer", distributed::hash_string("NextItemTrainer")},
             {"num_items", static_cast<std::uint64_t>(num_items)},
             {"max_len", static_cast<std::uint64_t>(max_len)},
-            {"model parameters (names and sizes)", layout},
-            {"model weights at the start (hash)", weights},
             {"seed", opt_.seed},
             {"global batch", static_cast<std::uint64_t>(opt_.batch_size)},
             {"granule", static_cast<std::uint64_t>(opt_.granule)},
@@ -241,9 +203,10 @@ private:
             {"beta2", double_bits(opt_.beta2)},
             {"weight_decay", double_bits(opt_.weight_decay)},
             {"clip_norm", double_bits(opt_.clip_norm)},
-            {"element size", sizeof(T)},
         };
+        const auto common = data_and_model_fields(train, model_.params());
         fields.insert(fields.begin(), mine.begin(), mine.end());
+        fields.insert(fields.begin(), common.begin(), common.end());
         distributed::handshake(comm_, std::span<const distributed::HandshakeField>(fields));
     }
 
@@ -257,9 +220,7 @@ private:
     index_t last_batch_ = 0;
     Comm comm_;
     std::optional<distributed::GranulePlan> plan_;
-    std::vector<T> granule_grads_, summed_;  // [k, params] this rank's granules; [params] their sum over ranks
-    std::vector<double> granule_loss_;
-    double reduce_seconds_ = 0;
+    GranularGradients<T> granules_;
 };
 
 }  // namespace train

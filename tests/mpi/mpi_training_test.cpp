@@ -1,4 +1,4 @@
-// Data-parallel SASRec: N ranks at per-rank batch b reproduce one process at
+// Data-parallel SASRec and BERT4Rec: N ranks at per-rank batch b reproduce one process at
 // batch N·b bit for bit (weights and losses after steps that cross an epoch
 // boundary and a short last batch), with one granule per rank and with two.
 // Every rank computes the one-process reference itself and compares.
@@ -8,7 +8,9 @@
 
 #include "recblocks/backend/cpu/primitives.hpp"
 #include "recblocks/distributed/mpi_communicator.hpp"
+#include "recblocks/models/bert4rec.hpp"
 #include "recblocks/models/sasrec.hpp"
+#include "recblocks/train/cloze_trainer.hpp"
 #include "recblocks/train/next_item_trainer.hpp"
 
 using namespace recblocks;
@@ -99,4 +101,37 @@ TEST_CASE("data-parallel SASRec: ranks with different settings stop at the hands
     models::SASRec<float> other(config(), Rng(comm.rank() == 0 ? 9 : 10));  // another init seed
     CHECK_THROWS_WITH(Trainer(other, seqs, 60, 20, opt, comm),
                       Catch::Contains("'model weights at the start (hash)' differs across ranks"));
+}
+
+TEST_CASE("data-parallel BERT4Rec: N ranks x b equal 1 process x N·b, bit for bit", "[mpi][train]") {
+    distributed::MpiCommunicator comm(MPI_COMM_WORLD, 120.0);
+    const int ranks = comm.size();
+    const auto seqs = sequences(400, 60);
+    ThreadPool pool(1);
+    const backend::Cpu<isa::Dispatch> be{&pool};
+    models::BERT4RecConfig c;
+    c.num_items = 60;
+    c.max_len = 20;
+    c.d_model = 16;
+    c.num_blocks = 2;
+    c.heads = 2;
+    c.dropout = 0.2;
+    for (const auto& [per_rank, granule] : {std::pair<index_t, index_t>{64, 64}, {32, 16}}) {
+        train::ClozeTrainingOptions opt;
+        opt.batch_size = per_rank * ranks;
+        opt.granule = granule;
+        opt.warmup_steps = 3;
+        opt.seed = 5;
+        const int steps = 400 / int(opt.batch_size) + 2;
+        models::BERT4Rec<float> one(c, Rng(9)), many(c, Rng(9));
+        train::ClozeTrainer<float, models::BERT4Rec<float>> t1(one, seqs, 60, opt);
+        train::ClozeTrainer<float, models::BERT4Rec<float>, distributed::MpiCommunicator> tn(many, seqs, 60, opt, comm);
+        INFO("ranks " << ranks << ", per-rank batch " << per_rank << ", granule " << granule);
+        for (int s = 0; s < steps; ++s) {
+            const double l1 = t1.train_step(be, pool), ln = tn.train_step(be, pool);
+            CHECK(ln == l1);
+            CHECK(tn.last_grad_norm() == t1.last_grad_norm());
+        }
+        CHECK(snapshot(many.params()) == snapshot(one.params()));
+    }
 }
