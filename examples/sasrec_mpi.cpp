@@ -11,6 +11,10 @@
 // --granule and --threads. Rank 0 prints and writes the checkpoints
 // (--save, atomically); the last line is the test metrics' JSON, as `sasrec`.
 //
+// --load FILE resumes from a checkpoint of any run with the same global batch
+// and granule, whatever its number of ranks; rank 0 prints a hash of the final
+// weights, so runs can be compared.
+//
 // --max_steps S trains S steps only and prints the timing of each phase
 // (median step time, time in the gradient sum across ranks, samples/s).
 #include <recblocks/distributed/mpi_communicator.hpp>
@@ -33,7 +37,14 @@ namespace {
 
 const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_units", "num_blocks", "num_heads",
                                       "dropout_rate", "lr", "batch_size", "granule", "num_epochs", "l2_emb", "seed",
-                                      "threads", "eval", "save", "max_steps", "timeout"};
+                                      "threads", "eval", "save", "load", "max_steps", "timeout"};
+
+/// FNV-1a over every parameter's bits: equal runs print equal hashes.
+std::uint64_t weights_hash(const rb::ParamList<float>& params) {
+    std::uint64_t h = rb::distributed::hash_bytes(nullptr, 0);
+    for (const auto& p : params) h = rb::distributed::hash_bytes(p.value, std::size_t(p.numel()) * sizeof(float), h);
+    return h;
+}
 
 double median(std::vector<double> v) {
     if (v.empty()) return 0;
@@ -82,6 +93,17 @@ int run(const examples::Args& a, rb::distributed::MpiCommunicator& comm) {
         {{"hidden_units", std::uint64_t(cfg.d_model)}, {"num_blocks", std::uint64_t(cfg.num_blocks)},
          {"num_heads", std::uint64_t(cfg.heads)}, {"dropout_rate", double_bits(cfg.dropout)},
          {"l2_emb", double_bits(cfg.l2_emb)}, {"threads per rank", std::uint64_t(threads)}});
+    if (a.has("load")) {
+        // Every rank reads the same checkpoint; it may come from a run on another number of ranks
+        // (the steps do not depend on it, only on the global batch and the granule).
+        const auto ck = rb::train::load_checkpoint<float>(a.str("load", ""), model.params(), &trainer.optimizer());
+        trainer.set_step(ck.step);
+        const std::vector<rb::distributed::HandshakeField> loaded = {
+            {"checkpoint step", static_cast<std::uint64_t>(ck.step)}, {"checkpoint weights (hash)", weights_hash(model.params())}};
+        rb::distributed::handshake(comm, std::span<const rb::distributed::HandshakeField>(loaded));
+        if (lead) std::printf("sasrec_mpi: resumed from %s at step %lld\n", a.str("load", "").c_str(),
+                              static_cast<long long>(ck.step));
+    }
     if (lead)
         std::printf("sasrec_mpi: %d ranks x %d threads, %lld users, %lld items; D=%lld L=%lld; batch %lld per rank "
                     "(global %lld), granule %lld\n",
@@ -129,6 +151,8 @@ int run(const examples::Args& a, rb::distributed::MpiCommunicator& comm) {
     }
     comm.barrier();  // no rank leaves while rank 0 still writes
     if (lead) {
+        std::printf("sasrec_mpi: step %lld, weights fnv1a %016llx\n", static_cast<long long>(trainer.step()),
+                    static_cast<unsigned long long>(weights_hash(model.params())));
         rb::eval::NextItemEvalOptions eopt;
         eopt.protocol = proto == "sampled" ? rb::eval::Protocol::sampled : rb::eval::Protocol::full;
         eopt.seed = seed;
