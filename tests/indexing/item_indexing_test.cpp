@@ -254,3 +254,24 @@ TEST_CASE("indexing: collision resolution on a hand-made catalogue", "[indexing]
     REQUIRE(s.items_recoded == 2);
     // Item 2 moved to (0,0): no clash with item 3's (1,0).
 }
+
+TEST_CASE("indexing: Sinkhorn stops after a round that changes nothing", "[indexing]") {
+    // Three items with one tuple and identical distances: every round gives them one code, the one
+    // they have, so re-coding stops after the first round; max_rounds = 1 gives the same IDs.
+    const std::int32_t raw[] = {0, 0, 0, 0, 0, 0, 1, 1};
+    const tokenizers::SemanticIds start(matrix_view(raw, 4, 2), {2, 2});
+    auto dist = [](std::span<const row_id_t> items, MatrixView<float> out) {
+        for (std::size_t r = 0; r < items.size(); ++r) {
+            out(index_t(r), 0) = 0.0f;
+            out(index_t(r), 1) = 1.0f;
+        }
+    };
+    auto ids = start;
+    const auto rep = ids.rebalance_last_level(dist, {0.003, 50, 20});
+    REQUIRE(rep.rounds == 1);
+    REQUIRE(rep.items_changed == 0);
+    REQUIRE(rep.after.colliding_items == 3);
+    auto once = start;
+    once.rebalance_last_level(dist, {0.003, 50, 1});
+    REQUIRE(std::equal(ids.codes().data(), ids.codes().data() + 8, once.codes().data()));
+}
