@@ -5,11 +5,13 @@
 //
 // OUT_DIR/<harness>/ gets a few valid files each (safetensors of every dtype
 // and rank, checkpoints with and without Adam state, PyTorch state_dicts under
-// the programs' name maps, semantic IDs, IVF index files, user-item, S3-Rec and MovieLens text); the
-// MovieLens seed is the head of SOURCE_DIR/data/ml-latest-small/ratings.csv.
+// the programs' name maps, semantic IDs, IVF index files, user-item, S3-Rec and MovieLens text, S3-Rec
+// item attributes); the MovieLens seed is the head of SOURCE_DIR/data/ml-latest-small/ratings.csv, the
+// attribute seed the head of SOURCE_DIR/data/amazon-sports/Sports_and_Outdoors_item2attributes.json.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -151,6 +153,17 @@ void text_seeds(const fs::path& user_item, const fs::path& sequences, const fs::
     if (!head.empty()) write_text(movielens / "ml_latest_small_head.csv", head);
 }
 
+/// Item attributes (S3-Rec item2attributes.json): a small hand-written file and the head of the
+/// bundled Amazon Sports file, closed into a valid object.
+void item_attribute_seeds(const fs::path& dir, const fs::path& source_dir) {
+    write_text(dir / "small.json", "{\"1\": [1, 2, 3], \"7\": [2, 2],\n \"3\": [], \"5999\": [0]}\n");
+    std::ifstream in(source_dir / "data/amazon-sports/Sports_and_Outdoors_item2attributes.json");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::size_t cut = 0;
+    for (int i = 0; i < 40 && cut != std::string::npos; ++i) cut = text.find("],", cut + 1);
+    if (cut != std::string::npos) write_text(dir / "amazon_sports_head.json", text.substr(0, cut) + "]}");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -162,7 +175,7 @@ int main(int argc, char** argv) {
         const fs::path out = argv[1], source = argv[2];
         for (const char* d :
              {"safetensors", "checkpoint", "pytorch_import", "semantic_ids", "ivf_index", "user_item", "sequences",
-              "movielens", "request_lines", "checkpoint_layout"})
+              "movielens", "request_lines", "checkpoint_layout", "item_attributes"})
             fs::create_directories(out / d);
         rbfuzz::TinyModels m;
         safetensors_seeds(out / "safetensors");
@@ -177,6 +190,7 @@ int main(int argc, char** argv) {
             if (e.path().extension() == ".json")
                 fs::copy_file(e.path(), out / "checkpoint_layout" / e.path().filename(),
                               fs::copy_options::overwrite_existing);
+        item_attribute_seeds(out / "item_attributes", source);
         // Every safetensors seed is also a seed of the other safetensors loaders, and the reverse.
         for (const char* d : {"checkpoint", "pytorch_import", "semantic_ids", "ivf_index"})
             for (const auto& e : fs::directory_iterator(out / d))
