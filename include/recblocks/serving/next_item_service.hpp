@@ -170,7 +170,7 @@ public:
 private:
     using State = IncrementalScorer::State;
 
-    /// A request's user, or nullptr (the job failed) when a request with no items finds no one.
+    /// False (and the job failed) for a request with no items whose user the cache does not hold.
     [[nodiscard]] bool known_or_has_items(ServiceJob& job) {
         const Request& r = job.request;
         if (r.kind != Request::Items::none || cache_.contains(r.user)) return true;  // nothing to start from: evict no one
@@ -235,8 +235,9 @@ private:
                 inc_->reset(*s, job->items);
             } else if (r.kind == Request::Items::events) {
                 const std::size_t m = job->items.size(), len = static_cast<std::size_t>(l_);
-                if (m > kAppendOneByOne || static_cast<std::size_t>(s->size()) + m > len) {
-                    // Many events, or a window that slides (each append would rebuild it): one rebuild.
+                if (m > kAppendOneByOne || (m > 1 && static_cast<std::size_t>(s->size()) + m > len)) {
+                    // Many events, or several through a full window (each would rebuild it): one rebuild.
+                    // (One event on a full window is rebuilt by append_batch, with the batch's other rows.)
                     const auto old = s->events();
                     const std::size_t keep = std::min(old.size(), len - std::min(m, len));
                     concat_.assign(old.end() - static_cast<std::ptrdiff_t>(keep), old.end());
