@@ -12,16 +12,26 @@
 //                           core's caches
 //   BM_Serving_ScoreTop10   scoring every item and the top 10 from the cached
 //                           states: the same work after either encoding
+//   BM_Service_Answer       serving::NextItemService::answer() on a batch of B
+//                           "events" requests of one new event each (B users
+//                           with 150 to 190 events: below max_len), top 10 of
+//                           every item with the user's items excluded;
+//                           incremental = 1 keeps per-user states, 0 recomputes
+//                           every window (the requests are parsed untimed;
+//                           manual timing)
 //
 // Bar: append <= 1/20 of the full encode.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <ctime>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "bench_common.hpp"
 #include "recblocks/models/incremental_sasrec.hpp"
+#include "recblocks/serving/next_item_service.hpp"
 
 namespace {
 
@@ -138,6 +148,60 @@ void BM_Serving_ScoreTop10(benchmark::State& state) {
     state.counters["seq/s"] = benchmark::Counter(double(b), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+void BM_Service_Answer(benchmark::State& state) {
+    const rb::index_t b = state.range(0), n = state.range(1);
+    const bool incremental = state.range(3) != 0;
+    rb::ThreadPool& pool = bench_pool(static_cast<int>(state.range(2)));
+    const Be be{&pool};
+    rb::serving::ModelScorer<rb::models::AnySASRec<float>, Be> scorer(be, pool, config(n), rb::models::NormKind::query);
+    std::vector<std::int64_t> identity(static_cast<std::size_t>(n + 1));
+    for (std::size_t i = 0; i < identity.size(); ++i) identity[i] = static_cast<std::int64_t>(i);
+    const rb::io::ItemIdMap items(identity);
+    rb::serving::NextItemService service(
+        scorer, items, {.cache_capacity = 1024, .max_batch = static_cast<std::size_t>(b), .incremental = incremental});
+    if (service.incremental() != incremental) {
+        state.SkipWithError("the service did not take the asked mode");
+        return;
+    }
+    std::vector<rb::serving::ServiceJob> jobs(static_cast<std::size_t>(b));
+    std::vector<rb::serving::ServiceJob*> ptrs;
+    for (auto& j : jobs) ptrs.push_back(&j);
+    auto send = [&](auto&& line_of) {  // one request per user, answered as one batch; returns answer()'s seconds
+        for (rb::index_t u = 0; u < b; ++u)
+            if (!service.prepare(line_of(u), jobs[std::size_t(u)])) throw std::runtime_error(jobs[std::size_t(u)].response);
+        const auto t0 = std::chrono::steady_clock::now();
+        service.answer(ptrs);
+        const auto t1 = std::chrono::steady_clock::now();
+        for (auto& j : jobs)
+            if (j.failed) throw std::runtime_error(j.response);
+        return std::chrono::duration<double>(t1 - t0).count();
+    };
+    auto histories = [&] {  // untimed: every user back to kFirst - 40 events
+        send([&](rb::index_t u) {
+            std::string line = "{\"user\": " + std::to_string(u) + ", \"history\": [";
+            const auto h = history(kFirst - 40, n, 11 + unsigned(u));
+            for (std::size_t i = 0; i < h.size(); ++i) line += (i ? ", " : "") + std::to_string(h[i]);
+            return line + "]}";
+        });
+    };
+    const auto next = history(b * 64, n, 5);
+    std::size_t k = 0;
+    int appended = 0;
+    histories();
+    send([&](rb::index_t u) { return "{\"user\": " + std::to_string(u) + ", \"events\": [1]}"; });  // warm-up
+    for (auto _ : state) {
+        if (++appended == 40) {  // every window stays below max_len
+            histories();
+            appended = 0;
+        }
+        state.SetIterationTime(send([&](rb::index_t u) {
+            return "{\"user\": " + std::to_string(u) + ", \"events\": [" + std::to_string(next[k++ % next.size()]) + "]}";
+        }));
+    }
+    state.counters["events/s"] = benchmark::Counter(double(b), benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["bytes/user"] = double(service.bytes_per_user());
+}
+
 void Shapes(benchmark::internal::Benchmark* bm) {
     bm->ArgNames({"B", "N", "threads"});
     for (int threads : {1, 2})
@@ -152,7 +216,15 @@ void AppendShapes(benchmark::internal::Benchmark* bm) {
     }
 }
 
+void ServiceShapes(benchmark::internal::Benchmark* bm) {
+    bm->ArgNames({"B", "N", "threads", "incremental"});
+    for (int threads : {1, 2})
+        for (int b : {1, 32})
+            for (int inc : {0, 1}) bm->Args({b, 9724, threads, inc});
+}
+
 BENCHMARK(BM_Serving_FullEncode)->Apply(Shapes)->UseRealTime();
+BENCHMARK(BM_Service_Answer)->Apply(ServiceShapes)->UseManualTime();
 BENCHMARK(BM_Serving_Append)->Apply(AppendShapes)->UseManualTime();
 BENCHMARK(BM_Serving_ScoreTop10)->Apply(Shapes)->UseRealTime();
 

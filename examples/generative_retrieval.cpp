@@ -152,7 +152,7 @@ GenResult run_generative(const Setup& s, const std::string& name, const rb::toke
     r.recall = m.hit_rate(10);
     r.ndcg = m.ndcg(10);
     // Beam search: constrained (top 50, history removed, 10 kept) and unconstrained (top 10).
-    const rb::tokenizers::CodeTrie trie(ids);
+    const rb::decoding::FlatCatalogue catalogue(ids);  // the catalogue as flat per-level arrays
     rb::decoding::BeamSearchWorkspace ws;
     rb::decoding::BeamSearchOptions bo;
     bo.beam_width = std::max<index_t>(s.beam, 50);
@@ -169,7 +169,7 @@ GenResult run_generative(const Setup& s, const std::string& name, const rb::toke
         rb::Matrix<float> sc(rb::Shape<2>{{q, kdec}});
         const auto td = std::chrono::steady_clock::now();
         model.prepare_queries(be, pool, hist);
-        rb::decoding::constrained_beam_search(model, trie, q, kdec, items.view(), sc.view(), ws, bo);
+        rb::decoding::constrained_beam_search(model, catalogue, q, kdec, items.view(), sc.view(), ws, bo);
         decode_seconds += seconds_since(td);
         decoded += q;
         for (index_t b = 0; b < q; ++b) {
@@ -178,8 +178,8 @@ GenResult run_generative(const Setup& s, const std::string& name, const rb::toke
             index_t rank = 10, kept = 0;  // 10: not in the top 10
             for (index_t j = 0; j < kdec && kept < 10; ++j) {
                 constrained.returned += 1;
-                if (items(b, j) < 0 || !trie.contains(ids.codes(items(b, j)))) constrained.invalid += 1;
-                const row_id_t item = items(b, j) + 1;  // trie rows are dataset ids - 1
+                if (items(b, j) < 0 || !catalogue.contains(ids.codes(items(b, j)))) constrained.invalid += 1;
+                const row_id_t item = items(b, j) + 1;  // catalogue item ids are dataset ids - 1
                 if (seen.count(item)) continue;
                 if (item == target) rank = kept;
                 ++kept;
@@ -191,7 +191,7 @@ GenResult run_generative(const Setup& s, const std::string& name, const rb::toke
         rb::decoding::BeamSearchOptions bu = bo;
         bu.beam_width = s.beam;
         rb::decoding::beam_search(model, ids.codebook_sizes(), q, 10, codes.view(), sc10.view(), ws, bu);
-        const auto st = rb::decoding::count_invalid_ids(trie, codes.cview());
+        const auto st = rb::decoding::count_invalid_ids(catalogue, codes.cview());
         unconstrained.returned += st.returned;
         unconstrained.invalid += st.invalid;
     });
@@ -215,7 +215,7 @@ GenResult run_generative(const Setup& s, const std::string& name, const rb::toke
     model.prepare_queries(be, pool, one.cview());
     rb::Matrix<row_id_t> items(rb::Shape<2>{{1, kdec}});
     rb::Matrix<float> sc(rb::Shape<2>{{1, kdec}});
-    rb::decoding::constrained_beam_search(model, trie, 1, kdec, items.view(), sc.view(), ws, bo);
+    rb::decoding::constrained_beam_search(model, catalogue, 1, kdec, items.view(), sc.view(), ws, bo);
     auto title = [&](row_id_t item) {
         const auto it = s.titles.find(s.dataset.item_ids[static_cast<std::size_t>(item)]);
         return it == s.titles.end() ? std::string("?") : it->second;

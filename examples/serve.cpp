@@ -1,8 +1,8 @@
 // serve: answer next-item requests from a checkpoint that describes itself
 // (saved by `sasrec --save` or `bert4rec --save`), as JSON lines.
 //
-//   serve --load FILE [--listen 127.0.0.1:PORT | --unix PATH] [--cache_users 100000]
-//         [--max_batch 32] [--max_wait_us 500] [--threads 0]
+//   serve --load FILE [--listen 127.0.0.1:PORT | --unix PATH] [--cache_users N | --cache_mb MB]
+//         [--incremental 0|1] [--max_batch 32] [--max_wait_us 500] [--threads 0]
 //
 // Without --listen / --unix, requests come on stdin and answers go to stdout,
 // in order. With --listen (loopback TCP; port 0 picks a free one) or --unix
@@ -12,6 +12,14 @@
 // the errors and the user cache are described in docs/serving.md and
 // serving/request_lines.hpp. A malformed request gets an error line and the
 // server goes on; the checkpoint is only read.
+//
+// A SASRec whose cached keys and values are exact (positions from_oldest,
+// padded keys masked) keeps an incremental state per user: a new event costs
+// one row through the model instead of a forward over the window. Other
+// models recompute each user's window; --incremental 0 forces that (to
+// compare). The first line on stderr says which, and why not, and the memory
+// per cached user; the cache holds --cache_users users, or as many as fit in
+// --cache_mb MiB (default: 100,000 users, fewer if they need more than 2 GiB).
 //
 // Concurrent requests are gathered into batches (up to --max_batch, or until
 // the oldest has waited --max_wait_us) scored in one call. On exit the
@@ -60,7 +68,11 @@ std::vector<examples::FlagGroup> flag_groups() {
              {{"listen", "", "serve TCP on this loopback address", "127.0.0.1:PORT"},
               {"unix", "", "serve on a unix-domain socket", "PATH"}}},
             {"serving",
-             {{"cache_users", "100000", "users whose state is kept (LRU)"},
+             {{"cache_users", "100000", "users whose state is kept (LRU); without the flag, fewer if they need more "
+                                        "than 2048 MiB"},
+              {"cache_mb", "(none: --cache_users)", "instead, as many users as fit in MB MiB", "MB"},
+              {"incremental", "1", "an incremental state per user where the model allows it (0: recompute every "
+                                   "window)", "0|1"},
               {"max_batch", "32", "the most requests answered in one batch"},
               {"max_wait_us", "500", "how long the oldest request may wait for company, in microseconds"},
               {"threads", "0", "worker threads (0: every hardware thread)"}}}};
@@ -314,7 +326,10 @@ int main(int argc, char** argv) {
         if (!a.positional().empty()) throw rb::ValueError("unexpected argument '" + a.positional()[0] + "'");
         if (!a.has("load")) throw rb::ValueError("--load FILE (a checkpoint saved by sasrec or bert4rec) is required");
         if (a.has("listen") && a.has("unix")) throw rb::ValueError("--listen and --unix exclude each other");
-        const auto cache_users = static_cast<std::size_t>(a.integer_in("cache_users", 100000, 1, examples::kMaxCount));
+        if (a.has("cache_users") && a.has("cache_mb")) throw rb::ValueError("--cache_users and --cache_mb exclude each other");
+        const bool want_incremental = a.integer_in("incremental", 1, 0, 1) == 1;
+        const auto cache_users_flag = static_cast<std::size_t>(a.integer_in("cache_users", 100000, 1, examples::kMaxCount));
+        const auto cache_mb = static_cast<std::size_t>(a.integer_in("cache_mb", 1, 1, 1 << 24));
         const auto max_batch = static_cast<std::size_t>(a.integer_in("max_batch", 32, 1, 4096));
         const auto max_wait = std::chrono::microseconds(a.integer_in("max_wait_us", 500, 0, 10'000'000));
         const int threads = examples::thread_count(a);
@@ -330,7 +345,20 @@ int main(int argc, char** argv) {
                                        .blocks = d.kind == rb::models::ModelKind::sasrec ? d.sasrec.num_blocks
                                                                                           : d.bert4rec.num_blocks,
                                        .batch = 1, .eval_batch = static_cast<long long>(max_batch)});
-        rb::serving::NextItemService service(*model.scorer, model.items, {.cache_capacity = cache_users, .max_batch = max_batch});
+        // The cache's capacity from the memory one user takes (an incremental state is ~180x a window).
+        const std::size_t per_user = rb::serving::NextItemService::bytes_per_user(*model.scorer, want_incremental);
+        std::size_t cache_users = 0;
+        if (a.has("cache_mb")) {
+            cache_users = (cache_mb << 20) / per_user;
+            if (cache_users == 0)
+                throw rb::ValueError("--cache_mb " + std::to_string(cache_mb) + " holds no user: one takes " +
+                                     std::to_string(per_user) + " bytes");
+        } else {
+            cache_users = cache_users_flag;
+            if (!a.has("cache_users")) cache_users = std::min(cache_users, std::max<std::size_t>(1, (std::size_t{2048} << 20) / per_user));
+        }
+        rb::serving::NextItemService service(*model.scorer, model.items,
+                                             {.cache_capacity = cache_users, .max_batch = max_batch, .incremental = want_incremental});
         rb::serving::MicroBatcher<rb::serving::ServiceJob> batcher(
             {.max_batch = max_batch, .max_wait = max_wait},
             [&](std::span<rb::serving::ServiceJob* const> jobs) {
@@ -345,12 +373,16 @@ int main(int argc, char** argv) {
                         }
                 }
             });
-        std::fprintf(stderr, "serve: %s: %s, %lld items, max_len %lld%s; cache %zu users (about %zu bytes each), "
+        const std::string state =
+            service.incremental() ? std::string("incremental user states")
+            : want_incremental    ? "recomputing each user's window (no incremental state: " + model.scorer->incremental_note() + ")"
+                                  : std::string("recomputing each user's window (--incremental 0)");
+        std::fprintf(stderr, "serve: %s: %s, %lld items, max_len %lld%s; %s; cache %zu users x %zu bytes = up to %.1f MiB, "
                              "batches of up to %zu, %lld us, %d threads\n",
                      file.c_str(), rb::io::detail::metadata_text(d.kind).c_str(), static_cast<long long>(d.num_items()),
                      static_cast<long long>(d.max_len()), model.items_from_file ? "" : " (no item-id map: ids are the model's)",
-                     cache_users, rb::serving::UserHistory::bytes_per_user(d.max_len()), max_batch,
-                     static_cast<long long>(max_wait.count()), pool.size());
+                     state.c_str(), cache_users, per_user, double(cache_users) * double(per_user) / double(1 << 20),
+                     max_batch, static_cast<long long>(max_wait.count()), pool.size());
         Stats stats;
         Server server{service, batcher, stats};
         if (listener >= 0) {

@@ -3,7 +3,7 @@
 # build-fuzz/ and runs each one for a bounded time (docs/fuzzing.md).
 #
 #   scripts/fuzz.sh [SECONDS_PER_HARNESS] [HARNESS...]
-#       SECONDS_PER_HARNESS  default 60; CI (./recblocks test) runs 45
+#       SECONDS_PER_HARNESS  default 60; CI (./recblocks test) runs 30
 #       HARNESS              fuzz_safetensors, fuzz_checkpoint, ... (default: all)
 #
 # Long run (the figures in docs/fuzzing.md): scripts/fuzz.sh 3600

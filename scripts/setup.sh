@@ -5,7 +5,8 @@
 #   scripts/setup.sh --fuzz    and clang with libFuzzer (scripts/fuzz.sh; ./recblocks test runs it)
 set -euo pipefail
 
-packages=(build-essential cmake g++ libeigen3-dev libxsimd-dev catch2 libbenchmark-dev pkgconf)
+packages=(build-essential cmake g++ libeigen3-dev libxsimd-dev catch2 libbenchmark-dev pkgconf
+          libopenmpi-dev openmpi-bin)  # MPI: the data-parallel tests (docs/distributed.md)
 if [[ "${1:-}" == "--fuzz" ]]; then
     packages+=(clang libclang-rt-dev)  # clang++ 14 and its libFuzzer / sanitizer runtimes
 fi

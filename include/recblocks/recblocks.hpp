@@ -90,6 +90,7 @@
 #include "recblocks/tokenizers/semantic_ids.hpp"
 #include "recblocks/tokenizers/code_trie.hpp"
 #include "recblocks/decoding/constrained_beam_search.hpp"
+#include "recblocks/decoding/flat_catalogue.hpp"
 
 // Item tokenizers (one Quantizer contract for RQ and FSQ)
 #include "recblocks/tokenizers/quantizer.hpp"
@@ -102,6 +103,16 @@
 #include "recblocks/data/item_text_features.hpp"
 #include "recblocks/models/generative_retriever.hpp"
 #include "recblocks/train/generative_trainer.hpp"
+
+// Item indexing: attributes and item vectors, one contract for sequential / collaborative /
+// semantic RQ-KMeans / random IDs, TIGER and LC-Rec collision resolution
+#include "recblocks/data/item_attributes.hpp"
+#include "recblocks/data/item_vectors.hpp"
+#include "recblocks/indexing/item_codes.hpp"
+#include "recblocks/indexing/sequential_indexing.hpp"
+#include "recblocks/indexing/random_indexing.hpp"
+#include "recblocks/indexing/collaborative_indexing.hpp"
+#include "recblocks/indexing/semantic_rq_indexing.hpp"
 
 // Matryoshka embeddings: nested widths, prefix views, MRL / MRL-E losses, fMRLRec nested linear
 #include "recblocks/blocks/matryoshka_embedding.hpp"

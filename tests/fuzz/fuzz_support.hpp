@@ -20,6 +20,8 @@
 #include <filesystem>
 #include <string>
 
+#include "recblocks/io/pytorch_import.hpp"
+#include "recblocks/io/safetensors.hpp"
 #include "recblocks/models/bert4rec.hpp"
 #include "recblocks/models/sasrec.hpp"
 #include "recblocks/optim/adam.hpp"
@@ -79,5 +81,13 @@ struct TinyModels {
     rb::optim::Adam<float> adam{{}, sasrec.params()};
     rb::models::BERT4Rec<float> bert4rec{tiny_bert4rec_config(), rb::Rng(2)};
 };
+
+/// Writes `model`'s parameters as a PyTorch state_dict names them: each under `map`'s name.
+template <class Model>
+void write_pytorch_state(const std::filesystem::path& p, const Model& model, const rb::io::NameMap& map) {
+    rb::io::SafetensorsWriter w;
+    for (const auto& prm : model.params()) rb::io::add_param(w, rb::io::map_name(map, prm.name), prm, prm.value);
+    w.write(p);
+}
 
 }  // namespace rbfuzz

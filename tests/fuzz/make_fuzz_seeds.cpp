@@ -5,11 +5,13 @@
 //
 // OUT_DIR/<harness>/ gets a few valid files each (safetensors of every dtype
 // and rank, checkpoints with and without Adam state, PyTorch state_dicts under
-// the programs' name maps, semantic IDs, IVF index files, user-item, S3-Rec and MovieLens text); the
-// MovieLens seed is the head of SOURCE_DIR/data/ml-latest-small/ratings.csv.
+// the programs' name maps, semantic IDs, IVF index files, user-item, S3-Rec and MovieLens text, S3-Rec
+// item attributes); the MovieLens seed is the head of SOURCE_DIR/data/ml-latest-small/ratings.csv, the
+// attribute seed the head of SOURCE_DIR/data/amazon-sports/Sports_and_Outdoors_item2attributes.json.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -100,20 +102,12 @@ void request_line_seeds(const fs::path& dir, rbfuzz::TinyModels& m) {
                as_lines(rb::models::model_metadata(rb::models::ModelDescription::of(m.bert4rec.config()))));
 }
 
-/// A state_dict as PyTorch names it: each parameter under `map`'s name.
-template <class Model>
-void pytorch_seed(const fs::path& p, const Model& model, const rb::io::NameMap& map) {
-    rb::io::SafetensorsWriter w;
-    for (const auto& prm : model.params()) rb::io::add_param(w, rb::io::map_name(map, prm.name), prm, prm.value);
-    w.write(p);
-}
-
 void pytorch_seeds(const fs::path& dir, rbfuzz::TinyModels& m) {
-    pytorch_seed(dir / "sasrec_conv1d.safetensors", m.sasrec, rb::io::sasrec_pmixer_names());
+    rbfuzz::write_pytorch_state(dir / "sasrec_conv1d.safetensors", m.sasrec, rb::io::sasrec_pmixer_names());
     auto linear = rb::io::sasrec_pmixer_names();
     linear.insert(linear.begin(), {"blocks.{i}.ffn.", "forward_layers.{i}."});
-    pytorch_seed(dir / "sasrec_linear.safetensors", m.sasrec, linear);
-    pytorch_seed(dir / "bert4rec.safetensors", m.bert4rec, rb::models::bert4rec_reference_names());
+    rbfuzz::write_pytorch_state(dir / "sasrec_linear.safetensors", m.sasrec, linear);
+    rbfuzz::write_pytorch_state(dir / "bert4rec.safetensors", m.bert4rec, rb::models::bert4rec_reference_names());
 }
 
 void semantic_id_seeds(const fs::path& dir) {
@@ -159,6 +153,17 @@ void text_seeds(const fs::path& user_item, const fs::path& sequences, const fs::
     if (!head.empty()) write_text(movielens / "ml_latest_small_head.csv", head);
 }
 
+/// Item attributes (S3-Rec item2attributes.json): a small hand-written file and the head of the
+/// bundled Amazon Sports file, closed into a valid object.
+void item_attribute_seeds(const fs::path& dir, const fs::path& source_dir) {
+    write_text(dir / "small.json", "{\"1\": [1, 2, 3], \"7\": [2, 2],\n \"3\": [], \"5999\": [0]}\n");
+    std::ifstream in(source_dir / "data/amazon-sports/Sports_and_Outdoors_item2attributes.json");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::size_t cut = 0;
+    for (int i = 0; i < 40 && cut != std::string::npos; ++i) cut = text.find("],", cut + 1);
+    if (cut != std::string::npos) write_text(dir / "amazon_sports_head.json", text.substr(0, cut) + "]}");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -170,7 +175,7 @@ int main(int argc, char** argv) {
         const fs::path out = argv[1], source = argv[2];
         for (const char* d :
              {"safetensors", "checkpoint", "pytorch_import", "semantic_ids", "ivf_index", "user_item", "sequences",
-              "movielens", "request_lines"})
+              "movielens", "request_lines", "checkpoint_layout", "item_attributes"})
             fs::create_directories(out / d);
         rbfuzz::TinyModels m;
         safetensors_seeds(out / "safetensors");
@@ -180,6 +185,12 @@ int main(int argc, char** argv) {
         semantic_id_seeds(out / "semantic_ids");
         ivf_index_seeds(out / "ivf_index");
         text_seeds(out / "user_item", out / "sequences", out / "movielens", source);
+        // The shipped layout files (layouts/*.json) seed the layout parser.
+        for (const auto& e : fs::directory_iterator(source / "layouts"))
+            if (e.path().extension() == ".json")
+                fs::copy_file(e.path(), out / "checkpoint_layout" / e.path().filename(),
+                              fs::copy_options::overwrite_existing);
+        item_attribute_seeds(out / "item_attributes", source);
         // Every safetensors seed is also a seed of the other safetensors loaders, and the reverse.
         for (const char* d : {"checkpoint", "pytorch_import", "semantic_ids", "ivf_index"})
             for (const auto& e : fs::directory_iterator(out / d))

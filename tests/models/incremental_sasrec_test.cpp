@@ -237,17 +237,28 @@ TEST_CASE("IncrementalSASRec: Reference backend agrees", "[models][sasrec][incre
 TEST_CASE("IncrementalSASRec: configurations that cannot be cached exactly", "[models][sasrec][incremental]") {
     ThreadPool pool(2);
     const backend::Cpu<isa::Dispatch> cpu{&pool};
-    for (auto [positions, mask] : {std::pair{blocks::PositionRows::from_one, true},
-                                   std::pair{blocks::PositionRows::per_slot, true},
-                                   std::pair{blocks::PositionRows::from_oldest, false}}) {
+    struct Case {
+        blocks::PositionRows positions;
+        bool mask, embedding_norm, final_norm;
+        const char* named;  // what the refusal must show of this configuration
+    };
+    for (const Case c : {Case{blocks::PositionRows::from_one, true, false, true, "positions = from_one"},
+                         Case{blocks::PositionRows::per_slot, true, false, true, "positions = per_slot"},
+                         Case{blocks::PositionRows::from_oldest, false, false, true, "mask_padding_keys = false"},
+                         // RecBole's layout: the one-row step has neither its embedding norm nor its missing final norm
+                         Case{blocks::PositionRows::from_oldest, true, true, true, "embedding_norm = true"},
+                         Case{blocks::PositionRows::from_oldest, true, false, false, "final_norm = false"}}) {
         auto cfg = small_config(2, 1);
-        cfg.positions = positions;
-        cfg.mask_padding_keys = mask;
+        cfg.positions = c.positions;
+        cfg.mask_padding_keys = c.mask;
+        cfg.embedding_norm = c.embedding_norm;
+        cfg.final_norm = c.final_norm;
         models::SASRec<float> model(cfg, Rng(3));
         perturb(model, 5);
         REQUIRE_FALSE(models::IncrementalSASRec<float>::exact_for(cfg));
-        REQUIRE_THROWS_WITH(models::IncrementalSASRec<float>(model),
-                            Catch::Contains("from_oldest") && Catch::Contains("allow_full_recompute"));
+        REQUIRE_THROWS_WITH(models::IncrementalSASRec<float>(model), Catch::Contains("from_oldest") &&
+                                                                         Catch::Contains(c.named) &&
+                                                                         Catch::Contains("allow_full_recompute"));
         // The fallback: a full forward per update, exact, with the same API.
         models::IncrementalSASRec<float> engine(model, {0, true});
         REQUIRE_FALSE(engine.incremental());

@@ -65,6 +65,17 @@ public:
         return order;
     }
 
+    /// The counted (non-padded) positions of these users' rows: what the batch's loss averages over.
+    [[nodiscard]] index_t targets(std::span<const index_t> users) const {
+        index_t n = 0;
+        for (const index_t u : users) {
+            RECBLOCKS_CHECK_INDEX(u >= 0 && u < static_cast<index_t>(train_.size()), "data::NextItemBatches::targets: user ",
+                                  u, " is outside [0, ", train_.size(), ")");
+            n += std::min<index_t>(max_len_, static_cast<index_t>(train_[static_cast<std::size_t>(u)].size()) - 1);
+        }
+        return n;
+    }
+
     /// Fills ids, pos, neg [users.size(), max_len] for training step `step`.
     void fill(std::span<const index_t> users, std::uint64_t step, MatrixView<row_id_t> ids, MatrixView<row_id_t> pos,
               MatrixView<row_id_t> neg) const {

@@ -24,14 +24,17 @@
 //
 // Search: scores are sums of the model's log-probs (float, level by level, no
 // renormalisation). At level t each kept prefix proposes its children — in the
-// constrained search only the codes the catalogue trie allows
-// (CodeTrie::allowed_next), in the unconstrained one every code — at most
+// constrained search only the codes the catalogue allows (FlatCatalogue: its
+// dense child table on the first levels, a scan of the K_t log-probs against
+// it; its CSR row after; CodeTrie: its CSR row at every level), in the
+// unconstrained one every code — at most
 // expansions[t] of them per prefix (its best; 0 = all), and the best beams[t]
 // of all proposals of a query are kept (RecGPT: beams {10, 20, 20, ...},
 // expansions {all, 5, 5, ...}: BeamSearchOptions::recgpt). The last level keeps
 // max(beams[L-1], k). Ties: equal scores are ordered by the code tuple,
-// lexicographically (in the trie, by node id), so results do not depend on the
-// thread count. The constrained search returns the top-k items of each query
+// lexicographically (by the trie's node id / the flat catalogue's prefix row,
+// both in that order), so results do not depend on the thread count, and the
+// two catalogue forms give identical results. The constrained search returns the top-k items of each query
 // (a leaf shared by several items under DuplicateIds::map_to_all lists them in
 // id order); by construction every item is real and none repeats. Fewer than k
 // may be found when narrow beams pruned the rest: the tail is then item -1,
@@ -62,12 +65,14 @@
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "recblocks/core/check.hpp"
 #include "recblocks/core/tensor_view.hpp"
 #include "recblocks/core/thread_pool.hpp"
+#include "recblocks/decoding/flat_catalogue.hpp"
 #include "recblocks/tokenizers/code_trie.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -227,6 +232,9 @@ private:
     }
 };
 
+/// The unconstrained search's constraint: none.
+struct NoConstraint {};
+
 /// The implementation shared by both searches (a struct so it can reach the
 /// workspace's buffers).
 struct SearchImpl {
@@ -259,10 +267,12 @@ struct SearchImpl {
 
     /// Runs the levels: children come from the trie (Constrained) or are every
     /// code. The final rows are left in the workspace (result_*).
-    template <bool Constrained, class Model>
-    static void run(Model& model, const tokenizers::CodeTrie* trie, std::span<const std::int32_t> sizes,
+    template <class Constraint, class Model>
+    static void run(Model& model, const Constraint* catalogue, std::span<const std::int32_t> sizes,
                     index_t queries, index_t k, const BeamSearchOptions& opt, BeamSearchWorkspace& ws,
                     std::string_view op) {
+        constexpr bool Constrained = !std::is_same_v<Constraint, NoConstraint>;
+        constexpr bool Flat = std::is_same_v<Constraint, FlatCatalogue>;
         const auto levels = static_cast<index_t>(sizes.size());
         if (static_cast<std::size_t>(levels) > ws.beams_.capacity()) ws.growths_ += 2;
         std::vector<index_t>& beams = ws.beams_;
@@ -305,7 +315,7 @@ struct SearchImpl {
         for (index_t q = 0; q < queries; ++q) {
             ws.query_[0][static_cast<std::size_t>(q)] = static_cast<std::int32_t>(q);
             ws.score_[0][static_cast<std::size_t>(q)] = 0.0f;
-            ws.key_[0][static_cast<std::size_t>(q)] = tokenizers::CodeTrie::kRoot;
+            ws.key_[0][static_cast<std::size_t>(q)] = 0;  // the trie's root / level 0's only prefix row
             if constexpr (!Constrained) ws.rank_[static_cast<std::size_t>(q)] = 0;
         }
         for (index_t t = 0; t < levels; ++t) {
@@ -331,15 +341,22 @@ struct SearchImpl {
                     const float s = ws.score_[cur][static_cast<std::size_t>(r)];
                     const std::uint64_t key = ws.key_[cur][static_cast<std::size_t>(r)];
                     const float* lp = out.row(r);
-                    // Tie value of child j: its node id (ids follow lexicographic
-                    // order), or rank(row) * K_t + j.
+                    // Tie value of a child: its node / prefix row (both follow
+                    // lexicographic order within a level), or rank(row) * K_t + j.
                     std::span<const std::int32_t> allowed;
                     std::uint32_t first_tie;
                     index_t n;
-                    if constexpr (Constrained) {
+                    const std::int32_t* dense = nullptr;  // FlatCatalogue's dense level: child row per code
+                    if constexpr (Flat) {
+                        const auto row = static_cast<FlatCatalogue::row_t>(key);
+                        allowed = catalogue->allowed_next(t, row);
+                        first_tie = static_cast<std::uint32_t>(catalogue->first_child(t, row));
+                        n = static_cast<index_t>(allowed.size());
+                        if (catalogue->is_dense(t)) dense = catalogue->dense_children(t, row);
+                    } else if constexpr (Constrained) {
                         const auto node = static_cast<tokenizers::CodeTrie::node_t>(key);
-                        allowed = trie->allowed_next(node);
-                        first_tie = static_cast<std::uint32_t>(trie->first_child(node));
+                        allowed = catalogue->allowed_next(node);
+                        first_tie = static_cast<std::uint32_t>(catalogue->first_child(node));
                         n = static_cast<index_t>(allowed.size());
                     } else {
                         (void)key;
@@ -350,10 +367,33 @@ struct SearchImpl {
                         if constexpr (Constrained) return allowed[static_cast<std::size_t>(j)];
                         else return static_cast<std::int32_t>(j);
                     };
+                    auto nan_error = [&](std::int32_t code) {
+                        return ValueError(recblocks::detail::concat(op, ": the model's log-prob of code ", code,
+                                                                    " at level ", t, ", row ", r, " is NaN"));
+                    };
                     auto propose = [&](detail::TopSelector& h) {
                         // A NaN score fails `>=`, so it never enters the selection;
                         // the flag (no branch) reports it after the row.
                         bool nan = false;
+                        if (dense) {
+                            // Dense row: scan the K_t log-probs in order, the child
+                            // table masking the codes no ID continues with (-1).
+                            for (index_t c = 0; c < kt; ++c) {
+                                const float v = lp[c];
+                                const bool ok = dense[c] >= 0;
+                                nan |= ok & std::isnan(v);
+                                const float sc = s + v;
+                                if (sc >= h.threshold && ok) [[unlikely]]
+                                    h.offer(Candidate{pack_order(sc, static_cast<std::uint32_t>(dense[c])),
+                                                      static_cast<std::int32_t>(r), static_cast<std::int32_t>(c)});
+                            }
+                            if (nan) [[unlikely]] {
+                                std::int32_t c = 0;
+                                while (dense[c] < 0 || !std::isnan(lp[c])) ++c;
+                                throw nan_error(c);
+                            }
+                            return;
+                        }
                         for (index_t j = 0; j < n; ++j) {
                             const std::int32_t c = code_at(j);
                             const float v = lp[c];
@@ -366,9 +406,7 @@ struct SearchImpl {
                         if (nan) [[unlikely]] {
                             index_t j = 0;
                             while (!std::isnan(lp[code_at(j)])) ++j;
-                            throw ValueError(recblocks::detail::concat(op, ": the model's log-prob of code ",
-                                                                       code_at(j), " at level ", t, ", row ", r,
-                                                                       " is NaN"));
+                            throw nan_error(code_at(j));
                         }
                     };
                     if (expand == 0 || expand >= n) {
@@ -413,7 +451,7 @@ struct SearchImpl {
                     ws.query_[nxt][wi] = static_cast<std::int32_t>(q);
                     ws.parent_[nxt][wi] = c.parent;
                     ws.score_[nxt][wi] = score_of(c);
-                    if constexpr (Constrained) ws.key_[nxt][wi] = tie_of(c);  // the child's node id
+                    if constexpr (Constrained) ws.key_[nxt][wi] = tie_of(c);  // the child's node id / prefix row
                     else
                         ws.key_[nxt][wi] = ws.key_[cur][static_cast<std::size_t>(c.parent)] * static_cast<std::uint64_t>(kt) +
                                            static_cast<std::uint64_t>(c.code);
@@ -459,34 +497,31 @@ struct SearchImpl {
 
 }  // namespace detail
 
-/// Catalogue-aware beam search: the top-k catalogue items of each of `queries`
-/// queries under `model`, only ever extending prefixes the trie allows.
-/// items [Q, k] (item ids), scores [Q, k] (summed log-probs), best first;
-/// unfilled slots are -1 / -inf (only when narrow beams pruned the catalogue).
-template <NextCodeModel Model>
-void constrained_beam_search(Model& model, const tokenizers::CodeTrie& trie, index_t queries, index_t k,
-                             MatrixView<row_id_t> items, MatrixView<float> scores, BeamSearchWorkspace& ws,
-                             const BeamSearchOptions& options = {}) {
+namespace detail {
+
+template <class Catalogue, class Model>
+void constrained_search(Model& model, const Catalogue& cat, index_t queries, index_t k, MatrixView<row_id_t> items,
+                        MatrixView<float> scores, BeamSearchWorkspace& ws, const BeamSearchOptions& options) {
     constexpr std::string_view op = "decoding::constrained_beam_search";
-    RECBLOCKS_CHECK_VALUE(trie.depth() >= 1, op, ": the trie is empty (default-constructed)");
+    RECBLOCKS_CHECK_VALUE(cat.depth() >= 1, op, ": the catalogue is empty (default-constructed)");
     RECBLOCKS_CHECK_VALUE(queries >= 0, op, ": negative query count ", queries);
-    RECBLOCKS_CHECK_VALUE(k >= 1 && k <= trie.num_items(), op, ": k = ", k, " but the catalogue has ",
-                          trie.num_items(), " items; need 1 <= k <= catalogue size");
+    RECBLOCKS_CHECK_VALUE(k >= 1 && k <= cat.num_items(), op, ": k = ", k, " but the catalogue has ",
+                          cat.num_items(), " items; need 1 <= k <= catalogue size");
     RECBLOCKS_CHECK_SHAPE(items.rows() == queries && items.cols() == k, op, ": items is ", items.shape(),
                           " but expected [", queries, ", ", k, "]");
     RECBLOCKS_CHECK_SHAPE(scores.rows() == queries && scores.cols() == k, op, ": scores is ", scores.shape(),
                           " but expected [", queries, ", ", k, "]");
     if (queries == 0) return;
-    detail::SearchImpl::run<true>(model, &trie, trie.codebook_sizes(), queries, k, options, ws, op);
-    const std::int32_t* qrow = detail::SearchImpl::result_query(ws);
-    const float* sc = detail::SearchImpl::result_score(ws);
-    const std::uint64_t* key = detail::SearchImpl::result_key(ws);
-    const index_t rows = detail::SearchImpl::result_rows(ws);
+    SearchImpl::run<Catalogue>(model, &cat, cat.codebook_sizes(), queries, k, options, ws, op);
+    const std::int32_t* qrow = SearchImpl::result_query(ws);
+    const float* sc = SearchImpl::result_score(ws);
+    const std::uint64_t* key = SearchImpl::result_key(ws);
+    const index_t rows = SearchImpl::result_rows(ws);
     index_t r = 0;
     for (index_t q = 0; q < queries; ++q) {
         index_t filled = 0;
         for (; r < rows && qrow[r] == q; ++r) {
-            for (const row_id_t item : trie.leaf_items(static_cast<tokenizers::CodeTrie::node_t>(key[r]))) {
+            for (const row_id_t item : cat.leaf_items(static_cast<std::int32_t>(key[r]))) {
                 if (filled == k) break;
                 items(q, filled) = item;
                 scores(q, filled) = sc[r];
@@ -498,6 +533,29 @@ void constrained_beam_search(Model& model, const tokenizers::CodeTrie& trie, ind
             scores(q, filled) = -std::numeric_limits<float>::infinity();
         }
     }
+}
+
+}  // namespace detail
+
+/// Catalogue-aware beam search: the top-k catalogue items of each of `queries`
+/// queries under `model`, only ever extending prefixes the catalogue allows.
+/// items [Q, k] (item ids), scores [Q, k] (summed log-probs), best first;
+/// unfilled slots are -1 / -inf (only when narrow beams pruned the catalogue).
+/// The flat catalogue and the trie give identical results (ties included).
+template <NextCodeModel Model>
+void constrained_beam_search(Model& model, const FlatCatalogue& catalogue, index_t queries, index_t k,
+                             MatrixView<row_id_t> items, MatrixView<float> scores, BeamSearchWorkspace& ws,
+                             const BeamSearchOptions& options = {}) {
+    detail::constrained_search(model, catalogue, queries, k, items, scores, ws, options);
+}
+
+/// The same search under a CodeTrie (the catalogue walked node by node; every
+/// level read through its CSR arrays).
+template <NextCodeModel Model>
+void constrained_beam_search(Model& model, const tokenizers::CodeTrie& trie, index_t queries, index_t k,
+                             MatrixView<row_id_t> items, MatrixView<float> scores, BeamSearchWorkspace& ws,
+                             const BeamSearchOptions& options = {}) {
+    detail::constrained_search(model, trie, queries, k, items, scores, ws, options);
 }
 
 /// Plain beam search over the whole code space (no catalogue): the top-k code
@@ -526,7 +584,7 @@ void beam_search(Model& model, std::span<const std::int32_t> codebook_sizes, ind
     RECBLOCKS_CHECK_SHAPE(scores.rows() == queries && scores.cols() == k, op, ": scores is ", scores.shape(),
                           " but expected [", queries, ", ", k, "]");
     if (queries == 0) return;
-    detail::SearchImpl::run<false>(model, nullptr, codebook_sizes, queries, k, options, ws, op);
+    detail::SearchImpl::run<detail::NoConstraint>(model, static_cast<const detail::NoConstraint*>(nullptr), codebook_sizes, queries, k, options, ws, op);
     const std::int32_t* qrow = detail::SearchImpl::result_query(ws);
     const float* sc = detail::SearchImpl::result_score(ws);
     const std::int32_t* prefix = detail::SearchImpl::result_prefix(ws);
@@ -562,6 +620,22 @@ inline InvalidIdStats count_invalid_ids(const tokenizers::CodeTrie& trie, Tensor
             for (index_t t = 0; t < codes.extent(2) && n != tokenizers::CodeTrie::kNoNode; ++t)
                 n = trie.child(n, codes(q, j, t));
             s.invalid += n == tokenizers::CodeTrie::kNoNode;
+        }
+    return s;
+}
+
+/// count_invalid_ids against a FlatCatalogue.
+inline InvalidIdStats count_invalid_ids(const FlatCatalogue& catalogue, TensorView<const std::int32_t, 3> codes) {
+    RECBLOCKS_CHECK_SHAPE(codes.extent(2) == catalogue.depth(), "decoding::count_invalid_ids: codes is ",
+                          codes.shape(), " but the IDs have ", catalogue.depth(), " levels");
+    InvalidIdStats s;
+    std::vector<std::int32_t> tuple(static_cast<std::size_t>(codes.extent(2)));
+    for (index_t q = 0; q < codes.extent(0); ++q)
+        for (index_t j = 0; j < codes.extent(1); ++j) {
+            if (codes(q, j, 0) < 0) continue;
+            ++s.returned;
+            for (index_t t = 0; t < codes.extent(2); ++t) tuple[static_cast<std::size_t>(t)] = codes(q, j, t);
+            s.invalid += !catalogue.contains(tuple);
         }
     return s;
 }

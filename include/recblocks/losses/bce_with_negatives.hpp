@@ -70,12 +70,15 @@ public:
     /// [N + 1, D] (accumulated) in Memory. widths: nested prefixes of D on the
     /// shared table (MRL-E), or nullptr for the plain loss. Returns Σ_i c_i ·
     /// loss_i and the count (count 0 -> loss 0, zero d_hidden); per_width()
-    /// holds each loss_i (unweighted).
+    /// holds each loss_i (unweighted). normalizer > 0 divides by it instead of
+    /// the count: this call is then one part of a larger batch of `normalizer`
+    /// counted rows (data-parallel granules), and its loss and gradients are
+    /// that part's share of the batch's mean.
     template <class Be>
         requires std::is_same_v<memory_space_t<Be>, Memory>
     LossValue operator()(const Be& be, MatrixView<const T> hidden, MatrixView<const T> table,
                          VectorView<const row_id_t> pos, MatrixView<const row_id_t> neg, MatrixView<T> d_hidden,
-                         MatrixView<T> d_table, const MatryoshkaWidths* widths = nullptr) {
+                         MatrixView<T> d_table, const MatryoshkaWidths* widths = nullptr, index_t normalizer = 0) {
         constexpr std::string_view op = "losses::bce_with_negatives";
         const index_t rows = hidden.rows(), d = hidden.cols();
         RECBLOCKS_CHECK_SHAPE(table.cols() == d && table.rows() >= 2, op, ": table is ", table.shape(),
@@ -94,12 +97,14 @@ public:
         if (zeros_.numel() != d) zeros_.resize(Shape<1>{{d}});
         ops::broadcast_rows(be, zeros_.cview(), T(0), d_hidden);
         if (count == 0) return {};
+        RECBLOCKS_CHECK_VALUE(normalizer == 0 || normalizer >= count, op, ": normalizer ", normalizer,
+                              " is smaller than this part's ", count, " counted rows");
         const index_t m = static_cast<index_t>(host_rows_.size());
         stage(m, d, levels);
         ops::gather_rows(be, hidden, rows_.cview(), h_.view());
         ops::gather_rows(be, table, ids_.cview(), e_.view());
         // Scores at each width (nested: s_i = s_{i-1} + the slice's dot), losses and d loss / d s_i.
-        const double inv = 1.0 / double(count);
+        const double inv = 1.0 / double(normalizer > 0 ? normalizer : count);
         for (index_t i = 0; i < levels; ++i) {
             const index_t a = widths ? widths->slice_begin(i) : 0, b = widths ? widths->width(i) : d;
             const double weight = widths ? widths->weight(i) : 1.0;

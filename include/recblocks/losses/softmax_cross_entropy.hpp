@@ -48,12 +48,14 @@ public:
     /// [N + 1] or empty, d_hidden, d_table, d_bias (empty when bias is) in
     /// Memory; targets [R] in [0, N] (0 = ignore) in host memory. Returns the
     /// mean loss over the targets; throws ValueError on non-finite logits
-    /// (the gradients are then incomplete: do not step on them).
+    /// (the gradients are then incomplete: do not step on them). normalizer > 0
+    /// divides by it instead of the count: this call is one part of a batch
+    /// of `normalizer` targets (data-parallel granules) and returns its share.
     template <class Be>
         requires std::is_same_v<memory_space_t<Be>, Memory>
     LossValue operator()(const Be& be, MatrixView<const T> hidden, MatrixView<const T> table, VectorView<const T> bias,
                          VectorView<const row_id_t> targets, MatrixView<T> d_hidden, MatrixView<T> d_table,
-                         VectorView<T> d_bias) {
+                         VectorView<T> d_bias, index_t normalizer = 0) {
         constexpr std::string_view op = "losses::SoftmaxCrossEntropy";
         const index_t rows = hidden.rows(), d = hidden.cols(), n = table.rows() - 1;
         RECBLOCKS_CHECK_SHAPE(table.cols() == d && n >= 1, op, ": table is ", table.shape(), " but hidden is ",
@@ -69,6 +71,9 @@ public:
         if (zeros_.numel() != d) zeros_.resize(Shape<1>{{d}});
         ops::broadcast_rows(be, zeros_.cview(), T(0), d_hidden);
         if (count == 0) return {};
+        RECBLOCKS_CHECK_VALUE(normalizer == 0 || normalizer >= count, op, ": normalizer ", normalizer,
+                              " is smaller than this part's ", count, " targets");
+        const index_t denominator = normalizer > 0 ? normalizer : count;
         upload(host_rows_, rows_);
         upload(host_cols_, cols_);
         const auto items = matrix_view<const T>(table.data() + table.ld(), n, d, table.ld());
@@ -81,7 +86,7 @@ public:
             dh_.resize(Shape<2>{{chunk, d}});
         }
         if (bias.data() && colsum_.numel() != n) colsum_.resize(Shape<1>{{n}});
-        const T inv = static_cast<T>(1.0 / double(count));
+        const T inv = static_cast<T>(1.0 / double(denominator));
         double total = 0;
         for (index_t c0 = 0; c0 < count; c0 += chunk) {
             const index_t m = std::min(chunk, count - c0);
@@ -107,7 +112,7 @@ public:
             // The rows are distinct and d_hidden is zero there: the scatter is a copy.
             ops::scatter_add_rows(be, MatrixView<const T>(dh), rows_c, d_hidden);
         }
-        return {total * (1.0 / double(count)), count};
+        return {total * (1.0 / double(denominator)), count};
     }
 
 private:

@@ -184,11 +184,13 @@ public:
     /// (0 = not a target, else the true item in [1, N]; only at non-padded
     /// slots), both in host memory. Zeroes and fills the gradients; returns
     /// the mean cross-entropy over the targets and their count (0 and no
-    /// gradient when there is none). `step` keys the dropout masks.
+    /// gradient when there is none). `step` keys the dropout masks. For one
+    /// granule of a larger batch (data-parallel training): normalizer = the
+    /// whole batch's targets, and the loss and gradients are this granule's share.
     template <class Be>
         requires std::is_same_v<memory_space_t<Be>, Memory>
     losses::LossValue train_step_ce(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> masked_ids,
-                                    MatrixView<const row_id_t> labels, std::uint64_t step) {
+                                    MatrixView<const row_id_t> labels, std::uint64_t step, index_t normalizer = 0) {
         constexpr std::string_view op = "BERT4Rec::train_step_ce";
         RECBLOCKS_CHECK_SHAPE(labels.shape() == masked_ids.shape() && labels.is_contiguous(), op, ": masked_ids is ",
                               masked_ids.shape(), " and labels ", labels.shape(), " (need equal contiguous shapes)");
@@ -219,7 +221,8 @@ public:
         const auto loss = loss_(be, head_slice(head_out_, count), classes(embedding_.params().items),
                                 head_.out_bias.cview(),
                                 vector_view<const row_id_t>(host_targets_.data(), count),
-                                head_slice(d_head_out_, count), classes(g.items), head_grads_.out_bias.view());
+                                head_slice(d_head_out_, count), classes(g.items), head_grads_.out_bias.view(),
+                                normalizer);
         head_backward(be, count);  // d_head_in_
         dhidden_.zero();
         // The slots are distinct and dhidden_ is zero: the scatter is a copy.

@@ -20,6 +20,8 @@
 // So the cached keys and values of block i are exactly those of a full forward
 // on the same events, and the new row's final state is the full forward's last
 // row (scores equal up to float rounding: tested at 1e-5 with the same top-10).
+// The one-row step has no embedding norm and always the final norm (RecBole's
+// layout has the reverse of both), so those configurations are refused too.
 // Other configurations cannot be cached exactly: construction throws, unless
 // Options::allow_full_recompute, which keeps only the window and runs the
 // model's full forward (encode_last) on it for every update.
@@ -42,6 +44,7 @@
 #include <cmath>
 #include <limits>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -106,8 +109,11 @@ public:
     using Options = IncrementalSASRecOptions;
 
     /// Whether a configuration's cached states are exact (see the top of this file).
+    /// (The one-row step also assumes no embedding norm and a final norm: RecBole's layout has the
+    /// opposite of both, and its states would be wrong; it is served by full recomputation.)
     [[nodiscard]] static bool exact_for(const SASRecConfig& c) {
-        return c.positions == blocks::PositionRows::from_oldest && c.mask_padding_keys;
+        return c.positions == blocks::PositionRows::from_oldest && c.mask_padding_keys && !c.embedding_norm &&
+               c.final_norm;
     }
 
     /// Serves `model` (its weights are read at each call, never written; its
@@ -122,15 +128,25 @@ public:
                               opt.overflow_keep);
         incremental_ = exact_for(c);
         RECBLOCKS_CHECK_VALUE(incremental_ || opt_.allow_full_recompute,
-                              "IncrementalSASRec: cached states are exact only with positions = from_oldest and "
-                              "mask_padding_keys = true (this model has positions = ",
-                              position_name(c.positions), ", mask_padding_keys = ", c.mask_padding_keys ? "true" : "false",
-                              "); set Options::allow_full_recompute to serve it with a full forward per update");
+                              "IncrementalSASRec: ", why_not_exact(c),
+                              "; set Options::allow_full_recompute to serve it with a full forward per update");
         ffn_inner_ = model_.stack().block(0).parts().ffn.config().inner;
         scratch_state_ = make_state();
     }
     IncrementalSASRec(const IncrementalSASRec&) = delete;
     IncrementalSASRec& operator=(const IncrementalSASRec&) = delete;
+
+    /// Why exact_for(c) is false, as a sentence fragment ("" when it is true).
+    [[nodiscard]] static std::string why_not_exact(const SASRecConfig& c) {
+        if (exact_for(c)) return {};
+        std::string why = "cached states are exact only with positions = from_oldest, mask_padding_keys = true, "
+                          "embedding_norm = false and final_norm = true (this model has positions = ";
+        why += position_name(c.positions);
+        why += c.mask_padding_keys ? ", mask_padding_keys = true" : ", mask_padding_keys = false";
+        why += c.embedding_norm ? ", embedding_norm = true" : ", embedding_norm = false";
+        why += c.final_norm ? ", final_norm = true)" : ", final_norm = false)";
+        return why;
+    }
 
     [[nodiscard]] const Options& options() const { return opt_; }
     /// False when serving by full recomputation (Options::allow_full_recompute).

@@ -147,10 +147,15 @@ public:
     /// [B, L] (pos = the next item of each slot, 0 where padded; one negative
     /// per slot). Zeroes and fills the gradients; returns the loss (including
     /// the l2_emb term) and the number of positions it averages over.
+    /// For one granule of a larger batch (data-parallel training, train/next_item_trainer.hpp):
+    /// normalizer = the whole batch's counted positions (the loss and gradients are this
+    /// granule's share of its mean), add_regulariser = whether this granule adds the l2_emb
+    /// term (exactly one granule of a batch does), and `step` keys the granule's dropout masks.
     template <class Be>
         requires std::is_same_v<memory_space_t<Be>, Memory>
     losses::LossValue train_step_bce(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids,
-                                     MatrixView<const row_id_t> pos, MatrixView<const row_id_t> neg, std::uint64_t step) {
+                                     MatrixView<const row_id_t> pos, MatrixView<const row_id_t> neg, std::uint64_t step,
+                                     index_t normalizer = 0, bool add_regulariser = true) {
         RECBLOCKS_CHECK_SHAPE(pos.shape() == ids.shape() && neg.shape() == ids.shape(), "SASRec::train_step_bce: ids is ",
                               ids.shape(), ", pos ", pos.shape(), ", neg ", neg.shape(), " (need equal shapes)");
         RECBLOCKS_CHECK_SHAPE(pos.is_contiguous() && neg.is_contiguous(), "SASRec::train_step_bce: pos and neg must be contiguous");
@@ -161,10 +166,11 @@ public:
         auto dh = matrix_view(dhidden_.data(), rows, d);
         const losses::LossValue loss_value =
             bce_(be, matrix_view<const T>(hidden_.data(), rows, d), items.cview(), vector_view(pos.data(), rows),
-                 matrix_view(neg.data(), rows, 1), dh, embedding_.grads().items.view(), widths_ ? &*widths_ : nullptr);
+                 matrix_view(neg.data(), rows, 1), dh, embedding_.grads().items.view(), widths_ ? &*widths_ : nullptr,
+                 normalizer);
         losses::LossValue loss = loss_value;
         if (widths_) width_losses_.assign(bce_.per_width().begin(), bce_.per_width().end());
-        if (cfg_.l2_emb > 0) {  // + l2/2 ||E||², gradient l2 E
+        if (cfg_.l2_emb > 0 && add_regulariser) {  // + l2/2 ||E||², gradient l2 E
             const auto w = vector_view<const T>(items.data(), items.numel());
             loss.loss += 0.5 * cfg_.l2_emb * double(ops::dot(be, w, w));
             ops::axpy(be, static_cast<T>(cfg_.l2_emb), w,

@@ -2,8 +2,9 @@
 // A user's state between two requests to a server: the newest `max_len`
 // items of their history (dense ids, oldest first). The model recomputes the
 // user from it on every request (SASRec::score_all on the left-padded
-// window). This is the one type a server keeps per user: an incremental
-// state (per-layer keys and values) can replace it behind the same calls.
+// window). NextItemService keeps it for models without an exact incremental
+// state (per-layer keys and values, models/incremental_sasrec.hpp), which it
+// keeps instead when the model has one.
 //
 // Memory per user: max_len × 4 bytes of ids (reserved once) plus about 100
 // bytes of bookkeeping (the vector, the cache's list and hash nodes, the key).

@@ -17,7 +17,8 @@
 //     last-level code: distances rescaled to [-1, 1] by the group's min/max,
 //     Q = exp(-d / eps), alternate row / column normalisation for a fixed number of
 //     iterations, code = argmax per item (lowest code on ties); repeated for up to
-//     `max_rounds` rounds on the groups that still collide. Distances come from a
+//     `max_rounds` rounds on the groups that still collide (stopping early after a round
+//     that changes no code: the next would repeat it). Distances come from a
 //     callback (any quantizer) or an [N, K_last] matrix. Items that did not collide
 //     at the start are never changed. It reduces collisions; it does not promise to
 //     remove them all (LC-Rec does not either).
@@ -300,6 +301,7 @@ public:
         std::vector<row_id_t> group;
         for (int round = 0; round < opt.max_rounds && stats_.groups > 0; ++round) {
             ++report.rounds;
+            bool changed = false;
             // Collect the groups first: re-coding changes the order being walked.
             std::vector<row_id_t> members;
             std::vector<index_t> bounds{0};
@@ -323,9 +325,14 @@ public:
                 code.resize(static_cast<std::size_t>(g));
                 detail::sinkhorn_argmax(d, g, k, opt, tmp, code.data());
                 for (index_t r = 0; r < g; ++r)
-                    if (movable[static_cast<std::size_t>(group[r])]) codes_(group[r], last) = code[r];
+                    if (movable[static_cast<std::size_t>(group[r])] && codes_(group[r], last) != code[r]) {
+                        codes_(group[r], last) = code[r];
+                        changed = true;
+                    }
             }
             reindex();
+            // A round that changes nothing leaves the same groups, so every later round would repeat it.
+            if (!changed) break;
         }
         report.after = stats_;
         for (index_t i = 0; i < n_; ++i) report.items_changed += codes_(i, last) != start[static_cast<std::size_t>(i)];

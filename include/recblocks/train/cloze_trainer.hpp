@@ -24,10 +24,19 @@
 // batch (loss, finite checks, clipping, AdamW) runs on the backend given to
 // train_step, in the memory the model's parameters live in; checkpoints are
 // written from and read into that memory.
+//
+// Granular steps (options.granule > 0), data-parallel with a communicator
+// (Comm; docs/distributed.md): as train::NextItemTrainer's. The whole global
+// batch's masks are drawn on every rank (cheap, host) to count its targets;
+// each granule's cross-entropy is divided by that count, its dropout keyed by
+// (step, granule), and the granules' gradients are summed in granule order
+// across ranks before clipping and AdamW: N ranks reproduce one process bit
+// for bit. granule = 0 (the default) is the whole-batch step, unchanged.
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -40,7 +49,10 @@
 #include "recblocks/optim/adam.hpp"
 #include "recblocks/optim/gradients.hpp"
 #include "recblocks/optim/lr_schedule.hpp"
+#include "recblocks/distributed/granules.hpp"
+#include "recblocks/distributed/single_process.hpp"
 #include "recblocks/train/epochs.hpp"
+#include "recblocks/train/granular_gradients.hpp"
 #include "recblocks/train/trainable_model.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
@@ -59,9 +71,12 @@ struct ClozeTrainingOptions {
     double mask_prob = 0.2;         ///< ρ
     double mask_last_prob = 0.0;    ///< rows that mask only their last item (authors' code: 1/11; data::ClozeBatches)
     std::uint64_t seed = 42;        ///< batches and masks (the model has its own seed for init and dropout)
+    /// 0: one gradient for the whole batch. g > 0: granular steps of g sequences (data-parallel;
+    /// batch_size is the GLOBAL batch, a multiple of g times the number of ranks).
+    index_t granule = 0;
 };
 
-template <class T, class Model>
+template <class T, class Model, distributed::Communicator Comm = distributed::SingleProcess>
 class ClozeTrainer {
     static_assert(TrainableModel<Model>, "train::ClozeTrainer: the model needs params() returning its ParamList "
                                          "(train/trainable_model.hpp lists what a trainer needs)");
@@ -70,11 +85,44 @@ class ClozeTrainer {
     using Memory = typename model_memory<Model>::type;
 
 public:
+    /// With a communicator of several ranks (granule > 0 needed) every rank passes the same data
+    /// and options; the constructor's handshake (a collective) checks it, `extra_handshake` too.
     ClozeTrainer(Model& model, const std::vector<std::vector<row_id_t>>& train, index_t num_items,
-                 ClozeTrainingOptions opt)
+                 ClozeTrainingOptions opt, Comm comm = Comm(),
+                 std::vector<distributed::HandshakeField> extra_handshake = {})
         : model_(model), opt_(validated(opt)),
           batches_(train, num_items, model.config().max_len, opt.mask_prob, opt.seed, opt.mask_last_prob),
-          adam_(adam_config(opt), model.params()) {
+          adam_(adam_config(opt), model.params()), comm_(std::move(comm)) {
+        RECBLOCKS_CHECK_VALUE(opt.granule > 0 || comm_.size() == 1, "train::ClozeTrainer: ", comm_.size(),
+                              " ranks need granular steps (options.granule > 0)");
+        if (opt.granule > 0) {
+            RECBLOCKS_CHECK_VALUE((std::is_same_v<Memory, HostMemory>),
+                                  "train::ClozeTrainer: granular steps need the parameters in host memory");
+            plan_.emplace(opt.batch_size, opt.granule, comm_.size(), comm_.rank());
+            using distributed::double_bits;
+            std::vector<distributed::HandshakeField> fields = data_and_model_fields(train, model.params());
+            const std::vector<distributed::HandshakeField> mine = {
+                {"trainer", distributed::hash_string("ClozeTrainer")},
+                {"num_items", static_cast<std::uint64_t>(num_items)},
+                {"max_len", static_cast<std::uint64_t>(model.config().max_len)},
+                {"seed", opt.seed},
+                {"global batch", static_cast<std::uint64_t>(opt.batch_size)},
+                {"granule", static_cast<std::uint64_t>(opt.granule)},
+                {"lr", double_bits(opt.lr)},
+                {"beta1", double_bits(opt.beta1)},
+                {"beta2", double_bits(opt.beta2)},
+                {"eps", double_bits(opt.eps)},
+                {"weight_decay", double_bits(opt.weight_decay)},
+                {"clip_norm", double_bits(opt.clip_norm)},
+                {"warmup_steps", static_cast<std::uint64_t>(opt.warmup_steps)},
+                {"total_steps", static_cast<std::uint64_t>(opt.total_steps)},
+                {"mask_prob", double_bits(opt.mask_prob)},
+                {"mask_last_prob", double_bits(opt.mask_last_prob)},
+            };
+            fields.insert(fields.end(), mine.begin(), mine.end());
+            fields.insert(fields.end(), extra_handshake.begin(), extra_handshake.end());
+            distributed::handshake(comm_, std::span<const distributed::HandshakeField>(fields));
+        }
         schedule_.base = opt.lr;
         schedule_.warmup_steps = opt.warmup_steps;
         schedule_.total_steps = opt.total_steps;
@@ -105,6 +153,7 @@ public:
     double train_step(const Be& be, ThreadPool& pool) {
         static_assert(ClozeStep<Model, Be>, "train::ClozeTrainer: the model needs train_step_ce(be, pool, ids, labels, step) returning losses::LossValue "
                                            "(train/trainable_model.hpp lists what a trainer needs)");
+        if (plan_) return granular_step(be, pool);
         const std::span<const index_t> users = epoch_batches_.users(batches_, step_, opt_.batch_size);
         const std::size_t nb = users.size();
         const index_t len = batches_.max_len();
@@ -113,16 +162,42 @@ public:
             labels_.resize(Shape<2>{{static_cast<index_t>(nb), len}});
         }
         batches_.fill(users, static_cast<std::uint64_t>(step_), ids_.view(), labels_.view());
-        losses::LossValue loss;
+        const losses::LossValue loss =
+            step_ce(be, pool, ids_.cview(), labels_.cview(), static_cast<std::uint64_t>(step_), 0);
+        update(be, loss.loss);
+        last_batch_ = static_cast<index_t>(nb);
+        return loss.loss;
+    }
+
+    /// Sequences in the last step's batch (the global batch in granular steps).
+    [[nodiscard]] index_t last_batch_size() const { return last_batch_; }
+    [[nodiscard]] Comm& communicator() { return comm_; }
+    /// Seconds the last granular step spent in the gradient and loss sums across ranks.
+    [[nodiscard]] double last_reduce_seconds() const { return granules_.last_seconds(); }
+
+private:
+    template <class Be>
+    losses::LossValue step_ce(const Be& be, ThreadPool& pool, MatrixView<const row_id_t> ids,
+                              MatrixView<const row_id_t> labels, std::uint64_t key, index_t normalizer) {
         try {
-            loss = model_.train_step_ce(be, pool, ids_.cview(), labels_.cview(), static_cast<std::uint64_t>(step_));
+            if (normalizer == 0) return model_.train_step_ce(be, pool, ids, labels, key);
+            if constexpr (requires { model_.train_step_ce(be, pool, ids, labels, key, normalizer); })
+                return model_.train_step_ce(be, pool, ids, labels, key, normalizer);
+            else
+                throw ValueError("train::ClozeTrainer: granular steps need a model whose train_step_ce takes "
+                                 "(..., step, normalizer)");
         } catch (const ValueError& e) {  // e.g. non-finite logits: say which step, the weights are untouched
             const std::string what = e.what(), id = "[" + e.id() + "] ";
             throw ValueError(recblocks::detail::concat("training step ", step_, ": ",
                                                        what.rfind(id, 0) == 0 ? what.substr(id.size()) : what,
                                                        "; stopping before it reaches the weights"));
         }
-        RECBLOCKS_CHECK_VALUE(std::isfinite(loss.loss), "training step ", step_, ": the loss is ", loss.loss,
+    }
+
+    /// The step's gradient is in the parameters' grads: checks, clipping, the schedule, AdamW.
+    template <class Be>
+    void update(const Be& be, double loss) {
+        RECBLOCKS_CHECK_VALUE(std::isfinite(loss), "training step ", step_, ": the loss is ", loss,
                               "; stopping before it reaches the weights");
         optim::check_finite_grads(be, model_.params(), step_);
         last_norm_ = opt_.clip_norm > 0 ? optim::clip_grad_norm(be, model_.params(), opt_.clip_norm)
@@ -130,9 +205,50 @@ public:
         last_lr_ = schedule_.at(step_);
         adam_.step(be, model_.params(), last_lr_);
         ++step_;
-        last_batch_ = static_cast<index_t>(nb);
-        return loss.loss;
     }
+
+    /// This rank's granules of the global batch, summed in granule order across ranks.
+    template <class Be>
+    double granular_step(const Be& be, ThreadPool& pool) {
+        if constexpr (!std::is_same_v<Memory, HostMemory>) {
+            RECBLOCKS_CHECK_VALUE(false, "train::ClozeTrainer: granular steps need host memory");
+            return 0;
+        } else {
+            const auto& plan = *plan_;
+            const std::span<const index_t> users = epoch_batches_.users(batches_, step_, opt_.batch_size);
+            const auto nb = static_cast<index_t>(users.size());
+            const index_t len = batches_.max_len(), k = plan.per_rank();
+            // The whole batch's masks, on every rank: the loss divides by all of its targets.
+            if (ids_.extent(0) != nb) {
+                ids_.resize(Shape<2>{{nb, len}});
+                labels_.resize(Shape<2>{{nb, len}});
+            }
+            batches_.fill(users, static_cast<std::uint64_t>(step_), ids_.view(), labels_.view());
+            index_t targets = 0;
+            for (index_t i = 0; i < nb * len; ++i) targets += labels_.data()[i] != 0;
+            const auto& params = model_.params();
+            granules_.start(params, k);
+            for (index_t j = 0; j < k; ++j) {
+                const index_t g = plan.global_index(j);
+                const auto [b, e] = plan.samples(g, nb);
+                if (b == e) {
+                    granules_.skip(j);
+                    continue;
+                }
+                const auto loss = step_ce(be, pool, matrix_view<const row_id_t>(ids_.data() + b * len, e - b, len),
+                                          matrix_view<const row_id_t>(labels_.data() + b * len, e - b, len),
+                                          distributed::GranulePlan::dropout_key(static_cast<std::uint64_t>(step_), g),
+                                          std::max<index_t>(targets, 1));
+                granules_.keep(j, params, loss.loss);
+            }
+            const double loss = granules_.sum(comm_, params);
+            update(be, loss);
+            last_batch_ = nb;
+            return loss;
+        }
+    }
+
+public:
 
     /// Runs the rest of the current epoch; `progress(done, total, mean_loss)` is
     /// called after every step when given.
@@ -140,9 +256,6 @@ public:
     EpochStats train_epoch(const Be& be, ThreadPool& pool, Progress&& progress = nullptr) {
         return run_epoch(*this, be, pool, std::forward<Progress>(progress));
     }
-    /// Sequences in the last step's batch.
-    [[nodiscard]] index_t last_batch_size() const { return last_batch_; }
-
     /// Writes weights, AdamW moments and the step (atomically; train::save_checkpoint),
     /// plus the caller's metadata.
     void save_checkpoint(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata = {},
@@ -159,10 +272,10 @@ public:
 private:
     static ClozeTrainingOptions validated(const ClozeTrainingOptions& o) {
         RECBLOCKS_CHECK_VALUE(o.batch_size >= 1 && o.lr > 0 && o.clip_norm >= 0 && o.warmup_steps >= 0 &&
-                                  o.total_steps >= 0,
+                                  o.total_steps >= 0 && o.granule >= 0,
                               "train::ClozeTrainer: need batch_size >= 1, lr > 0, clip_norm >= 0, warmup_steps >= 0, "
-                              "total_steps >= 0; got ", o.batch_size, ", ", o.lr, ", ", o.clip_norm, ", ",
-                              o.warmup_steps, ", ", o.total_steps);
+                              "total_steps >= 0, granule >= 0; got ", o.batch_size, ", ", o.lr, ", ", o.clip_norm, ", ",
+                              o.warmup_steps, ", ", o.total_steps, ", ", o.granule);
         RECBLOCKS_CHECK_VALUE(o.total_steps == 0 || o.total_steps > o.warmup_steps, "train::ClozeTrainer: total_steps (",
                               o.total_steps, ") must exceed warmup_steps (", o.warmup_steps,
                               ") for the linear decay; lower warmup_steps or train longer (0 = no decay)");
@@ -190,6 +303,9 @@ private:
     Matrix<row_id_t> ids_, labels_;
     index_t last_batch_ = 0;
     double last_lr_ = 0, last_norm_ = 0;
+    Comm comm_;
+    std::optional<distributed::GranulePlan> plan_;
+    GranularGradients<T> granules_;
 };
 
 }  // namespace train
