@@ -40,6 +40,7 @@
 #include "recblocks/core/rng.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/data/sequence_dataset.hpp"
+#include "recblocks/data/tfidf_projection.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace data {
@@ -187,55 +188,13 @@ inline Matrix<float> hashed_tfidf_projection(const std::vector<std::vector<std::
                                              const TextFeatureConfig& cfg) {
     RECBLOCKS_CHECK_VALUE(cfg.hash_buckets >= 1 && cfg.dim >= 1, "data::hashed_tfidf_projection: hash_buckets and dim ",
                           "must be >= 1, got ", cfg.hash_buckets, " and ", cfg.dim);
-    const index_t n = static_cast<index_t>(docs.size()), d = cfg.dim;
     const auto buckets = static_cast<std::uint64_t>(cfg.hash_buckets);
-    // Sparse TF rows, sorted by bucket.
-    std::vector<std::vector<std::pair<std::uint32_t, double>>> rows(docs.size());
-    std::vector<index_t> df(static_cast<std::size_t>(cfg.hash_buckets), 0);
+    std::vector<std::vector<std::uint64_t>> terms(docs.size());
     for (std::size_t i = 0; i < docs.size(); ++i) {
-        auto& r = rows[i];
-        for (const auto& tok : docs[i]) r.emplace_back(static_cast<std::uint32_t>(detail::fnv1a64(tok) % buckets), 1.0);
-        std::sort(r.begin(), r.end());
-        std::size_t k = 0;
-        for (std::size_t j = 0; j < r.size(); ++j) {
-            if (k > 0 && r[k - 1].first == r[j].first) r[k - 1].second += 1.0;
-            else r[k++] = r[j];
-        }
-        r.resize(k);
-        for (const auto& [b, c] : r) ++df[b];
+        terms[i].reserve(docs[i].size());
+        for (const auto& tok : docs[i]) terms[i].push_back(detail::fnv1a64(tok) % buckets);
     }
-    Matrix<float> out(Shape<2>{{n, d}});
-    std::fill(out.begin(), out.end(), 0.0f);
-    std::unordered_map<std::uint32_t, std::vector<double>> proj;  // bucket -> row of R (drawn once)
-    const Rng rng(cfg.seed);
-    const double sd = 1.0 / std::sqrt(double(d));
-    std::vector<double> y(static_cast<std::size_t>(d));
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-        auto& r = rows[i];
-        double norm = 0;
-        for (auto& [b, v] : r) {
-            v *= std::log((1.0 + double(n)) / (1.0 + double(df[b]))) + 1.0;
-            norm += v * v;
-        }
-        if (norm == 0) continue;
-        const double inv = 1.0 / std::sqrt(norm);
-        std::fill(y.begin(), y.end(), 0.0);
-        for (const auto& [b, v] : r) {
-            auto [it, fresh] = proj.try_emplace(b);
-            if (fresh) {
-                it->second.resize(static_cast<std::size_t>(d));
-                const Rng rb = rng.substream(b);
-                for (index_t j = 0; j < d; ++j) it->second[static_cast<std::size_t>(j)] = sd * rb.normal(std::uint64_t(j));
-            }
-            for (index_t j = 0; j < d; ++j) y[static_cast<std::size_t>(j)] += v * inv * it->second[static_cast<std::size_t>(j)];
-        }
-        double ny = 0;
-        for (const double v : y) ny += v * v;
-        if (ny == 0) continue;
-        const double s = 1.0 / std::sqrt(ny);
-        for (index_t j = 0; j < d; ++j) out(static_cast<index_t>(i), j) = static_cast<float>(y[static_cast<std::size_t>(j)] * s);
-    }
-    return out;
+    return tfidf_random_projection(terms, cfg.dim, cfg.seed);
 }
 
 /// Content vectors of a dataset's items: row i - 1 is dense item i (1..N) of

@@ -27,6 +27,7 @@
 #include "recblocks/core/rng.hpp"
 #include "recblocks/core/tensor.hpp"
 #include "recblocks/data/item_attributes.hpp"
+#include "recblocks/data/tfidf_projection.hpp"
 
 RECBLOCKS_NAMESPACE_BEGIN
 namespace data {
@@ -40,59 +41,15 @@ struct AttributeFeatureConfig {
 /// empty bag). ValueError when dim < 1.
 inline Matrix<float> attribute_tfidf_projection(const ItemAttributes& attrs, const AttributeFeatureConfig& cfg) {
     RECBLOCKS_CHECK_VALUE(cfg.dim >= 1, "data::attribute_tfidf_projection: dim must be >= 1, got ", cfg.dim);
-    const index_t n = attrs.num_items(), d = cfg.dim;
-    // Per item: (attribute, count), sorted by attribute.
-    std::vector<std::vector<std::pair<std::int32_t, double>>> rows(static_cast<std::size_t>(n));
-    std::unordered_map<std::int32_t, index_t> df;
-    for (index_t i = 0; i < n; ++i) {
-        auto& r = rows[static_cast<std::size_t>(i)];
+    const index_t n = attrs.num_items();
+    std::vector<std::vector<std::uint64_t>> terms(static_cast<std::size_t>(n));
+    for (index_t i = 0; i < n; ++i)
         for (const std::int32_t a : attrs.bags[static_cast<std::size_t>(i + 1)]) {
             RECBLOCKS_CHECK_VALUE(a >= 0, "data::attribute_tfidf_projection: item ", i + 1,
                                   " has a negative attribute id ", a);
-            r.emplace_back(a, 1.0);
+            terms[static_cast<std::size_t>(i)].push_back(static_cast<std::uint64_t>(a));
         }
-        std::sort(r.begin(), r.end());
-        std::size_t k = 0;
-        for (std::size_t j = 0; j < r.size(); ++j) {
-            if (k > 0 && r[k - 1].first == r[j].first) r[k - 1].second += 1.0;
-            else r[k++] = r[j];
-        }
-        r.resize(k);
-        for (const auto& [a, cnt] : r) ++df[a];
-    }
-    Matrix<float> out(Shape<2>{{n, d}});
-    std::fill(out.begin(), out.end(), 0.0f);
-    std::unordered_map<std::int32_t, std::vector<double>> proj;  // attribute -> row of R (drawn once)
-    const Rng rng(cfg.seed);
-    const double sd = 1.0 / std::sqrt(static_cast<double>(d));
-    std::vector<double> y(static_cast<std::size_t>(d));
-    for (index_t i = 0; i < n; ++i) {
-        auto& r = rows[static_cast<std::size_t>(i)];
-        double norm = 0;
-        for (auto& [a, v] : r) {
-            v *= std::log((1.0 + static_cast<double>(n)) / (1.0 + static_cast<double>(df[a]))) + 1.0;
-            norm += v * v;
-        }
-        if (norm == 0) continue;
-        const double inv = 1.0 / std::sqrt(norm);
-        std::fill(y.begin(), y.end(), 0.0);
-        for (const auto& [a, v] : r) {
-            auto [it, fresh] = proj.try_emplace(a);
-            if (fresh) {
-                it->second.resize(static_cast<std::size_t>(d));
-                const Rng ra = rng.substream(static_cast<std::uint64_t>(a));
-                for (index_t j = 0; j < d; ++j)
-                    it->second[static_cast<std::size_t>(j)] = sd * ra.normal(static_cast<std::uint64_t>(j));
-            }
-            for (index_t j = 0; j < d; ++j) y[static_cast<std::size_t>(j)] += v * inv * it->second[static_cast<std::size_t>(j)];
-        }
-        double ny = 0;
-        for (const double v : y) ny += v * v;
-        if (ny == 0) continue;
-        const double s = 1.0 / std::sqrt(ny);
-        for (index_t j = 0; j < d; ++j) out(i, j) = static_cast<float>(y[static_cast<std::size_t>(j)] * s);
-    }
-    return out;
+    return tfidf_random_projection(terms, cfg.dim, cfg.seed);
 }
 
 struct TableVectorOptions {
