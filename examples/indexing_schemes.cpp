@@ -111,14 +111,35 @@ Row evaluate(const rb::indexing::ItemCodes& c, const std::string& source, double
 
 }  // namespace
 
+std::vector<examples::FlagGroup> flag_groups() {
+    return {
+        {"data",
+         {{"data", "data/amazon-sports/Sports_and_Outdoors.txt", "S3-Rec interactions (user item item ...)", "FILE"},
+          {"attributes", "(the bundled Sports attributes when --data is not given)", "S3-Rec item2attributes.json",
+           "FILE"},
+          {"item_table", "", "index a model's item table instead of attribute vectors", "FILE.safetensors"},
+          {"item_table_tensor", "item_emb.weight", "the table's tensor in --item_table", "NAME"}}},
+        {"indexing",
+         {{"k", "(256; 32 with --quick)", "codes per level", "K"},
+          {"levels", "3", "code levels M"},
+          {"window", "5", "co-occurrence window of the collaborative scheme"},
+          {"dim", "64", "width of the attribute vectors"},
+          {"schemes", "sequential,collaborative,semantic-rq,random", "which schemes to run", "LIST"},
+          {"seed", "1", "every random choice"}}},
+        {"run",
+         {{"threads", "(every hardware thread)", "worker threads", "N"},
+          {"repeats", "1", "timed repetitions per scheme (the median is printed)"},
+          {"dump_vectors", "", "write the item vectors indexed", "FILE"},
+          {"quick", "0", "small codebooks and few iterations (what CTest runs)", "0|1"}}},
+    };
+}
+
+const char* kUsage = "usage: indexing_schemes [options]    (docs/generative_retrieval.md, \"Item indexing schemes\")\n";
+
 int main(int argc, char** argv) try {
-    const examples::Args a(argc, argv,
-                           {"data", "attributes", "item_table", "item_table_tensor", "k", "levels", "window", "dim",
-                            "schemes", "seed", "threads", "dump_vectors", "repeats", "quick"});
+    const examples::Args a(argc, argv, flag_groups());
     if (a.has("help")) {
-        std::printf("indexing_schemes [--data FILE] [--attributes FILE] [--item_table FILE.safetensors] "
-                    "[--item_table_tensor NAME] [--k K] [--levels M] [--window W] [--dim D] [--schemes LIST] "
-                    "[--seed S] [--threads T] [--repeats R] [--dump_vectors FILE] [--quick 1]\n");
+        a.print_help(stdout, kUsage);
         return 0;
     }
     const bool quick = a.integer_in("quick", 0, 0, 1) == 1;

@@ -35,9 +35,35 @@ using rb::index_t;
 
 namespace {
 
-const std::set<std::string> kFlags = {"dataset", "format", "maxlen", "hidden_units", "num_blocks", "num_heads",
-                                      "dropout_rate", "lr", "batch_size", "granule", "num_epochs", "l2_emb", "seed",
-                                      "threads", "eval", "save", "load", "max_steps", "timeout"};
+std::vector<examples::FlagGroup> flag_groups() {
+    return {
+        {"data",
+         {{"dataset", "", "the interactions (every rank reads the file)", "FILE"},
+          {"format", "(by extension: .csv = movielens-csv, else user-item)", "how to read --dataset",
+           "user-item|sequences|movielens-csv"}}},
+        {"model",
+         {{"maxlen", "200", "L: the longest history"},
+          {"hidden_units", "50", "D"},
+          {"num_blocks", "2", "transformer blocks"},
+          {"num_heads", "1", "attention heads (must divide D)"},
+          {"dropout_rate", "0.2", "dropout of embeddings, attention and feed-forward", "X"},
+          {"l2_emb", "0", "adds l2_emb/2 * ||E||^2 to the loss", "X"}}},
+        {"training (data-parallel)",
+         {{"batch_size", "128", "sequences per rank and step (the global batch is ranks x this)"},
+          {"granule", "(--batch_size)", "sequences per gradient granule: the unit summed in a fixed order", "N"},
+          {"lr", "0.001", "Adam's learning rate", "X"},
+          {"num_epochs", "200", "epochs over the training users"},
+          {"max_steps", "0", "stop after N steps (0: no limit)"},
+          {"seed", "42", "batches, negatives, dropout, initialisation"},
+          {"threads", "1", "threads per rank"},
+          {"timeout", "600", "seconds a collective may wait for the other ranks before the job ends", "S"},
+          {"save", "", "rank 0 writes a checkpoint after every epoch (atomically)", "FILE"},
+          {"load", "", "resume a --save checkpoint, from a run on any number of ranks", "FILE"}}},
+        {"evaluation", {{"eval", "sampled", "protocol: 100 sampled negatives or the full catalogue", "sampled|full"}}},
+    };
+}
+
+const char* kUsage = "usage: mpirun -np N sasrec_mpi --dataset FILE [options]    (docs/distributed.md)\n";
 
 /// FNV-1a over every parameter's bits: equal runs print equal hashes.
 std::uint64_t weights_hash(const rb::ParamList<float>& params) {
@@ -170,7 +196,11 @@ int main(int argc, char** argv) {
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     try {
-        const examples::Args a(argc, argv, kFlags);
+        const examples::Args a(argc, argv, flag_groups());
+        if (a.has("help")) {
+            if (rank == 0) a.print_help(stdout, kUsage);
+            return 0;
+        }
         const double timeout = a.real_in("timeout", 600.0, 1e-3, 1e9);
         rb::distributed::MpiCommunicator comm(MPI_COMM_WORLD, timeout);
         return run(a, comm);
