@@ -70,10 +70,7 @@ namespace {
 std::vector<examples::FlagGroup> flag_groups() {
     // Aliases: the names of the BERT4Rec authors' run.py flags and bert_config.json fields.
     return {
-        {"data",
-         {{"dataset", "", "the interactions", "FILE"},
-          {"format", "(by extension: .csv = movielens-csv, else user-item)", "how to read --dataset",
-           "user-item|sequences|movielens-csv"}}},
+        examples::dataset_flags(),
         {"model",
          {{"maxlen", "200", "L: the longest history", "N", false, {"max_seq_length"}},
           {"hidden_units", "64", "D", "N", false, {"hidden_size"}},
@@ -102,14 +99,9 @@ std::vector<examples::FlagGroup> flag_groups() {
           {"save", "", "write a resumable checkpoint after every epoch", "FILE"},
           {"load", "", "resume a --save checkpoint", "FILE"},
           {"inference_only", "false", "only evaluate (no epoch runs)", "true|false"}}},
-        {"evaluation",
-         {{"eval", "sampled", "protocol: 100 sampled negatives or the full catalogue", "sampled|full"},
-          {"eval_every", "20", "validate every N epochs and after the last (0: only the final test)"}}},
+        examples::evaluation_flags(),
         examples::best_checkpoint_flags(),
-        {"recommend",
-         {{"user", "", "the user of --dataset to recommend for", "ID"},
-          {"history", "", "item ids, with a --load checkpoint that describes itself", "ID,ID,..."},
-          {"k", "10", "items to recommend"}}},
+        examples::recommend_flags(),
     };
 }
 

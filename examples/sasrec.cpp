@@ -99,10 +99,7 @@ namespace {
 
 std::vector<examples::FlagGroup> flag_groups() {
     return {
-        {"data",
-         {{"dataset", "", "the interactions", "FILE"},
-          {"format", "(by extension: .csv = movielens-csv, else user-item)", "how to read --dataset",
-           "user-item|sequences|movielens-csv"}}},
+        examples::dataset_flags(),
         {"model",
          {{"maxlen", "200", "L: the longest history"},
           {"hidden_units", "50", "D"},
@@ -135,14 +132,9 @@ std::vector<examples::FlagGroup> flag_groups() {
           {"matryoshka", "", "train with the MRL-E loss at these nested widths", "W1,...,D"},
           {"matryoshka_weights", "(all 1)", "the loss weight of each width", "C1,..."},
           {"eval_widths", "(the --matryoshka widths)", "widths evaluated at the end", "W1,...,D"}}},
-        {"evaluation",
-         {{"eval", "sampled", "protocol: 100 sampled negatives or the full catalogue", "sampled|full"},
-          {"eval_every", "20", "validate every N epochs and after the last (0: only the final test)"}}},
+        examples::evaluation_flags(),
         examples::best_checkpoint_flags(),
-        {"recommend",
-         {{"user", "", "the user of --dataset to recommend for", "ID"},
-          {"history", "", "item ids, with a --load checkpoint that describes itself", "ID,ID,..."},
-          {"k", "10", "items to recommend"}}},
+        examples::recommend_flags(),
         {"output", {{"save_embeddings", "", "write the item table and the test users' vectors", "FILE"}}},
     };
 }

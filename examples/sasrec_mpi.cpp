@@ -37,10 +37,7 @@ namespace {
 
 std::vector<examples::FlagGroup> flag_groups() {
     return {
-        {"data",
-         {{"dataset", "", "the interactions (every rank reads the file)", "FILE"},
-          {"format", "(by extension: .csv = movielens-csv, else user-item)", "how to read --dataset",
-           "user-item|sequences|movielens-csv"}}},
+        examples::dataset_flags("the interactions (every rank reads the file)"),
         {"model",
          {{"maxlen", "200", "L: the longest history"},
           {"hidden_units", "50", "D"},

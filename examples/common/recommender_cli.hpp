@@ -25,6 +25,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "args.hpp"
 #include "memory_budget.hpp"
@@ -220,6 +221,29 @@ inline void print_final_json(const char* model, const std::string& protocol, con
                 static_cast<long long>(epochs), train_sequences_per_second, threads, best.c_str());
 }
 
+
+/// The flags read_dataset() reads, for --help (`dataset_help` says what the file is to this program).
+inline FlagGroup dataset_flags(std::string dataset_help = "the interactions") {
+    return {"data",
+            {{"dataset", "", std::move(dataset_help), "FILE"},
+             {"format", "(by extension: .csv = movielens-csv, else user-item)", "how to read --dataset",
+              "user-item|sequences|movielens-csv"}}};
+}
+
+/// The evaluation flags of the training programs, for --help.
+inline FlagGroup evaluation_flags() {
+    return {"evaluation",
+            {{"eval", "sampled", "protocol: 100 sampled negatives or the full catalogue", "sampled|full"},
+             {"eval_every", "20", "validate every N epochs and after the last (0: only the final test)"}}};
+}
+
+/// The flags of the `recommend` command of sasrec and bert4rec, for --help.
+inline FlagGroup recommend_flags() {
+    return {"recommend",
+            {{"user", "", "the user of --dataset to recommend for", "ID"},
+             {"history", "", "item ids, with a --load checkpoint that describes itself", "ID,ID,..."},
+             {"k", "10", "items to recommend"}}};
+}
 
 /// The flags of BestCheckpoint and of the reference trainers' run options, for --help.
 inline FlagGroup best_checkpoint_flags() {
